@@ -1,0 +1,1 @@
+"""common: MicroPython-safe; see DESIGN.md for what lives here."""

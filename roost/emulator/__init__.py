@@ -1,0 +1,1 @@
+"""emulator: the deterministic simulator and the process fleet (CPython)."""

@@ -1,0 +1,1 @@
+"""firmware: MicroPython-safe; see DESIGN.md for what lives here."""

@@ -1,0 +1,1 @@
+"""gateway: CPython services and the roost command line."""

@@ -1,0 +1,1 @@
+"""hardware: MicroPython-safe; see DESIGN.md for what lives here."""

@@ -1,0 +1,1 @@
+"""node: MicroPython-safe; see DESIGN.md for what lives here."""
