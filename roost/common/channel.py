@@ -1,0 +1,64 @@
+"""A node's authenticated channel: seals outgoing envelopes and opens incoming ones.
+
+Sans-I/O: it turns bodies into bytes and bytes into envelopes, checks the HMAC, the version,
+the receiver and the replay window, and counts every rejection. All cores on one node share
+one channel, so sequence numbers are unique per (node, incarnation).
+"""
+
+from roost.common import envelope as _env
+from roost.common.auth import Hmac
+from roost.common.ids import check_id
+from roost.common.limits import MAX_DATAGRAM
+from roost.common.replay import ReplayWindow
+
+
+class Channel:
+    def __init__(self, node_id, key, incarnation=0, max_bytes=MAX_DATAGRAM, replay_window=256):
+        self.node_id = check_id(node_id)
+        self.mac = key if isinstance(key, Hmac) else Hmac(key)
+        self.incarnation = incarnation
+        self.max_bytes = max_bytes
+        self.seq = 0
+        self.replay = ReplayWindow(replay_window)
+        self.stats = {"tx": 0, "rx_ok": 0}
+        for reason in _env.REASONS:
+            self.stats["rx_rejected_" + reason] = 0
+
+    def seal(self, kind, receiver, body):
+        """Body -> bytes ready to send; ValueError if it does not fit ``max_bytes``."""
+        self.seq += 1
+        env = _env.Envelope(kind, self.node_id, receiver, self.incarnation, self.seq, body)
+        data = _env.encode(env, self.mac, self.max_bytes)
+        self.stats["tx"] += 1
+        return data
+
+    def overhead(self, kind, receiver):
+        """Bytes an empty-bodied envelope takes (for cores that pack bodies up to the limit)."""
+        env = _env.Envelope(kind, self.node_id, receiver, self.incarnation, self.seq + 1, 0)
+        return len(_env.encode_json(env)) + 32 - 1
+
+    def open(self, raw):
+        """Bytes -> Envelope for this node, or None (the reason is counted)."""
+        env, reason = _env.decode(raw, self.mac, self.max_bytes)
+        if env is None:
+            return self.reject(reason)
+        if env.receiver != _env.BROADCAST and env.receiver != self.node_id:
+            return self.reject(_env.R_MISDIRECTED)
+        verdict = self.replay.check(env.sender, env.incarnation, env.seq)
+        if verdict != "ok":
+            return self.reject(_env.R_REPLAY if verdict == "replay" else _env.R_STALE)
+        self.stats["rx_ok"] += 1
+        return env
+
+    def reject(self, reason):
+        """Count a rejection (cores call this too, for reasons only they can see)."""
+        name = "rx_rejected_" + reason
+        self.stats[name] = self.stats.get(name, 0) + 1
+        return None
+
+    def rejected_total(self):
+        n = 0
+        for name in self.stats:
+            if name.startswith("rx_rejected_"):
+                n += self.stats[name]
+        return n

@@ -1,0 +1,79 @@
+"""Run plain ``test_*`` functions under MicroPython (or CPython), one file after another.
+
+Usage: micropython -X heapsize=100K tests/mpy_runner.py tests/common/test_prng.py ...
+Prints one line per failure and a closing 'N passed, N failed' line; exits 1 on failure.
+Test files must not import pytest; a module-level ``MPY_SKIP = ("test_name", ...)`` skips
+tests that need CPython-only parts.
+"""
+
+import gc
+import sys
+
+
+def _repo_root(path):
+    i = path.rfind("tests/")
+    return path[:i] if i >= 0 else ""
+
+
+def _module_name(path):
+    name = path
+    if name.endswith(".py"):
+        name = name[:-3]
+    i = name.find("tests/")
+    if i >= 0:
+        name = name[i:]
+    return name.replace("/", ".")
+
+
+def main(argv):
+    root = _repo_root(argv[0]) or "."
+    if root not in sys.path:
+        sys.path.insert(0, root.rstrip("/") or ".")
+    passed = failed = skipped = 0
+    only = None
+    files = []
+    for a in argv[1:]:
+        if a.startswith("-k="):
+            only = a[3:]
+        else:
+            files.append(a)
+    for path in files:
+        modname = _module_name(path)
+        try:
+            mod = __import__(modname)
+            for part in modname.split(".")[1:]:
+                mod = getattr(mod, part)
+        except Exception as e:  # report the import failure as a failed test file
+            failed += 1
+            print("FAIL import", modname, type(e).__name__, e)
+            sys.print_exception(e) if hasattr(sys, "print_exception") else None
+            continue
+        skip = getattr(mod, "MPY_SKIP", ())
+        names = sorted(n for n in dir(mod) if n.startswith("test_"))
+        for name in names:
+            if only and only not in name:
+                continue
+            if name in skip and sys.implementation.name == "micropython":
+                skipped += 1
+                continue
+            fn = getattr(mod, name)
+            if not callable(fn):
+                continue
+            gc.collect()
+            try:
+                fn()
+                passed += 1
+            except Exception as e:
+                failed += 1
+                print("FAIL", modname + "." + name, type(e).__name__, e)
+                if hasattr(sys, "print_exception"):
+                    sys.print_exception(e)
+    gc.collect()
+    line = "%d passed, %d failed" % (passed, failed)
+    if skipped:
+        line += ", %d skipped" % skipped
+    print("micropython: " + line)
+    return 1 if failed or not passed else 0
+
+
+sys.exit(main(sys.argv))
