@@ -82,7 +82,8 @@ def encode(env, mac, max_bytes=MAX_DATAGRAM):
     (a local mistake: cores size their messages before sealing)."""
     data = encode_json(env)
     if len(data) + TAG_LEN > max_bytes:
-        raise ValueError("message of %d bytes exceeds the %d-byte limit" % (len(data) + TAG_LEN, max_bytes))
+        size = len(data) + TAG_LEN
+        raise ValueError("message of %d bytes exceeds the %d-byte limit" % (size, max_bytes))
     return mac.tag(data) + data
 
 
