@@ -2,6 +2,11 @@
 
 import hashlib
 
+try:  # CPython: a C constant-time comparison; MicroPython has no hmac module
+    from hmac import compare_digest as _compare
+except ImportError:
+    _compare = None
+
 _BLOCK = 64  # SHA-256 block size in bytes
 TAG_LEN = 32  # full HMAC-SHA256 tag
 
@@ -42,6 +47,8 @@ class Hmac:
         if len(tag) != TAG_LEN:
             return False
         want = self.tag(data)
+        if _compare is not None:
+            return _compare(want, bytes(tag))
         diff = 0
         for i in range(TAG_LEN):
             diff |= want[i] ^ tag[i]
