@@ -1,0 +1,136 @@
+"""Bird-visit detection by frame differencing on small grayscale frames. MicroPython-safe.
+
+Frames are ``bytes``/``bytearray`` of ``width * height`` 8-bit gray pixels (on an ESP32-CAM:
+``camera.init(format=camera.GRAYSCALE, framesize=camera.FRAME_96X96)`` then
+``camera.capture()``). A pixel counts as changed when it differs from the previous frame by
+more than ``threshold``; a frame is "active" when the changed share reaches
+``min_changed_permille``. A visit event fires on the first active frame after a quiet one and
+not again within ``cooldown_ms`` (so a bird landing and leaving counts once). All integer
+arithmetic: the same frames give the same events everywhere.
+"""
+
+import binascii
+
+from roost.hardware.sensor import HEALTH_OK, Sensor
+
+
+class FrameDiffDetector:
+    """Feed frames with ``feed(frame, now_ms)``; returns a visit event dict or None."""
+
+    def __init__(
+        self,
+        width,
+        height,
+        threshold=24,
+        min_changed_permille=20,
+        cooldown_ms=5000,
+        thumb_w=8,
+        thumb_h=6,
+    ):
+        if width <= 0 or height <= 0 or thumb_w <= 0 or thumb_h <= 0:
+            raise ValueError("frame and thumbnail sizes must be positive")
+        if thumb_w > width or thumb_h > height:
+            raise ValueError("the thumbnail cannot be larger than the frame")
+        self.width = width
+        self.height = height
+        self.threshold = threshold
+        self.min_changed_permille = min_changed_permille
+        self.cooldown_ms = cooldown_ms
+        self.thumb_w = thumb_w
+        self.thumb_h = thumb_h
+        self._prev = None
+        self._active = False
+        self._last_event_ms = None
+        self.last_changed_permille = 0
+        self.stats = {"frames": 0, "events": 0, "rx_rejected_size": 0}
+
+    def changed_permille(self, a, b):
+        """Share of pixels (per mille) whose difference exceeds the threshold."""
+        thr = self.threshold
+        n = 0
+        for i in range(len(a)):
+            d = a[i] - b[i]
+            if d > thr or -d > thr:
+                n += 1
+        return n * 1000 // len(a)
+
+    def thumbnail(self, frame):
+        """Block-average the frame down to thumb_w x thumb_h bytes."""
+        w, h, tw, th = self.width, self.height, self.thumb_w, self.thumb_h
+        out = bytearray(tw * th)
+        for ty in range(th):
+            y0 = ty * h // th
+            y1 = (ty + 1) * h // th
+            for tx in range(tw):
+                x0 = tx * w // tw
+                x1 = (tx + 1) * w // tw
+                s = 0
+                for y in range(y0, y1):
+                    row = y * w
+                    for x in range(x0, x1):
+                        s += frame[row + x]
+                out[ty * tw + tx] = s // ((y1 - y0) * (x1 - x0))
+        return bytes(out)
+
+    def feed(self, frame, now_ms):
+        """One frame in; a visit event dict out when a visit starts, else None."""
+        if not isinstance(frame, (bytes, bytearray)) or len(frame) != self.width * self.height:
+            self.stats["rx_rejected_size"] += 1
+            return None
+        self.stats["frames"] += 1
+        prev = self._prev
+        self._prev = bytes(frame)
+        if prev is None:
+            return None
+        permille = self.changed_permille(prev, frame)
+        self.last_changed_permille = permille
+        active = permille >= self.min_changed_permille
+        starts = active and not self._active
+        self._active = active
+        if not starts:
+            return None
+        last = self._last_event_ms
+        if last is not None and now_ms - last < self.cooldown_ms:
+            return None
+        self._last_event_ms = now_ms
+        self.stats["events"] += 1
+        thumb = self.thumbnail(frame)
+        return {
+            "type": "visit",
+            "t_ms": now_ms,
+            "changed_permille": permille,
+            "thumb_w": self.thumb_w,
+            "thumb_h": self.thumb_h,
+            "thumb_hex": binascii.hexlify(thumb).decode(),
+        }
+
+
+class CameraVisitSensor(Sensor):
+    """A Sensor over an injected ``capture()`` callable (the board's camera or test frames)."""
+
+    kind = "camera"
+    units = {"visits": "count", "changed": "permille"}
+    sample_period_ms = 1000  # one frame a second is plenty for birds at a feeder
+
+    def __init__(self, capture, width=96, height=96, name=None, sample_period_ms=None, **opts):
+        Sensor.__init__(self, name, sample_period_ms)
+        self.capture = capture
+        self.detector = FrameDiffDetector(width, height, **opts)
+        self._event = None
+
+    def read(self, now_ms):
+        reading = Sensor.read(self, now_ms)
+        if reading.health == HEALTH_OK and self._event is not None:
+            reading.event = self._event
+        return reading
+
+    def _sample(self, now_ms):
+        self._event = None
+        frame = self.capture()
+        if frame is None:
+            raise OSError(5)  # the camera returned nothing: count it as a device error
+        self._event = self.detector.feed(frame, now_ms)
+        return {
+            "visits": 1 if self._event is not None else 0,
+            "changed": self.detector.last_changed_permille,
+        }
