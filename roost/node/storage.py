@@ -1,0 +1,200 @@
+"""A node's durable state in one directory: its "flash".
+
+One file per key, holding the key's JSON value. A write goes to ``<name>.t`` first and is
+then renamed over ``<name>.j``: rename is atomic on POSIX file systems and on littlefs, so a
+pulled plug (``kill -9``, a power cut on a board) leaves either the old or the new value,
+never a torn one. On CPython the new file and then the directory are also fsync'ed (with
+``sync=True``), so the write survives a power cut of the machine, not only a killed process;
+MicroPython has no ``os.fsync`` and littlefs commits on close and rename.
+
+Only ``open``, ``os.rename``, ``os.remove``, ``os.listdir`` and ``os.mkdir`` are used, so the
+same code runs on a laptop and on a board.
+
+    st = DirStorage("/flash/roost")
+    state = st.load_all()         # {key: value}: what a core's constructor reads
+    st.put("promised", [3, "n2"]) # durable when it returns
+    st.put("a/17", None)          # None deletes
+"""
+
+import json
+import os
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_MAX_KEY_LEN = const(100)  # a key's encoded name stays far below littlefs's 255-byte limit
+_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
+_HEX = "0123456789abcdef"
+_DONE = ".j"  # a committed value
+_TEMP = ".t"  # a write in progress (removed at start-up if a crash left one)
+
+_fsync = getattr(os, "fsync", None)
+
+
+class StorageError(Exception):
+    """A value on disk cannot be read (only possible if something else wrote the directory)."""
+
+
+def key_to_name(key):
+    """A key ("promised", "a/17") -> a safe file name stem; ValueError for a bad key."""
+    if not isinstance(key, str) or not key or len(key) > _MAX_KEY_LEN:
+        raise ValueError("storage keys are non-empty strings of at most 100 characters")
+    out = []
+    for ch in key:
+        if ch in _SAFE:
+            out.append(ch)
+        else:
+            for b in ch.encode():
+                out.append("%" + _HEX[b >> 4] + _HEX[b & 15])
+    return "".join(out)
+
+
+def name_to_key(stem):
+    """The inverse of ``key_to_name``; None for a name this module did not make."""
+    raw = bytearray()
+    i = 0
+    n = len(stem)
+    while i < n:
+        ch = stem[i]
+        if ch == "%":
+            if i + 3 > n:
+                return None
+            hi = _HEX.find(stem[i + 1])
+            lo = _HEX.find(stem[i + 2])
+            if hi < 0 or lo < 0:
+                return None
+            raw.append(hi * 16 + lo)
+            i += 3
+        elif ch in _SAFE:
+            raw.extend(ch.encode())
+            i += 1
+        else:
+            return None
+    try:
+        key = bytes(raw).decode()
+    except Exception:  # not UTF-8: not one of ours
+        return None
+    return key or None
+
+
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _makedirs(path):
+    parts = path.split("/")
+    cur = ""
+    for i, part in enumerate(parts):
+        if i == 0 and part == "":
+            cur = "/"
+            continue
+        cur = cur + part if cur.endswith("/") or cur == "" else cur + "/" + part
+        if part and not _exists(cur):
+            try:
+                os.mkdir(cur)
+            except OSError:
+                if not _exists(cur):
+                    raise
+
+
+class DirStorage:
+    """Durable ``{key: JSON value}`` in one directory, written by write-new-then-rename."""
+
+    def __init__(self, path, sync=True):
+        if not isinstance(path, str) or not path:
+            raise ValueError("storage needs a directory path")
+        self.path = path.rstrip("/") or "/"
+        self.sync = sync and _fsync is not None
+        self.stats = {"puts": 0, "deletes": 0, "temp_removed": 0}
+        _makedirs(self.path)
+        for fname in os.listdir(self.path):
+            if fname.endswith(_TEMP):
+                os.remove(self._join(fname))
+                self.stats["temp_removed"] += 1
+
+    def _join(self, fname):
+        return self.path + "/" + fname
+
+    def _file(self, key):
+        return self._join(key_to_name(key) + _DONE)
+
+    def get(self, key, default=None):
+        """The value stored under key, or default."""
+        try:
+            with open(self._file(key)) as f:
+                data = f.read()
+        except OSError:
+            return default
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise StorageError("unreadable value for key " + key) from None
+
+    def put(self, key, value):
+        """Store value (any JSON value) under key, durably; None deletes the key."""
+        final = self._file(key)
+        if value is None:
+            try:
+                os.remove(final)
+            except OSError:
+                return
+            self.stats["deletes"] += 1
+            self._sync_dir()
+            return
+        data = json.dumps(value)
+        temp = final[: -len(_DONE)] + _TEMP
+        with open(temp, "w") as f:
+            f.write(data)
+            if self.sync:
+                f.flush()
+                _fsync(f.fileno())
+        os.rename(temp, final)
+        self.stats["puts"] += 1
+        self._sync_dir()
+
+    def _sync_dir(self):
+        if not self.sync:
+            return
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except (AttributeError, OSError):
+            return
+        try:
+            _fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def keys(self):
+        """Every stored key, sorted."""
+        out = []
+        for fname in os.listdir(self.path):
+            if fname.endswith(_DONE):
+                key = name_to_key(fname[: -len(_DONE)])
+                if key is not None:
+                    out.append(key)
+        out.sort()
+        return out
+
+    def items(self):
+        """Sorted ``[(key, value)]``."""
+        return [(k, self.get(k)) for k in self.keys()]
+
+    def load_all(self):
+        """``{key: value}`` of everything stored: what a core's constructor reads at boot."""
+        out = {}
+        for k in self.keys():
+            v = self.get(k)
+            if v is not None:
+                out[k] = v
+        return out

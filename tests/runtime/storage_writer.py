@@ -1,0 +1,27 @@
+"""Child process for the SIGKILL torture test: writes keys in a loop, prints each acked value.
+
+Usage: python|micropython tests/runtime/storage_writer.py DIR SYNC(0|1) START
+Values are [n, filler, n] with a filler that grows and shrinks, so a torn write cannot
+decode as a valid value; after ``put`` returns it prints ``n``.
+"""
+
+import sys
+
+sys.path.insert(0, sys.argv[0].rsplit("tests/", 1)[0] or ".")
+
+from roost.node.storage import DirStorage  # noqa: E402
+
+
+def main():
+    st = DirStorage(sys.argv[1], sync=sys.argv[2] == "1")
+    n = int(sys.argv[3])
+    print("ready")
+    while n < 10000000:
+        n += 1
+        filler = "x" * (1 + (n * 7919) % 3000)
+        st.put("k%d" % (n % 3), [n, filler, n])
+        st.put("last", n)
+        print(n)
+
+
+main()
