@@ -5,8 +5,6 @@ for Pi-class boards, which run CPython with memory to spare). Pins are GPIO numb
 numbering on a Pi); None means the board has no spare pin or no ADC for that job.
 """
 
-from roost.hardware.simulated import HOUR_MS
-
 
 class BoardProfile:
     __slots__ = (
@@ -115,8 +113,10 @@ def get_profile(name):
     raise ValueError("unknown board %r: choose one of %s" % (name, ", ".join(PROFILE_NAMES)))
 
 
-def make_sensors(profile, simulated=True, seed=0, epoch_offset_ms=6 * HOUR_MS, faults=None):
+def make_sensors(profile, simulated=True, seed=0, epoch_offset_ms=21600000, faults=None):
     """The profile's default sensors, simulated (seeded) or real drivers for that board.
+
+    Simulated runs start at 06:00 unless ``epoch_offset_ms`` says otherwise.
 
     Simulated sensors of one node share one Weather, so their readings agree. Real drivers
     import ``machine`` (ESP32) or Blinka (Pi) only here.

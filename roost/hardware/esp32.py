@@ -4,10 +4,11 @@ Every driver takes its bus, pin or device object as a constructor argument (test
 simulated ones from ``simdev``); only when none is given does it import ``machine`` or
 ``dht``, inside the constructor, so this module also imports on the unix port and CPython.
 Bus trouble never escapes ``read()``: it becomes a Reading with health "error".
+The ESP32-CAM visit detector (``CameraVisitSensor``, ``FrameDiffDetector``) is in
+``camera.py`` and reachable here as ``esp32.CameraVisitSensor``, imported on first use.
 """
 
 from roost.hardware import bme280 as _b
-from roost.hardware.camera import CameraVisitSensor, FrameDiffDetector
 from roost.hardware.sensor import Sensor
 
 try:
@@ -24,15 +25,14 @@ _MODE_FORCED = const(1)
 _STATUS_MEASURING = const(0x08)
 _STATUS_POLLS = const(50)  # bounded wait for a conversion (each poll is one bus read)
 
-__all__ = (
-    "BME280",
-    "DHT22",
-    "PIR",
-    "Battery",
-    "CameraVisitSensor",
-    "FrameDiffDetector",
-    "default_i2c",
-)
+
+def __getattr__(name):
+    """The ESP32-CAM detector lives in camera.py; loaded only when asked for (heap)."""
+    if name in ("CameraVisitSensor", "FrameDiffDetector"):
+        from roost.hardware import camera
+
+        return getattr(camera, name)
+    raise AttributeError(name)
 
 
 def default_i2c(sda, scl, bus_id=0, freq=100000):

@@ -1,0 +1,67 @@
+"""Board profiles and the sensor factory (MicroPython-safe)."""
+
+from roost.hardware.boards import PROFILE_NAMES, get_profile, make_sensors
+from roost.hardware.sensor import Reading
+
+
+def test_known_profiles_load():
+    for name in ("esp32", "esp32-s3", "esp32-cam", "pi-zero-2w", "pi-4", "pi-5"):
+        p = get_profile(name)
+        assert p.name == name
+        assert p.interpreter in ("micropython", "cpython")
+        assert p.roles
+        for role in p.roles:
+            assert role in ("gossip", "paxos", "mapreduce")
+        for key in ("i2c_sda", "i2c_scl", "dht", "pir", "adc", "safe_mode"):
+            assert key in p.pins
+    assert len(PROFILE_NAMES) == 6
+
+
+def test_unknown_profile_is_value_error_naming_valid_ones():
+    try:
+        get_profile("esp8266")
+    except ValueError as e:
+        msg = str(e)
+        assert "esp8266" in msg
+        assert "esp32-s3" in msg and "pi-5" in msg
+        return
+    raise AssertionError("unknown board accepted")
+
+
+def test_heap_budgets():
+    esp = get_profile("esp32")
+    assert 90 * 1024 <= esp.heap_bytes <= 110 * 1024
+    assert esp.heapsize_arg() == "100K"
+    assert not esp.psram
+    assert get_profile("esp32-s3").psram
+    assert get_profile("esp32-s3").heap_bytes > esp.heap_bytes
+    assert get_profile("pi-4").heap_bytes is None
+    assert get_profile("pi-4").heapsize_arg() is None
+    assert get_profile("pi-zero-2w").interpreter == "cpython"
+    assert get_profile("esp32-cam").pins["camera"]
+
+
+def test_roles_fit():
+    assert get_profile("pi-4").fits("mapreduce")
+    assert not get_profile("esp32-cam").fits("paxos")
+
+
+def test_make_sensors_simulated_defaults():
+    for name in PROFILE_NAMES:
+        p = get_profile(name)
+        sensors = make_sensors(name, simulated=True, seed=4)
+        assert [s.kind for s in sensors] == list(p.sensors)
+        for s in sensors:
+            r = s.read(0)
+            assert isinstance(r, Reading)
+            assert r.health == "ok"
+            assert sorted(r.units) == sorted(s.units)
+
+
+def test_make_sensors_seeded_and_shared_weather():
+    a = make_sensors("pi-zero-2w", seed=8)
+    b = make_sensors("pi-zero-2w", seed=8)
+    assert [s.read(5000).values for s in a] == [s.read(5000).values for s in b]
+    bme, dht = a[0], a[1]
+    assert bme.weather is dht.weather
+    assert abs(bme.read(0).values["temperature"] - dht.read(0).values["temperature"]) < 2.0
