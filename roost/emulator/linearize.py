@@ -61,8 +61,10 @@ _CAS_OK = 3       # legal iff value == a; value := b
 _CAS_FAIL = 4     # legal iff value != a
 _CAS_MAYBE = 5    # unknown outcome: swaps if value == a, else no effect
 
+EXACT_BITSET_MAX = 2048   # ops per key up to which configurations are exact bitsets
 CLOCK_EVERY_STEPS = 1024   # search steps between two readings of the clock
 COUNTEREXAMPLE_MAX = 10    # ops shown in a counterexample
+_LOOKAHEAD = 64           # list entries scanned for the next read on an append-only key
 _PREFIX_SHOWN = 5          # of which at most this many from the linearizable prefix
 
 _INF = math.inf
@@ -303,7 +305,7 @@ def _relevant(ops: list[Op]) -> list[Op]:
         # Same argument for an unknown append on a key without cas: every value after
         # it, up to the next put, contains its text; if no get ever read that text,
         # no get sits in that stretch and it can move to the stretch's end.
-        reads = [o.output for o in kept if o.op == "get" and o.output is not None]
+        reads = _maximal({o.output for o in kept if o.op == "get" and o.output is not None})
         kept = [
             o for o in kept
             if not (o.op == "append" and o.ok is None and not any(o.value in s for s in reads))
@@ -320,6 +322,30 @@ def _relevant(ops: list[Op]) -> list[Op]:
         o for o in kept
         if o.ok or (o.value if o.op == "put" else o.new) in seen
     ]
+
+
+def _maximal(strings: set) -> list[str]:
+    """Drop every string that is a prefix of another (substring tests on the rest
+    cover it). In sorted order a string's extensions follow it directly."""
+    ordered = sorted(strings)
+    return [s for s, t in zip(ordered, ordered[1:] + [None]) if t is None or not t.startswith(s)]
+
+
+def _masks(n: int) -> list[int]:
+    """Per-op bit patterns; a configuration's ops are the XOR of their patterns.
+
+    Up to EXACT_BITSET_MAX ops per key these are single bits: the set is exact.
+    Beyond that, an n-bit set would make every step cost O(n), so each op gets a
+    random 128-bit pattern (Zobrist hashing, seeded, so runs are reproducible). Two
+    distinct configurations then collide with probability 2**-128 per pair: for
+    the ~10**7 configurations a long run visits, below 10**-24.
+    """
+    if n <= EXACT_BITSET_MAX:
+        return [1 << i for i in range(n)]
+    import random
+
+    rng = random.Random(0x5EED ^ n)
+    return [rng.getrandbits(128) | (1 << 128) for _ in range(n)]
 
 
 def _search(kops: list[Op], deadline: float):
@@ -369,7 +395,8 @@ def _search(kops: list[Op], deadline: float):
     for k in range(1, m + 1):
         if e_call[k]:
             match[k] = ret_node[e_op[k]]
-    mask = [1 << i for i in range(n)]
+    mask = _masks(n)
+    append_only = all(k == _GET or k == _APPEND for k in kind)
 
     cache: set = set()
     stack_node: list[int] = []
@@ -408,7 +435,7 @@ def _search(kops: list[Op], deadline: float):
                     node = nxt[node]
                     continue
                 nv = value
-                nb = bits | mask[i]
+                nb = bits ^ mask[i]
                 if (nb, nv) in cache:
                     # explored and failed, so this configuration fails as well
                     node = -1
@@ -420,6 +447,22 @@ def _search(kops: list[Op], deadline: float):
                     nv = a
                 elif k == _APPEND:
                     nv = a if value is None else value + a
+                    if append_only:
+                        # On a key written only by appends every later read extends
+                        # the value: prune if a nearby unlinearized read does not.
+                        g = nxt[0]
+                        for _ in range(_LOOKAHEAD):
+                            if g == 0 or e_inf[g]:
+                                break
+                            if not e_call[g] and kind[e_op[g]] == _GET:
+                                out = arg_a[e_op[g]]
+                                if out is None or not out.startswith(nv):
+                                    nv = None
+                                break
+                            g = nxt[g]
+                        if nv is None:
+                            node = nxt[node]
+                            continue
                 elif k == _CAS_OK:
                     if value != a:
                         node = nxt[node]
@@ -430,7 +473,7 @@ def _search(kops: list[Op], deadline: float):
                 else:  # a read: illegal here
                     node = nxt[node]
                     continue
-                nb = bits | mask[i]
+                nb = bits ^ mask[i]
                 ck = (nb, nv)
                 if ck in cache:
                     node = nxt[node]
@@ -473,7 +516,14 @@ def _search(kops: list[Op], deadline: float):
                 if e_call[k2]:
                     pending.append(e_op[k2])
                 k2 = nxt[k2]
-            best = ([e_op[x] for x in stack_node], value, e_op[node], pending)
+            # keep the tail of the prefix and its last write (it set the value)
+            tail = [e_op[x] for x in stack_node[-_PREFIX_SHOWN:]]
+            for x in reversed(stack_node):
+                if kind[e_op[x]] not in (_GET, _CAS_FAIL):
+                    if e_op[x] not in tail:
+                        tail = [e_op[x]] + tail[1:]
+                    break
+            best = (tail, value, e_op[node], pending)
         while True:
             if not stack_node:
                 order, value, stuck_op, pending = best
@@ -497,14 +547,7 @@ def _search(kops: list[Op], deadline: float):
 
 
 def _counterexample(res: CheckResult, info) -> None:
-    order, value, stuck_op, pending, kops, kind = info
-    # tail of the prefix, reaching back at least to the last write (it set the value)
-    tail = order[-_PREFIX_SHOWN:]
-    for i in reversed(order):
-        if kind[i] != _GET and kind[i] != _CAS_FAIL:
-            if i not in tail:
-                tail = [i] + tail[-(_PREFIX_SHOWN - 1):]
-            break
+    tail, value, stuck_op, pending, kops, kind = info
     stuck = [stuck_op] + sorted(
         (i for i in pending if i != stuck_op), key=lambda i: (kops[i].call, i)
     )
