@@ -88,3 +88,10 @@ def test_camera_sensor_reading_carries_event():
 def test_camera_failure_is_error_reading():
     s = CameraVisitSensor(lambda: None, W, H)
     assert s.read(0).health == HEALTH_ERROR
+
+
+def test_detector_reachable_from_esp32_module():
+    from roost.hardware import esp32
+
+    assert esp32.CameraVisitSensor is CameraVisitSensor
+    assert esp32.FrameDiffDetector is FrameDiffDetector
