@@ -9,6 +9,8 @@ tests that need CPython-only parts.
 import gc
 import sys
 
+_VERBOSE = False
+
 
 def _repo_root(path):
     i = path.rfind("tests/")
@@ -25,6 +27,18 @@ def _module_name(path):
     return name.replace("/", ".")
 
 
+def _unload(name):
+    """Drop a module and the attribute its parent package holds for it."""
+    del sys.modules[name]
+    i = name.rfind(".")
+    parent = sys.modules.get(name[:i]) if i > 0 else None
+    if parent is not None:
+        try:
+            delattr(parent, name[i + 1 :])
+        except (AttributeError, TypeError):
+            pass
+
+
 def main(argv):
     root = _repo_root(argv[0]) or "."
     if root not in sys.path:
@@ -39,6 +53,7 @@ def main(argv):
             files.append(a)
     for path in files:
         modname = _module_name(path)
+        loaded = set(sys.modules)
         try:
             mod = __import__(modname)
             for part in modname.split(".")[1:]:
@@ -68,6 +83,14 @@ def main(argv):
                 print("FAIL", modname + "." + name, type(e).__name__, e)
                 if hasattr(sys, "print_exception"):
                     sys.print_exception(e)
+        # Unload what this file imported: a board's heap holds one file's code at a time.
+        for name in list(sys.modules):
+            if name not in loaded:
+                _unload(name)
+        mod = fn = None
+        gc.collect()
+        if _VERBOSE:
+            print('heap free after', modname, gc.mem_free())
     gc.collect()
     line = "%d passed, %d failed" % (passed, failed)
     if skipped:
