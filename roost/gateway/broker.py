@@ -1,0 +1,440 @@
+"""Start an MQTT broker for a fleet: mosquitto when installed, else the embedded amqtt broker.
+
+``start_broker(dir, port)`` writes a generated configuration into ``dir`` and starts the
+broker as a child process listening on 127.0.0.1:port:
+
+* mosquitto: a ``mosquitto.conf`` with persistence in ``dir`` (sessions and queued QoS 1
+  messages survive a restart); with ``node_credentials`` a password file made by
+  ``mosquitto_passwd`` and an ACL file so that node ``n03`` may publish only under
+  ``roost/<fleet>/node/n03/#`` and into peers' inboxes ``roost/<fleet>/node/+/inbox``, and
+  read the fleet's topics; an ``admin`` user (the gateway) may do anything under ``roost/``.
+  ``tls=True`` adds a TLS listener on port+1 with a self-signed certificate (needs openssl).
+* amqtt (``embedded=True`` or no mosquitto): the same listener, users and ACLs, run by
+  ``python -m roost.gateway.broker --serve-embedded`` in a subprocess.
+
+CPython only (gateway side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ADMIN_USER = "admin"
+
+
+class BrokerError(Exception):
+    """The broker could not be started (one clear sentence for the user)."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mosquitto_path() -> str | None:
+    exe = shutil.which("mosquitto")
+    if exe is None and os.path.exists("/usr/sbin/mosquitto"):  # not on a user's PATH
+        exe = "/usr/sbin/mosquitto"
+    return exe
+
+
+def amqtt_available() -> bool:
+    try:
+        import amqtt.broker  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, timeout_s: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            text = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise BrokerError("the broker exited at start-up (code %s): %s"
+                              % (proc.returncode, text))
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise BrokerError("the broker did not listen on 127.0.0.1:%d within %.0f s" % (port, timeout_s))
+
+
+def acl_rules(fleet: str, node_ids: list[str]) -> dict[str, dict[str, list[str]]]:
+    """{user: {"publish": [filters], "subscribe": [filters]}} for the fleet's users."""
+    base = "roost/%s" % fleet
+    rules = {ADMIN_USER: {"publish": ["roost/#"], "subscribe": ["roost/#"]}}
+    for n in sorted(node_ids):
+        rules[n] = {
+            "publish": [base + "/node/%s/#" % n, base + "/node/+/inbox"],
+            "subscribe": [base + "/#"],
+        }
+    return rules
+
+
+class BrokerHandle:
+    """A running broker: ``url``, ``port``, ``kind`` ("mosquitto" or "amqtt"), ``stop()``,
+    ``kill()`` (SIGKILL: a pulled plug), ``restart()`` (same port, same config and data)."""
+
+    def __init__(self, kind: str, argv: list[str], directory: Path, port: int,
+                 admin_password: str | None, tls_port: int | None) -> None:
+        self.kind = kind
+        self.argv = argv
+        self.dir = directory
+        self.port = port
+        self.tls_port = tls_port
+        self.admin_password = admin_password
+        self.proc: subprocess.Popen | None = None
+        self.log = directory / ("%s.log" % kind)
+
+    @property
+    def url(self) -> str:
+        return "mqtt://127.0.0.1:%d" % self.port
+
+    def url_for(self, user: str, password: str) -> str:
+        return "mqtt://%s:%s@127.0.0.1:%d" % (user, password, self.port)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout_s: float = 15.0) -> BrokerHandle:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(self.argv, stdout=logf, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, cwd=str(self.dir))
+        try:
+            _wait_listening(self.port, self.proc, timeout_s, self.log)
+        except BrokerError:
+            self.kill()
+            raise
+        (self.dir / "broker.pid").write_text(str(self.proc.pid))
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """SIGTERM (mosquitto saves its persistence file), SIGKILL if it lingers."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout_s)
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: the broker's plug is pulled."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
+    def restart(self) -> BrokerHandle:
+        self.stop()
+        return self.start()
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "url": self.url, "port": self.port, "pid": self.pid,
+                "tls_port": self.tls_port, "dir": str(self.dir)}
+
+
+def _hash_password(password: str, salt: str) -> str:
+    return hashlib.sha256((salt + ":" + password).encode()).hexdigest()
+
+
+def _make_cert(directory: Path) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise BrokerError("TLS needs openssl to make a self-signed certificate; install openssl")
+    cert, key = directory / "broker.crt", directory / "broker.key"
+    if not cert.exists():
+        subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+                        "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+                        "-keyout", str(key), "-out", str(cert)],
+                       check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def start_broker(directory: str | os.PathLike, port: int = 0,
+                 node_credentials: dict[str, str] | None = None, tls: bool = False,
+                 embedded: bool = False, fleet: str = "default",
+                 admin_password: str | None = None, start: bool = True) -> BrokerHandle:
+    """Generate a config in ``directory`` and start a broker on 127.0.0.1:port (0: a free one).
+
+    node_credentials: {node_id: password}; with it anonymous clients are refused, each node
+    gets the ACL of ``acl_rules`` and the admin user gets ``admin_password`` (generated when
+    not given, see ``handle.admin_password``)."""
+    d = Path(directory).resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    users: dict[str, str] = {}
+    if node_credentials is not None:
+        admin_password = admin_password or os.urandom(9).hex()
+        users[ADMIN_USER] = admin_password
+        for n, pw in sorted(node_credentials.items()):
+            if n == ADMIN_USER or not pw or ":" in n:
+                raise BrokerError("bad node credential for %r" % n)
+            users[n] = pw
+    tls_port = None
+    mosq = None if embedded else mosquitto_path()
+    if mosq is None and not amqtt_available():
+        raise BrokerError("no MQTT broker: install mosquitto (apt) or amqtt (pip install amqtt)")
+    if mosq is not None:
+        lines = [
+            "# generated by roost broker",
+            "per_listener_settings false",
+            "listener %d 127.0.0.1" % port,
+            "persistence true",
+            "persistence_location %s/" % d,
+            "autosave_interval 1",
+            "max_queued_messages 10000",
+            "max_inflight_messages 64",
+            "log_dest file %s" % (d / "mosquitto.log"),
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+        ]
+        if tls:
+            cert, key = _make_cert(d)
+            tls_port = free_port()
+            lines += ["listener %d 127.0.0.1" % tls_port, "certfile %s" % cert,
+                      "keyfile %s" % key]
+        if users:
+            pwfile = d / "passwd"
+            pwfile.write_text("")
+            os.chmod(pwfile, 0o600)
+            mp = shutil.which("mosquitto_passwd")
+            if mp is None:
+                raise BrokerError("per-node credentials need mosquitto_passwd (package mosquitto)")
+            for u, pw in sorted(users.items()):
+                subprocess.run([mp, "-b", str(pwfile), u, pw], check=True, capture_output=True,
+                               timeout=30)
+            acl = []
+            for u, rule in acl_rules(fleet, sorted(node_credentials or {})).items():
+                acl.append("user %s" % u)
+                for f in rule["publish"]:
+                    acl.append("topic write %s" % f)
+                for f in rule["subscribe"]:
+                    acl.append("topic read %s" % f)
+                acl.append("")
+            (d / "acl").write_text("\n".join(acl))
+            lines += ["allow_anonymous false", "password_file %s" % pwfile,
+                      "acl_file %s" % (d / "acl")]
+        else:
+            lines.append("allow_anonymous true")
+        conf = d / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        handle = BrokerHandle("mosquitto", [mosq, "-c", str(conf)], d, port, admin_password,
+                              tls_port)
+    else:
+        if tls:
+            raise BrokerError("TLS is only set up for mosquitto; install mosquitto")
+        spec = {"port": port, "fleet": fleet, "users": {}, "acl": {}}
+        if users:
+            salt = os.urandom(8).hex()
+            spec["salt"] = salt
+            spec["users"] = {u: _hash_password(pw, salt) for u, pw in sorted(users.items())}
+            spec["acl"] = acl_rules(fleet, sorted(node_credentials or {}))
+        (d / "amqtt.json").write_text(json.dumps(spec, indent=1, sort_keys=True))
+        argv = [sys.executable, "-m", "roost.gateway.broker", "--serve-embedded", str(d)]
+        handle = BrokerHandle("amqtt", argv, d, port, admin_password, None)
+    (d / "broker.json").write_text(json.dumps(handle.describe() | {"argv": handle.argv},
+                                              indent=1, sort_keys=True))
+    return handle.start() if start else handle
+
+
+# ---------------------------------------------------------------- the embedded broker
+
+
+def _embedded_plugins() -> tuple[type, type]:
+    from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+
+    class RoostAuth(BaseAuthPlugin):
+        """Users from amqtt.json (salted sha256); anonymous only when there are no users."""
+
+        async def authenticate(self, *, session: Any) -> bool | None:
+            spec = _spec()
+            if not spec["users"]:
+                return True
+            user = getattr(session, "username", None)
+            pw = getattr(session, "password", None)
+            if not user or user not in spec["users"] or pw is None:
+                return False
+            if isinstance(pw, bytes):
+                pw = pw.decode(errors="replace")
+            return _hash_password(pw, spec["salt"]) == spec["users"][user]
+
+    class RoostAcl(BaseTopicPlugin):
+        """Publish and subscribe filters per user (the same rules as mosquitto's ACL)."""
+
+        def topic_filtering_enabled(self) -> bool:
+            return True
+
+        async def topic_filtering(self, *, session: Any = None, topic: str | None = None,
+                                  action: Any = None) -> bool | None:
+            spec = _spec()
+            if not spec["acl"]:
+                return True
+            user = getattr(session, "username", None)
+            rule = spec["acl"].get(user or "")
+            if rule is None or not topic:
+                return False
+            name = getattr(action, "value", str(action)).lower()
+            if "publish" in name:
+                filters = rule["publish"]
+            else:
+                filters = rule["subscribe"]
+            from roost.node.mqtt import topic_matches
+
+            for f in filters:
+                if topic_matches(f, topic) or (name.endswith("subscribe") and _covers(f, topic)):
+                    return True
+            return False
+
+    return RoostAuth, RoostAcl
+
+
+def _covers(allowed: str, requested: str) -> bool:
+    """A subscription filter lies inside an allowed filter ('+'/'#' in the request count as
+    the same wildcard in the rule)."""
+    a = allowed.split("/")
+    r = requested.split("/")
+    for i, part in enumerate(a):
+        if part == "#":
+            return True
+        if i >= len(r):
+            return False
+        if r[i] == "#":
+            return False
+        if part != "+" and part != r[i]:
+            return False
+    return len(a) == len(r)
+
+
+_SPEC: dict[str, Any] = {}
+
+
+def _spec() -> dict[str, Any]:
+    if not _SPEC:
+        _SPEC.update(json.loads(Path(os.environ["ROOST_AMQTT_SPEC"]).read_text()))
+    return _SPEC
+
+
+def __getattr__(name: str) -> Any:
+    # amqtt loads plugins by dotted path: build the classes (which need amqtt) on first use
+    if name in ("RoostAuth", "RoostAcl"):
+        auth, acl = _embedded_plugins()
+        globals()["RoostAuth"], globals()["RoostAcl"] = auth, acl
+        return globals()[name]
+    raise AttributeError(name)
+
+
+def serve_embedded(directory: str) -> int:
+    """Run the amqtt broker described by ``directory/amqtt.json`` until SIGTERM."""
+    import asyncio
+    import logging
+
+    from amqtt.broker import Broker
+
+    os.environ["ROOST_AMQTT_SPEC"] = str(Path(directory).resolve() / "amqtt.json")
+    spec = _spec()
+    logging.basicConfig(level=logging.WARNING)
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": "127.0.0.1:%d" % spec["port"]}},
+        "plugins": {"roost.gateway.broker.RoostAuth": {}, "roost.gateway.broker.RoostAcl": {}},
+    }
+
+    async def main() -> None:
+        broker = Broker(config)
+        await broker.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await broker.shutdown()
+
+    asyncio.run(main())
+    return 0
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _broker_cmd(args: argparse.Namespace) -> int:
+    d = Path(args.dir)
+    creds = None
+    if args.credentials:
+        try:
+            creds = json.loads(Path(args.credentials).read_text())
+        except (OSError, ValueError) as e:
+            print("roost broker: cannot read credentials file %s: %s" % (args.credentials, e),
+                  file=sys.stderr)
+            return 2
+    try:
+        h = start_broker(d, args.port, node_credentials=creds, tls=args.tls,
+                         embedded=args.embedded, fleet=args.fleet)
+    except BrokerError as e:
+        print("roost broker: %s" % e, file=sys.stderr)
+        return 1
+    info = h.describe()
+    if args.json:
+        print(json.dumps(info, sort_keys=True), flush=True)
+    else:
+        print("%s broker listening on %s (pid %s, config in %s); Ctrl-C stops it"
+              % (h.kind, h.url, h.pid, d), flush=True)
+    try:
+        while h.running():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        h.stop()
+    return 0
+
+
+def add_broker_parser(sub: Any) -> argparse.ArgumentParser:
+    """``roost broker [--port P] [--dir D] [--embedded] [--tls] [--credentials FILE]``."""
+    p = sub.add_parser("broker", help="run an MQTT broker for the fleet (mosquitto or amqtt)")
+    p.add_argument("--port", type=int, default=1883, help="listen on 127.0.0.1:PORT (0: any)")
+    p.add_argument("--dir", default=".roost/broker", help="config, passwords and persistence")
+    p.add_argument("--embedded", action="store_true", help="use amqtt even if mosquitto exists")
+    p.add_argument("--tls", action="store_true", help="add a TLS listener (mosquitto)")
+    p.add_argument("--fleet", default="default", help="fleet name in topics roost/<fleet>/...")
+    p.add_argument("--credentials", help="JSON file {node_id: password}: per-node users + ACLs")
+    p.add_argument("--json", action="store_true", help="print the broker's address as JSON")
+    p.set_defaults(handler=_broker_cmd)
+    return p
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve-embedded":
+        sys.exit(serve_embedded(sys.argv[2]))
+    ap = argparse.ArgumentParser(prog="roost")
+    sp = ap.add_subparsers()
+    add_broker_parser(sp)
+    a = ap.parse_args(["broker"] + sys.argv[1:])
+    sys.exit(a.handler(a))

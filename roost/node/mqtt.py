@@ -1,0 +1,894 @@
+"""A small asyncio MQTT 3.1.1 client for MicroPython and CPython.
+
+Only ``socket``, ``select``-style readiness (through ``roost.node.runtime``), ``asyncio`` and
+``struct``. Two halves:
+
+* Packet encode/decode as pure functions. ``split_packet`` frames a byte stream,
+  ``decode_packet`` turns one frame into a tuple or None: it never raises, whatever the bytes.
+* ``MQTTClient``: CONNECT with a Last Will, username/password, a persistent session
+  (clean_session False and a fixed client id), keepalive with PINGREQ and a dead-connection
+  timeout, SUBSCRIBE, PUBLISH QoS 0 and 1 with a bounded in-flight window and retransmission
+  (DUP) of unacknowledged QoS 1, receiving QoS 0/1 (PUBACK sent after the handler ran),
+  reconnection with exponential backoff across several broker URLs (failover), and a bounded
+  outbox that keeps publishes while the broker is away and counts what it drops.
+
+    c = MQTTClient("n03", ["mqtt://n03:pw@10.0.0.2:1883", "mqtt://10.0.0.3"],
+                   will=("roost/f/node/n03/status", b"offline", 1, True), on_message=cb)
+    c.subscribe("roost/f/node/n03/inbox", 1)
+    c.start()                       # a task: connects, reconnects, pings, retransmits
+    c.publish("roost/f/node/n03/data", b"21.5", qos=1)   # never blocks; queued if offline
+    await c.stop()                  # DISCONNECT: the broker does not send the will
+"""
+
+import asyncio
+import socket
+import struct
+
+from roost.common.config import apply_overrides
+from roost.common.prng import Prng
+from roost.node.runtime import (
+    now_ms,
+    random_seed,
+    sleep_ms,
+    wait_event_ms,
+    wait_readable,
+    wait_writable,
+)
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+CONNECT = const(1)
+CONNACK = const(2)
+PUBLISH = const(3)
+PUBACK = const(4)
+PUBREC = const(5)
+PUBREL = const(6)
+PUBCOMP = const(7)
+SUBSCRIBE = const(8)
+SUBACK = const(9)
+UNSUBSCRIBE = const(10)
+UNSUBACK = const(11)
+PINGREQ = const(12)
+PINGRESP = const(13)
+DISCONNECT = const(14)
+
+_MAX_REMAINING = const(268435455)  # the largest remaining length four varint bytes carry
+_EAGAIN = (11, 35, 115, 119)  # EAGAIN/EWOULDBLOCK, EINPROGRESS, EALREADY (Linux, BSD, lwIP)
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def encode_varint(n):
+    """Remaining-length varint (1..4 bytes); ValueError out of range."""
+    if not 0 <= n <= _MAX_REMAINING:
+        raise ValueError("MQTT remaining length out of range")
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _str(s):
+    if isinstance(s, str):
+        s = s.encode()
+    if len(s) > 65535:
+        raise ValueError("MQTT string longer than 65535 bytes")
+    return struct.pack("!H", len(s)) + s
+
+
+def _packet(first, body):
+    return bytes((first,)) + encode_varint(len(body)) + body
+
+
+def _check_pid(pid):
+    if not 1 <= pid <= 65535:
+        raise ValueError("MQTT packet id must be 1..65535")
+
+
+def encode_connect(client_id, keepalive_s=60, clean_session=True, will=None, username=None,
+                   password=None):
+    """CONNECT. will = (topic, payload, qos, retain) or None."""
+    if not 0 <= keepalive_s <= 65535:
+        raise ValueError("keepalive must be 0..65535 s")
+    flags = 0x02 if clean_session else 0
+    payload = _str(client_id)
+    if will is not None:
+        wtopic, wmsg, wqos, wretain = will
+        if wqos not in (0, 1, 2):
+            raise ValueError("will qos must be 0, 1 or 2")
+        flags |= 0x04 | (wqos << 3) | (0x20 if wretain else 0)
+        payload += _str(wtopic) + _str(wmsg)
+    if username is not None:
+        flags |= 0x80
+        payload += _str(username)
+        if password is not None:
+            flags |= 0x40
+            payload += _str(password)
+    elif password is not None:
+        raise ValueError("an MQTT password needs a username")
+    body = _str("MQTT") + bytes((4, flags)) + struct.pack("!H", keepalive_s) + payload
+    return _packet(CONNECT << 4, body)
+
+
+def encode_connack(session_present, rc):
+    return _packet(CONNACK << 4, bytes((1 if session_present else 0, rc)))
+
+
+def encode_publish(topic, payload, qos=0, retain=False, dup=False, pid=0):
+    """PUBLISH; pid is required (1..65535) for qos 1 and 2 and ignored for qos 0."""
+    if qos not in (0, 1, 2):
+        raise ValueError("qos must be 0, 1 or 2")
+    if isinstance(payload, str):
+        payload = payload.encode()
+    first = (PUBLISH << 4) | (qos << 1) | (0x08 if dup and qos else 0) | (1 if retain else 0)
+    head = _str(topic)
+    if qos:
+        _check_pid(pid)
+        head += struct.pack("!H", pid)
+    return _packet(first, head + payload)
+
+
+def _ack(kind, pid, flags=0):
+    _check_pid(pid)
+    return bytes(((kind << 4) | flags, 2)) + struct.pack("!H", pid)
+
+
+def encode_puback(pid):
+    return _ack(PUBACK, pid)
+
+
+def encode_unsuback(pid):
+    return _ack(UNSUBACK, pid)
+
+
+def encode_subscribe(pid, topics):
+    """SUBSCRIBE; topics = [(filter, max_qos)]."""
+    _check_pid(pid)
+    if not topics:
+        raise ValueError("subscribe needs at least one topic")
+    body = struct.pack("!H", pid)
+    for t, q in topics:
+        if q not in (0, 1, 2):
+            raise ValueError("qos must be 0, 1 or 2")
+        body += _str(t) + bytes((q,))
+    return _packet((SUBSCRIBE << 4) | 2, body)
+
+
+def encode_suback(pid, codes):
+    _check_pid(pid)
+    return _packet(SUBACK << 4, struct.pack("!H", pid) + bytes(codes))
+
+
+def encode_unsubscribe(pid, topics):
+    _check_pid(pid)
+    if not topics:
+        raise ValueError("unsubscribe needs at least one topic")
+    body = struct.pack("!H", pid)
+    for t in topics:
+        body += _str(t)
+    return _packet((UNSUBSCRIBE << 4) | 2, body)
+
+
+def encode_pingreq():
+    return b"\xc0\x00"
+
+
+def encode_pingresp():
+    return b"\xd0\x00"
+
+
+def encode_disconnect():
+    return b"\xe0\x00"
+
+
+# ---------------------------------------------------------------- decoding (never raises)
+
+
+def split_packet(buf, max_len=_MAX_REMAINING):
+    """Frame the first packet of a byte stream.
+
+    Returns (1, start, end) for a whole packet (its body is buf[start:end], its first byte
+    buf[0]), (0, 0, 0) if more bytes are needed, (-1, 0, 0) if the stream is malformed (a
+    varint longer than 4 bytes or a packet longer than max_len): close the connection."""
+    n = len(buf)
+    if n < 2:
+        return 0, 0, 0
+    value = 0
+    shift = 0
+    i = 1
+    while True:
+        if i >= n:
+            return 0, 0, 0
+        if i > 4:
+            return -1, 0, 0
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not b & 0x80:
+            break
+    if value > max_len:
+        return -1, 0, 0
+    if n < i + value:
+        return 0, 0, 0
+    return 1, i, i + value
+
+
+def _u16(b, i):
+    if i + 2 > len(b):
+        return None
+    return (b[i] << 8) | b[i + 1]
+
+
+def _rstr(b, i, raw=False):
+    """(string, next index) or (None, 0)."""
+    n = _u16(b, i)
+    if n is None or i + 2 + n > len(b):
+        return None, 0
+    s = bytes(b[i + 2 : i + 2 + n])
+    if raw:
+        return s, i + 2 + n
+    try:
+        return s.decode(), i + 2 + n
+    except Exception:  # invalid UTF-8 (UnicodeError on CPython, varies on MicroPython)
+        return None, 0
+
+
+def decode_packet(first, body):
+    """One framed packet -> a tuple, or None if it is malformed. Never raises.
+
+    (CONNECT, client_id, clean, keepalive_s, will|None, username|None, password|None)
+    (CONNACK, session_present, rc)
+    (PUBLISH, topic, payload, qos, retain, dup, pid)       pid 0 for qos 0
+    (PUBACK|PUBREC|PUBREL|PUBCOMP|UNSUBACK, pid)
+    (SUBSCRIBE, pid, [(filter, qos)]), (SUBACK, pid, [codes]), (UNSUBSCRIBE, pid, [filters])
+    (PINGREQ,), (PINGRESP,), (DISCONNECT,)
+    """
+    if not isinstance(first, int) or not isinstance(body, (bytes, bytearray, memoryview)):
+        return None
+    kind = (first >> 4) & 15
+    flags = first & 15
+    n = len(body)
+    if kind == PUBLISH:
+        qos = (flags >> 1) & 3
+        if qos == 3:
+            return None
+        topic, i = _rstr(body, 0)
+        if topic is None or not topic:
+            return None
+        pid = 0
+        if qos:
+            pid = _u16(body, i)
+            if not pid:
+                return None
+            i += 2
+        return (PUBLISH, topic, bytes(body[i:]), qos, bool(flags & 1), bool(flags & 8), pid)
+    if kind in (PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK):
+        if n != 2 or flags != (2 if kind == PUBREL else 0):
+            return None
+        pid = _u16(body, 0)
+        return (kind, pid) if pid else None
+    if kind in (PINGREQ, PINGRESP, DISCONNECT):
+        return (kind,) if n == 0 and flags == 0 else None
+    if kind == CONNACK:
+        if n != 2 or flags or body[0] > 1:
+            return None
+        return (CONNACK, body[0], body[1])
+    if kind == SUBACK:
+        pid = _u16(body, 0)
+        if flags or n < 3 or not pid:
+            return None
+        codes = list(body[2:])
+        for c in codes:
+            if c not in (0, 1, 2, 0x80):
+                return None
+        return (SUBACK, pid, codes)
+    if kind in (SUBSCRIBE, UNSUBSCRIBE):
+        pid = _u16(body, 0)
+        if flags != 2 or not pid:
+            return None
+        i = 2
+        items = []
+        while i < n:
+            t, i = _rstr(body, i)
+            if not t:
+                return None
+            if kind == SUBSCRIBE:
+                if i >= n or body[i] > 2:
+                    return None
+                items.append((t, body[i]))
+                i += 1
+            else:
+                items.append(t)
+        return (kind, pid, items) if items else None
+    if kind == CONNECT:
+        return _decode_connect(flags, body)
+    return None
+
+
+def _decode_connect(flags, body):
+    name, i = _rstr(body, 0)
+    if flags or name != "MQTT" or i + 4 > len(body) or body[i] != 4:
+        return None
+    cf = body[i + 1]
+    keepalive = _u16(body, i + 2)
+    i += 4
+    if cf & 1 or (cf & 0x18) == 0x18:
+        return None
+    client_id, i = _rstr(body, i)
+    if client_id is None:
+        return None
+    will = None
+    if cf & 0x04:
+        wt, i = _rstr(body, i)
+        if not wt:
+            return None
+        wm, i = _rstr(body, i, True)
+        if wm is None:
+            return None
+        will = (wt, wm, (cf >> 3) & 3, bool(cf & 0x20))
+    elif cf & 0x38:
+        return None
+    user = password = None
+    if cf & 0x80:
+        user, i = _rstr(body, i)
+        if user is None:
+            return None
+    if cf & 0x40:
+        if not cf & 0x80:
+            return None
+        password, i = _rstr(body, i, True)
+        if password is None:
+            return None
+    if i != len(body):
+        return None
+    return (CONNECT, client_id, bool(cf & 2), keepalive, will, user, password)
+
+
+def topic_matches(filt, topic):
+    """True if an MQTT topic filter ('+' one level, '#' the rest) matches a topic."""
+    f = filt.split("/")
+    t = topic.split("/")
+    for i, part in enumerate(f):
+        if part == "#":
+            return True
+        if i >= len(t):
+            return False
+        if part != "+" and part != t[i]:
+            return False
+    return len(f) == len(t)
+
+
+def parse_url(url):
+    """'mqtt://user:pass@host:port' -> (host, port, user|None, password|None); ValueError."""
+    if not isinstance(url, str):
+        raise ValueError("a broker URL is a string like mqtt://host:1883")
+    rest = url
+    if "://" in rest:
+        scheme, rest = rest.split("://", 1)
+        if scheme not in ("mqtt", "tcp"):
+            raise ValueError("unsupported broker URL scheme (mqtt:// only): " + url)
+    rest = rest.rstrip("/")
+    user = password = None
+    if "@" in rest:
+        cred, rest = rest.rsplit("@", 1)
+        if ":" in cred:
+            user, password = cred.split(":", 1)
+        else:
+            user = cred
+    port = 1883
+    host = rest
+    if rest.startswith("["):
+        raise ValueError("IPv6 broker addresses are not supported: " + url)
+    if ":" in rest:
+        host, p = rest.rsplit(":", 1)
+        try:
+            port = int(p)
+        except ValueError:
+            raise ValueError("bad port in broker URL: " + url) from None
+    if not host or not 0 < port < 65536:
+        raise ValueError("bad broker URL: " + url)
+    return host, port, user, password
+
+
+# ---------------------------------------------------------------- the client
+
+
+class MQTTConfig:
+    """Client timing and bounds (defaults for a LAN broker; see WIFI for boards)."""
+
+    keepalive_s = 30  # broker drops us (and publishes the will) after 1.5x this silence
+    ping_ms = 0  # PINGREQ after this much send silence; 0 = keepalive / 2
+    dead_ms = 0  # no byte from the broker for this long = dead connection; 0 = 1.5x keepalive
+    connect_timeout_ms = 5000  # TCP connect + CONNACK; past it, try the next broker URL
+    retry_ms = 2000  # an unacknowledged QoS 1 publish is sent again (DUP) after this
+    inflight_max = 32  # QoS 1 publishes sent but not yet acknowledged
+    outbox_max = 256  # publishes kept while the broker is away; the oldest are dropped
+    backoff_min_ms = 200  # first reconnect delay after every URL failed; doubles each round
+    backoff_max_ms = 30000  # reconnect delay cap (a broker being rebooted takes seconds)
+    max_packet = 16384  # a larger inbound packet is a protocol error (ESP32-sized buffers)
+    clean_session = False  # keep subscriptions and queued QoS 1 across reconnects
+    nodelay = True  # TCP_NODELAY: without it a QoS 1 round trip waits for delayed ACKs
+
+    def __init__(self, **overrides):
+        apply_overrides(self, MQTTConfig, overrides, "mqtt")
+        if self.keepalive_s < 1 or self.keepalive_s > 65535:
+            raise ValueError("mqtt option keepalive_s must be 1..65535")
+        if self.inflight_max < 1 or self.outbox_max < 1:
+            raise ValueError("mqtt options inflight_max and outbox_max must be at least 1")
+        if self.backoff_min_ms < 1 or self.backoff_max_ms < self.backoff_min_ms:
+            raise ValueError("mqtt backoff needs 1 <= backoff_min_ms <= backoff_max_ms")
+        if not self.ping_ms:
+            self.ping_ms = self.keepalive_s * 500
+        if not self.dead_ms:
+            self.dead_ms = self.keepalive_s * 1500
+
+
+WIFI = {"keepalive_s": 60, "retry_ms": 5000, "connect_timeout_ms": 10000, "inflight_max": 8,
+        "outbox_max": 64, "max_packet": 4096}
+
+
+class Ring:
+    """A bounded FIFO that drops its oldest item when full and counts the drops."""
+
+    def __init__(self, size):
+        self.items = [None] * size
+        self.head = 0
+        self.n = 0
+        self.dropped = 0
+
+    def __len__(self):
+        return self.n
+
+    def push(self, item):
+        size = len(self.items)
+        if self.n == size:
+            self.head = (self.head + 1) % size
+            self.n -= 1
+            self.dropped += 1
+        self.items[(self.head + self.n) % size] = item
+        self.n += 1
+
+    def peek(self):
+        return self.items[self.head] if self.n else None
+
+    def pop(self):
+        if not self.n:
+            return None
+        item = self.items[self.head]
+        self.items[self.head] = None
+        self.head = (self.head + 1) % len(self.items)
+        self.n -= 1
+        return item
+
+
+class MQTTError(Exception):
+    pass
+
+
+class MQTTClient:
+    """See the module docstring. Not thread-safe: use it from one asyncio loop."""
+
+    def __init__(self, client_id, brokers, will=None, on_message=None, config=None,
+                 rng=None, on_connect=None):
+        if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
+            raise ValueError("an MQTT client id is 1..64 characters")
+        if isinstance(brokers, str):
+            brokers = [brokers]
+        if not brokers:
+            raise ValueError("at least one broker URL is needed")
+        self.brokers = [parse_url(u) for u in brokers]
+        self.client_id = client_id
+        self.will = will
+        self.on_message = on_message
+        self.on_connect = on_connect
+        self.config = config if config is not None else MQTTConfig()
+        self.rng = rng if rng is not None else Prng(random_seed())
+        self.outbox = Ring(self.config.outbox_max)
+        self.inflight = {}  # pid -> [packet bytes, last sent ms]
+        self.subs = {}  # filter -> qos
+        self._sub_pending = {}  # pid -> filters awaiting SUBACK
+        self._pid = 0
+        self._sock = None
+        self._rx = bytearray()
+        self._kick = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._room = asyncio.Event()  # set when the outbox or the window shrinks
+        self._lock = asyncio.Lock()
+        self._ctrl = []  # SUBSCRIBE packets waiting to be written
+        self._reader_done = True
+        self._last_rx = self._last_tx = 0
+        self._task = None
+        self._running = False
+        self._url_index = 0
+        self.connected = False
+        self.broker = None  # (host, port) of the current connection
+        self.stats = {
+            "connects": 0, "connect_failures": 0, "disconnects": 0, "tx_publish": 0,
+            "tx_retransmit": 0, "rx_publish": 0, "rx_puback": 0, "rx_malformed": 0,
+            "rx_unexpected": 0, "outbox_dropped": 0, "handler_errors": 0, "pings": 0,
+            "dead_timeouts": 0,
+        }
+
+    # -------------------------------------------------------- public API
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        """Queue a publish; it goes out as soon as the connection and the window allow.
+
+        Never blocks. While the broker is away publishes wait in the bounded outbox (the
+        oldest are dropped and counted). Returns False if something was dropped to fit."""
+        if qos not in (0, 1):
+            raise ValueError("qos must be 0 or 1")
+        if not isinstance(topic, str) or not topic or "+" in topic or "#" in topic:
+            raise ValueError("publish needs a topic without wildcards")
+        if isinstance(payload, str):
+            payload = payload.encode()
+        before = self.outbox.dropped
+        self.outbox.push((topic, payload, qos, retain))
+        self.stats["outbox_dropped"] = self.outbox.dropped
+        self._kick.set()
+        return self.outbox.dropped == before
+
+    def subscribe(self, topic_filter, qos=1):
+        """Subscribe now and after every reconnect."""
+        if qos not in (0, 1):
+            raise ValueError("qos must be 0 or 1")
+        self.subs[topic_filter] = qos
+        if self.connected:
+            self._send_subscribe([topic_filter])
+
+    def start(self):
+        """Start the connection task (connects, reconnects, pings, retransmits)."""
+        if self._task is None:
+            self._running = True
+            self._task = asyncio.create_task(self._run())
+        return self._task
+
+    async def stop(self, timeout_ms=2000):
+        """Flush what is queued (up to timeout_ms), DISCONNECT cleanly, end the task."""
+        t_end = now_ms() + timeout_ms
+        while self.connected and (len(self.outbox) or self.inflight) and now_ms() < t_end:
+            self._kick.set()
+            await sleep_ms(5)
+        self._running = False
+        self._stopped.set()
+        if self.connected:
+            try:
+                await self._timed(self._write(encode_disconnect()), 500)
+            except (OSError, MQTTError, asyncio.TimeoutError):  # noqa: UP041
+                pass
+        self._close()
+        self._kick.set()
+        task = self._task
+        self._task = None
+        if task is not None:
+            try:
+                await task
+            except Exception:  # the task already ended on its own error; nothing to undo
+                pass
+
+    async def wait_room(self, timeout_ms=10000):
+        """Wait until the outbox can take a publish without dropping (False on timeout)."""
+        t_end = now_ms() + timeout_ms
+        while len(self.outbox) >= self.config.outbox_max:
+            if now_ms() >= t_end:
+                return False
+            self._room.clear()
+            await wait_event_ms(self._room, 50)
+        return True
+
+    async def wait_idle(self, timeout_ms=10000):
+        """Wait until everything queued was sent and acknowledged (False on timeout)."""
+        t_end = now_ms() + timeout_ms
+        while not self.idle():
+            if now_ms() >= t_end:
+                return False
+            self._room.clear()
+            await wait_event_ms(self._room, 50)
+        return True
+
+    def idle(self):
+        """True when nothing is queued or waiting for an acknowledgement."""
+        return not len(self.outbox) and not self.inflight
+
+    # -------------------------------------------------------- connection loop
+
+    async def _run(self):
+        backoff = self.config.backoff_min_ms
+        failures = 0
+        while self._running:
+            host, port, user, password = self.brokers[self._url_index]
+            ok = False
+            try:
+                await self._connect(host, port, user, password)
+                ok = True
+                failures = 0
+                backoff = self.config.backoff_min_ms
+                await self._session()
+            except (OSError, MQTTError, asyncio.TimeoutError):  # noqa: UP041
+                pass
+            was = self.connected
+            self._close()
+            if was:
+                self.stats["disconnects"] += 1
+            if not self._running:
+                break
+            if not ok:
+                self.stats["connect_failures"] += 1
+                failures += 1
+                self._url_index = (self._url_index + 1) % len(self.brokers)
+                if failures % len(self.brokers) == 0:  # a full round of URLs failed
+                    delay = backoff // 2 + self.rng.randbelow(backoff // 2 + 1)
+                    backoff = min(backoff * 2, self.config.backoff_max_ms)
+                    await wait_event_ms(self._stopped, delay)
+            else:
+                await wait_event_ms(self._stopped, self.rng.randbelow(self.config.backoff_min_ms))
+
+    async def _connect(self, host, port, user, password):
+        cfg = self.config
+        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock = s
+        s.setblocking(False)
+        if cfg.nodelay:
+            try:
+                s.setsockopt(getattr(socket, "IPPROTO_TCP", 6),
+                             getattr(socket, "TCP_NODELAY", 1), 1)
+            except (OSError, AttributeError):
+                pass
+        try:
+            s.connect(addr)
+        except OSError as e:
+            if e.args[0] not in _EAGAIN:
+                raise
+        self._rx = bytearray()
+        packet = encode_connect(self.client_id, cfg.keepalive_s, cfg.clean_session, self.will,
+                                user, password)
+        t0 = now_ms()
+        await self._timed(self._write(packet), cfg.connect_timeout_ms)
+        while True:
+            left = cfg.connect_timeout_ms - (now_ms() - t0)
+            if left <= 0:
+                raise MQTTError("no CONNACK")
+            pkt = await self._timed(self._read_packet(), left)
+            if pkt[0] == CONNACK:
+                break
+        if pkt[2] != 0:
+            raise MQTTError("broker refused the connection, code %d" % pkt[2])
+        self.connected = True
+        self.broker = (host, port)
+        self.stats["connects"] += 1
+        self._last_rx = self._last_tx = now_ms()
+        # the session: subscriptions, then unacknowledged QoS 1 again with DUP, in pid order
+        if self.subs:
+            self._send_subscribe(sorted(self.subs))
+        await self._retransmit(True)
+        if self.on_connect is not None:
+            try:
+                self.on_connect(self)
+            except Exception:
+                self.stats["handler_errors"] += 1
+
+    async def _timed(self, coro, ms):
+        if ms <= 0:
+            ms = 1
+        if hasattr(asyncio, "wait_for_ms"):
+            return await asyncio.wait_for_ms(coro, ms)
+        return await asyncio.wait_for(coro, ms / 1000)
+
+    async def _session(self):
+        """Run one connection: a reader task, and this loop for sends, pings and timeouts."""
+        reader = asyncio.create_task(self._reader())
+        self._reader_done = False
+        try:
+            while self._running and self.connected and not self._reader_done:
+                await self._flush()
+                now = now_ms()
+                if now - self._last_rx > self.config.dead_ms:
+                    self.stats["dead_timeouts"] += 1
+                    raise MQTTError("dead connection")
+                await self._retransmit(False)
+                if now - self._last_tx >= self.config.ping_ms:
+                    self.stats["pings"] += 1
+                    await self._write(encode_pingreq())
+                self._kick.clear()
+                if len(self.outbox) and len(self.inflight) < self.config.inflight_max:
+                    continue
+                await wait_event_ms(self._kick, self._wait_ms())
+        finally:
+            self._close()
+            if not self._reader_done:
+                reader.cancel()
+            try:
+                await self._timed(reader, 1000)
+            except (Exception, asyncio.CancelledError):  # it ended with the socket: handled
+                pass
+
+    def _wait_ms(self):
+        now = now_ms()
+        cfg = self.config
+        wait = cfg.ping_ms - (now - self._last_tx)
+        dead = cfg.dead_ms - (now - self._last_rx) + 1
+        if dead < wait:
+            wait = dead
+        for pid in self.inflight:
+            w = cfg.retry_ms - (now - self.inflight[pid][1])
+            if w < wait:
+                wait = w
+        return max(1, min(wait, 1000))
+
+    async def _reader(self):
+        try:
+            while self._running and self.connected:
+                pkt = await self._read_packet()
+                self._last_rx = now_ms()
+                await self._dispatch(pkt)
+        except (OSError, MQTTError):
+            pass
+        finally:
+            self._reader_done = True
+            self._kick.set()
+
+    async def _dispatch(self, pkt):
+        kind = pkt[0]
+        if kind == PUBLISH:
+            self.stats["rx_publish"] += 1
+            _, topic, payload, qos, retain, _dup, pid = pkt
+            if self.on_message is not None:
+                try:
+                    self.on_message(topic, payload, retain)
+                except Exception:
+                    self.stats["handler_errors"] += 1
+            if qos == 1:
+                await self._write(encode_puback(pid))
+            elif qos == 2:
+                self.stats["rx_unexpected"] += 1  # we never subscribe with qos 2
+        elif kind == PUBACK:
+            if self.inflight.pop(pkt[1], None) is not None:
+                self.stats["rx_puback"] += 1
+                self._kick.set()
+                self._room.set()
+            else:
+                self.stats["rx_unexpected"] += 1
+        elif kind == SUBACK:
+            self._sub_pending.pop(pkt[1], None)
+            if 0x80 in pkt[2]:
+                self.stats["sub_refused"] = self.stats.get("sub_refused", 0) + 1
+        elif kind in (PINGRESP, UNSUBACK):
+            pass
+        else:
+            self.stats["rx_unexpected"] += 1
+
+    async def _read_packet(self):
+        buf = self._rx
+        while True:
+            status, start, end = split_packet(buf, self.config.max_packet)
+            if status == 1:
+                pkt = decode_packet(buf[0], bytes(buf[start:end]))
+                del buf[:end]
+                if pkt is None:
+                    self.stats["rx_malformed"] += 1
+                    raise MQTTError("malformed packet")
+                return pkt
+            if status < 0:
+                self.stats["rx_malformed"] += 1
+                raise MQTTError("malformed stream")
+            s = self._sock
+            if s is None:
+                raise MQTTError("closed")
+            await wait_readable(s)
+            if self._sock is not s:
+                raise MQTTError("closed")
+            try:
+                data = s.recv(2048)
+            except OSError as e:
+                if e.args[0] in _EAGAIN:
+                    continue
+                raise
+            if not data:
+                raise MQTTError("connection closed by broker")
+            buf.extend(data)
+
+    async def _write(self, data):
+        async with self._lock:
+            await self._write_locked(data)
+
+    async def _write_locked(self, data):
+        s = self._sock
+        if s is None:
+            raise MQTTError("not connected")
+        mv = memoryview(data)
+        off = 0
+        while off < len(data):
+            try:
+                n = s.send(mv[off:])
+            except OSError as e:
+                if e.args[0] not in _EAGAIN:
+                    raise
+                n = 0
+            if n is None:
+                n = 0
+            off += n
+            if off < len(data):
+                await wait_writable(s)
+                if self._sock is not s:
+                    raise MQTTError("closed")
+        self._last_tx = now_ms()
+
+    def _next_pid(self):
+        for _ in range(65536):
+            self._pid = self._pid % 65535 + 1
+            if self._pid not in self.inflight and self._pid not in self._sub_pending:
+                return self._pid
+        raise MQTTError("no free packet id")
+
+    def _send_subscribe(self, filters):
+        pid = self._next_pid()
+        self._sub_pending[pid] = filters
+        self._ctrl.append(encode_subscribe(pid, [(f, self.subs[f]) for f in filters]))
+        self._kick.set()
+
+    async def _flush(self):
+        """Send control packets, then outbox publishes while the in-flight window has room."""
+        ctrl = self._ctrl
+        while ctrl:
+            await self._write(ctrl[0])
+            ctrl.pop(0)
+        cfg = self.config
+        batch = b""
+        while len(self.outbox) and len(self.inflight) < cfg.inflight_max:
+            topic, payload, qos, retain = self.outbox.peek()
+            pid = self._next_pid() if qos else 0
+            pkt = encode_publish(topic, payload, qos, retain, False, pid)
+            self.outbox.pop()
+            self._room.set()
+            if qos:
+                self.inflight[pid] = [pkt, now_ms()]
+            self.stats["tx_publish"] += 1
+            batch += pkt
+            if len(batch) >= 1400:
+                await self._write(batch)
+                batch = b""
+        if batch:
+            await self._write(batch)
+
+    async def _retransmit(self, everything):
+        now = now_ms()
+        for pid in sorted(self.inflight):
+            entry = self.inflight.get(pid)
+            if entry is None:
+                continue
+            if everything or now - entry[1] >= self.config.retry_ms:
+                pkt = entry[0]
+                if not pkt[0] & 0x08:
+                    pkt = bytes((pkt[0] | 0x08,)) + pkt[1:]
+                    entry[0] = pkt
+                entry[1] = now
+                if not everything:
+                    self.stats["tx_retransmit"] += 1
+                await self._write(pkt)
+
+    def _close(self):
+        self.connected = False
+        s = self._sock
+        self._sock = None
+        self._rx = bytearray()
+        self._sub_pending = {}
+        self._ctrl = []
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
