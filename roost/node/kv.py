@@ -389,12 +389,21 @@ class KvReplica:
             return [self._reply(client, seq, ST_RETRY, None, None)]
         # Registered before proposing: a one-member group may apply inside propose().
         self.pending[client] = [seq, now_ms + self.config.pending_timeout_ms]
-        accepted, effects = self.paxos.propose(now_ms, [client, seq, op, key, a, b])
+        try:
+            accepted, effects = self.paxos.propose(now_ms, [client, seq, op, key, a, b])
+        except ValueError:  # larger than a log entry may be: never proposed
+            self.pending.pop(client, None)
+            self.stats["replied_error"] += 1
+            return [self._reply(client, seq, ST_ERROR, "too_large")]
         effects = list(effects or [])
         if not accepted:
             self.pending.pop(client, None)
-            self.stats["not_leader"] += 1
-            effects.append(self._reply(client, seq, ST_NOT_LEADER, None, self._hint()))
+            if self.paxos.is_leader():  # the leader's queue is full: come back later
+                self.stats["retry"] += 1
+                effects.append(self._reply(client, seq, ST_RETRY, None, None))
+            else:
+                self.stats["not_leader"] += 1
+                effects.append(self._reply(client, seq, ST_NOT_LEADER, None, self._hint()))
             return effects
         self.stats["proposed"] += 1
         return effects
