@@ -1,6 +1,8 @@
 """Run plain ``test_*`` functions under MicroPython (or CPython), one file after another.
 
-Usage: micropython -X heapsize=100K tests/mpy_runner.py tests/common/test_prng.py ...
+Usage: micropython -X heapsize=100K tests/mpy_runner.py [--path=DIR] tests/common/test_prng.py ...
+--path=DIR imports from DIR (a tree of .mpy files built by mpy-cross, as a board runs them)
+instead of the source tree.
 Prints one line per failure and a closing 'N passed, N failed' line; exits 1 on failure.
 Test files must not import pytest; a module-level ``MPY_SKIP = ("test_name", ...)`` skips
 tests that need CPython-only parts.
@@ -40,17 +42,21 @@ def _unload(name):
 
 
 def main(argv):
-    root = _repo_root(argv[0]) or "."
-    if root not in sys.path:
-        sys.path.insert(0, root.rstrip("/") or ".")
     passed = failed = skipped = 0
     only = None
+    path = None
     files = []
     for a in argv[1:]:
         if a.startswith("-k="):
             only = a[3:]
+        elif a.startswith("--path="):
+            path = a[7:]
         else:
             files.append(a)
+    if path is None:
+        path = (_repo_root(argv[0]) or ".").rstrip("/") or "."
+    if path not in sys.path:
+        sys.path.insert(0, path)
     for path in files:
         modname = _module_name(path)
         loaded = set(sys.modules)
