@@ -1,0 +1,24 @@
+# roost boot.py: runs at every reset, and at every soft reset (mpremote does one before its
+# commands; then main.py is skipped). Kept tiny and never replaced by an update: it picks
+# the code slot (spending a trial boot or rolling back), then hands over to boardlib, which
+# checks the safe-mode pin and config.json and starts Wi-Fi. No watchdog here: an armed
+# watchdog would reset a board sitting at the REPL; main.py arms it.
+import sys
+
+if __name__ == "__main__":
+    try:
+        import bootsel
+
+        _slot, _note = bootsel.select("")
+    except Exception as e:  # whatever the flash holds, boot goes on
+        _slot, _note = "a", "roost: slot state unreadable (%s); booting slot a" % e
+    sys.path.insert(0, "slots/" + _slot)
+    if _note:
+        print(_note)
+    try:
+        from roost.firmware import boardlib
+
+        boardlib.boot(_slot)
+    except Exception as e:
+        print("roost: safe mode: the node image in slot %s does not load (%s: %s); "
+              "flash it again and reset the board." % (_slot, type(e).__name__, e))
