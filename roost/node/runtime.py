@@ -3,28 +3,29 @@
 asyncio on CPython and MicroPython alike. It boots the way the simulator does, so a host is
 written once for both worlds:
 
-    incarnation = boot counter in storage, +1 at each start (persisted before anything runs)
+    incarnation = boot counter in storage, +1 at each start (durable before anything runs)
     channel = Channel(node_id, key, incarnation)
     host = host_factory(node_id, channel, storage_dict, rng, now_ms)
 
-then receives datagrams (UDP, MQTT inbox) into ``host.receive``, ticks the host at
-``host.next_deadline_ms()``, and carries out the effects it returns IN ORDER: PERSIST is
-written to the flash directory before the next effect runs (persist before send), SEND goes
-to the transport that reaches the peer ("*" = every peer), APPLY and EVENT go to observers.
+then hands datagrams (UDP, MQTT inbox) to ``host.receive``, ticks the host at
+``host.next_deadline_ms()``, and carries out the effects IN ORDER: PERSIST is written to the
+flash directory before the next effect runs (persist before send), SEND goes to the first
+transport that reaches the peer ("*" = every known peer), APPLY and EVENT go to observers
+``fn(now_ms, node_id, effect)``.
 
-This module is also the one place that deals with the interpreters' differences in time and
-socket waiting: ``now_ms()`` turns MicroPython's wrapping ``ticks_ms`` into a growing count
-(CPython: ``time.monotonic``), and ``wait_readable``/``wait_writable`` suspend a task until a
-non-blocking socket is ready (MicroPython: asyncio's poller; CPython: the selector loop).
+A transport has ``send(dst, payload) -> bool`` (False: no route to dst), ``peers()``,
+``async recv() -> (src, payload)`` and ``close()``: ``udp.UdpTransport`` and
+``MqttTransport`` below (node traffic through the broker for peers UDP cannot reach).
 """
 
 import asyncio
-import os
+import json
 import sys
-import time
 
 from roost.common.channel import Channel
+from roost.common.config import apply_overrides
 from roost.common.prng import Prng
+from roost.node.aio import MICROPYTHON, now_ms, random_seed, wait_event_ms
 from roost.node.effects import APPLY, EVENT, PERSIST, SEND
 from roost.node.storage import DirStorage
 
@@ -36,107 +37,344 @@ except ImportError:  # CPython
         return x
 
 
-MICROPYTHON = sys.implementation.name == "micropython"
-_BOOT_KEY = "boot"  # storage key of the boot counter (the incarnation)
-_MAX_SLEEP_MS = const(1000)  # the tick loop wakes at least this often (stop, clock checks)
-_RX_BATCH = const(32)  # datagrams handled per wake-up before yielding to other tasks
-
-# ---------------------------------------------------------------- the one clock
-
-if hasattr(time, "ticks_ms"):
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-    _clock = [_ticks_ms(), 0]  # [last tick reading, milliseconds since start]
-
-    def now_ms():
-        """Milliseconds since start, growing (the wrapping tick counter unwrapped here only).
-
-        Call it at least once per half wrap period (days on a board): every loop does."""
-        t = _ticks_ms()
-        _clock[1] += _ticks_diff(t, _clock[0])
-        _clock[0] = t
-        return _clock[1]
-
-else:
-    _t0 = time.monotonic()
-
-    def now_ms():
-        """Milliseconds since start, growing."""
-        return int((time.monotonic() - _t0) * 1000)
+_BOOT_KEY = "_boot"  # storage key of the boot counter (the incarnation); hidden from hosts
+_MAX_SLEEP_MS = const(1000)  # the tick loop wakes at least this often (stop, status)
 
 
-async def sleep_ms(ms):
-    """Sleep ms milliseconds (0: just yield to other tasks)."""
-    if ms < 0:
-        ms = 0
-    if MICROPYTHON:
-        await asyncio.sleep_ms(ms)
-    else:
-        await asyncio.sleep(ms / 1000)
+class RuntimeConfig:
+    """How a node process runs (the cores have their own configs)."""
+
+    fleet = "default"  # topics live under roost/<fleet>/
+    seed = 0  # 0: the host's Prng is seeded from os.urandom; else from this and the boot
+    storage_sync = True  # fsync each write (CPython): survives a power cut, not only kill -9
+    status_interval_ms = 5000  # how often the status is published (retained) over MQTT
+    mqtt_qos = 0  # node traffic through the broker: the cores retry, so QoS 0 is enough
+
+    def __init__(self, **overrides):
+        apply_overrides(self, RuntimeConfig, overrides, "runtime")
+        if self.mqtt_qos not in (0, 1):
+            raise ValueError("runtime option mqtt_qos must be 0 or 1")
+        if self.status_interval_ms < 100:
+            raise ValueError("runtime option status_interval_ms must be at least 100")
 
 
-async def wait_event_ms(event, ms):
-    """Wait until event is set or ms pass; True if it was set."""
-    if event.is_set():
+def topic(fleet, node_id, leaf):
+    """roost/<fleet>/node/<id>/<leaf> (leaf: status, state, inbox, data/...)."""
+    return "roost/" + fleet + "/node/" + node_id + "/" + leaf
+
+
+class MqttTransport:
+    """Node traffic through the broker: a peer's inbox is roost/<fleet>/node/<id>/inbox.
+
+    Wraps a client with ``publish``/``subscribe``/``on_message`` (``mqtt.MQTTClient`` or the
+    CPython ``gateway.mqtt_paho.PahoClient``). Inbound payloads wait in a bounded queue."""
+
+    def __init__(self, client, fleet, node_id, peers=(), qos=0, queue_max=64):
+        self.client = client
+        self.fleet = fleet
+        self.node_id = node_id
+        self.qos = qos
+        self.known = sorted(peers)
+        self.queue = []
+        self.queue_max = queue_max
+        self.ready = asyncio.Event()
+        self.inbox = topic(fleet, node_id, "inbox")
+        self.stats = {"mqtt_tx": 0, "mqtt_rx": 0, "mqtt_rx_dropped": 0}
+        prev = client.on_message
+        self._prev = prev
+        client.on_message = self._on_message
+        client.subscribe(self.inbox, qos)
+
+    def _on_message(self, t, payload, retained):
+        if t != self.inbox:
+            if self._prev is not None:
+                self._prev(t, payload, retained)
+            return
+        if retained:
+            return
+        if len(self.queue) >= self.queue_max:
+            self.queue.pop(0)
+            self.stats["mqtt_rx_dropped"] += 1
+        self.queue.append(bytes(payload))
+        self.stats["mqtt_rx"] += 1
+        self.ready.set()
+
+    def peers(self):
+        return self.known
+
+    def send(self, dst, payload):
+        if dst == self.node_id:
+            return False
+        self.client.publish(topic(self.fleet, dst, "inbox"), payload, self.qos)
+        self.stats["mqtt_tx"] += 1
         return True
-    try:
-        if MICROPYTHON:
-            await asyncio.wait_for_ms(event.wait(), ms)
+
+    async def recv(self):
+        while not self.queue:
+            self.ready.clear()
+            await self.ready.wait()
+        return "", self.queue.pop(0)
+
+    def close(self):
+        self.ready.set()
+
+
+class NodeRuntime:
+    """Run one node: boot, receive, tick, carry out effects, publish status, stop."""
+
+    def __init__(self, host_factory, node_id, key, storage_dir, transports=(), config=None,
+                 observers=(), mqtt=None, log=None):
+        self.host_factory = host_factory
+        self.node_id = node_id
+        self.key = key
+        self.config = config if config is not None else RuntimeConfig()
+        self.storage = DirStorage(storage_dir, sync=self.config.storage_sync)
+        self.transports = list(transports)
+        self.observers = list(observers)
+        self.mqtt = mqtt  # optional client: status (retained) and Last Will
+        self.log = log if log is not None else _log
+        self.host = None
+        self.channel = None
+        self.incarnation = 0
+        self.running = False
+        self.started_ms = 0
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks = []
+        self.blocked = set()  # the fault switch: peers we neither send to nor hear from
+        self.loss_ppm = 0  # the fault switch: this share (per million) of traffic is lost
+        self._fault_rng = Prng(random_seed())
+        self.stats = {"rx": 0, "tx": 0, "tx_no_route": 0, "persists": 0, "ticks": 0,
+                      "applies": 0, "events": 0, "host_errors": 0, "fault_dropped": 0}
+
+    # -------------------------------------------------------- boot
+
+    def boot(self):
+        """Recover from the flash dir, bump the incarnation, build the host (synchronous)."""
+        state = self.storage.load_all()
+        boot = state.pop(_BOOT_KEY, 0)
+        if not isinstance(boot, int) or boot < 0:
+            boot = 0
+        boot += 1
+        self.storage.put(_BOOT_KEY, boot)  # durable before any message leaves this boot
+        self.incarnation = boot
+        self.channel = Channel(self.node_id, self.key, boot)
+        seed = self.config.seed
+        rng = Prng(random_seed()) if not seed else Prng(seed).fork("boot%d" % boot)
+        now = now_ms()
+        self.started_ms = now
+        self.host = self.host_factory(self.node_id, self.channel, state, rng, now)
+        self.log("%s boot %d: recovered %d keys" % (self.node_id, boot, len(state)))
+        return self.host
+
+    # -------------------------------------------------------- effects
+
+    def execute(self, effects, now=None):
+        """Carry out effects in order (PERSIST is durable before the next one runs)."""
+        if not effects:
+            return
+        if now is None:
+            now = now_ms()
+        for e in effects:
+            kind = e[0]
+            if kind == SEND:
+                self._send(e[1], e[2])
+            elif kind == PERSIST:
+                self.storage.put(e[1], e[2])
+                self.stats["persists"] += 1
+            elif kind == APPLY or kind == EVENT:
+                self.stats["applies" if kind == APPLY else "events"] += 1
+                for fn in self.observers:
+                    try:
+                        fn(now, self.node_id, e)
+                    except Exception as ex:  # an observer's bug must not stop the node
+                        self._error("observer", ex)
+        self._wake.set()  # the host's next deadline may have moved
+
+    def peers(self):
+        """Every peer some transport can reach, sorted, without this node."""
+        seen = {}
+        for t in self.transports:
+            for p in t.peers():
+                if p != self.node_id:
+                    seen[p] = True
+        return sorted(seen)
+
+    def _send(self, dst, payload):
+        if dst == "*":
+            for p in self.peers():
+                self._send_one(p, payload)
         else:
-            await asyncio.wait_for(event.wait(), ms / 1000)
-        return True
-    except asyncio.TimeoutError:  # noqa: UP041 (MicroPython has no builtin)
-        return False
+            self._send_one(dst, payload)
 
+    def _send_one(self, dst, payload):
+        if dst in self.blocked or (self.loss_ppm and self._fault_rng.chance(self.loss_ppm)):
+            self.stats["fault_dropped"] += 1
+            return
+        for t in self.transports:
+            if t.send(dst, payload):
+                self.stats["tx"] += 1
+                return
+        self.stats["tx_no_route"] += 1
 
-# ---------------------------------------------------------------- socket readiness
-
-if MICROPYTHON:
-
-    def _mp_wait_read(sock):
-        yield asyncio.core._io_queue.queue_read(sock)
-
-    def _mp_wait_write(sock):
-        yield asyncio.core._io_queue.queue_write(sock)
-
-    async def wait_readable(sock):
-        """Suspend until the non-blocking socket has data (or an error/EOF to read)."""
-        await _mp_wait_read(sock)
-
-    async def wait_writable(sock):
-        """Suspend until the non-blocking socket can take more bytes (or connected)."""
-        await _mp_wait_write(sock)
-
-else:
-
-    def _wake(fut):
-        if not fut.done():
-            fut.set_result(None)
-
-    async def wait_readable(sock):
-        """Suspend until the non-blocking socket has data (or an error/EOF to read)."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        fd = sock.fileno()
-        loop.add_reader(fd, _wake, fut)
+    def deliver(self, src, payload):
+        """One inbound payload (from any transport) into the host."""
+        if src and src in self.blocked:
+            self.stats["fault_dropped"] += 1
+            return
+        if self.loss_ppm and self._fault_rng.chance(self.loss_ppm):
+            self.stats["fault_dropped"] += 1
+            return
+        self.stats["rx"] += 1
+        now = now_ms()
         try:
-            await fut
-        finally:
-            loop.remove_reader(fd)
+            effects = self.host.receive(now, src, payload)
+        except Exception as ex:  # a core bug on one message: count it, keep the node up
+            self._error("receive", ex)
+            return
+        self.execute(effects, now)
 
-    async def wait_writable(sock):
-        """Suspend until the non-blocking socket can take more bytes (or connected)."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        fd = sock.fileno()
-        loop.add_writer(fd, _wake, fut)
+    def call(self, fn):
+        """Run a local command: ``fn(host, now_ms) -> effects``; carries them out."""
+        now = now_ms()
+        effects = fn(self.host, now)
+        self.execute(effects, now)
+        return effects
+
+    def _error(self, where, ex):
+        self.stats["host_errors"] += 1
+        self.log("%s: %s error: %s %s" % (self.node_id, where, type(ex).__name__, ex))
+        if hasattr(sys, "print_exception"):
+            sys.print_exception(ex)
+
+    # -------------------------------------------------------- status
+
+    def status(self):
+        """A small dict a caller can publish: identity, peers, counters, the host's own."""
+        st = {"node": self.node_id, "incarnation": self.incarnation,
+              "uptime_ms": now_ms() - self.started_ms, "peers": self.peers(), "stats": {}}
+        stats = st["stats"]
+        for src in [self.stats, self.channel.stats if self.channel else {}]:
+            for k in sorted(src):
+                stats[k] = src[k]
+        for t in self.transports:
+            ts = getattr(t, "stats", None) or {}
+            for k in sorted(ts):
+                stats[k] = ts[k]
+        host_status = getattr(self.host, "status", None)
+        if callable(host_status):
+            try:
+                st["host"] = host_status()
+            except Exception as ex:
+                self._error("status", ex)
+        return st
+
+    def publish_status(self):
+        if self.mqtt is None:
+            return
         try:
-            await fut
+            data = json.dumps(self.status())
+        except (TypeError, ValueError) as ex:
+            self._error("status", ex)
+            return
+        self.mqtt.publish(topic(self.config.fleet, self.node_id, "state"), data, 0, True)
+
+    # -------------------------------------------------------- loops
+
+    async def _rx_loop(self, t):
+        while self.running:
+            try:
+                src, payload = await t.recv()
+            except OSError:
+                if not self.running:
+                    return
+                await wait_event_ms(self._stop, 100)
+                continue
+            if not self.running:
+                return
+            self.deliver(src, payload)
+
+    async def _tick_loop(self):
+        next_status = now_ms()
+        while self.running:
+            now = now_ms()
+            d = self.host.next_deadline_ms()
+            if d is not None and d <= now:
+                self.stats["ticks"] += 1
+                try:
+                    effects = self.host.tick(now)
+                except Exception as ex:
+                    self._error("tick", ex)
+                    effects = None
+                    await wait_event_ms(self._stop, 100)  # do not spin on a failing tick
+                self.execute(effects, now)
+                continue
+            if self.mqtt is not None and now >= next_status:
+                next_status = now + self.config.status_interval_ms
+                self.publish_status()
+            wait = _MAX_SLEEP_MS if d is None else d - now
+            if self.mqtt is not None and next_status - now < wait:
+                wait = next_status - now
+            if wait > _MAX_SLEEP_MS:
+                wait = _MAX_SLEEP_MS
+            self._wake.clear()
+            await wait_event_ms(self._wake, max(wait, 1))
+
+    async def run(self):
+        """Boot (unless booted), start the transports' receive loops, tick until stop()."""
+        if self.host is None:
+            self.boot()
+        self.running = True
+        self._stop = asyncio.Event()
+        for t in self.transports:
+            self._tasks.append(asyncio.create_task(self._rx_loop(t)))
+        try:
+            await self._tick_loop()
         finally:
-            loop.remove_writer(fd)
+            self.running = False
+            for t in self.transports:
+                t.close()
+            for task in self._tasks:
+                task.cancel()
+            self._tasks = []
+
+    def stop(self):
+        """Graceful stop: the loops end, the transports close (state is already durable)."""
+        self.running = False
+        self._stop.set()
+        self._wake.set()
 
 
-def random_seed():
-    """A 32-bit seed from the OS (os.urandom exists on both interpreters and on boards)."""
-    b = os.urandom(4)
-    return (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
+def _log(msg):
+    print(msg)
+
+
+def node_mqtt_client(node_id, fleet, urls, password=None, config=None, client_cls=None):
+    """An MQTT client for a node: client id = node id, persistent session, a retained
+    ``offline`` Last Will on roost/<fleet>/node/<id>/status and ``online`` on each connect."""
+    if client_cls is None:
+        from roost.node.mqtt import MQTTClient as client_cls
+    status = topic(fleet, node_id, "status")
+    if password is not None:
+        urls = [_with_credentials(u, node_id, password) for u in urls]
+
+    def online(c):
+        c.publish(status, b"online", 1, True)
+
+    return client_cls(node_id, urls, will=(status, b"offline", 1, True), config=config,
+                      on_connect=online)
+
+
+def _with_credentials(url, user, password):
+    scheme = "mqtt://"
+    rest = url
+    if "://" in url:
+        scheme, rest = url.split("://", 1)
+        scheme += "://"
+    if "@" in rest:
+        return url
+    return scheme + user + ":" + password + "@" + rest
+
+
+__all__ = ["NodeRuntime", "RuntimeConfig", "MqttTransport", "node_mqtt_client", "topic",
+           "MICROPYTHON"]

@@ -1,0 +1,139 @@
+"""UDP peer-to-peer transport: one non-blocking socket, polled through asyncio.
+
+Gossip and Paxos run over it with no broker at all. The address book maps node ids to
+(host, port); a datagram from an address not in the book is still delivered (the envelope's
+HMAC says who sent it) with src "". Datagrams longer than ``max_bytes`` are dropped and
+counted: the socket reads ``max_bytes + 1`` so an oversized one is seen, not truncated.
+
+    t = UdpTransport("0.0.0.0", 7001, {"n02": ("10.0.0.2", 7001)})
+    t.open()
+    t.send("n02", payload)            # True if the peer has an address (sent or counted)
+    src, payload = await t.recv()     # waits for the next datagram of acceptable size
+"""
+
+import socket
+
+from roost.common.limits import MAX_DATAGRAM
+from roost.node.aio import wait_readable
+
+_EAGAIN = (11, 35, 119)  # EAGAIN/EWOULDBLOCK on Linux, BSD and lwIP
+
+
+def _resolve(host, port):
+    return _addr_key(socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM)[0][-1])
+
+
+def _addr_key(a):
+    # MicroPython's unix port gives raw sockaddr bytes (a bytearray from getaddrinfo, bytes
+    # from recvfrom); boards and CPython give (ip, port) tuples
+    return bytes(a) if isinstance(a, bytearray) else a
+
+
+class UdpTransport:
+    """Send to and receive from peers by node id over UDP."""
+
+    def __init__(self, bind_host, bind_port, peers=None, max_bytes=MAX_DATAGRAM):
+        if not isinstance(bind_port, int) or not 0 <= bind_port < 65536:
+            raise ValueError("UDP port must be 0..65535")
+        self.bind_host = bind_host
+        self.bind_port = bind_port
+        self.max_bytes = max_bytes
+        self.book = {}  # node id -> (host, port) as configured
+        self.addr = {}  # node id -> resolved socket address
+        self.by_addr = {}  # resolved socket address -> node id
+        self.sock = None
+        self.stats = {"udp_tx": 0, "udp_rx": 0, "udp_tx_errors": 0, "udp_rx_oversize": 0,
+                      "udp_rx_unknown_addr": 0, "udp_rx_errors": 0}
+        for node_id in sorted(peers or {}):
+            h, p = peers[node_id]
+            self.add_peer(node_id, h, p)
+
+    def add_peer(self, node_id, host, port):
+        """Add or move a peer in the address book."""
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError("peer %s: UDP port must be 1..65535" % node_id)
+        old = self.addr.get(node_id)
+        if old is not None:
+            self.by_addr.pop(old, None)
+        a = _resolve(host, port)
+        self.book[node_id] = (host, port)
+        self.addr[node_id] = a
+        self.by_addr[a] = node_id
+
+    def remove_peer(self, node_id):
+        a = self.addr.pop(node_id, None)
+        self.book.pop(node_id, None)
+        if a is not None:
+            self.by_addr.pop(a, None)
+
+    def peers(self):
+        return sorted(self.addr)
+
+    def open(self):
+        """Bind the socket (non-blocking); returns the bound port (useful with port 0)."""
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        except (OSError, AttributeError):
+            pass
+        s.bind(_resolve(self.bind_host, self.bind_port))
+        s.setblocking(False)
+        self.sock = s
+        if hasattr(s, "getsockname"):
+            self.bind_port = s.getsockname()[1]
+        return self.bind_port
+
+    def send(self, dst, payload):
+        """Send to a peer by id. False if it has no UDP address (try another transport)."""
+        a = self.addr.get(dst)
+        if a is None:
+            return False
+        if self.sock is None:
+            self.stats["udp_tx_errors"] += 1
+            return True
+        try:
+            self.sock.sendto(payload, a)
+            self.stats["udp_tx"] += 1
+        except OSError:  # full buffer, no route: UDP may lose it anyway; the cores retry
+            self.stats["udp_tx_errors"] += 1
+        return True
+
+    def poll(self):
+        """One datagram if one is waiting: (src, payload), or None. Oversize ones are
+        dropped and counted (and None returned for them too)."""
+        s = self.sock
+        if s is None:
+            return None
+        try:
+            data, a = s.recvfrom(self.max_bytes + 1)
+        except OSError as e:
+            if e.args and e.args[0] in _EAGAIN:
+                return None
+            self.stats["udp_rx_errors"] += 1  # e.g. ECONNREFUSED reported for an earlier send
+            return None
+        if len(data) > self.max_bytes:
+            self.stats["udp_rx_oversize"] += 1
+            return None
+        self.stats["udp_rx"] += 1
+        src = self.by_addr.get(_addr_key(a))
+        if src is None:
+            self.stats["udp_rx_unknown_addr"] += 1
+            src = ""
+        return src, data
+
+    async def recv(self):
+        """Wait for the next acceptable datagram: (src, payload)."""
+        while True:
+            got = self.poll()
+            if got is not None:
+                return got
+            s = self.sock
+            if s is None:
+                raise OSError(9, "transport closed")
+            await wait_readable(s)
+
+    def close(self):
+        s = self.sock
+        self.sock = None
+        if s is not None:
+            s.close()
