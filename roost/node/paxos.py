@@ -1,0 +1,1156 @@
+"""Multi-Paxos replica groups: a sans-I/O core that keeps one replicated log.
+
+``PaxosCore`` is proposer, acceptor and learner of one replica. It is fed messages and ticks
+and returns effects (see ``roost/node/effects.py``); it applies committed commands to the
+state machine it was given (``apply(index, command)``, ``snapshot()``, ``restore(snap)``).
+
+Ballots are ``(round, node_id)`` pairs, ordered as tuples. A candidate runs phase 1 once
+per leadership: one PREPARE from its first un-chosen slot covers every later slot, and the
+promises carry every value the acceptor holds at or above that slot (split into several
+datagrams when needed). Then the leader runs phase 2 per slot: pipelined (at most
+``window`` un-chosen slots beyond the commit index) and batched (a slot holds up to
+``max_batch`` queued commands). Accepts and heartbeats carry the leader's commit index;
+followers learn a slot is chosen when they hold the leader's ballot for it, and are sent
+the chosen values (or a chunked snapshot) when they lag.
+
+Log values (JSON lists): ``["b", [cmd, ...]]`` a batch of client commands; ``["n"]`` a
+no-op that fills a hole after phase 1; ``["c", [members...]]`` a configuration change.
+Only batch commands reach the state machine, ``on_apply`` and ``(APPLY, ...)`` effects; each
+command has its own index (1, 2, 3 ... over client commands only, no gaps). No-ops and
+configuration entries consume no index; a configuration change shows as an
+``(EVENT, "paxos.config", [slot, effective_slot, members])``.
+
+Reconfiguration (Lamport's alpha rule, alpha = ``window``): a configuration entry chosen at
+slot k governs slots k + window and later. A leader never proposes slot s before every
+slot up to s - window is chosen, so it always knows the configuration of the slot it
+proposes; phase 1 needs a majority of the configuration of every slot it will propose
+(new members are sent a PREPARE of the same ballot before their first slot). One change
+at a time: ``reconfigure`` is refused while a change is pending or not yet in force.
+``window`` must therefore be equal on every replica of a group.
+
+Durable state, written incrementally through PERSIST effects *before* the reply they
+guard is sent (a value of None deletes the key):
+  "promised"   [round, node]                    the highest ballot promised
+  "a/<slot>"   [round, node, value]             the value accepted in a slot
+  "snap"       JSON text [slot, last_index, configs, sm_snapshot]
+A snapshot every ``snapshot_every`` applied slots is persisted first, then the "a/<slot>"
+keys it covers are deleted. The storage handed to the constructor must support ``get``
+and iteration over its keys (a dict does).
+
+Wire kinds 32-40 (bodies are JSON lists):
+  PREPARE   [r, n, from_slot]
+  PROMISE   [r, n, from_slot, lo, hi, last, [[slot, ar, an, value, chosen], ...]]
+            the acceptor's values in slots lo..hi-1; ``last`` marks the final part
+  ACCEPT    [r, n, slot, value, leader_commit]
+  ACCEPTED  [r, n, slot, acceptor_commit]
+  NACK      [r, n, promised_r, promised_n, reason]   reason 0 stale ballot, 1 behind snapshot
+  HEARTBEAT [r, n, leader_commit]
+  ACK       [r, n, commit, snap_rx_slot, snap_rx_offset]
+  CHOSEN    [[slot, value], ...]                        catch-up of chosen values
+  SNAP      [slot, total_bytes, crc32, offset, base64_chunk]
+
+Test-only, off by default, never for real use: ``_unsafe_send_before_persist`` answers
+promises and accepts before they are on flash; ``_unsafe_skip_phase1`` makes a candidate
+lead without promises. Both break agreement; the simulation tests prove the checks see it.
+"""
+
+import binascii
+import json
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+from roost.common.config import apply_overrides
+from roost.common.ids import is_valid_id
+from roost.common.prng import Prng
+from roost.node.effects import APPLY, EVENT, PERSIST, SEND
+
+PREPARE = const(32)
+PROMISE = const(33)
+ACCEPT = const(34)
+ACCEPTED = const(35)
+NACK = const(36)
+HEARTBEAT = const(37)
+ACK = const(38)
+CHOSEN = const(39)
+SNAP = const(40)
+KIND_NAMES = ("prepare", "promise", "accept", "accepted", "nack", "heartbeat", "ack",
+              "chosen", "snap")
+
+FOLLOWER = const(0)
+CANDIDATE = const(1)
+LEADER = const(2)
+ROLE_NAMES = ("follower", "candidate", "leader")
+
+NOOP = ["n"]  # the hole filler; compare with value[0] == "n"
+
+_NACK_STALE = const(0)
+_NACK_BEHIND = const(1)
+_MAX_UINT = const(1099511627776)  # 2**40: slots, rounds and offsets stay below it
+_FAR = const(1099511627776)
+_ZERO = (0, "")
+
+
+class PaxosConfig:
+    """Timers and limits of a replica group. ``window`` must be equal on all replicas."""
+
+    election_timeout_min_ms = 150  # a follower that hears no leader for a random time in
+    election_timeout_max_ms = 300  # [min, max] campaigns; 3+ heartbeats fit in min
+    heartbeat_ms = 50  # leader heartbeat; also the pace of catch-up and retransmission
+    retry_ms = 50  # an unanswered PREPARE or ACCEPT is sent again after this
+    window = 32  # un-chosen slots in flight beyond the commit index (pipelining), and
+    # the reconfiguration delay alpha: a config chosen at slot k governs slots >= k+window
+    max_batch = 16  # commands packed into one slot when many are queued
+    max_queue = 256  # commands waiting for a slot; propose() refuses beyond it
+    snapshot_every = 1000  # applied slots between snapshots: the log window kept in memory
+    catchup_datagrams = 8  # chosen-value or snapshot datagrams sent to a lagging peer per ACK
+    max_snapshot_bytes = 262144  # a larger incoming snapshot is refused (heap bound)
+    max_members = 9  # members of one configuration
+    check_quorum = True  # a leader that hears no majority for election_timeout_max_ms
+    # steps down, so clients of a partitioned leader are told to go elsewhere
+
+    def __init__(self, **overrides):
+        self._unsafe_send_before_persist = False  # TEST ONLY: breaks durability
+        self._unsafe_skip_phase1 = False  # TEST ONLY: breaks agreement
+        plain = {}
+        for name in overrides:
+            value = overrides[name]
+            if name in ("_unsafe_send_before_persist", "_unsafe_skip_phase1"):
+                if not isinstance(value, bool):
+                    raise ValueError("paxos option %s must be true or false" % name)
+                setattr(self, name, value)
+            else:
+                plain[name] = value
+        apply_overrides(self, PaxosConfig, plain, "paxos")
+        if self.election_timeout_min_ms < 1:
+            raise ValueError("paxos option election_timeout_min_ms must be at least 1")
+        if self.election_timeout_max_ms < self.election_timeout_min_ms:
+            raise ValueError("election_timeout_max_ms must not be below election_timeout_min_ms")
+        if not 1 <= self.heartbeat_ms < self.election_timeout_min_ms:
+            raise ValueError("heartbeat_ms must be at least 1 and below election_timeout_min_ms")
+        for name in ("retry_ms", "window", "max_batch", "max_queue", "snapshot_every",
+                     "catchup_datagrams", "max_snapshot_bytes", "max_members"):
+            if getattr(self, name) < 1:
+                raise ValueError("paxos option %s must be at least 1" % name)
+
+    @classmethod
+    def lan(cls, **overrides):
+        """LAN / emulation: the defaults (writes resume well within 0.5 s of a leader loss)."""
+        return cls(**overrides)
+
+    @classmethod
+    def wifi(cls, **overrides):
+        """Wi-Fi boards: slower, lossier links and flash writes; elections within ~2-3 s."""
+        opts = {
+            "election_timeout_min_ms": 1000,
+            "election_timeout_max_ms": 2000,
+            "heartbeat_ms": 250,
+            "retry_ms": 300,
+            "snapshot_every": 500,
+            "max_snapshot_bytes": 65536,
+        }
+        opts.update(overrides)
+        return cls(**opts)
+
+
+def _uint(x):
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < _MAX_UINT
+
+
+def _dumps(x):
+    return json.dumps(x, separators=(",", ":"))
+
+
+def _size(x):
+    return len(_dumps(x).encode())
+
+
+def check_members(members, limit=64):
+    """True for a sorted list of distinct valid node ids, 1..limit of them."""
+    if not isinstance(members, list) or not 1 <= len(members) <= limit:
+        return False
+    prev = None
+    for m in members:
+        if not is_valid_id(m) or (prev is not None and m <= prev):
+            return False
+        prev = m
+    return True
+
+
+def _check_value(v, max_members):
+    """True for a well-formed log value."""
+    if not isinstance(v, list) or not v:
+        return False
+    tag = v[0]
+    if tag == "n":
+        return len(v) == 1
+    if tag == "b":
+        return len(v) == 2 and isinstance(v[1], list) and len(v[1]) > 0
+    if tag == "c":
+        return len(v) == 2 and check_members(v[1], max_members)
+    return False
+
+
+def _majority(members):
+    return len(members) // 2 + 1
+
+
+class PaxosCore:
+    """One replica of a Multi-Paxos group (see the module docstring)."""
+
+    def __init__(self, node_id, channel, members, sm, config=None, rng=None, storage=None,
+                 now_ms=0):
+        if not is_valid_id(node_id):
+            raise ValueError("paxos node id %r is not a valid id" % (node_id,))
+        members = list(members)
+        if not check_members(members):
+            raise ValueError("paxos members must be a sorted list of distinct node ids")
+        self.node_id = node_id
+        self.channel = channel
+        self.sm = sm
+        self.config = config if config is not None else PaxosConfig()
+        self.rng = rng if rng is not None else Prng(node_id)
+        self.on_apply = None  # callback(index, command, result) after each applied command
+        self.stats = {
+            "elections": 0,
+            "leader_terms": 0,
+            "step_downs": 0,
+            "proposed": 0,
+            "slots_proposed": 0,
+            "slots_chosen": 0,
+            "applied": 0,
+            "snapshots": 0,
+            "snapshots_installed": 0,
+            "snapshots_sent": 0,
+            "catchup_sent": 0,
+            "retransmits": 0,
+            "queue_full": 0,
+        }
+        for reason in ("malformed", "unknown_kind", "unknown_sender", "stale", "oversized",
+                       "full"):
+            self.stats["rx_rejected_" + reason] = 0
+        cfg = self.config
+        self._alpha = cfg.window
+        budget = channel.max_bytes - channel.overhead(PROMISE, "x" * 32) - 40
+        self._budget = budget  # bytes a body may take
+        self._value_budget = budget - 200  # bytes a log value may take (fits any message)
+        if self._value_budget < 64:
+            raise ValueError("channel.max_bytes is too small for paxos")
+        self.role = FOLLOWER
+        self.ballot = _ZERO  # the highest ballot promised (durable)
+        self.leader = None  # who we believe leads (hint)
+        self._leader_ballot = _ZERO
+        self._max_round = 0
+        self.log = {}  # slot -> [round, node, value, chosen]
+        self.snap_slot = 0
+        self.commit_index = 0  # every slot up to it is chosen and known here
+        self.applied_slot = 0
+        self.applied_index = 0  # index of the last command applied
+        self.configs = [[1, members]]  # [first slot governed, members], ascending
+        self.members = members
+        self._snap_data = None  # bytes of the latest snapshot (served to laggards)
+        self._snap_rx = None  # [slot, total, crc, chunks, received]
+        self._orphans = []  # durable "a/<slot>" keys under the snapshot, to delete
+        self._reset_leader_state()
+        self._recover(storage if storage is not None else {})
+        self._refresh_known()
+        self._election_at = now_ms + self._election_timeout()
+        self._heartbeat_at = None
+        self._retry_at = None
+
+    # ---- recovery ------------------------------------------------------------------------
+
+    def _recover(self, storage):
+        snap = storage.get("snap", None)
+        if isinstance(snap, str):
+            rec = self._decode_snapshot(snap.encode())
+            if rec is not None:
+                self._load_snapshot(rec, snap.encode())
+        p = storage.get("promised", None)
+        if isinstance(p, list) and len(p) == 2 and _uint(p[0]) and is_valid_id(p[1]):
+            self.ballot = (p[0], p[1])
+            self._max_round = p[0]
+        try:
+            keys = sorted(k for k in storage if isinstance(k, str) and k.startswith("a/"))
+        except TypeError:
+            keys = []
+        for k in keys:
+            try:
+                slot = int(k[2:])
+            except ValueError:
+                continue
+            v = storage.get(k, None)
+            if slot <= self.snap_slot:
+                self._orphans.append(slot)
+                continue
+            if (isinstance(v, list) and len(v) == 3 and _uint(v[0])
+                    and _check_value(v[2], self.config.max_members)):
+                self.log[slot] = [v[0], v[1], v[2], 0]
+
+    def _decode_snapshot(self, blob):
+        try:
+            rec = json.loads(blob)
+        except Exception:  # ValueError, UnicodeError: a damaged snapshot
+            return None
+        if not isinstance(rec, list) or len(rec) != 4:
+            return None
+        slot, index, configs = rec[0], rec[1], rec[2]
+        if not _uint(slot) or not _uint(index) or not isinstance(configs, list) or not configs:
+            return None
+        for c in configs:
+            if (not isinstance(c, list) or len(c) != 2 or not _uint(c[0])
+                    or not check_members(c[1], self.config.max_members)):
+                return None
+        return rec
+
+    def _load_snapshot(self, rec, blob):
+        self.sm.restore(rec[3])
+        self.snap_slot = self.commit_index = self.applied_slot = rec[0]
+        self.applied_index = rec[1]
+        self.configs = [[c[0], list(c[1])] for c in rec[2]]
+        self.members = self.configs[-1][1]
+        self._snap_data = bytes(blob)
+        self._refresh_known()
+
+    # ---- configuration -------------------------------------------------------------------
+
+    def config_of(self, slot):
+        """Members of the configuration that governs a slot (known up to commit + window)."""
+        cfgs = self.configs
+        i = len(cfgs) - 1
+        while i > 0 and cfgs[i][0] > slot:
+            i -= 1
+        return cfgs[i][1]
+
+    def _refresh_known(self):
+        known = set()
+        for c in self.configs:
+            for m in c[1]:
+                known.add(m)
+        self._known = known
+        self._joining = self.node_id not in known
+
+    def _is_known(self, src):
+        return self._joining or src in self._known
+
+    def _peers(self, first_slot):
+        """Members of every configuration from first_slot on, without this node."""
+        out = set(self.config_of(first_slot))
+        for c in self.configs:
+            if c[0] > first_slot:
+                out.update(c[1])
+        out.discard(self.node_id)
+        return sorted(out)
+
+    # ---- public API ----------------------------------------------------------------------
+
+    def is_leader(self):
+        return self.role == LEADER
+
+    def leader_hint(self):
+        if self.role == LEADER:
+            return self.node_id
+        return self.leader
+
+    def propose(self, now_ms, command):
+        """Queue a command for the log. (True, effects) on the leader; (False, []) when not
+        leader (see leader_hint()) or when its queue is full. ValueError if too large."""
+        try:
+            size = _size(command)
+        except (TypeError, ValueError):
+            raise ValueError("a paxos command must be a JSON value") from None
+        if size + 8 > self._value_budget:
+            raise ValueError("command of %d bytes exceeds the %d-byte limit"
+                             % (size, self._value_budget - 8))
+        if self.role != LEADER or self.node_id not in self.config_of(self._next_slot):
+            return False, []
+        if len(self._queue) >= self.config.max_queue:
+            self.stats["queue_full"] += 1
+            return False, []
+        self._queue.append((command, size))
+        self.stats["proposed"] += 1
+        out = []
+        self._pump(now_ms, out)
+        return True, out
+
+    def reconfigure(self, now_ms, new_members):
+        """Propose a new configuration (leader only, one change at a time). It governs the
+        slots from ``window`` after the one it is chosen in. (ok, effects)."""
+        new_members = sorted(new_members)
+        if not check_members(new_members, self.config.max_members):
+            raise ValueError("new members must be 1 to %d distinct valid node ids"
+                             % self.config.max_members)
+        if self.role != LEADER:
+            return False, []
+        if self._cfg_pending is not None or self.configs[-1][0] > self.commit_index + 1:
+            return False, []
+        if new_members == self.configs[-1][1]:
+            return True, []
+        self._cfg_pending = new_members
+        out = []
+        self._pump(now_ms, out)
+        return True, out
+
+    def next_deadline_ms(self):
+        if self.role == LEADER:
+            return self._heartbeat_at
+        d = self._election_at
+        if self.role == CANDIDATE and self._retry_at is not None and self._retry_at < d:
+            d = self._retry_at
+        return d
+
+    def receive(self, now_ms, src, payload):
+        env = self.channel.open(payload)
+        if env is None:
+            return []
+        return self.handle(now_ms, env)
+
+    def handle(self, now_ms, env):
+        kind = env.kind
+        if not PREPARE <= kind <= SNAP:
+            return self._reject("unknown_kind")
+        src = env.sender
+        if src == self.node_id or not self._is_known(src):
+            return self._reject("unknown_sender")
+        body = env.body
+        if not isinstance(body, list):
+            return self._reject("malformed")
+        out = []
+        if kind == PREPARE:
+            self._on_prepare(now_ms, src, body, out)
+        elif kind == PROMISE:
+            self._on_promise(now_ms, src, body, out)
+        elif kind == ACCEPT:
+            self._on_accept(now_ms, src, body, out)
+        elif kind == ACCEPTED:
+            self._on_accepted(now_ms, src, body, out)
+        elif kind == NACK:
+            self._on_nack(now_ms, src, body, out)
+        elif kind == HEARTBEAT:
+            self._on_heartbeat(now_ms, src, body, out)
+        elif kind == ACK:
+            self._on_ack(now_ms, src, body, out)
+        elif kind == CHOSEN:
+            self._on_chosen(now_ms, src, body, out)
+        else:
+            self._on_snap(now_ms, src, body, out)
+        return out
+
+    def tick(self, now_ms):
+        out = []
+        if self.role == LEADER:
+            if self._heartbeat_at is not None and now_ms >= self._heartbeat_at:
+                self._leader_tick(now_ms, out)
+            return out
+        if now_ms >= self._election_at:
+            if self.node_id in self.members and not self._joining:
+                self._start_election(now_ms, out)
+            else:
+                self._election_at = now_ms + self._election_timeout()
+        elif self.role == CANDIDATE and self._retry_at is not None and now_ms >= self._retry_at:
+            self._retry_at = now_ms + self.config.retry_ms
+            self._send_prepares(out, self._p1_from)
+        return out
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def _reject(self, reason):
+        self.stats["rx_rejected_" + reason] = self.stats.get("rx_rejected_" + reason, 0) + 1
+        self.channel.reject(reason)
+        return []
+
+    def _election_timeout(self):
+        cfg = self.config
+        return self.rng.randint(cfg.election_timeout_min_ms, cfg.election_timeout_max_ms)
+
+    def _send(self, out, kind, dst, body):
+        out.append((SEND, dst, self.channel.seal(kind, dst, body)))
+
+    def _persist_then_send(self, out, persists, sends):
+        """Durable writes before the replies they guard (reversed only by the test flag)."""
+        if self.config._unsafe_send_before_persist:
+            out.extend(sends)
+            out.extend(persists)
+        else:
+            out.extend(persists)
+            out.extend(sends)
+
+    def _ballot(self, body, src):
+        """(round, node) from body[0:2] if well formed and naming the sender, else None."""
+        r, n = body[0], body[1]
+        if not _uint(r) or n != src:
+            return None
+        return (r, n)
+
+    def _see_round(self, r):
+        if r > self._max_round:
+            self._max_round = r
+
+    def _reset_leader_state(self):
+        self._queue = []  # [(command, size)]
+        self._cfg_pending = None
+        self._votes = {}  # slot -> [voters]
+        self._sent = {}  # slot -> last send time
+        self._rec = {}  # slot -> [round, node, value]: values found in phase 1
+        self._rec_max = 0
+        self._p1 = {}  # acceptor -> [from_slot, covered_to, done]
+        self._p1_from = 0
+        self._p1_more_at = 0
+        self._next_slot = self.commit_index + 1
+        self._peer = {}  # peer -> [commit, last_heard_ms, snap_rx_slot, snap_rx_offset]
+
+    def _become_follower(self, now_ms, out, timeout_ms=None):
+        if self.role != FOLLOWER:
+            was_leader = self.role == LEADER
+            self.role = FOLLOWER
+            self._reset_leader_state()
+            self._heartbeat_at = None
+            self._retry_at = None
+            if was_leader:
+                self.stats["step_downs"] += 1
+                out.append((EVENT, "paxos.step_down", [self.node_id, self.ballot[0]]))
+        if timeout_ms is None:
+            timeout_ms = self._election_timeout()
+        self._election_at = now_ms + timeout_ms
+
+    def _heard_leader(self, now_ms, src, b, out):
+        """A valid message from the leader of ballot b (>= our promise)."""
+        if self.role != FOLLOWER and b != self.ballot:
+            self._become_follower(now_ms, out)
+        self.leader = src
+        self._leader_ballot = b
+        self._see_round(b[0])
+        self._election_at = now_ms + self._election_timeout()
+
+    def _nack(self, out, dst, body, reason):
+        self._send(out, NACK, dst, [body[0], body[1], self.ballot[0], self.ballot[1], reason])
+
+    # ---- acceptor ------------------------------------------------------------------------
+
+    def _on_prepare(self, now_ms, src, body, out):
+        if len(body) != 3:
+            return self._reject("malformed")
+        b = self._ballot(body, src)
+        frm = body[2]
+        if b is None or not _uint(frm) or frm < 1:
+            return self._reject("malformed")
+        self._see_round(b[0])
+        if b < self.ballot:
+            self._reject("stale")
+            return self._nack(out, src, body, _NACK_STALE)
+        if frm <= self.snap_slot:
+            # our log no longer holds those slots: the candidate must catch up first
+            return self._nack(out, src, body, _NACK_BEHIND)
+        persists = []
+        if b > self.ballot:
+            if self.role != FOLLOWER:
+                self._become_follower(now_ms, out)
+            self.ballot = b
+            persists.append((PERSIST, "promised", [b[0], b[1]]))
+        self.leader = None
+        self._election_at = now_ms + self._election_timeout()
+        sends = []
+        for part in self._promise_parts(b, frm):
+            self._send(sends, PROMISE, src, part)
+        self._persist_then_send(out, persists, sends)
+
+    def _promise_parts(self, b, frm):
+        slots = sorted(s for s in self.log if s >= frm)
+        head = _size([b[0], b[1], frm, frm, frm, 1, []]) + 40
+        parts = []
+        cur = []
+        size = head
+        lo = frm
+        for s in slots:
+            e = self.log[s]
+            item = [s, e[0], e[1], e[2], e[3]]
+            sz = _size(item) + 1
+            if cur and size + sz > self._budget:
+                parts.append([b[0], b[1], frm, lo, s, 0, cur])
+                lo = s
+                cur = []
+                size = head
+            cur.append(item)
+            size += sz
+        hi = slots[-1] + 1 if slots else frm
+        if hi < lo:
+            hi = lo
+        parts.append([b[0], b[1], frm, lo, hi, 1, cur])
+        return parts
+
+    def _on_accept(self, now_ms, src, body, out):
+        if len(body) != 5:
+            return self._reject("malformed")
+        b = self._ballot(body, src)
+        slot, value, commit = body[2], body[3], body[4]
+        if (b is None or not _uint(slot) or slot < 1 or not _uint(commit)
+                or not _check_value(value, self.config.max_members)):
+            return self._reject("malformed")
+        self._see_round(b[0])
+        if b < self.ballot:
+            self._reject("stale")
+            return self._nack(out, src, body, _NACK_STALE)
+        self._heard_leader(now_ms, src, b, out)
+        persists = []
+        if b > self.ballot:
+            self.ballot = b
+            persists.append((PERSIST, "promised", [b[0], b[1]]))
+        if slot > self.snap_slot:
+            e = self.log.get(slot)
+            if e is None or not e[3]:
+                if e is None and len(self.log) >= self._log_cap():
+                    return self._reject("full")
+                self.log[slot] = [b[0], b[1], value, 0]
+                persists.append((PERSIST, "a/%d" % slot, [b[0], b[1], value]))
+        applied = []
+        self._learn_commit(b, commit, applied)
+        sends = []
+        self._send(sends, ACCEPTED, src, [b[0], b[1], slot, self.commit_index])
+        self._persist_then_send(out, persists + applied, sends)
+
+    def _log_cap(self):
+        return self.config.snapshot_every + 4 * self._alpha + 64
+
+    def _learn_commit(self, b, commit, out):
+        """Slots up to the leader's commit index that we hold under its ballot are chosen."""
+        s = self.commit_index + 1
+        while s <= commit:
+            e = self.log.get(s)
+            if e is None:
+                break
+            if not e[3]:
+                if e[0] != b[0] or e[1] != b[1]:
+                    break
+                e[3] = 1
+            s += 1
+        self._advance(out)
+
+    def _on_heartbeat(self, now_ms, src, body, out):
+        if len(body) != 3:
+            return self._reject("malformed")
+        b = self._ballot(body, src)
+        if b is None or not _uint(body[2]):
+            return self._reject("malformed")
+        self._see_round(b[0])
+        if b < self.ballot:
+            self._reject("stale")
+            return self._nack(out, src, body, _NACK_STALE)
+        self._heard_leader(now_ms, src, b, out)
+        self._learn_commit(b, body[2], out)
+        rx = self._snap_rx
+        self._send(out, ACK, src, [b[0], b[1], self.commit_index,
+                                   rx[0] if rx else 0, rx[4] if rx else 0])
+
+    def _on_chosen(self, now_ms, src, body, out):
+        if not body or len(body) > 256:
+            return self._reject("malformed")
+        cap = self.commit_index + self._log_cap()
+        for item in body:
+            if (not isinstance(item, list) or len(item) != 2 or not _uint(item[0])
+                    or not _check_value(item[1], self.config.max_members)):
+                return self._reject("malformed")
+        for item in body:
+            slot = item[0]
+            if slot <= self.commit_index or slot > cap:
+                continue
+            e = self.log.get(slot)
+            if e is None:
+                self.log[slot] = [0, "", item[1], 1]
+            elif not e[3]:
+                e[2] = item[1]
+                e[3] = 1
+        self._advance(out)
+
+    def _on_snap(self, now_ms, src, body, out):
+        if len(body) != 5:
+            return self._reject("malformed")
+        slot, total, crc, off, chunk = body
+        if (not _uint(slot) or not _uint(total) or not _uint(crc) or not _uint(off)
+                or not isinstance(chunk, str) or total < 1):
+            return self._reject("malformed")
+        if total > self.config.max_snapshot_bytes:
+            return self._reject("oversized")
+        if slot <= self.applied_slot:
+            return None
+        rx = self._snap_rx
+        if rx is None or rx[0] != slot or rx[1] != total or rx[2] != crc:
+            if off != 0:
+                return None
+            rx = self._snap_rx = [slot, total, crc, [], 0]
+        if off != rx[4]:
+            return None  # a gap or a duplicate: the next ACK says where to resume
+        try:
+            data = binascii.a2b_base64(chunk)
+        except Exception:  # binascii.Error (ValueError) on both interpreters
+            return self._reject("malformed")
+        if not data or rx[4] + len(data) > total:
+            self._snap_rx = None
+            return self._reject("malformed")
+        rx[3].append(data)
+        rx[4] += len(data)
+        if rx[4] < total:
+            return None
+        blob = b"".join(rx[3])
+        self._snap_rx = None
+        if binascii.crc32(blob) & 0xFFFFFFFF != crc:
+            return self._reject("malformed")
+        rec = self._decode_snapshot(blob)
+        if rec is None or rec[0] != slot:
+            return self._reject("malformed")
+        self._install_snapshot(rec, blob, out)
+
+    def _install_snapshot(self, rec, blob, out):
+        try:
+            self.sm.restore(rec[3])
+        except Exception:  # a state machine refusing a foreign snapshot: drop it
+            return self._reject("malformed")
+        slot = rec[0]
+        out.append((PERSIST, "snap", blob.decode()))
+        self._drop_log_upto(slot, out)
+        self._load_snapshot(rec, blob)
+        if self._next_slot <= slot:
+            self._next_slot = slot + 1
+        self.stats["snapshots_installed"] += 1
+        out.append((EVENT, "paxos.snapshot_installed", [self.node_id, slot]))
+        self._advance(out)
+
+    def _drop_log_upto(self, slot, out):
+        for s in sorted(self.log):
+            if s <= slot:
+                del self.log[s]
+                out.append((PERSIST, "a/%d" % s, None))
+        for s in self._orphans:
+            out.append((PERSIST, "a/%d" % s, None))
+        self._orphans = []
+        for d in (self._votes, self._sent, self._rec):
+            for s in sorted(d):
+                if s <= slot:
+                    del d[s]
+
+    # ---- learner: commit, apply, snapshot ------------------------------------------------
+
+    def _advance(self, out):
+        log = self.log
+        c = self.commit_index
+        while True:
+            e = log.get(c + 1)
+            if e is None or not e[3]:
+                break
+            c += 1
+        if c == self.commit_index:
+            return
+        self.commit_index = c
+        while self.applied_slot < c:
+            self._apply_slot(self.applied_slot + 1, out)
+        for d in (self._votes, self._sent):
+            for s in sorted(d):
+                if s <= c:
+                    del d[s]
+        if self.applied_slot - self.snap_slot >= self.config.snapshot_every:
+            self._take_snapshot(out)
+
+    def _apply_slot(self, slot, out):
+        v = self.log[slot][2]
+        tag = v[0]
+        if tag == "b":
+            for cmd in v[1]:
+                self.applied_index += 1
+                idx = self.applied_index
+                result = self.sm.apply(idx, cmd)
+                self.stats["applied"] += 1
+                out.append((APPLY, idx, cmd))
+                if self.on_apply is not None:
+                    self.on_apply(idx, cmd, result)
+        elif tag == "c":
+            start = slot + self._alpha
+            members = list(v[1])
+            self.configs.append([start, members])
+            self.members = members
+            self._refresh_known()
+            if self._cfg_pending is not None and self._cfg_pending == members:
+                self._cfg_pending = None
+            out.append((EVENT, "paxos.config", [slot, start, members]))
+        self.applied_slot = slot
+
+    def _take_snapshot(self, out):
+        slot = self.applied_slot
+        # keep the configuration in force after the snapshot and every later one
+        keep = []
+        for c in self.configs:
+            if c[0] <= slot + 1:
+                keep = [c]
+            else:
+                keep.append(c)
+        keep = [[c[0], list(c[1])] for c in keep]
+        rec = [slot, self.applied_index, keep, self.sm.snapshot()]
+        text = _dumps(rec)
+        out.append((PERSIST, "snap", text))
+        self._drop_log_upto(slot, out)
+        self.snap_slot = slot
+        self.configs = keep
+        self._snap_data = text.encode()
+        self.stats["snapshots"] += 1
+        out.append((EVENT, "paxos.snapshot", [self.node_id, slot]))
+
+    # ---- candidate -----------------------------------------------------------------------
+
+    def _start_election(self, now_ms, out):
+        r = self._max_round
+        if self.ballot[0] > r:
+            r = self.ballot[0]
+        b = (r + 1, self.node_id)
+        self._see_round(b[0])
+        if self.role == LEADER:
+            self._become_follower(now_ms, out)
+        self._reset_leader_state()
+        self.role = CANDIDATE
+        self.ballot = b
+        self.leader = None
+        self.stats["elections"] += 1
+        out.append((PERSIST, "promised", [b[0], b[1]]))
+        frm = self.commit_index + 1
+        self._p1_from = frm
+        self._p1 = {self.node_id: [frm, _FAR, True]}
+        for s in sorted(self.log):
+            if s >= frm:
+                e = self.log[s]
+                self._merge(s, e[0], e[1], e[2], e[3])
+        self._election_at = now_ms + self._election_timeout()
+        self._retry_at = now_ms + self.config.retry_ms
+        if self.config._unsafe_skip_phase1:
+            self._rec = {}
+            self._rec_max = 0
+            return self._become_leader(now_ms, out)
+        self._send_prepares(out, frm)
+        if self._election_won():
+            self._become_leader(now_ms, out)
+
+    def _send_prepares(self, out, frm):
+        b = self.ballot
+        for m in self._peers(frm):
+            st = self._p1.get(m)
+            if st is None or not st[2]:
+                self._send(out, PREPARE, m, [b[0], b[1], frm])
+
+    def _merge(self, slot, r, n, value, chosen):
+        if slot <= self.commit_index:
+            return
+        if self.role == LEADER and slot < self._next_slot:
+            return
+        if chosen:
+            e = self.log.get(slot)
+            if e is None:
+                self.log[slot] = [r, n, value, 1]
+            elif not e[3]:
+                e[2] = value
+                e[3] = 1
+            self._rec.pop(slot, None)
+            return
+        cur = self._rec.get(slot)
+        if cur is None or (r, n) > (cur[0], cur[1]):
+            self._rec[slot] = [r, n, value]
+        if slot > self._rec_max:
+            self._rec_max = slot
+
+    def _on_promise(self, now_ms, src, body, out):
+        if len(body) != 7:
+            return self._reject("malformed")
+        r, n, frm, lo, hi, last, entries = body
+        if not (_uint(r) and is_valid_id(n) and _uint(frm) and _uint(lo) and _uint(hi)
+                and last in (0, 1) and isinstance(entries, list) and lo <= hi):
+            return self._reject("malformed")
+        if self.role == FOLLOWER or (r, n) != self.ballot:
+            return self._reject("stale")
+        mm = self.config.max_members
+        for it in entries:
+            if (not isinstance(it, list) or len(it) != 5 or not _uint(it[0])
+                    or not lo <= it[0] < hi or not _uint(it[1]) or not isinstance(it[2], str)
+                    or it[4] not in (0, 1) or not _check_value(it[3], mm)):
+                return self._reject("malformed")
+        self._touch(src, now_ms)
+        st = self._p1.get(src)
+        if st is None or st[0] != frm:
+            st = self._p1[src] = [frm, frm, False]
+        for it in entries:
+            self._merge(it[0], it[1], it[2], it[3], it[4])
+        if lo <= st[1] < hi:
+            st[1] = hi
+        if last and st[1] >= hi:
+            st[2] = True
+        self._advance(out)
+        if self.role == CANDIDATE:
+            if self._election_won():
+                self._become_leader(now_ms, out)
+        else:
+            self._pump(now_ms, out)
+
+    def _p1_ok(self, slot):
+        cfg = self.config_of(slot)
+        n = 0
+        for m in cfg:
+            st = self._p1.get(m)
+            if st is not None and st[2] and st[0] <= slot:
+                n += 1
+        return n >= _majority(cfg)
+
+    def _election_won(self):
+        frm = self._p1_from
+        if not self._p1_ok(frm):
+            return False
+        top = self.commit_index + self._alpha
+        for c in self.configs:
+            if frm < c[0] <= top and not self._p1_ok(c[0]):
+                return False
+        return True
+
+    # ---- leader --------------------------------------------------------------------------
+
+    def _become_leader(self, now_ms, out):
+        self.role = LEADER
+        self.leader = self.node_id
+        self._leader_ballot = self.ballot
+        self._next_slot = self._p1_from
+        if self._next_slot <= self.commit_index:
+            self._next_slot = self.commit_index + 1
+        self._heartbeat_at = now_ms
+        self._retry_at = None
+        self._p1_more_at = now_ms
+        self.stats["leader_terms"] += 1
+        for m in self._peers(self.commit_index + 1):
+            self._touch(m, now_ms)
+        out.append((EVENT, "paxos.leader", [self.node_id, self.ballot[0], self._p1_from]))
+        self._leader_tick(now_ms, out)
+
+    def _touch(self, peer, now_ms):
+        p = self._peer.get(peer)
+        if p is None:
+            p = self._peer[peer] = [-1, now_ms, 0, 0]
+        p[1] = now_ms
+        return p
+
+    def _leader_tick(self, now_ms, out):
+        cfg = self.config
+        self._heartbeat_at = now_ms + cfg.heartbeat_ms
+        if self.node_id not in self.config_of(self.commit_index + 1):
+            return self._become_follower(now_ms, out)
+        if cfg.check_quorum:
+            members = self.config_of(self._next_slot)
+            heard = 1 if self.node_id in members else 0
+            for m in members:
+                p = self._peer.get(m)
+                if m != self.node_id and p is not None and now_ms - p[1] <= \
+                        cfg.election_timeout_max_ms:
+                    heard += 1
+            if heard < _majority(members):
+                return self._become_follower(now_ms, out)
+        b = self.ballot
+        body = [b[0], b[1], self.commit_index]
+        for m in self._peers(self.commit_index + 1):
+            self._send(out, HEARTBEAT, m, body)
+        # resend accepts that are still unanswered
+        for s in sorted(self._sent):
+            if now_ms - self._sent[s] >= cfg.retry_ms:
+                e = self.log.get(s)
+                if e is None or e[3]:
+                    continue
+                self._sent[s] = now_ms
+                votes = self._votes.get(s, ())
+                abody = [b[0], b[1], s, e[2], self.commit_index]
+                for m in self.config_of(s):
+                    if m != self.node_id and m not in votes:
+                        self.stats["retransmits"] += 1
+                        self._send(out, ACCEPT, m, abody)
+        self._pump(now_ms, out)
+
+    def _pump(self, now_ms, out):
+        """Start phase 2 in as many slots as the window, phase 1 and the queue allow."""
+        if self.role != LEADER:
+            return
+        while True:
+            s = self._next_slot
+            if s > self.commit_index + self._alpha:
+                return
+            cfg = self.config_of(s)
+            if self.node_id not in cfg:
+                return
+            if not self._p1_ok(s) and not self.config._unsafe_skip_phase1:
+                return self._prepare_more(now_ms, s, out)
+            e = self.log.get(s)
+            if e is not None and e[3]:
+                self._next_slot = s + 1
+                continue
+            rec = self._rec.pop(s, None)
+            if rec is not None:
+                value = rec[2]
+            elif s <= self._rec_max:
+                value = NOOP
+            elif self._cfg_pending is not None and self._cfg_pending != self.configs[-1][1] \
+                    and not self._cfg_in_flight():
+                value = ["c", list(self._cfg_pending)]
+            elif self._queue:
+                value = self._take_batch()
+            else:
+                return
+            self._next_slot = s + 1
+            self._propose_slot(now_ms, s, value, out)
+
+    def _cfg_in_flight(self):
+        for s in self._sent:
+            e = self.log.get(s)
+            if e is not None and e[2][0] == "c":
+                return True
+        return False
+
+    def _take_batch(self):
+        q = self._queue
+        size = 12
+        k = 0
+        limit = self.config.max_batch
+        while k < len(q) and k < limit:
+            sz = q[k][1] + 1
+            if k and size + sz > self._value_budget:
+                break
+            size += sz
+            k += 1
+        cmds = [q[i][0] for i in range(k)]
+        self._queue = q[k:]
+        return ["b", cmds]
+
+    def _prepare_more(self, now_ms, slot, out):
+        """A configuration whose majority has not promised yet: ask its members."""
+        if now_ms < self._p1_more_at:
+            return
+        self._p1_more_at = now_ms + self.config.retry_ms
+        b = self.ballot
+        for m in self.config_of(slot):
+            st = self._p1.get(m)
+            if m != self.node_id and (st is None or not st[2] or st[0] > slot):
+                self._p1[m] = [slot, slot, False]
+                self._send(out, PREPARE, m, [b[0], b[1], slot])
+
+    def _propose_slot(self, now_ms, s, value, out):
+        b = self.ballot
+        self.log[s] = [b[0], b[1], value, 0]
+        self.stats["slots_proposed"] += 1
+        cfg = self.config_of(s)
+        persists = [(PERSIST, "a/%d" % s, [b[0], b[1], value])]
+        sends = []
+        body = [b[0], b[1], s, value, self.commit_index]
+        for m in cfg:
+            if m != self.node_id:
+                self._send(sends, ACCEPT, m, body)
+        self._persist_then_send(out, persists, sends)
+        self._votes[s] = [self.node_id] if self.node_id in cfg else []
+        self._sent[s] = now_ms
+        self._check_chosen(s, cfg, out)
+
+    def _check_chosen(self, s, cfg, out):
+        votes = self._votes.get(s)
+        if votes is None or len(votes) < _majority(cfg):
+            return
+        e = self.log.get(s)
+        if e is None:
+            return
+        e[3] = 1
+        self.stats["slots_chosen"] += 1
+        del self._votes[s]
+        self._sent.pop(s, None)
+        self._advance(out)
+
+    def _on_accepted(self, now_ms, src, body, out):
+        if len(body) != 4:
+            return self._reject("malformed")
+        r, n, slot, commit = body
+        if not (_uint(r) and is_valid_id(n) and _uint(slot) and _uint(commit)):
+            return self._reject("malformed")
+        if self.role != LEADER or (r, n) != self.ballot:
+            return self._reject("stale")
+        p = self._touch(src, now_ms)
+        if commit > p[0]:
+            p[0] = commit
+        votes = self._votes.get(slot)
+        if votes is not None and src not in votes:
+            cfg = self.config_of(slot)
+            if src in cfg:
+                votes.append(src)
+                self._check_chosen(slot, cfg, out)
+        self._pump(now_ms, out)
+
+    def _on_nack(self, now_ms, src, body, out):
+        if len(body) != 5:
+            return self._reject("malformed")
+        r, n, pr, pn, reason = body
+        if not (_uint(r) and is_valid_id(n) and _uint(pr) and isinstance(pn, str)
+                and reason in (_NACK_STALE, _NACK_BEHIND)):
+            return self._reject("malformed")
+        self._see_round(pr)
+        if self.role == FOLLOWER or (r, n) != self.ballot:
+            return None
+        if reason == _NACK_BEHIND:
+            if self.role == CANDIDATE:
+                # others hold a newer snapshot: let an up-to-date replica lead
+                self._become_follower(now_ms, out, 2 * self._election_timeout())
+            return None
+        if (pr, pn) > self.ballot:
+            self._become_follower(now_ms, out)
+
+    def _on_ack(self, now_ms, src, body, out):
+        if len(body) != 5:
+            return self._reject("malformed")
+        r, n, commit, rx_slot, rx_off = body
+        if not (_uint(r) and is_valid_id(n) and _uint(commit) and _uint(rx_slot)
+                and _uint(rx_off)):
+            return self._reject("malformed")
+        if self.role != LEADER or (r, n) != self.ballot:
+            return self._reject("stale")
+        p = self._touch(src, now_ms)
+        p[0] = commit
+        p[2] = rx_slot
+        p[3] = rx_off
+        if commit < self.commit_index:
+            self._catch_up(src, p, out)
+
+    def _catch_up(self, peer, p, out):
+        commit = p[0]
+        n = self.config.catchup_datagrams
+        if commit < self.snap_slot:
+            data = self._snap_data
+            if data is None:
+                return
+            total = len(data)
+            crc = binascii.crc32(data) & 0xFFFFFFFF
+            off = p[3] if p[2] == self.snap_slot and p[3] <= total else 0
+            chunk = (self._budget - 120) * 3 // 4
+            self.stats["snapshots_sent"] += 1
+            while n > 0 and off < total:
+                raw = data[off:off + chunk]
+                piece = binascii.b2a_base64(raw).decode().rstrip("\n")
+                self._send(out, SNAP, peer, [self.snap_slot, total, crc, off, piece])
+                off += len(raw)
+                n -= 1
+            return
+        s = commit + 1
+        while n > 0 and s <= self.commit_index:
+            batch = []
+            size = 4
+            while s <= self.commit_index and len(batch) < 256:
+                e = self.log.get(s)
+                if e is None:
+                    break
+                item = [s, e[2]]
+                sz = _size(item) + 1
+                if batch and size + sz > self._budget:
+                    break
+                batch.append(item)
+                size += sz
+                s += 1
+            if not batch:
+                break
+            self.stats["catchup_sent"] += 1
+            self._send(out, CHOSEN, peer, batch)
+            n -= 1

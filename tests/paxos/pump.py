@@ -1,0 +1,186 @@
+"""An in-process pump between PaxosCore replicas (MicroPython-safe): zero-latency FIFO
+delivery, cut links, crashes with durable storage, and an agreement check on every APPLY."""
+
+from roost.common.channel import Channel
+from roost.common.prng import Prng
+from roost.node.effects import APPLY, PERSIST, SEND
+from roost.node.paxos import PaxosCore
+
+KEY = "paxos-test-key"
+
+
+class CountSM:
+    """A small state machine: counts commands and folds them into a checksum."""
+
+    def __init__(self):
+        self.count = 0
+        self.sum = 0
+        self.last = None
+
+    def apply(self, index, command):
+        self.count += 1
+        self.sum = (self.sum * 31 + index + len(repr(command))) & 0xFFFFFF
+        self.last = command
+        return self.count
+
+    def snapshot(self):
+        return [self.count, self.sum, self.last]
+
+    def restore(self, snap):
+        self.count, self.sum, self.last = snap[0], snap[1], snap[2]
+
+
+class Cluster:
+    def __init__(self, ids, config=None, seed=1, members=None):
+        self.ids = sorted(ids)
+        self.members = sorted(members) if members else list(self.ids)
+        self.config = config
+        self.rng = Prng(seed)
+        self.now = 0
+        self.storage = {}
+        self.boots = {}
+        self.cores = {}
+        self.queue = []
+        self.cut = set()
+        self.down = set()
+        self.drop_every = 0
+        self._n = 0
+        self.by_index = {}  # command index -> command (the agreement check)
+        self.applied = {}  # node -> number of APPLY effects seen
+        self.violations = 0
+        self.delivered = 0
+        for n in self.ids:
+            self.storage[n] = {}
+            self.boots[n] = 0
+            self.applied[n] = 0
+            self.start(n)
+
+    def add(self, n, members=None):
+        self.ids.append(n)
+        self.ids.sort()
+        self.storage[n] = {}
+        self.boots[n] = 0
+        self.applied[n] = 0
+        self.start(n, members)
+
+    def start(self, n, members=None):
+        self.boots[n] += 1
+        ch = Channel(n, KEY, incarnation=self.boots[n])
+        core = PaxosCore(n, ch, members or self.members, CountSM(), config=self.config,
+                         rng=self.rng.fork(n), storage=dict(self.storage[n]), now_ms=self.now)
+        self.cores[n] = core
+        self.down.discard(n)
+        return core
+
+    def crash(self, n):
+        self.cores[n] = None
+        self.down.add(n)
+
+    def core(self, n):
+        return self.cores[n]
+
+    def run_effects(self, n, effects):
+        for eff in effects:
+            kind = eff[0]
+            if kind == SEND:
+                dsts = [d for d in self.ids if d != n] if eff[1] == "*" else [eff[1]]
+                for d in dsts:
+                    self.queue.append((n, d, eff[2]))
+            elif kind == PERSIST:
+                if eff[2] is None:
+                    self.storage[n].pop(eff[1], None)
+                else:
+                    self.storage[n][eff[1]] = eff[2]
+            elif kind == APPLY:
+                self.applied[n] += 1
+                prev = self.by_index.get(eff[1])
+                if prev is None:
+                    self.by_index[eff[1]] = eff[2]
+                elif prev != eff[2]:
+                    self.violations += 1
+        return effects
+
+    def call(self, n, fn):
+        res = fn(self.cores[n], self.now)
+        if isinstance(res, tuple):
+            self.run_effects(n, res[1])
+            return res[0]
+        self.run_effects(n, res)
+        return res
+
+    def propose(self, n, cmd):
+        return self.call(n, lambda c, now: c.propose(now, cmd))
+
+    def deliver(self, limit=200000):
+        """Deliver queued messages (and the ones they cause) in FIFO order."""
+        i = 0
+        while i < len(self.queue) and limit > 0:
+            limit -= 1
+            src, dst, payload = self.queue[i]
+            i += 1
+            if i > 4096:
+                self.queue = self.queue[i:]
+                i = 0
+            if dst in self.down or (src, dst) in self.cut or src in self.down:
+                continue
+            self._n += 1
+            if self.drop_every and self._n % self.drop_every == 0:
+                continue
+            core = self.cores.get(dst)
+            if core is None:
+                continue
+            self.delivered += 1
+            self.run_effects(dst, core.receive(self.now, src, payload))
+        self.queue = self.queue[i:]
+
+    def advance(self, ms, step_limit=100000):
+        """Move time forward by ms, ticking every core at its deadline."""
+        end = self.now + ms
+        self.deliver()
+        while step_limit > 0:
+            step_limit -= 1
+            nxt = None
+            for n in self.ids:
+                c = self.cores.get(n)
+                if c is None:
+                    continue
+                d = c.next_deadline_ms()
+                if d is not None and (nxt is None or d < nxt):
+                    nxt = d
+            if nxt is None or nxt > end:
+                break
+            if nxt > self.now:
+                self.now = nxt
+            for n in self.ids:
+                c = self.cores.get(n)
+                if c is not None:
+                    d = c.next_deadline_ms()
+                    if d is not None and d <= self.now:
+                        self.run_effects(n, c.tick(self.now))
+            self.deliver()
+        self.now = end
+
+    def isolate(self, n):
+        for m in self.ids:
+            if m != n:
+                self.cut.add((n, m))
+                self.cut.add((m, n))
+
+    def heal(self):
+        self.cut = set()
+
+    def leaders(self):
+        return [n for n in self.ids if self.cores.get(n) is not None and self.cores[n].is_leader()]
+
+    def leader(self):
+        ls = self.leaders()
+        return ls[0] if len(ls) == 1 else None
+
+    def wait_leader(self, ms=3000):
+        t = 0
+        while t < ms:
+            self.advance(50)
+            t += 50
+            if self.leader() is not None:
+                return self.leader()
+        return None

@@ -1,0 +1,120 @@
+"""PaxosCore cluster tests through the in-process pump: snapshots, reconfiguration, loss,
+partitions. MicroPython-safe, but several replicas in one heap need more than a board's
+100 KB: run with `micropython -X heapsize=256K tests/mpy_runner.py tests/paxos/test_cluster.py`.
+"""
+
+from roost.node.paxos import PaxosConfig
+from tests.paxos.pump import Cluster
+
+IDS = ["n1", "n2", "n3"]
+
+
+def _elect(cl):
+    leader = cl.wait_leader()
+    assert leader is not None, "no leader elected"
+    return leader
+
+
+def test_snapshot_bounds_log_and_installs_on_laggard():
+    cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
+    leader = _elect(cl)
+    lag = [n for n in IDS if n != leader][0]
+    cl.crash(lag)
+    for i in range(200):
+        assert cl.propose(leader, ["x" * 40, i])
+        cl.deliver()
+    core = cl.core(leader)
+    assert core.stats["snapshots"] >= 5
+    assert len(core.log) <= 20 + 4
+    assert len(cl.storage[leader]) <= 20 + 4 + 2
+    cl.start(lag)
+    cl.advance(1500)
+    lc = cl.core(lag)
+    assert lc.stats["snapshots_installed"] >= 1
+    assert lc.applied_index == 200
+    assert lc.sm.snapshot() == core.sm.snapshot()
+    assert cl.violations == 0
+
+
+def test_isolated_leader_cannot_commit_and_rejoins():
+    cl = Cluster(IDS)
+    old = _elect(cl)
+    cl.isolate(old)
+    ok = cl.propose(old, ["lost?"])
+    assert ok
+    cl.advance(1000)
+    assert not cl.core(old).is_leader()  # check-quorum: it stepped down
+    new = cl.leader()
+    assert new is not None and new != old
+    assert cl.propose(new, ["kept"])
+    cl.advance(100)
+    cl.heal()
+    cl.advance(1500)
+    leader = cl.leader()
+    assert leader is not None
+    assert cl.propose(leader, ["end"])
+    cl.advance(300)
+    counts = set(cl.core(n).applied_index for n in IDS)
+    assert len(counts) == 1, counts
+    assert cl.violations == 0
+
+
+def test_reconfigure_replace_and_grow():
+    cl = Cluster(IDS, config=PaxosConfig(window=4, snapshot_every=30))
+    leader = _elect(cl)
+    for i in range(50):
+        cl.propose(leader, ["a", i])
+        cl.deliver()
+    dead = [n for n in IDS if n != leader][0]
+    cl.crash(dead)
+    cl.add("n4", members=IDS)
+    new_members = sorted([n for n in IDS if n != dead] + ["n4"])
+    ok = cl.call(leader, lambda c, now: c.reconfigure(now, new_members))
+    assert ok
+    for i in range(20):
+        cl.propose(leader, ["b", i])
+        cl.deliver()
+    cl.advance(1000)
+    assert cl.core(leader).members == new_members
+    assert cl.core("n4").applied_index == 70, cl.core("n4").applied_index
+    # grow to five
+    cl.add("n5", members=IDS)
+    cl.add("n6", members=IDS)
+    five = sorted(new_members + ["n5", "n6"])
+    leader = cl.leader()
+    assert cl.call(leader, lambda c, now: c.reconfigure(now, five))
+    for i in range(20):
+        cl.propose(leader, ["c", i])
+        cl.deliver()
+    cl.advance(1000)
+    for n in five:
+        assert cl.core(n).members == five
+        assert cl.core(n).applied_index == 90, (n, cl.core(n).applied_index)
+    # the new group survives losing two of its members, including the leader
+    leader = cl.leader()
+    cl.crash(leader)
+    cl.crash([n for n in five if n != leader][0])
+    new = cl.wait_leader()
+    assert new is not None and new in five
+    assert cl.propose(new, ["d"])
+    cl.advance(500)
+    assert cl.core(new).applied_index == 91
+    assert cl.violations == 0
+
+
+def test_lossy_links_still_converge():
+    cl = Cluster(IDS, seed=5)
+    cl.drop_every = 7
+    leader = _elect(cl)
+    n = 0
+    for i in range(60):
+        ld = cl.leader()
+        if ld is not None and cl.propose(ld, ["z", i]):
+            n += 1
+        cl.advance(20)
+    cl.drop_every = 0
+    cl.advance(2000)
+    counts = set(cl.core(x).applied_index for x in IDS)
+    assert len(counts) == 1, counts
+    assert counts.pop() >= n - 5 and leader is not None
+    assert cl.violations == 0
