@@ -166,7 +166,7 @@ def _durability_run(seed, paxos_config=None, targeted=False):
     sim.run_until(stop_at)
     for c in clients:
         sim.host(c).stop = True
-    sim.run_until(stop_at + 4000)
+    sim.run_until(stop_at + 2000)
     problems = []
     stores = {n: sim.host(n).store for n in members}
     leader = [n for n in members if sim.host(n).is_leader()]
@@ -213,12 +213,12 @@ def _strike_followers_then_leader(sim):
 
 def test_acknowledged_writes_survive_whole_group_crashes():
     crashes_mid = 0
-    for seed in range(1, 13):
+    for seed in range(1, 9):
         for targeted in (False, True):
             problems = _durability_run(seed, targeted=targeted)
             assert problems == [], "seed %d targeted %s: %s" % (seed, targeted, problems[:3])
             crashes_mid += 1
-    assert crashes_mid == 24
+    assert crashes_mid == 16
 
 
 # ---- the checker has teeth ---------------------------------------------------------------
@@ -239,9 +239,13 @@ def test_broken_paxos_is_caught_and_correct_one_passes():
 
 
 def test_send_before_persist_loses_acknowledged_writes():
-    lost = [s for s in range(1, 13)
-            if _durability_run(s, PaxosConfig(_unsafe_send_before_persist=True), True)]
-    assert lost, "answering before the flash write was never caught"
+    broken = PaxosConfig(_unsafe_send_before_persist=True)
+    caught = None
+    for seed in range(1, 9):  # the correct Paxos passes these seeds (test above)
+        if _durability_run(seed, broken, targeted=True):
+            caught = seed
+            break
+    assert caught is not None, "answering before the flash write was never caught"
 
 
 def test_client_sends_only_to_members():
