@@ -1,0 +1,49 @@
+"""Simulated ``network`` for the virtual board: a station that connects at once.
+
+The password handed to ``connect`` is kept only to answer ``isconnected``; never printed.
+The node's real traffic goes over the host's loopback (the unix port's sockets).
+"""
+
+STA_IF = 0
+AP_IF = 1
+STAT_IDLE = 1000
+STAT_GOT_IP = 1010
+
+
+class WLAN:
+    def __init__(self, interface=STA_IF):
+        self.interface = interface
+        self._active = False
+        self._ssid = None
+
+    def active(self, on=None):
+        if on is None:
+            return self._active
+        self._active = bool(on)
+        return None
+
+    def connect(self, ssid=None, key=None, **kwargs):
+        if not self._active:
+            raise OSError("Wifi Not Started")
+        self._ssid = ssid
+
+    def disconnect(self):
+        self._ssid = None
+
+    def isconnected(self):
+        return self._active and self._ssid is not None
+
+    def status(self, param=None):
+        if param == "rssi":
+            return -50
+        return STAT_GOT_IP if self.isconnected() else STAT_IDLE
+
+    def ifconfig(self, cfg=None):
+        return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
+
+    def config(self, *args, **kwargs):
+        if args and args[0] in ("ssid", "essid"):
+            return self._ssid or ""
+        if args and args[0] == "mac":
+            return b"\x02\x00\x00\x00\x00\x01"
+        return None

@@ -1,0 +1,546 @@
+"""``roost board serve``: a virtual board on a TCP port. CPython-only.
+
+The board is reachable as ``socket://127.0.0.1:PORT`` (pyserial's socket URL, which mpremote
+and ``roost flash`` accept as a device) and speaks the MicroPython REPL protocol that
+mpremote uses: the friendly REPL (``>>>``, Ctrl-C, Ctrl-D soft reset), the raw REPL (Ctrl-A;
+Ctrl-D runs the code and answers ``OK`` output ``\\x04`` error ``\\x04>``; Ctrl-B leaves) and
+raw-paste mode (``\\x05A\\x01``, answered ``R\\x01`` and a flow-control window).
+
+Behind it runs the REAL MicroPython unix port with the board profile's heap
+(``micropython -X heapsize=...``) as one persistent child process
+(``roost/firmware/shims/agent.py``) whose working directory is the flash directory, so
+``os.listdir``, ``open`` and mpremote's ``fs`` commands act on the flash. Each raw-REPL
+execution runs in that interpreter's ``__main__`` namespace; a soft reset starts a fresh
+interpreter and runs ``boot.py`` (then ``main.py`` unless the raw REPL is active) with their
+output on the serial stream; ``machine.reset()`` is a hard reset. Simulated parts (``machine``
+and ``network`` shims, outside the flash) are described in ``shims/machine.py``. Differences
+from a real ESP32: a Ctrl-C during boot.py also skips main.py; the watchdog is not enforced.
+
+Killing this process is pulling the plug: the interpreter dies with it.
+"""
+
+import argparse
+import collections
+import ctypes
+import json
+import os
+import secrets
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from roost.firmware.build import board_heap
+
+SHIM_DIR = Path(__file__).resolve().parent / "shims"
+AGENT = SHIM_DIR / "agent.py"
+BANNER = (
+    b"MicroPython v1.29.0 on 2026-01-01; ESP32 module (roost virtual board) with ESP32\r\n"
+    b'Type "help()" for more information.\r\n'
+)
+RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
+PASTE_WINDOW = 256  # bytes the host may send before the board grants more (as on an ESP32)
+_PR_SET_PDEATHSIG = 1
+SW_RESET = b"rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)"
+
+
+def _die_with_parent() -> None:  # runs in the child before exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class VirtualBoard:
+    """The serial side (one TCP client at a time) and the interpreter behind it."""
+
+    def __init__(self, flash_dir: Path, port: int, board: str = "esp32",
+                 host: str = "127.0.0.1", pins_file: Path | None = None,
+                 log=None) -> None:
+        self.flash = Path(flash_dir).resolve()
+        if not self.flash.is_dir():
+            raise ValueError("flash directory %s does not exist: create it first" % flash_dir)
+        self.heap = board_heap(board)
+        self.board = board
+        self.host, self.port = host, port
+        self.pins_file = pins_file
+        self.log = log or (lambda line: None)
+        self.sel = selectors.DefaultSelector()
+        self.listener: socket.socket | None = None
+        self.client: socket.socket | None = None
+        self.child: subprocess.Popen | None = None
+        self.nonce = b""
+        self.mark = b""
+        self.outbuf = b""
+        self.inbuf = bytearray()
+        self.mode = "friendly"  # friendly | raw | paste
+        self.line = bytearray()  # friendly REPL: current line
+        self.block: list[str] = []  # friendly REPL: lines of a compound statement
+        self.raw = bytearray()  # raw REPL: code so far
+        self.paste_got = 0
+        self.jobs: collections.deque = collections.deque()
+        self.current: tuple[int, str] | None = None
+        self.seq = 0
+        self.after_boot = b""
+        self.hold_until = 0.0
+        self.interrupted = False
+        self.last_cr = False
+        self.resets = 0
+        self.stopping = False
+
+    # ------------------------------------------------------------------ serial output
+
+    def _send(self, data: bytes) -> None:
+        if not data or self.client is None:
+            return  # nobody at the other end of the cable: the bytes are gone, as on a UART
+        try:
+            self.client.sendall(data)
+        except OSError:
+            self._drop_client()
+
+    def _cooked(self, data: bytes) -> bytes:
+        """\\n -> \\r\\n, as a board's console does for printed text."""
+        out = bytearray()
+        for b in data:
+            if b == 10 and not self.last_cr:
+                out += b"\r"
+            out.append(b)
+            self.last_cr = b == 13
+        return bytes(out)
+
+    # ------------------------------------------------------------------ the interpreter
+
+    def _start_child(self) -> None:
+        self._kill_child()
+        self.nonce = secrets.token_hex(8).encode()
+        self.mark = b"\x00\x1eRVB" + self.nonce
+        self.outbuf = b""
+        self.seq = 0
+        self.current = None
+        self.jobs.clear()
+        env = dict(os.environ)
+        env["ROOST_VBOARD_ID"] = "%s:%d" % (self.board, self.port)
+        if self.pins_file is not None:
+            env["ROOST_VBOARD_PINS"] = str(self.pins_file)
+        self.child = subprocess.Popen(
+            ["micropython", "-X", "heapsize=%d" % self.heap, str(AGENT), self.nonce.decode(),
+             str(SHIM_DIR)],
+            cwd=self.flash, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent, bufsize=0,
+        )
+        os.set_blocking(self.child.stdout.fileno(), False)
+        self.sel.register(self.child.stdout, selectors.EVENT_READ, "child")
+        self.resets += 1
+
+    def _kill_child(self) -> None:
+        c, self.child = self.child, None
+        if c is None:
+            return
+        try:
+            self.sel.unregister(c.stdout)
+        except (KeyError, ValueError):
+            pass
+        if c.poll() is None:
+            c.kill()
+        try:
+            c.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (c.stdin, c.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+    def _boot(self, run_main: bool, after: bytes) -> None:
+        """A fresh interpreter runs boot.py (and main.py), then the prompt `after`."""
+        self._start_child()
+        self.jobs.append(("F", b"boot.py", "boot"))
+        if run_main:
+            self.jobs.append(("F", b"main.py", "boot"))
+        self.after_boot = after
+        self.last_cr = False
+        self._dispatch()
+
+    def soft_reset(self) -> None:
+        self.log("soft reset (%s REPL)" % self.mode)
+        self._send(b"MPY: soft reboot\r\n")
+        raw = self.mode in ("raw", "paste")
+        self.mode = "raw" if raw else "friendly"
+        self._boot(not raw, RAW_BANNER if raw else BANNER + b">>> ")
+
+    def hard_reset(self, cause: bytes = SW_RESET) -> None:
+        self.log("hard reset")
+        self.mode = "friendly"
+        self.line.clear()
+        self.block = []
+        self._send(b"\r\n" + cause + b"\r\n[roost virtual board: flash " + str(self.flash).encode()
+                   + b", heap %d bytes]\r\n" % self.heap)
+        self._boot(True, BANNER + b">>> ")
+
+    def _busy(self) -> bool:
+        return self.current is not None or bool(self.jobs)
+
+    def _dispatch(self) -> None:
+        if self.current is not None or not self.jobs or self.child is None:
+            return
+        if time.monotonic() < self.hold_until:
+            return
+        kind, payload, ctx = self.jobs.popleft()
+        self.seq += 1
+        self.current = (self.seq, ctx)
+        try:
+            self.child.stdin.write(kind.encode() + b"%08x\n" % len(payload) + payload)
+        except OSError:
+            pass  # the interpreter died: its output's end says so
+
+    def _on_child_output(self, data: bytes) -> None:
+        self.outbuf += data
+        m = self.mark
+        while self.outbuf:
+            i = self.outbuf.find(b"\x00")
+            if i < 0:
+                self._send(self._cooked(self.outbuf))
+                self.outbuf = b""
+                return
+            if i:
+                self._send(self._cooked(self.outbuf[:i]))
+                self.outbuf = self.outbuf[i:]
+            head = len(m) + 17
+            if len(self.outbuf) < len(m):
+                if m.startswith(self.outbuf):
+                    return  # maybe the start of a marker: wait for more
+            elif self.outbuf.startswith(m):
+                if len(self.outbuf) < head:
+                    return
+                seq = int(self.outbuf[len(m):len(m) + 8], 16)
+                status = self.outbuf[len(m) + 8:len(m) + 9]
+                n = int(self.outbuf[len(m) + 9:head], 16)
+                if len(self.outbuf) < head + n:
+                    return
+                err = self.outbuf[head:head + n]
+                self.outbuf = self.outbuf[head + n:]
+                self._on_done(seq, status, err)
+                continue
+            self._send(self._cooked(self.outbuf[:1]))
+            self.outbuf = self.outbuf[1:]
+
+    def _on_done(self, seq: int, status: bytes, err: bytes) -> None:
+        if self.current is None or seq != self.current[0]:
+            return  # the ready marker, or a repeat
+        ctx = self.current[1]
+        self.current = None
+        if self.interrupted:  # let a late Ctrl-C land while the interpreter is idle
+            self.interrupted = False
+            self.hold_until = time.monotonic() + 0.1
+        if ctx == "raw":
+            if status == b"H":
+                self.hard_reset()
+                return
+            self._send(b"\x04" + self._cooked(err) + b"\x04")
+            if status == b"R":
+                self.soft_reset()
+                return
+            self._send(b">")
+        else:
+            self._send(self._cooked(err))
+            if status == b"H":
+                self.hard_reset()
+                return
+            if status == b"R":
+                self.soft_reset()
+                return
+            if ctx == "friendly":
+                self._send(b">>> ")
+            elif not self.jobs:
+                self._send(self.after_boot)
+        self._dispatch()
+        self._process_input()
+
+    def _on_child_exit(self) -> None:
+        code = self.child.poll() if self.child is not None else None
+        self.log("interpreter exited (%s)" % code)
+        self._send(b"\r\n[roost virtual board: the interpreter stopped (exit %s); resetting]\r\n"
+                   % str(code).encode())
+        time.sleep(0.2)  # a board in a crash loop must not eat the host
+        self.hard_reset(b"rst:0xf (RTCWDT_RTC_RESET)")
+
+    # ------------------------------------------------------------------ serial input
+
+    def _interrupt(self) -> None:
+        if self.current is not None and self.child is not None and self.child.poll() is None:
+            self.interrupted = True
+            self.child.send_signal(signal.SIGINT)
+        if self.jobs:  # a Ctrl-C during boot.py also skips main.py (see the docstring)
+            self.jobs.clear()
+            if self.current is None:
+                self._send(self.after_boot)
+
+    def _exec(self, kind: str, code: bytes, ctx: str) -> None:
+        self.jobs.append((kind, code, ctx))
+        self._dispatch()
+
+    def _process_input(self) -> None:
+        while self.inbuf:
+            if self._busy():
+                i = self.inbuf.find(b"\x03")
+                if i < 0 or self.mode == "paste":
+                    return
+                del self.inbuf[:i + 1]
+                self._interrupt()
+                continue
+            if self.mode == "paste":
+                self._paste_input()
+                continue
+            b = self.inbuf[0]
+            del self.inbuf[0]
+            if self.mode == "raw":
+                self._raw_byte(b)
+            else:
+                self._friendly_byte(b)
+
+    def _paste_input(self) -> None:
+        i = self.inbuf.find(b"\x04")
+        chunk = bytes(self.inbuf if i < 0 else self.inbuf[:i])
+        del self.inbuf[:len(chunk) if i < 0 else i + 1]
+        before = self.paste_got // PASTE_WINDOW
+        self.paste_got += len(chunk)
+        self.raw += chunk
+        self._send(b"\x01" * (self.paste_got // PASTE_WINDOW - before))
+        if i >= 0:
+            self._send(b"\x04")
+            self.mode = "raw"
+            code, self.raw = bytes(self.raw), bytearray()
+            self._exec("E", code, "raw")
+
+    def _raw_byte(self, b: int) -> None:
+        if b == 0x01:  # Ctrl-A again: a fresh raw REPL
+            self.raw.clear()
+            self._send(b"\r\n" + RAW_BANNER)
+        elif b == 0x02:  # Ctrl-B: friendly REPL
+            self.raw.clear()
+            self.mode = "friendly"
+            self._send(b"\r\n" + BANNER + b">>> ")
+        elif b == 0x03:
+            self.raw.clear()
+        elif b == 0x04:
+            if not self.raw:
+                self.soft_reset()
+            else:
+                code, self.raw = bytes(self.raw), bytearray()
+                self._send(b"OK")
+                self._exec("E", code, "raw")
+        elif b == 0x05 and self.inbuf[:2] == b"A\x01" and not self.raw:
+            del self.inbuf[:2]
+            self.mode = "paste"
+            self.paste_got = 0
+            self._send(b"R\x01" + PASTE_WINDOW.to_bytes(2, "little"))
+        else:
+            self.raw.append(b)
+
+    def _friendly_byte(self, b: int) -> None:
+        if b == 0x01:
+            self.line.clear()
+            self.block = []
+            self.mode = "raw"
+            self.raw.clear()
+            self._send(b"\r\n" + RAW_BANNER)
+        elif b == 0x02:
+            self._send(b"\r\n" + BANNER + b">>> ")
+        elif b == 0x03:
+            self.line.clear()
+            self.block = []
+            self._send(b"\r\nKeyboardInterrupt\r\n>>> ")
+        elif b == 0x04:
+            if not self.line and not self.block:
+                self._send(b"\r\n")
+                self.soft_reset()
+        elif b in (0x08, 0x7F):
+            if self.line:
+                self.line.pop()
+                self._send(b"\x08 \x08")
+        elif b == 0x0D:
+            self._send(b"\r\n")
+            text = self.line.decode("utf-8", "replace")
+            self.line.clear()
+            if self.block:
+                if text.strip():
+                    self.block.append(text)
+                    self._send(b"... ")
+                    return
+                code = "\n".join(self.block) + "\n"
+                self.block = []
+                self._exec("S", code.encode(), "friendly")
+            elif text.rstrip().endswith(":"):
+                self.block = [text]
+                self._send(b"... ")
+            elif text.strip():
+                self._exec("S", text.encode(), "friendly")
+            else:
+                self._send(b">>> ")
+        elif b == 0x0A:
+            pass
+        elif b >= 0x20 or b == 0x09:
+            self.line.append(b)
+            self._send(bytes([b]))
+
+    # ------------------------------------------------------------------ the loop
+
+    def _drop_client(self) -> None:
+        c, self.client = self.client, None
+        if c is not None:
+            try:
+                self.sel.unregister(c)
+            except (KeyError, ValueError):
+                pass
+            c.close()
+        self.inbuf.clear()
+
+    def start(self) -> None:
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.listener.bind((self.host, self.port))
+        except OSError as e:
+            raise ValueError("port %d on %s is taken (%s): choose another with --port"
+                             % (self.port, self.host, e.strerror)) from None
+        self.port = self.listener.getsockname()[1]
+        self.listener.listen(2)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, "listen")
+        self.hard_reset(b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)")
+
+    def step(self, timeout: float = 0.05) -> None:
+        for key, _ in self.sel.select(timeout):
+            if key.data == "listen":
+                try:
+                    conn, _addr = self.listener.accept()
+                except OSError:
+                    continue
+                self._drop_client()  # a serial port has one user: the newest wins
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.settimeout(5)
+                self.client = conn
+                self.sel.register(conn, selectors.EVENT_READ, "client")
+            elif key.data == "client":
+                try:
+                    data = self.client.recv(65536) if self.client else b""
+                except OSError:
+                    data = b""
+                if not data:
+                    self._drop_client()
+                    continue
+                self.inbuf += data
+                self._process_input()
+            elif key.data == "child":
+                try:
+                    data = self.child.stdout.read(65536) if self.child else b""
+                except BlockingIOError:
+                    continue
+                if data:
+                    self._on_child_output(data)
+                elif data is not None:
+                    self._on_child_exit()
+        if self.current is None and self.jobs:
+            self._dispatch()
+        if not self._busy() and self.inbuf:
+            self._process_input()
+
+    def close(self) -> None:
+        self._kill_child()
+        self._drop_client()
+        if self.listener is not None:
+            try:
+                self.sel.unregister(self.listener)
+            except (KeyError, ValueError):
+                pass
+            self.listener.close()
+            self.listener = None
+
+    def serve_forever(self) -> None:
+        self.start()
+        try:
+            while not self.stopping:
+                self.step()
+        finally:
+            self.close()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    flash = Path(args.dir)
+    if not flash.exists():
+        flash.mkdir(parents=True)
+    tmp = None
+    pins = Path(args.pins) if args.pins else None
+    if pins is None:
+        tmp = tempfile.TemporaryDirectory(prefix="roost-vboard-")
+        pins = Path(tmp.name) / "pins.json"
+    if args.hold_pin is not None or not pins.exists():
+        held = {} if args.hold_pin is None else {str(args.hold_pin): 0}
+        pins.write_text(json.dumps(held))
+    board = VirtualBoard(flash, args.port, args.board, pins_file=pins,
+                         log=(lambda line: print("roost board: " + line, file=sys.stderr,
+                                                 flush=True)) if args.verbose else None)
+
+    def stop(_sig, _frame):
+        board.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        board.start()
+        print("roost: virtual %s board on socket://%s:%d, flash %s, heap %d bytes, pins %s"
+              % (args.board, board.host, board.port, board.flash, board.heap, pins), flush=True)
+        while not board.stopping:
+            board.step()
+    finally:
+        board.close()
+        if tmp is not None:
+            tmp.cleanup()
+    return 0
+
+
+def add_board_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "board",
+        help="a virtual board: the real MicroPython behind a serial-over-TCP REPL",
+        description="Virtual boards for trying the firmware and the flashing path without "
+        "hardware.",
+    )
+    bsub = p.add_subparsers(dest="board_command", metavar="ACTION")
+    bsub.required = True
+    s = bsub.add_parser(
+        "serve",
+        help="serve a virtual board at socket://127.0.0.1:PORT (mpremote and roost flash "
+        "accept it as a device)",
+        description="Serve a virtual board: the MicroPython REPL protocol (friendly, raw, "
+        "raw-paste) over TCP, backed by the real micropython with the board's heap and DIR as "
+        "its flash. A soft reset runs boot.py and main.py. Stop it (or kill it) to pull the "
+        "plug.",
+    )
+    s.add_argument("--port", type=int, default=7777, help="TCP port (0: any free one)")
+    s.add_argument("--dir", required=True, help="the board's flash directory")
+    s.add_argument("--board", default="esp32", help="board profile (default esp32)")
+    s.add_argument("--hold-pin", type=int, default=None, metavar="N",
+                   help="hold GPIO N low from power-on (e.g. 0: the safe-mode pin)")
+    s.add_argument("--pins", default=None, metavar="FILE",
+                   help='pin levels as JSON ({"0": 0} holds GPIO0 low); read at every '
+                   "Pin.value(), so editing it acts at once")
+    s.add_argument("--verbose", action="store_true", help="log resets on stderr")
+    s.set_defaults(handler=_cmd_serve)
+    return p
+
+
+if __name__ == "__main__":  # python -m roost.firmware.vboard board serve --dir D
+    ap = argparse.ArgumentParser(prog="roost")
+    add_board_parser(ap.add_subparsers())
+    a = ap.parse_args(sys.argv[1:])
+    try:
+        sys.exit(a.handler(a))
+    except ValueError as e:
+        print("roost: %s" % e, file=sys.stderr)
+        sys.exit(2)
