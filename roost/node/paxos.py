@@ -231,9 +231,7 @@ class PaxosCore:
             "retransmits": 0,
             "queue_full": 0,
         }
-        for reason in ("malformed", "unknown_kind", "unknown_sender", "stale", "oversized",
-                       "full"):
-            self.stats["rx_rejected_" + reason] = 0
+        # rx_rejected_<reason> counters appear on first use (a smaller dict on a board)
         cfg = self.config
         self._alpha = cfg.window
         budget = channel.max_bytes - channel.overhead(PROMISE, "x" * 32) - 40

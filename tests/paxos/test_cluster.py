@@ -118,3 +118,25 @@ def test_lossy_links_still_converge():
     assert len(counts) == 1, counts
     assert counts.pop() >= n - 5 and leader is not None
     assert cl.violations == 0
+
+
+def test_restart_all_at_once_recovers_log():
+    cl = Cluster(IDS, config=PaxosConfig(snapshot_every=8, window=4))
+    leader = _elect(cl)
+    for i in range(20):
+        cl.propose(leader, i)
+        cl.deliver()
+    cl.advance(100)
+    for n in IDS:
+        cl.crash(n)
+    for n in IDS:
+        cl.start(n)
+    leader = _elect(cl)
+    cl.advance(500)
+    for n in IDS:
+        assert cl.core(n).applied_index == 20, (n, cl.core(n).applied_index)
+    assert cl.propose(leader, ["after"])
+    cl.advance(300)
+    for n in IDS:
+        assert cl.core(n).applied_index == 21
+    assert cl.violations == 0
