@@ -86,16 +86,37 @@ _K_INC = "gossip/inc"
 _K_SVER = "gossip/sver"
 
 
-def _dumps(x):
-    return json.dumps(x, separators=(",", ":"))
+try:  # CPython: build the compact encoder once (json.dumps(separators=) builds one per call)
+    _dumps = json.JSONEncoder(separators=(",", ":")).encode
+except AttributeError:  # MicroPython's json has no JSONEncoder
+
+    def _dumps(x):
+        return json.dumps(x, separators=(",", ":"))
+
+
+_ids_ok = {}  # ids already checked (a bounded cache: member ids repeat in every message)
+
+
+def _vid(s):
+    """is_valid_id with a small cache; never raises."""
+    if type(s) is not str:
+        return False
+    if s in _ids_ok:
+        return True
+    if not is_valid_id(s):
+        return False
+    if len(_ids_ok) >= 1024:
+        _ids_ok.clear()
+    _ids_ok[s] = True
+    return True
 
 
 def _is_int(x, lo, hi):
-    return isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi
+    return type(x) is int and lo <= x <= hi
 
 
 def _is_meta(s):
-    return isinstance(s, str) and (s == "" or (len(s) <= _MAX_META and is_valid_id(s)))
+    return s == "" or (type(s) is str and len(s) <= _MAX_META and _vid(s))
 
 
 class GossipConfig:
@@ -105,9 +126,10 @@ class GossipConfig:
     probe_interval_ms = 1000  # one probe per second: detection in a few s, ~2 msgs/node/s
     probe_timeout_ms = 500  # direct ack deadline; > 2x a 100 ms one-way path plus jitter
     indirect_checks = 3  # ping-req helpers: 3 independent paths make loss-caused suspicion rare
-    retransmit_mult = 4  # lambda: each update sent lambda*ceil(log10(N+1)) times per node
-    suspicion_mult = 4  # alpha: min suspicion = alpha*log10(N)*period (memberlist LAN)
+    retransmit_mult = 6  # lambda: sends/update/node = lambda*ceil(log10(N+1)); 4 missed some
+    suspicion_mult = 2  # alpha: min suspicion = alpha*log10(N)*period; 4 took ~8 periods
     suspicion_max_mult = 6  # beta: max suspicion = beta*min, shrinks with confirmations
+    suspicion_confirmations = 2  # K: confirmations that bring the timeout down to min
     gossip_interval_ms = 200  # gossip rounds between probes: 5 hops/s keeps spread under 1 s
     gossip_fanout = 3  # members per gossip round: infection grows ~4x per round
     push_pull_interval_ms = 10000  # anti-entropy: repairs what gossip missed, heals partitions
@@ -170,8 +192,10 @@ class GossipConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError("gossip option %s must be at least 1" % name)
-        if self.indirect_checks < 0 or self.leave_fanout < 0:
-            raise ValueError("gossip options indirect_checks and leave_fanout must be >= 0")
+        if self.indirect_checks < 0 or self.leave_fanout < 0 or self.suspicion_confirmations < 0:
+            raise ValueError(
+                "indirect_checks, leave_fanout and suspicion_confirmations must be >= 0"
+            )
         if self.probe_timeout_ms >= self.probe_interval_ms:
             raise ValueError("probe_timeout_ms must be below probe_interval_ms")
         if not 0 <= self.push_pull_dead_pct <= 100:
@@ -204,7 +228,7 @@ def suspicion_timeout_ms(n, confirmations, cfg):
 
 def expected_confirmations(n, cfg):
     """K: how many independent suspicions to expect (none in a cluster too small for them)."""
-    k = cfg.indirect_checks
+    k = cfg.suspicion_confirmations
     if n - 2 < k:
         k = n - 2
     return k if k > 0 else 0
@@ -225,47 +249,50 @@ def retransmit_limit(n, mult):
 
 def check_member(u):
     """A member update list -> True when every field has the right type and range."""
-    if not isinstance(u, list) or len(u) != 6:
+    if type(u) is not list or len(u) != 6:
         return False
     nid, st, inc, board, dom, extra = u
-    if not is_valid_id(nid) or not _is_int(st, 0, 4) or not _is_int(inc, 0, _MAX_INC):
+    if type(st) is not int or not 0 <= st <= 4 or type(inc) is not int or not 0 <= inc <= _MAX_INC:
         return False
-    if not _is_meta(board) or not _is_meta(dom):
+    if not _vid(nid) or not _is_meta(board) or not _is_meta(dom):
         return False
     if st == SUSPECT:
-        return is_valid_id(extra)
+        return _vid(extra)
     if st == SLEEPING:
         return _is_int(extra, 0, _MAX_SLEEP_MS)
-    return extra == 0 and not isinstance(extra, bool)
+    return type(extra) is int and extra == 0
 
 
 def check_summary_value(v, max_items):
     """A summary is a flat list of up to max_items numbers, booleans, nulls or short strings."""
-    if not isinstance(v, list) or len(v) > max_items:
+    if type(v) is not list or len(v) > max_items:
         return False
     for x in v:
-        if x is None or isinstance(x, (bool, int, float)):
+        t = type(x)
+        if t is int or t is bool or x is None:
             continue
-        if isinstance(x, str) and len(x) <= _MAX_STR:
+        if t is float:
+            if x - x != 0:  # inf or nan: not JSON
+                return False
+            continue
+        if t is str and len(x) <= _MAX_STR:
             continue
         return False
     return True
 
 
 def check_summary(s, max_items):
-    if not isinstance(s, list) or len(s) != 3:
+    if type(s) is not list or len(s) != 3:
         return False
-    return (
-        is_valid_id(s[0]) and _is_int(s[1], 1, _MAX_INC) and check_summary_value(s[2], max_items)
-    )
+    return _vid(s[0]) and _is_int(s[1], 1, _MAX_INC) and check_summary_value(s[2], max_items)
 
 
 def decode_gossip(g, max_items=16):
     """A gossip block -> (member updates, summary updates), or None when malformed."""
-    if not isinstance(g, list) or len(g) != 2:
+    if type(g) is not list or len(g) != 2:
         return None
     ms, ss = g
-    if not isinstance(ms, list) or not isinstance(ss, list):
+    if type(ms) is not list or type(ss) is not list:
         return None
     for u in ms:
         if not check_member(u):
@@ -354,7 +381,7 @@ class GossipCore:
         cfg = self.cfg
         # member id -> [state, incarnation, board, domain, until_ms (sleep), changed_ms]
         self._m = {node_id: [ALIVE, self.inc, cfg.board, cfg.domain, 0, now_ms]}
-        self._susp = {}  # id -> [start_ms, deadline_ms, n_at_start, [confirmers]]
+        self._susp = {}  # id -> [start_ms, deadline_ms, n_at_start, [suspecters], relay_from]
         self._sleepers = {}  # id -> until_ms
         self._sums = {}  # origin -> [version, value]
         self._q = []  # [count, -gen, kind, key, size]: least sent, newest first
@@ -367,8 +394,9 @@ class GossipCore:
         self._probe = None  # [target, seq, start_ms, indirect_sent]
         self._pseq = 0
         self._relays = {}  # our ping seq -> [requester, their seq, expire_ms]
-        self._next_probe = now_ms
-        self._next_gossip = now_ms
+        # random phases: a fleet that boots together does not probe in lock-step
+        self._next_probe = now_ms + rng.randbelow(cfg.probe_interval_ms)
+        self._next_gossip = now_ms + rng.randbelow(cfg.gossip_interval_ms)
         self._next_pp = now_ms + cfg.push_pull_interval_ms
         self._next_reclaim = now_ms + cfg.dead_reclaim_ms
         self._joined = False
@@ -689,7 +717,7 @@ class GossipCore:
                 n = self._n()
                 first = suspecter if suspecter is not None else self.id
                 d = now_ms + suspicion_timeout_ms(n, 0, self.cfg)
-                self._susp[nid] = [now_ms, d, n, [first]]
+                self._susp[nid] = [now_ms, d, n, [first], first]
                 self._stats["suspicions"] += 1
         elif nid in self._susp:
             del self._susp[nid]
@@ -700,6 +728,8 @@ class GossipCore:
         self._enqueue(_Q_MEMBER, nid)
 
     def _confirm(self, now_ms, nid, who):
+        """An independent suspicion of nid by who: shorten the timer and pass the news on
+        (gossiped with who as the suspecter, so others count it too)."""
         s = self._susp.get(nid)
         if s is None or who in s[3]:
             return
@@ -707,8 +737,10 @@ class GossipCore:
         if len(s[3]) > k:
             return
         s[3].append(who)
+        s[4] = who
         self._stats["confirmations"] += 1
         s[1] = s[0] + suspicion_timeout_ms(s[2], len(s[3]) - 1, self.cfg)
+        self._enqueue(_Q_MEMBER, nid)
 
     def _room(self):
         if len(self._m) < self.cfg.max_members:
@@ -827,7 +859,7 @@ class GossipCore:
         st = r[0]
         if st == SUSPECT:
             s = self._susp.get(key)
-            extra = s[3][0] if s is not None else self.id
+            extra = s[4] if s is not None else self.id
         elif st == SLEEPING:
             extra = r[4] - now_ms
             if extra <= 0:
