@@ -1,0 +1,308 @@
+"""The virtual board end to end: `roost board serve` as a subprocess, the REAL mpremote
+against it, `roost flash` to the started line, a bad config giving one sentence and safe
+mode, secrets never shown, and pulling the plug. Every process started here is stopped
+here, by pid, with bounded waits."""
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from roost.firmware import build
+
+ROOT = Path(__file__).resolve().parents[2]
+FLEET_KEY = "fleet-key-Zq8#never-printed"
+WIFI_PASSWORD = "wifi-pw-Kx2!never-printed"
+
+pytestmark = pytest.mark.skipif(shutil.which("micropython") is None and not os.environ.get("CI"),
+                                reason="micropython is not installed")
+
+
+class Served:
+    """A `roost board serve` subprocess on a free loopback port."""
+
+    def __init__(self, flash: Path, pins: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "roost.firmware.vboard", "board", "serve", "--port", "0",
+             "--dir", str(flash), "--pins", str(pins)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        ready, _, _ = select.select([self.proc.stdout], [], [], 20)
+        line = self.proc.stdout.readline() if ready else ""
+        if "socket://" not in line:
+            self.stop()
+            raise AssertionError("virtual board did not start: %r" % line)
+        self.url = line.split(" on ", 1)[1].split(",", 1)[0]
+        self.banner = line
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.stdout.read() if self.proc.stdout else ""
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("img") / "esp32"
+    build.build("esp32", out)
+    return out
+
+
+@pytest.fixture()
+def board(tmp_path: Path):
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    pins = tmp_path / "pins.json"
+    pins.write_text("{}")
+    b = Served(flash, pins)
+    b.flash, b.pins = flash, pins
+    yield b
+    b.stop()
+
+
+def _mpremote(url: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mpremote", "connect", url, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _flash(url: str, image: Path, *extra: str, env_extra=None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ROOST_FLEET_KEY=FLEET_KEY, ROOST_WIFI_PASSWORD=WIFI_PASSWORD)
+    env.update(env_extra or {})
+    code = ("import sys, argparse\nfrom roost.firmware import flash\n"
+            "ap = argparse.ArgumentParser(); flash.add_flash_parser(ap.add_subparsers())\n"
+            "a = ap.parse_args(sys.argv[1:])\n"
+            "try:\n    sys.exit(a.handler(a))\n"
+            "except ValueError as e:\n    print('roost: %s' % e); sys.exit(2)\n")
+    return subprocess.run(
+        [sys.executable, "-c", code, "flash", "--port", url, "--board", "esp32",
+         "--node-id", "n07", "--fleet", "lab", "--wifi", "roost-lab",
+         "--broker", "mqtt://127.0.0.1:1883", "--image", str(image), "--timeout", "30", *extra],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+
+
+class Console:
+    """The board's serial console through a plain TCP socket."""
+
+    def __init__(self, url: str) -> None:
+        host, port = url[len("socket://"):].split(":")
+        self.s = socket.create_connection((host, int(port)), timeout=5)
+
+    def send(self, data: bytes) -> None:
+        self.s.sendall(data)
+
+    def read_for(self, seconds: float, until: bytes | None = None) -> bytes:
+        out = b""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.s.settimeout(max(0.01, end - time.monotonic()))
+            try:
+                d = self.s.recv(65536)
+            except TimeoutError:
+                break
+            if not d:
+                break
+            out += d
+            if until is not None and until in out:
+                break
+        return out
+
+    def close(self) -> None:
+        self.s.close()
+
+
+def test_real_mpremote_fs_cp_ls_exec(board, tmp_path: Path):
+    src = tmp_path / "hello.py"
+    src.write_text("GREETING = 'hi from flash'\n" + "PAD = %r\n" % ("x" * 3000))
+    out = _mpremote(board.url, "fs", "cp", str(src), ":hello.py", "+", "fs", "mkdir", ":lib",
+                    "+", "fs", "ls", "+", "exec", "import hello; print(hello.GREETING)")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "hello.py" in out.stdout and "lib/" in out.stdout and "hi from flash" in out.stdout
+    assert (board.flash / "hello.py").read_text() == src.read_text()
+    out = _mpremote(board.url, "exec", "1/0")
+    assert out.returncode != 0 and "ZeroDivisionError" in out.stdout + out.stderr
+    out = _mpremote(board.url, "fs", "cat", "hello.py")
+    assert out.returncode == 0 and "GREETING" in out.stdout
+
+
+def test_raw_repl_without_paste_and_friendly_repl(board):
+    c = Console(board.url)
+    try:
+        c.send(b"\r\x03")
+        c.read_for(0.5)
+        c.send(b"\r\x01")
+        assert c.read_for(5, b"raw REPL; CTRL-B to exit\r\n>").endswith(b"CTRL-B to exit\r\n>")
+        c.send(b"print(6*7)\x04")
+        got = c.read_for(5, b"\x04>")
+        assert got == b"OK42\r\n\x04\x04>", got
+        c.send(b"\x05A\x01")
+        head = c.read_for(5, b"\x01")
+        assert head[:2] == b"R\x01" and int.from_bytes(head[2:4], "little") > 0
+        c.send(b"import sys\nprint(sys.implementation.name)\x04")
+        got = c.read_for(5, b"\x04>")
+        assert got.startswith(b"\x04") and b"micropython\r\n\x04\x04>" in got, got
+        c.send(b"\x02")
+        assert b">>> " in c.read_for(5, b">>> ")
+        c.send(b"x = 5\r")
+        c.read_for(2, b">>> ")
+        c.send(b"x * 2\r")
+        assert b"10\r\n>>> " in c.read_for(5, b">>> ")
+    finally:
+        c.close()
+
+
+def test_flash_writes_image_and_config_then_the_node_starts(board, image: Path):
+    out = _flash(board.url, image)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert "verified" in text and "board: roost: started n07" in text
+    assert FLEET_KEY not in text and WIFI_PASSWORD not in text
+    cfg = json.loads((board.flash / "config.json").read_text())
+    assert cfg["node_id"] == "n07" and "fleet_key" not in cfg
+    sec = json.loads((board.flash / "secrets.json").read_text())
+    assert sec == {"fleet_key": FLEET_KEY, "wifi_password": WIFI_PASSWORD}
+    m = json.loads((image / "manifest.json").read_text())
+    for rel, _size, digest in m["files"]:
+        assert build.sha256_file(board.flash / rel) == digest, rel
+    # the board keeps running the node; mpremote still gets in (Ctrl-C) and finds the files
+    ls = _mpremote(board.url, "fs", "ls", "slots/a/roost/firmware")
+    assert ls.returncode == 0 and "ota.mpy" in ls.stdout, ls.stdout + ls.stderr
+    served = board.stop()
+    assert FLEET_KEY not in served and WIFI_PASSWORD not in served
+
+
+def test_bad_config_gives_one_sentence_and_safe_mode_not_a_crash_loop(board, image: Path):
+    assert _flash(board.url, image, "--no-follow").returncode == 0
+    (board.flash / "config.json").write_text('{"node_id": "n07", "broker": "tcp://x"}')
+    c = Console(board.url)
+    try:
+        c.send(b"\r\x03\x03\x02")
+        c.read_for(0.5)
+        c.send(b"\x04")  # soft reset: boot.py then main.py
+        got = c.read_for(4).decode()
+        lines = [ln for ln in got.splitlines() if ln.startswith("roost:")]
+        assert lines == ["roost: safe mode: config.json broker 'tcp://x' must start with "
+                         "mqtt:// or mqtts://; fix it and reset the board."], got
+        assert got.count("soft reboot") == 1 and "rst:" not in got and "Traceback" not in got
+        assert got.rstrip().endswith(">>>"), got  # at the REPL, waiting
+        c.send(b"1+1\r")
+        assert b"2\r\n>>> " in c.read_for(5, b"2\r\n>>> ")
+    finally:
+        c.close()
+    # a flash rewrites the config, the node starts; a line that never comes is one sentence
+    out = _flash(board.url, image, "--wait-for", "never-printed", "--timeout", "3")
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "board: roost: started n07" in out.stdout
+    assert "roost: the board did not print 'never-printed' within 3 s" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+    assert FLEET_KEY not in out.stdout + out.stderr and WIFI_PASSWORD not in out.stdout
+
+
+def test_safe_mode_pin_skips_main(board, image: Path):
+    assert _flash(board.url, image, "--no-follow").returncode == 0
+    board.pins.write_text(json.dumps({"0": 0}))  # hold GPIO0 (BOOT) low
+    c = Console(board.url)
+    try:
+        c.send(b"\r\x03\x03\x02")
+        c.read_for(0.5)
+        c.send(b"\x04")
+        got = c.read_for(4, b">>> ").decode()
+        assert "roost: safe mode: pin 0 was held at reset, main.py skipped" in got, got
+        assert "roost: started" not in got
+    finally:
+        c.close()
+    out = _flash(board.url, image)  # flash reports safe mode as one sentence
+    assert out.returncode == 2 and "the board is in safe mode: pin 0" in out.stdout, out.stdout
+    board.pins.write_text("{}")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path("/proc/%d/task/%d/children" % (pid, pid)).read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def test_pulling_the_plug_kills_the_interpreter(board):
+    kids = []
+    for _ in range(50):
+        kids = _children(board.proc.pid)
+        if kids:
+            break
+        time.sleep(0.1)
+    assert kids, "no interpreter under the virtual board"
+    board.proc.send_signal(signal.SIGKILL)
+    board.proc.wait(timeout=10)
+    for _ in range(50):
+        if not any(Path("/proc/%d" % k).exists() and "zombie" not in _state(k) for k in kids):
+            break
+        time.sleep(0.1)
+    assert not any(Path("/proc/%d" % k).exists() and "zombie" not in _state(k) for k in kids)
+
+
+def _state(pid: int) -> str:
+    try:
+        for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+            if line.startswith("State:"):
+                return line
+    except OSError:
+        return "gone"
+    return ""
+
+
+def test_flash_mistakes_are_one_sentence(tmp_path: Path):
+    import argparse
+
+    from roost.firmware import flash
+
+    ap = argparse.ArgumentParser()
+    flash.add_flash_parser(ap.add_subparsers())
+
+    def args(*extra):
+        return ap.parse_args(["flash", "--port", "socket://127.0.0.1:9", "--node-id", "n07",
+                              "--broker", "mqtt://h:1883", *extra])
+
+    env = dict(os.environ)
+    os.environ.pop("ROOST_FLEET_KEY", None)
+    os.environ.pop("ROOST_WIFI_PASSWORD", None)
+    try:
+        with pytest.raises(ValueError, match="no fleet key: set ROOST_FLEET_KEY"):
+            flash.flash(args(), say=lambda s: None)
+        os.environ["ROOST_FLEET_KEY"] = FLEET_KEY
+        with pytest.raises(ValueError, match="no Wi-Fi password"):
+            flash.flash(args("--wifi", "lab"), say=lambda s: None)
+        with pytest.raises(ValueError, match="must start with mqtt://"):
+            flash.flash(ap.parse_args(["flash", "--port", "x", "--node-id", "n1",
+                                       "--broker", "http://h"]), say=lambda s: None)
+        with pytest.raises(ValueError, match="--node-id"):
+            flash.flash(args("--node-id", "bad id"), say=lambda s: None)
+        with pytest.raises(ValueError, match="needs a real serial port"):
+            flash.write_firmware("socket://127.0.0.1:7777", "esp32", "fw.bin", print)
+        sf = tmp_path / "s.json"
+        sf.write_text(json.dumps({"fleet_key": "from-file", "wifi_password": "longenough"}))
+        os.environ.pop("ROOST_FLEET_KEY")
+        assert flash.read_secrets(str(sf), env={}) == {"fleet_key": "from-file",
+                                                        "wifi_password": "longenough"}
+        with pytest.raises(ValueError, match="no readable manifest"):
+            flash.flash(args("--secrets-file", str(sf), "--image", str(tmp_path / "none")),
+                        say=lambda s: None)
+        with pytest.raises(ValueError, match="cannot open socket://127.0.0.1:9"):
+            flash.Board("socket://127.0.0.1:9", 2)
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+    red = flash.Redactor({"fleet_key": "abc123", "wifi_password": "pw"})
+    assert red("key abc123 pw") == "key *** ***"
