@@ -1,0 +1,106 @@
+"""Benchmark: the ESP32 image and the flashing path.
+
+Prints one figure per line:
+  image size as source and as .mpy (roost build --board esp32)
+  smallest heap that imports the node's boot set from source and from .mpy (RAM saved)
+  free heap after boot (boot.py + main.py up to "roost: started") under the esp32 profile's
+  heap, on the real micropython unix port (64-bit: objects are bigger than on an ESP32)
+  seconds from `roost flash` to the started line on a virtual board (roost board serve)
+Run from the repository root: python bench/bench_firmware.py
+"""
+
+import argparse
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from roost.firmware import build, flash  # noqa: E402
+
+_BOOT = """
+import gc
+g = {'__name__': '__main__'}
+exec(open('boot.py').read(), g)
+from roost.firmware import boardlib
+r = boardlib.main(idle_rounds=0)
+gc.collect()
+print('FREE', gc.mem_free(), r)
+"""
+
+
+def free_heap_after_boot(image: Path, heap: int) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        fl = Path(tmp) / "flash"
+        shutil.copytree(image, fl)
+        (fl / "config.json").write_text(json.dumps(
+            {"node_id": "n01", "fleet": "bench", "broker": "mqtt://127.0.0.1:1883"}))
+        (fl / "secrets.json").write_text(json.dumps({"fleet_key": "bench-key"}))
+        out = subprocess.run(["micropython", "-X", "heapsize=%d" % heap, "-c", _BOOT],
+                             capture_output=True, text=True, timeout=60, cwd=fl)
+    for line in out.stdout.splitlines():
+        if line.startswith("FREE "):
+            return line.split()[1]
+    return "failed: " + (out.stdout + out.stderr).strip().splitlines()[-1]
+
+
+def flash_seconds(image: Path) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        fl = Path(tmp) / "flash"
+        fl.mkdir()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "roost.firmware.vboard", "board", "serve", "--port", "0",
+             "--dir", str(fl)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], 20)
+            line = proc.stdout.readline() if ready else ""
+            url = line.split(" on ", 1)[1].split(",", 1)[0]
+            ap = argparse.ArgumentParser()
+            flash.add_flash_parser(ap.add_subparsers())
+            args = ap.parse_args(["flash", "--port", url, "--node-id", "n01", "--broker",
+                                  "mqtt://127.0.0.1:1883", "--image", str(image)])
+            os.environ.setdefault("ROOST_FLEET_KEY", "bench-key")
+            t0 = time.monotonic()
+            flash.flash(args, say=lambda s: None)
+            return time.monotonic() - t0
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--board", default="esp32")
+    ap.add_argument("--flashes", type=int, default=3, help="flash runs (median reported)")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        image = Path(tmp) / "image"
+        m = build.build(a.board, image)
+        heap = m["heap_bytes"]
+        print("image_source_bytes %d" % m["source_bytes"])
+        print("image_mpy_bytes %d (%d modules, %d files on flash)"
+              % (m["mpy_bytes"], m["modules"], len(m["files"])))
+        src = build.min_heap(build.ROOT)
+        mpy = build.min_heap(image / "slots" / "a")
+        print("boot_set_min_heap_bytes source %d mpy %d saved %d" % (src, mpy, src - mpy))
+        print("free_heap_after_boot_bytes %s (heap %d, %s)"
+              % (free_heap_after_boot(image, heap), heap, a.board))
+        times = sorted(flash_seconds(image) for _ in range(a.flashes))
+        print("flash_to_started_s %.2f (median of %d, virtual board)"
+              % (times[len(times) // 2], len(times)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
