@@ -122,8 +122,10 @@ def wifi_wait(wlan, wait_ms, sleep_ms=_sleep_ms, feed=None):
         waited += step
 
 
-def wifi_connect(wlan, ssid, password, cfg, sleep_ms=_sleep_ms, feed=None, say=log):
+def wifi_connect(wlan, ssid, password, cfg, sleep_ms=_sleep_ms, feed=None, say=None):
     """Retry with doubling back-off (cfg.wifi_attempts tries). True when connected."""
+    if say is None:
+        say = log
     if wlan is None:
         return True  # no Wi-Fi configured: a wired or virtual board
     delays = backoff_delays(cfg.wifi_retry_ms, cfg.wifi_retry_max_ms, cfg.wifi_attempts)

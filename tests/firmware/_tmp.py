@@ -3,7 +3,34 @@
 import os
 from binascii import hexlify
 
-from roost.firmware.ota import makedirs, rmtree
+
+def _is_dir(path):
+    try:
+        return (os.stat(path)[0] & 0x4000) != 0
+    except OSError:
+        return False
+
+
+def rmtree(path):
+    """Remove a tree (kept here rather than imported from ota: a smaller test heap)."""
+    try:
+        os.stat(path)
+    except OSError:
+        return
+    if _is_dir(path):
+        for name in os.listdir(path):
+            rmtree(path + "/" + name)
+        os.rmdir(path)
+    else:
+        os.remove(path)
+
+
+def makedirs(path):
+    cur = ""
+    for part in path.split("/"):
+        cur = cur + "/" + part if cur or path.startswith("/") else part
+        if part and not _is_dir(cur):
+            os.mkdir(cur)
 
 
 class TmpDir:

@@ -1,0 +1,56 @@
+"""main.py logic: the started and joined lines, the runtime hook, and an update confirmed by
+"joined" or rolled back when it never comes. MicroPython-safe."""
+
+from roost.firmware import boardlib, bootsel, ota
+from tests.firmware._fakes import CFG, FakeMachine, FakeNetwork, _board, _capture, _restore
+from tests.firmware._tmp import TmpDir, write
+
+
+class FakeRuntime:
+    def __init__(self):
+        self.calls = []
+
+    def run_board(self, cfg, secrets, hooks):
+        self.calls.append((cfg.node_id, secrets["fleet_key"]))
+        hooks.feed()
+        hooks.check()
+        hooks.joined(0)
+
+
+def test_main_starts_the_runtime_and_joined_confirms_an_update():
+    lines = _capture()
+    try:
+        with TmpDir() as d:
+            _board(d)
+            write(d + "/slots/a/x.py", "")
+            m = ota.make_manifest({"x.py": b"1"}, 1, "v1")
+            assert ota.apply(d, "k", m, ota.sign("k", m), {"x.py": b"1"}) is None
+            slot, _ = bootsel.select(d)
+            boardlib.boot(slot, d, FakeMachine, FakeNetwork)
+            assert boardlib.STATE["safe"] is None and ota.in_trial(d)
+            rt = FakeRuntime()
+            assert boardlib.main(d, FakeMachine, FakeNetwork, runtime=rt) == "stopped"
+            assert rt.calls == [("n05", "k")]
+            assert "roost: started n05" in lines and "roost: joined fleet lab as n05" in lines
+            assert "roost: update confirmed in slot b" in lines
+            assert not ota.in_trial(d)
+    finally:
+        _restore()
+
+
+def test_idle_without_runtime_rolls_back_a_trial_that_never_joins():
+    lines = _capture()
+    try:
+        with TmpDir() as d:
+            _board(d, dict(CFG, ota_join_timeout_ms=1000, wifi_ssid=""))
+            write(d + "/slots/a/x.py", "")
+            m = ota.make_manifest({"x.py": b"1"}, 1, "v1")
+            assert ota.apply(d, "k", m, ota.sign("k", m), {"x.py": b"1"}) is None
+            boardlib.boot(bootsel.select(d)[0], d, FakeMachine, FakeNetwork)
+            before = FakeMachine.resets
+            out = boardlib.main(d, FakeMachine, FakeNetwork, runtime=object(), idle_rounds=3)
+            assert out == "rollback" and FakeMachine.resets == before + 1
+            assert bootsel.read_state(d)[0] == "a"
+            assert any("rolling back" in ln for ln in lines)
+    finally:
+        _restore()
