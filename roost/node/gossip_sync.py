@@ -1,0 +1,285 @@
+"""The update queue, piggybacking, probing, join and push-pull of ``GossipCore`` (a mixin,
+split out so each module compiles inside a 100 KB MicroPython heap).
+
+Piggybacking: least sent and newest first, packed to the datagram limit. Push-pull: full
+membership and a summary digest travel in as many datagrams as needed (at most
+``sync_max_datagrams``); each digest chunk covers a contiguous range of origins (lo, hi]
+("" = unbounded), so it is complete on its own and the peer answers it with exactly the
+summaries we lack or hold older."""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+from roost.node.effects import PERSIST, SEND
+from roost.node.gossip_wire import (
+    _K_INC,
+    ACK,
+    ALIVE,
+    DEAD,
+    GOSSIP,
+    JOIN,
+    LEFT,
+    MAX_SLEEP_MS,
+    PH_PUSH,
+    PH_REPLY,
+    PH_SUMS,
+    Q_MEMBER,
+    Q_SUMMARY,
+    SLEEPING,
+    SUSPECT,
+    SYNC,
+    _dumps,
+    retransmit_limit,
+)
+
+_GEN_MASK = const(0x3FFFFF)  # newness rank: 22 bits, so sends << 22 stays a small int
+_ONE_SEND = const(0x400000)
+
+
+class SyncMixin:
+    # ---- the update queue ---------------------------------------------------------------
+
+    def _entry(self, kind, key, now_ms):
+        """The wire form of a queued update (built from the current record)."""
+        if kind == Q_SUMMARY:
+            s = self._sums[key]
+            return [key, s[0], s[1]]
+        r = self._m[key]
+        st = r[0]
+        if st == SUSPECT:
+            s = self._susp.get(key)
+            extra = s[4] if s is not None else self.id
+        elif st == SLEEPING:
+            extra = r[4] - now_ms
+            if extra <= 0:
+                st = ALIVE
+                extra = 0
+            elif extra > MAX_SLEEP_MS:
+                extra = MAX_SLEEP_MS
+        else:
+            extra = 0
+        return [key, st, r[1], r[2], r[3], extra]
+
+    def _enqueue(self, kind, key):
+        """Queue (or re-queue, as new) the update about key. The queue is a dict key -> one
+        small int: sends << 22 | a newness rank, so sorting puts least sent, newest first."""
+        self._gen = (self._gen + 1) & _GEN_MASK
+        prio = _GEN_MASK - self._gen
+        if kind == Q_MEMBER:
+            self._qm[key] = prio
+        else:
+            self._qs[key] = prio
+
+    def _has_fresh(self):
+        return len(self._qm) > 0 or len(self._qs) > 0
+
+    def _size(self, kind, key):
+        """An upper bound of the entry's JSON size plus a comma (no encoding)."""
+        if kind == Q_SUMMARY:
+            s = self._sums[key]
+            return len(key) + len(str(s[0])) + s[2] + 7
+        r = self._m[key]
+        n = len(key) + len(r[2]) + len(r[3]) + len(str(r[1])) + 16
+        if r[0] == SUSPECT:
+            sp = self._susp.get(key)
+            return n + (len(sp[4]) + 2 if sp is not None else 34)
+        return n + 8 if r[0] == SLEEPING else n + 1
+
+    def _gossip(self, now_ms, budget, dst):
+        """Pick updates that fit in budget bytes: [[members], [summaries]]."""
+        ms = []
+        ss = []
+        if dst is not None:
+            r = self._m.get(dst)
+            if r is not None and (r[0] == SUSPECT or r[0] == DEAD or r[0] == LEFT):
+                # tell a member directly that we doubt it: its fastest way to refute
+                budget -= self._size(Q_MEMBER, dst)
+                ms.append(self._entry(Q_MEMBER, dst, now_ms))
+        qm = self._qm
+        qs = self._qs
+        if not (qm or qs) or budget <= 0:
+            return [ms, ss]
+        cands = [None] * (len(qm) + len(qs))  # one allocation: a board's heap is fragmented
+        i = 0
+        for k in qm:
+            cands[i] = (qm[k], Q_MEMBER, k)
+            i += 1
+        for k in qs:
+            cands[i] = (qs[k], Q_SUMMARY, k)
+            i += 1
+        cands.sort()
+        limit = retransmit_limit(self._n(), self.cfg.retransmit_mult)
+        if limit > 255:
+            limit = 255
+        used = 0
+        for prio, kind, key in cands:
+            if budget < 24:
+                break
+            if kind == Q_MEMBER and key == dst:  # it knows itself (and got our doubt above)
+                continue
+            size = self._size(kind, key)
+            if size > budget:
+                continue
+            budget -= size
+            used += 1
+            q = qm if kind == Q_MEMBER else qs
+            prio += _ONE_SEND
+            if (prio >> 22) >= limit:
+                del q[key]
+            else:
+                q[key] = prio
+            (ms if kind == Q_MEMBER else ss).append(self._entry(kind, key, now_ms))
+        self._stats["updates_sent"] += used
+        return [ms, ss]
+
+    def _seal(self, now_ms, kind, dst, body, eff):
+        """Persist a raised incarnation before any message can carry it, then send."""
+        if self.inc > self._inc_saved:
+            self._inc_saved = self.inc
+            eff.append((PERSIST, _K_INC, self.inc))
+        try:
+            data = self.ch.seal(kind, dst, body)
+        except ValueError:  # a sizing bug; never let it escape
+            self._stats["tx_oversized"] = self._stats.get("tx_oversized", 0) + 1
+            return
+        eff.append((SEND, dst, data))
+
+    def _budget(self, kind, dst, fixed):
+        return self.ch.max_bytes - self.ch.overhead(kind, dst) - len(_dumps(fixed)) - 4
+
+    def _send_with_gossip(self, now_ms, kind, dst, head, eff):
+        """Send [*head, gossip] packed to the datagram limit."""
+        body = head + [[[], []]]
+        g = self._gossip(now_ms, self._budget(kind, dst, body), dst)
+        body[-1] = g
+        self._seal(now_ms, kind, dst, body, eff)
+
+    def _send_gossip(self, now_ms, dst, eff):
+        self._stats["gossip_msgs"] += 1
+        self._send_with_gossip(now_ms, GOSSIP, dst, [], eff)
+
+    def _send_ack(self, now_ms, dst, seq, eff):
+        self._send_with_gossip(now_ms, ACK, dst, [seq], eff)
+
+    # ---- join and push-pull -------------------------------------------------------------
+
+    def _try_join(self, now_ms, eff):
+        if self._joined or not self._seeds:
+            self._join_at = None
+            return
+        seed = self._seeds[self._seed_idx % len(self._seeds)]
+        self._seed_idx += 1
+        self._join_at = now_ms + self.cfg.join_retry_ms
+        self._stats["joins"] += 1
+        self._send_state(now_ms, JOIN, seed, PH_PUSH, eff)
+
+    def _pp_interval(self):
+        """Scale anti-entropy down in big clusters (its messages grow with N)."""
+        n = self._n()
+        mult = 1
+        while n > 32 * mult * 2:
+            mult *= 2
+        return self.cfg.push_pull_interval_ms * mult
+
+    def _push_pull(self, now_ms, eff):
+        dead = []
+        if self.rng.randbelow(100) < self.cfg.push_pull_dead_pct:
+            for nid in sorted(self._m):
+                if self._m[nid][0] == DEAD:
+                    dead.append(nid)
+        if dead:
+            peer = self.rng.choice(dead)
+        else:
+            peers = self._pick(1, None)
+            if not peers:
+                return
+            peer = peers[0]
+        self._stats["push_pulls"] += 1
+        self._send_state(now_ms, SYNC, peer, PH_PUSH, eff)
+
+    def _send_state(self, now_ms, kind, dst, phase, eff):
+        """Full membership, then the summary digest, over as many datagrams as needed (at
+        most sync_max_datagrams). Digest chunks cover contiguous ranges of origins (lo, hi]
+        ("" = unbounded), so each chunk is complete for its range on its own."""
+        cap = self.ch.max_bytes - self.ch.overhead(kind, dst) - 96
+        chunks = []
+        cur = []
+        used = 0
+        for nid in sorted(self._m):
+            u = self._entry(Q_MEMBER, nid, now_ms)
+            n = len(_dumps(u)) + 1
+            if used + n > cap and cur:
+                chunks.append([cur, 0])
+                cur = []
+                used = 0
+            cur.append(u)
+            used += n
+        lo = ""
+        items = []
+        for o in sorted(self._sums):
+            n = len(o) + 14
+            if used + n > cap and (cur or items):
+                hi = items[-1][0] if items else lo
+                chunks.append([cur, [lo, hi, items] if items else 0])
+                if items:
+                    lo = hi
+                cur = []
+                items = []
+                used = 0
+            items.append([o, self._sums[o][0]])
+            used += n
+        chunks.append([cur, [lo, "", items]])
+        if len(chunks) > self.cfg.sync_max_datagrams:
+            chunks = chunks[: self.cfg.sync_max_datagrams]
+        self._stats["sync_msgs"] += len(chunks)
+        for i in range(len(chunks)):
+            last = 1 if i == len(chunks) - 1 else 0
+            self._seal(now_ms, kind, dst, [phase, last, chunks[i][0], chunks[i][1], []], eff)
+
+    def _send_missing(self, now_ms, dst, digest, eff):
+        """Summaries we hold that the peer's digest chunk shows it lacks or holds older."""
+        lo, hi, items = digest
+        theirs = {}
+        for it in items:
+            theirs[it[0]] = it[1]
+        cap = self.ch.max_bytes - self.ch.overhead(SYNC, dst) - 40
+        batch = []
+        used = 0
+        sent = 0
+        for o in sorted(self._sums):
+            if (lo and o <= lo) or (hi and o > hi):
+                continue
+            s = self._sums[o]
+            if theirs.get(o, 0) >= s[0]:
+                continue
+            u = [o, s[0], s[1]]
+            n = len(_dumps(u)) + 1
+            if used + n > cap and batch:
+                self._seal(now_ms, SYNC, dst, [PH_SUMS, 1, [], 0, batch], eff)
+                sent += 1
+                batch = []
+                used = 0
+                if sent >= self.cfg.sync_max_datagrams:
+                    return
+            batch.append(u)
+            used += n
+        if batch:
+            self._seal(now_ms, SYNC, dst, [PH_SUMS, 1, [], 0, batch], eff)
+
+    def _on_sync(self, now_ms, src, kind, msg, eff):
+        phase, last, ms, digest, ss = msg
+        self._merge_all(now_ms, ms, ss, eff)
+        if phase == PH_SUMS:
+            return
+        if digest is not None:
+            self._send_missing(now_ms, src, digest, eff)
+        if phase == PH_PUSH and last:
+            self._send_state(now_ms, SYNC, src, PH_REPLY, eff)
+        elif phase == PH_REPLY and not self._joined:
+            self._joined = True
+            self._join_at = None
