@@ -1,0 +1,82 @@
+"""The roost command line: help reads well, mistakes are one sentence, the demo holds."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from roost.gateway.cli import build_parser, main
+from roost.gateway.demo import run_demo
+
+
+def _commands(parser, prefix=()):
+    """Every command path in the parser tree."""
+    import argparse
+
+    out = [prefix]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in sorted(action.choices.items()):
+                out += _commands(sub, prefix + (name,))
+    return out
+
+
+def test_every_command_has_help(capsys):
+    paths = _commands(build_parser())
+    assert ("demo",) in paths and ("sim", "gossip") in paths
+    for path in paths:
+        with pytest.raises(SystemExit) as e:
+            main(list(path) + ["--help"])
+        assert e.value.code == 0
+        out = capsys.readouterr().out
+        assert "usage: roost" in out and len(out) > 80, path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["nonsense"],
+        ["demo", "--nodes", "two"],
+        ["demo", "--nodes", "2"],
+        ["sim", "gossip", "--nodes", "-3"],
+        ["sim", "gossip", "--loss", "7"],
+        ["sim"],
+    ],
+)
+def test_mistakes_are_one_sentence_exit_2(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, (argv, err)
+    assert "Traceback" not in err
+    assert err.strip() and len(err.strip().splitlines()) == 1, err
+
+
+def test_demo_story_holds():
+    said = []
+    result = run_demo(say=said.append)
+    assert result["converged_s"] is not None
+    assert len(result["pulls"]) == 2
+    for pull in result["pulls"]:
+        assert pull["all_marked_dead_s"] is not None and pull["all_marked_dead_s"] < 10
+        assert 0 < pull["first_noticed_s"] <= pull["all_marked_dead_s"]
+    assert result["rejoin_s"] is not None
+    assert result["coverage"] == 1.0 and result["readings"] > 50
+    text = "\n".join(said)
+    assert "PLUG PULLED" in text and "plugged back in" in text
+
+
+def test_demo_is_deterministic():
+    a = run_demo(seed=4, say=lambda *x: None)
+    b = run_demo(seed=4, say=lambda *x: None)
+    a.pop("wall_s"), b.pop("wall_s")
+    assert a == b
+
+
+def test_roost_demo_json_from_the_installed_command():
+    out = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "demo", "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["nodes"] == 9 and data["coverage"] == 1.0
