@@ -181,6 +181,8 @@ def leader_nemesis(g: Group, rng: Any, start_ms: int, end_ms: int, mean_ms: int)
         if t < end_ms:
             sim.at(t, strike)
         else:
-            sim.at(end_ms, heal_all)
+            # an armed crash-mid-step may fire after the heal: restart again a bit later
+            for t in (end_ms, end_ms + 200, end_ms + 600):
+                sim.at(t, heal_all)
 
     sim.at(start_ms, strike)
