@@ -46,7 +46,7 @@ _MAX_RATE = 25.0  # default fleet-wide updates per second cap
 
 
 def parse_partition(spec: str, ids: list[str]) -> list[list[str]]:
-    """"A/B" -> two halves; "n01,n02/n03" -> explicit groups. ValueError with one sentence."""
+    """ "A/B" -> two halves; "n01,n02/n03" -> explicit groups. ValueError with one sentence."""
     spec = spec.strip()
     if spec.upper() == "A/B":
         half = len(ids) // 2
@@ -342,7 +342,10 @@ def run_gossip_cli(args: Any) -> int:
     d = res["dissemination_ms"]
     print("gossip: %d nodes, seed %d, %d updates" % (res["nodes"], res["seed"], res["updates"]))
     print("  messages per update   %.2f" % res["messages_per_update"])
-    print("  dissemination (ms)    median %.0f  p99 %.0f  max %.0f" % (d["median"], d["p99"], d["max"]))
+    print(
+        "  dissemination (ms)    median %.0f  p99 %.0f  max %.0f"
+        % (d["median"], d["p99"], d["max"])
+    )
     print("  coverage              %.4f" % res["coverage"])
     det = res["detection_s"]
     if det is None:

@@ -1,43 +1,9 @@
-"""SWIM gossip: membership, failure detection and sensor-summary dissemination.
-
-One module owns every state transition (h11 style): the wire kinds, the body codecs, the
-config with its presets, and ``GossipCore``, a sans-I/O object fed ``(now_ms, bytes)`` and
-ticks that returns effects (see ``roost.node.effects``).
-
-The protocol (details and the tuning story in docs/gossip.md):
-
-* Probing: one member per ``probe_interval_ms``, round-robin over a member list shuffled
-  with the injected Prng and reshuffled every round. ping -> ack; no ack within
-  ``probe_timeout_ms`` -> a second direct ping plus ping-req through ``indirect_checks``
-  members; no ack by the end of the period -> suspect.
-* Suspicion (Lifeguard): a suspect is declared dead after
-  ``max(min, max - (max-min)*log(C+1)/log(K+1))`` where ``min = alpha*log10(N)*period``,
-  ``max = beta*min`` and C counts independent confirmations. A member that hears it is
-  suspected (or declared dead) raises its incarnation and gossips itself alive.
-* Dissemination: membership updates and sensor summaries ride on every ping/ack and on a
-  ``gossip_interval_ms`` round to ``gossip_fanout`` members, least-sent and newest first,
-  each retransmitted up to ``retransmit_mult*ceil(log10(N+1))`` times, packed until the
-  datagram limit.
-* Anti-entropy: every ``push_pull_interval_ms`` a push-pull with a random member (sometimes
-  a dead one, so healed partitions find each other): full membership and a summary digest,
-  split over as many datagrams as needed (bounded), each answered with what the peer lacks.
-* Join through seeds (a join is a push-pull; the answer is a full state sync), graceful
-  leave ("left", not "dead"), battery sleep ("sleeping": not probed, not suspected).
-* Restart: the incarnation is read from storage, raised, and PERSISTed before any message
-  carries it; summary versions are reserved in blocks so a reboot never reuses one.
-
-Bodies are JSON lists. A member update is ``[id, state, incarnation, board, domain, extra]``
-(extra: the suspecter's id for a suspect, the remaining sleep in ms for a sleeper, else 0);
-a summary update is ``[origin, version, value]``; a gossip block is ``[members, summaries]``.
-
-    PING      [seq, target, gossip]        answer ACK [seq, gossip] to the sender
-    ACK       [seq, gossip]
-    PING_REQ  [seq, target, gossip]        ping target for the sender; relay its ack
-    GOSSIP    [gossip]                     no answer
-    JOIN/SYNC [phase, last, members, digest, summaries]
-              phase 0 push (the last chunk asks for a reply), 1 reply, 2 summaries only;
-              digest is [lo, hi, [[origin, version], ...]]: complete for lo <= origin <= hi.
-"""
+"""SWIM gossip for roost: membership, failure detection (Lifeguard suspicion), sensor-summary
+dissemination, push-pull anti-entropy, join/leave/sleep. ``GossipCore`` is sans-I/O: fed
+``(now_ms, bytes)`` and ticks, it returns effects. The protocol, the wire bodies, the defaults
+and the tuning story are in docs/gossip.md; wire kinds, codecs and config live in
+``gossip_wire`` (re-exported here), the rest of the core in the ``gossip_*`` mixins, split
+so that each module compiles inside a 100 KB MicroPython heap."""
 
 from roost.common.ids import is_valid_id
 from roost.node.effects import EVENT, PERSIST
@@ -76,6 +42,29 @@ from roost.node.gossip_wire import (  # noqa: F401  (re-exported: the public gos
     expected_confirmations,
     retransmit_limit,
     suspicion_timeout_ms,
+)
+
+_STATS = (
+    "pings",
+    "acks",
+    "ping_reqs",
+    "indirect_pings",
+    "relayed_acks",
+    "late_acks",
+    "probes",
+    "probe_failures",
+    "suspicions",
+    "confirmations",
+    "refutations",
+    "deaths",
+    "gossip_msgs",
+    "push_pulls",
+    "sync_msgs",
+    "joins",
+    "updates_sent",
+    "members_dropped",
+    "relays_dropped",
+    "stalled_probes",
 )
 
 
@@ -129,40 +118,23 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
         self._seed_idx = 0
         self._join_at = now_ms if self._seeds else None
         self._left = False
-        self._stats = {}
-        for name in (
-            "pings",
-            "acks",
-            "ping_reqs",
-            "indirect_pings",
-            "relayed_acks",
-            "late_acks",
-            "probes",
-            "probe_failures",
-            "suspicions",
-            "confirmations",
-            "refutations",
-            "deaths",
-            "gossip_msgs",
-            "push_pulls",
-            "sync_msgs",
-            "joins",
-            "updates_sent",
-            "members_dropped",
-            "relays_dropped",
-            "stalled_probes",
-        ):
-            self._stats[name] = 0
+        self._stats = {}  # counters, created on first use (RAM); stats shows them all
         self._enqueue(Q_MEMBER, node_id)
 
     # ---- local API ------------------------------------------------------------------
 
     @property
     def stats(self):
+        """Channel counters (rx_rejected_*...) and the core's own, zeros included."""
         out = dict(self.ch.stats)
+        for k in _STATS:
+            out[k] = 0
         for k in self._stats:
             out[k] = self._stats[k]
         return out
+
+    def _bump(self, name, n=1):
+        self._stats[name] = self._stats.get(name, 0) + n
 
     def members(self):
         """Sorted [(id, state_name, incarnation, (board, domain))]."""
@@ -270,7 +242,7 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
             self.ch.reject("malformed")
             return []
         if self._left:
-            self._stats["rx_after_leave"] = self._stats.get("rx_after_leave", 0) + 1
+            self._bump("rx_after_leave")
             return []
         eff = []
         src = env.sender
@@ -283,7 +255,7 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
             if target != self.id:
                 self.ch.reject("misdirected")
                 return eff
-            self._stats["acks"] += 1
+            self._bump("acks")
             self._send_ack(now_ms, src, seq, eff)
         elif kind == ACK:
             seq, ms, ss = msg
@@ -319,13 +291,13 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
             for nid in sorted(self._susp):
                 s = self._susp.get(nid)
                 if s is not None and s[1] <= now_ms:
-                    self._stats["deaths"] += 1
+                    self._bump("deaths")
                     self._set(now_ms, nid, DEAD, self._m[nid][1], eff)
         p = self._probe
         if p is not None:
             if now_ms - p[2] > 2 * self.cfg.probe_interval_ms:
                 # we were stalled (paused): no verdict on a probe we could not run
-                self._stats["stalled_probes"] += 1
+                self._bump("stalled_probes")
                 self._probe = None
                 self._next_probe = now_ms
             elif now_ms >= p[2] + self.cfg.probe_interval_ms:

@@ -86,7 +86,7 @@ class MembersMixin:
                 first = suspecter if suspecter is not None else self.id
                 d = now_ms + suspicion_timeout_ms(n, 0, self.cfg)
                 self._susp[nid] = [now_ms, d, n, [first], first]
-                self._stats["suspicions"] += 1
+                self._bump("suspicions")
         elif nid in self._susp:
             del self._susp[nid]
         if state == SLEEPING:
@@ -106,7 +106,7 @@ class MembersMixin:
             return
         s[3].append(who)
         s[4] = who
-        self._stats["confirmations"] += 1
+        self._bump("confirmations")
         s[1] = s[0] + suspicion_timeout_ms(s[2], len(s[3]) - 1, self.cfg)
         self._enqueue(Q_MEMBER, nid)
 
@@ -150,7 +150,7 @@ class MembersMixin:
         r = self._m.get(nid)
         if r is None:
             if not self._room():
-                self._stats["members_dropped"] += 1
+                self._bump("members_dropped")
                 return
             if st == SLEEPING and extra <= 0:
                 st = ALIVE
@@ -201,7 +201,7 @@ class MembersMixin:
                 return
         elif inc <= self.inc:
             return
-        self._stats["refutations"] += 1
+        self._bump("refutations")
         self.inc = inc if inc < MAX_INC else MAX_INC - 1
         self._set_self(0, self.state, [])
 
@@ -213,7 +213,7 @@ class MembersMixin:
         if cur is not None and cur[0] >= ver:
             return
         if cur is None and origin not in self._m and len(self._sums) >= self.cfg.max_members:
-            self._stats["members_dropped"] += 1
+            self._bump("members_dropped")
             return
         self._sums[origin] = [ver, value, len(_dumps(value))]
         self._enqueue(Q_SUMMARY, origin)

@@ -32,8 +32,8 @@ class ProbeMixin:
             return
         seq = self._next_seq()
         self._probe = [target, seq, now_ms, False]
-        self._stats["probes"] += 1
-        self._stats["pings"] += 1
+        self._bump("probes")
+        self._bump("pings")
         self._send_with_gossip(now_ms, PING, target, [seq, target], eff)
 
     def _indirect(self, now_ms, eff):
@@ -41,10 +41,10 @@ class ProbeMixin:
         p[3] = True
         target, seq = p[0], p[1]
         # a second direct ping (a lost datagram is the common case) plus k helpers
-        self._stats["pings"] += 1
+        self._bump("pings")
         self._send_with_gossip(now_ms, PING, target, [seq, target], eff)
         for h in self._pick(self.cfg.indirect_checks, target):
-            self._stats["ping_reqs"] += 1
+            self._bump("ping_reqs")
             self._send_with_gossip(now_ms, PING_REQ, h, [seq, target], eff)
 
     def _on_ack(self, now_ms, src, seq, eff):
@@ -54,25 +54,25 @@ class ProbeMixin:
             return
         rel = self._relays.pop(seq, None)
         if rel is not None:
-            self._stats["relayed_acks"] += 1
+            self._bump("relayed_acks")
             self._send_ack(now_ms, rel[0], rel[1], eff)
             return
-        self._stats["late_acks"] += 1
+        self._bump("late_acks")
 
     def _on_ping_req(self, now_ms, src, seq, target, eff):
         if target == self.id:
             self._send_ack(now_ms, src, seq, eff)
             return
         if len(self._relays) >= self.cfg.max_relays:
-            self._stats["relays_dropped"] += 1
+            self._bump("relays_dropped")
             return
         mine = self._next_seq()
         self._relays[mine] = [src, seq, now_ms + self.cfg.probe_interval_ms]
-        self._stats["indirect_pings"] += 1
+        self._bump("indirect_pings")
         self._send_with_gossip(now_ms, PING, target, [mine, target], eff)
 
     def _probe_failed(self, now_ms, target, eff):
-        self._stats["probe_failures"] += 1
+        self._bump("probe_failures")
         r = self._m.get(target)
         if r is None:
             return

@@ -134,7 +134,7 @@ class SyncMixin:
             else:
                 q[key] = prio
             (ms if kind == Q_MEMBER else ss).append(self._entry(kind, key, now_ms))
-        self._stats["updates_sent"] += used
+        self._bump("updates_sent", used)
         return [ms, ss]
 
     def _seal(self, now_ms, kind, dst, body, eff):
@@ -145,7 +145,7 @@ class SyncMixin:
         try:
             data = self.ch.seal(kind, dst, body)
         except ValueError:  # a sizing bug; never let it escape
-            self._stats["tx_oversized"] = self._stats.get("tx_oversized", 0) + 1
+            self._bump("tx_oversized")
             return
         eff.append((SEND, dst, data))
 
@@ -160,7 +160,7 @@ class SyncMixin:
         self._seal(now_ms, kind, dst, body, eff)
 
     def _send_gossip(self, now_ms, dst, eff):
-        self._stats["gossip_msgs"] += 1
+        self._bump("gossip_msgs")
         self._send_with_gossip(now_ms, GOSSIP, dst, [], eff)
 
     def _send_ack(self, now_ms, dst, seq, eff):
@@ -175,7 +175,7 @@ class SyncMixin:
         seed = self._seeds[self._seed_idx % len(self._seeds)]
         self._seed_idx += 1
         self._join_at = now_ms + self.cfg.join_retry_ms
-        self._stats["joins"] += 1
+        self._bump("joins")
         self._send_state(now_ms, JOIN, seed, PH_PUSH, eff)
 
     def _pp_interval(self):
@@ -199,7 +199,7 @@ class SyncMixin:
             if not peers:
                 return
             peer = peers[0]
-        self._stats["push_pulls"] += 1
+        self._bump("push_pulls")
         self._send_state(now_ms, SYNC, peer, PH_PUSH, eff)
 
     def _send_state(self, now_ms, kind, dst, phase, eff):
@@ -236,7 +236,7 @@ class SyncMixin:
         chunks.append([cur, [lo, "", items]])
         if len(chunks) > self.cfg.sync_max_datagrams:
             chunks = chunks[: self.cfg.sync_max_datagrams]
-        self._stats["sync_msgs"] += len(chunks)
+        self._bump("sync_msgs", len(chunks))
         for i in range(len(chunks)):
             last = 1 if i == len(chunks) - 1 else 0
             self._seal(now_ms, kind, dst, [phase, last, chunks[i][0], chunks[i][1], []], eff)

@@ -1,0 +1,158 @@
+"""Gossip bodies (collected through test_messages.py): decode accepts exactly what the core
+sends, rejects the rest, never raises; messages stay within the datagram limit."""
+
+import sys
+
+from roost.common.channel import Channel
+from roost.common.prng import Prng
+from roost.node import gossip as g
+from roost.node.effects import PERSIST, SEND
+
+# a full 1400-byte datagram on CPython; on the 100 KB MicroPython heap (fragmented after the
+# imports on the 64-bit unix port) a smaller limit proves the same packing rule
+_FULL = 700 if sys.implementation.name == "micropython" else 1400
+
+
+def _core(nid="n01", max_bytes=1400, **kw):
+    ch = Channel(nid, "k", max_bytes=max_bytes)
+    return g.GossipCore(nid, ch, g.GossipConfig(**kw), Prng(7), {}, 0)
+
+
+def test_member_update_checks():
+    assert g.check_member(["n01", g.ALIVE, 3, "esp32", "r1", 0])
+    assert g.check_member(["n01", g.SUSPECT, 3, "", "", "n02"])
+    assert g.check_member(["n01", g.SLEEPING, 3, "", "", 5000])
+    assert not g.check_member(["n01", g.SUSPECT, 3, "", "", 0])  # suspecter missing
+    assert not g.check_member(["n01", 5, 3, "", "", 0])  # unknown state
+    assert not g.check_member(["n01", g.ALIVE, -1, "", "", 0])
+    assert not g.check_member(["n01", g.ALIVE, True, "", "", 0])  # bool is not an int
+    assert not g.check_member(["bad id", g.ALIVE, 1, "", "", 0])
+    assert not g.check_member(["n01", g.ALIVE, 1, "x" * 17, "", 0])  # meta too long
+    assert not g.check_member(["n01", g.ALIVE, 1, "", "", 1])
+    assert not g.check_member(["n01", g.SLEEPING, 1, "", "", 10**9])
+    assert not g.check_member({"id": "n01"})
+    assert not g.check_member(["n01", g.ALIVE, 1, "", ""])
+
+
+def test_summary_checks():
+    assert g.check_summary(["n01", 1, [1, 2.5, "ok", None, True]], 16)
+    assert not g.check_summary(["n01", 0, [1]], 16)  # versions start at 1
+    assert not g.check_summary(["n01", 1, [[1]]], 16)  # flat only
+    assert not g.check_summary(["n01", 1, {"t": 1}], 16)
+    assert not g.check_summary(["n01", 1, ["x" * 33]], 16)
+    assert not g.check_summary(["n01", 1, [1] * 17], 16)
+    assert not g.check_summary(["n01", 1, [float("inf")]], 16)
+
+
+def test_decode_body_shapes():
+    ok = [["n02", 0, 1, "", "", 0]], [["n02", 2, [1]]]
+    assert g.decode_body(g.PING, [5, "n01", [ok[0], ok[1]]]) == (5, "n01", ok[0], ok[1])
+    assert g.decode_body(g.ACK, [5, [[], []]]) == (5, [], [])
+    assert g.decode_body(g.GOSSIP, [[[], []]]) == ([], [])
+    sync = g.decode_body(g.SYNC, [0, 1, [], ["", "", [["n03", 4]]], []])
+    assert sync == (0, 1, [], ("", "", [["n03", 4]]), [])
+    assert g.decode_body(g.SYNC, [2, 1, [], 0, ok[1]]) == (2, 1, [], None, ok[1])
+    bad = [
+        (g.PING, [5, "n01"]),
+        (g.PING, ["5", "n01", [[], []]]),
+        (g.PING, [5, "n01", [[], {}]]),
+        (g.ACK, [-1, [[], []]]),
+        (g.ACK, None),
+        (g.GOSSIP, [[[["n02"]], []]]),
+        (g.SYNC, [3, 1, [], 0, []]),
+        (g.SYNC, [0, 2, [], 0, []]),
+        (g.SYNC, [0, 1, [], ["", "", [["n03", 0]]], []]),
+        (g.SYNC, [0, 1, [], ["a b", "", []], []]),
+        (g.SYNC, [0, 1, [], [1, 2, 3], []]),
+        (99, []),
+    ]
+    for kind, body in bad:
+        assert g.decode_body(kind, body) is None, (kind, body)
+
+
+def _sends(effects):
+    return [e for e in effects if e[0] == SEND]
+
+
+def _sizes(effects):
+    return [len(e[2]) for e in _sends(effects)]
+
+
+def test_piggyback_fills_but_never_exceeds_datagram():
+    c = _core(max_bytes=_FULL)
+    for i in range(20):  # 20 members and 20 summaries waiting to be gossiped
+        nid = "m%03d" % i
+        c._merge(0, [nid, g.ALIVE, 1, "esp32", "room-%d" % (i % 4), 0], [])
+        c._merge_summary([nid, 1, [i, 21.5, 1013, 40, "ok"]], [])
+    out = []
+    c._send_gossip(0, "m001", out)
+    sizes = _sizes(out)
+    assert len(sizes) == 1
+    assert _FULL - 150 < sizes[0] <= _FULL
+    assert out[0][0] == PERSIST  # the incarnation is on flash before any message carries it
+    env = Channel("m001", "k", max_bytes=_FULL).open(_sends(out)[0][2])
+    ms, ss = g.decode_body(g.GOSSIP, env.body)
+    assert len(ms) + len(ss) > 10
+
+
+def test_full_sync_splits_into_datagrams():
+    c = _core(max_bytes=400)
+    for i in range(32):
+        nid = "m%03d" % i
+        c._merge(0, [nid, g.ALIVE, 1, "pi4", "lab", 0], [])
+        c._merge_summary([nid, 3, [i, i + 0.5]], [])
+    out = []
+    c._send_state(0, g.SYNC, "m001", 0, out)
+    sizes = _sizes(out)
+    assert len(sizes) >= 2
+    assert max(sizes) <= c.ch.max_bytes
+    seen = 0
+    digest = 0
+    rx = Channel("m001", "k", max_bytes=400)
+    for e in _sends(out):
+        msg = g.decode_body(g.SYNC, rx.open(e[2]).body)
+        seen += len(msg[2])
+        if msg[3] is not None:
+            digest += len(msg[3][2])
+    assert seen == 33 and digest == 32
+
+
+def test_sync_capped_at_max_datagrams():
+    c = _core(max_bytes=400, sync_max_datagrams=2)
+    for i in range(32):
+        c._merge(0, ["m%03d" % i, g.ALIVE, 1, "pi4", "lab", 0], [])
+    out = []
+    c._send_state(0, g.SYNC, "m001", 0, out)
+    assert len(_sizes(out)) == 2
+
+
+def test_publish_bounds():
+    c = _core(max_summary_bytes=40)
+    eff = c.publish(0, [1, 2, 3])
+    assert [e for e in eff if e[0] == 4] == [(4, "summary", ["n01", 1])]
+    for bad in ([1.5] * 20, "text", [[1]], {"a": 1}, [1] * 17):
+        try:
+            c.publish(0, bad)
+        except ValueError:
+            continue
+        raise AssertionError("publish accepted %r" % (bad,))
+    assert c.summaries()["n01"] == (1, [1, 2, 3])
+
+
+def test_config_validation():
+    for bad in (
+        {"probe_timeout_ms": 1000},
+        {"nope": 1},
+        {"probe_interval_ms": "1s"},
+        {"seeds": ["bad id"]},
+        {"board": "x" * 20},
+        {"push_pull_dead_pct": 101},
+    ):
+        try:
+            g.GossipConfig(**bad)
+        except ValueError:
+            continue
+        raise AssertionError("accepted %r" % (bad,))
+    w = g.GossipConfig.wifi()
+    assert w.probe_interval_ms > g.GossipConfig.lan().probe_interval_ms
+    assert g.GossipConfig.wifi(max_members=64).max_members == 64
