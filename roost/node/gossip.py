@@ -96,6 +96,7 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
         self._m = {node_id: [ALIVE, self.inc, cfg.board, cfg.domain, 0, now_ms]}
         self._susp = {}  # id -> [start_ms, deadline_ms, n_at_start, [suspecters], relay_from]
         self._sleepers = {}  # id -> until_ms
+        self._dead = {}  # recently dead id -> time it died (gossiped to now and then)
         self._sums = {}  # origin -> [version, value]
         self._qm = {}  # member id -> queue priority (see _enqueue)
         self._qs = {}  # summary origin -> queue priority
@@ -313,6 +314,7 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
             if self._has_fresh():
                 for t in self._pick(self.cfg.gossip_fanout, None):
                     self._send_gossip(now_ms, t, eff)
+                self._gossip_to_dead(now_ms, eff)
         if now_ms >= self._next_pp:
             self._next_pp = now_ms + self._pp_interval()
             self._push_pull(now_ms, eff)

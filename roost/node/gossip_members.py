@@ -80,6 +80,11 @@ class MembersMixin:
             r[5] = now_ms
             self._live = None
             eff.append((EVENT, "member", [nid, STATE_NAMES[state], inc]))
+            if state == DEAD:
+                if len(self._dead) < 64:
+                    self._dead[nid] = now_ms
+            elif nid in self._dead:
+                del self._dead[nid]
         if state == SUSPECT:
             if old != SUSPECT or nid not in self._susp:
                 n = self._n()
@@ -124,7 +129,23 @@ class MembersMixin:
         self._forget(victim)
         return True
 
+    def _gossip_to_dead(self, now_ms, eff):
+        """Now and then gossip to a member that died recently: if it is alive behind a healed
+        partition, it learns it was declared dead and refutes (memberlist's gossip-to-the-dead)."""
+        dead = self._dead
+        if not dead or self.rng.randbelow(100) >= self.cfg.gossip_to_dead_pct:
+            return
+        old = now_ms - self.cfg.gossip_to_dead_ms
+        ids = sorted(dead)
+        for nid in ids:
+            if dead[nid] < old:
+                del dead[nid]
+        ids = sorted(dead)
+        if ids:
+            self._send_gossip(now_ms, ids[self.rng.randbelow(len(ids))], eff)
+
     def _forget(self, nid):
+        self._dead.pop(nid, None)
         del self._m[nid]
         self._live = None
         self._qm.pop(nid, None)

@@ -96,6 +96,8 @@ class GossipConfig:
     gossip_fanout = 3  # members per gossip round: infection grows ~4x per round
     push_pull_interval_ms = 10000  # anti-entropy: repairs what gossip missed, heals partitions
     push_pull_dead_pct = 25  # share of push-pulls aimed at a dead member (partition healing)
+    gossip_to_dead_pct = 10  # share of gossip rounds that also reach a recently dead member
+    gossip_to_dead_ms = 30000  # how long "recently dead" lasts (a partition that heals sooner)
     join_retry_ms = 1000  # ask the next seed when a join got no answer this long
     dead_reclaim_ms = 600000  # forget dead/left members after 10 min (memory; late refutes)
     max_members = 1024  # member records held (each a small fixed list)
@@ -160,8 +162,8 @@ class GossipConfig:
             )
         if self.probe_timeout_ms >= self.probe_interval_ms:
             raise ValueError("probe_timeout_ms must be below probe_interval_ms")
-        if not 0 <= self.push_pull_dead_pct <= 100:
-            raise ValueError("push_pull_dead_pct must be between 0 and 100")
+        if not 0 <= self.push_pull_dead_pct <= 100 or not 0 <= self.gossip_to_dead_pct <= 100:
+            raise ValueError("push_pull_dead_pct and gossip_to_dead_pct must be 0..100")
         if not isinstance(self.seeds, (list, tuple)):
             raise ValueError("gossip option seeds must be a list of node ids")
         for s in self.seeds:
@@ -197,9 +199,10 @@ def expected_confirmations(n, cfg):
 
 
 def retransmit_limit(n, mult):
-    """Sends per update per node: mult * ceil(log10(n + 1))."""
-    scale = 1
-    x = 10
+    """Sends per update per node: mult * ceil(log10(n + 1)), at least 2*mult (in a fleet of
+    under ten, one lost datagram in a few would otherwise leave a node to anti-entropy)."""
+    scale = 2
+    x = 100
     while x < n + 1:
         x *= 10
         scale += 1

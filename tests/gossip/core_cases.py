@@ -80,7 +80,8 @@ def test_suspicion_timeout_table():
     one = g.suspicion_timeout_ms(10, 1, cfg)
     two = g.suspicion_timeout_ms(10, 2, cfg)
     assert 24000 > one > two > 4000  # each confirmation shrinks it, logarithmically
-    assert g.retransmit_limit(9, 4) == 4 and g.retransmit_limit(10, 4) == 8
+    assert g.retransmit_limit(9, 4) == 8 and g.retransmit_limit(99, 4) == 8
+    assert g.retransmit_limit(100, 4) == 12
     assert g.retransmit_limit(1000, 4) == 16
 
 
