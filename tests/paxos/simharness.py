@@ -186,3 +186,47 @@ def leader_nemesis(g: Group, rng: Any, start_ms: int, end_ms: int, mean_ms: int)
                 sim.at(t, heal_all)
 
     sim.at(start_ms, strike)
+
+
+def lost_write_faults(g: Group, rng: Any, start_ms: int, cycles: int) -> None:
+    """A seeded fault pattern aimed at durability: cut one follower off, crash the other in
+    the middle of its next step (after its first effect), kill the leader a little later,
+    bring the crashed follower back and heal, and keep the old leader down while the two
+    followers elect. Timing and targets come from rng."""
+    sim = g.sim
+    t = start_ms
+    for _ in range(cycles):
+        t += 300 + rng.randbelow(400)
+        plan = {}
+
+        def cut(sim, plan=plan):
+            ld = g.leader()
+            others = [n for n in g.live() if n != ld]
+            if ld is None or len(others) < 2:
+                return
+            rng.shuffle(others)
+            plan["leader"], plan["a"], plan["b"] = ld, others[0], others[1]
+            sim.partition([[ld, others[1]], [others[0]]])
+            sim.crash(others[1], after_effects=1)
+
+        def kill(sim, plan=plan):
+            if plan:
+                sim.crash(plan["leader"])
+
+        def back(sim, plan=plan):
+            if plan:
+                sim.heal()
+                sim.restart(plan["b"])
+
+        def leader_back(sim, plan=plan):
+            for n in g.ids:
+                if not sim.alive(n):
+                    sim.restart(n)
+
+        sim.at(t, cut)
+        t += 5 + rng.randbelow(30)
+        sim.at(t, kill)
+        t += 5 + rng.randbelow(30)
+        sim.at(t, back)
+        t += 700 + rng.randbelow(300)
+        sim.at(t, leader_back)
