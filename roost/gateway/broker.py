@@ -115,9 +115,13 @@ class BrokerHandle:
     def start(self, timeout_s: float = 15.0) -> BrokerHandle:
         if self.proc is not None and self.proc.poll() is None:
             return self
+        env = dict(os.environ)
+        # the embedded broker imports this checkout of roost, whatever is installed
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(self.argv, stdout=logf, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=str(self.dir))
+                                         stdin=subprocess.DEVNULL, cwd=str(self.dir), env=env)
         try:
             _wait_listening(self.port, self.proc, timeout_s, self.log)
         except BrokerError:
@@ -217,6 +221,11 @@ def start_broker(directory: str | os.PathLike, port: int = 0,
             "log_type warning",
             "log_type notice",
         ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # started as root mosquitto drops to user "mosquitto", who cannot read this dir
+            import pwd
+
+            lines.append("user %s" % pwd.getpwuid(0).pw_name)
         if tls:
             cert, key = _make_cert(d)
             tls_port = free_port()
@@ -307,7 +316,7 @@ def _embedded_plugins() -> tuple[type, type]:
                 filters = rule["publish"]
             else:
                 filters = rule["subscribe"]
-            from roost.node.mqtt import topic_matches
+            from roost.node.mqtt_codec import topic_matches
 
             for f in filters:
                 if topic_matches(f, topic) or (name.endswith("subscribe") and _covers(f, topic)):

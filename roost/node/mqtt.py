@@ -424,7 +424,7 @@ class MQTTClient:
             status, start, end = split_packet(buf, self.config.max_packet)
             if status == 1:
                 pkt = decode_packet(buf[0], bytes(buf[start:end]))
-                del buf[:end]
+                buf = self._rx = buf[end:]  # MicroPython's bytearray has no slice deletion
                 if pkt is None:
                     self.stats["rx_malformed"] += 1
                     raise MQTTError("malformed packet")

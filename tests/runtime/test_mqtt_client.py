@@ -1,0 +1,235 @@
+"""The project's MQTT client against real brokers (mosquitto and amqtt), from CPython and from
+the real MicroPython unix port: QoS 0/1, retained, Last Will on SIGKILL, failover, buffering
+while the broker is down, and the broker's per-node ACLs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from roost.gateway.broker import free_port
+from roost.node.mqtt import MQTTClient, MQTTConfig
+from tests.runtime.brokers import KINDS, broker, micropython, until
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = str(ROOT / "tests/runtime/mqtt_mpy_client.py")
+FAST = {"backoff_min_ms": 50, "backoff_max_ms": 400, "connect_timeout_ms": 2000}
+
+
+def _client(cid, urls, got=None, **cfg):
+    def on_message(t, p, r):
+        if got is not None:
+            got.append((t, bytes(p), r))
+
+    return MQTTClient(cid, urls, on_message=on_message, config=MQTTConfig(**(FAST | cfg)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_qos1_and_retained_between_two_clients(kind, tmp_path):
+    h = broker(kind, tmp_path)
+
+    async def scenario():
+        got: list = []
+        sub = _client("sub", [h.url], got)
+        sub.subscribe("t/#", 1)
+        pub = _client("pub", [h.url])
+        sub.start()
+        pub.start()
+        await until(lambda: sub.connected and pub.connected and not sub._sub_pending, 10, "up")
+        for i in range(300):
+            await pub.wait_room()
+            pub.publish("t/x", b"%d" % i, 1 if i % 3 else 0)
+        await until(lambda: len(got) >= 300, 20, "300 messages")
+        assert [p for _, p, _ in got] == [b"%d" % i for i in range(300)]  # in order, no dups
+        assert await pub.wait_idle(5000)
+        assert pub.stats["rx_puback"] == 200 and pub.stats["tx_retransmit"] == 0
+        pub.publish("r/state", b"on", 1, retain=True)
+        await pub.wait_idle(5000)
+        late: list = []
+        sub2 = _client("sub2", [h.url], late)
+        sub2.subscribe("r/#", 1)
+        sub2.start()
+        await until(lambda: late, 10, "the retained message")
+        assert late[0] == ("r/state", b"on", True)
+        for c in (pub, sub, sub2):
+            await c.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        h.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_micropython_client_subscribes_publishes_qos1(kind, tmp_path):
+    exe = micropython()
+    h = broker(kind, tmp_path)
+    try:
+        proc = subprocess.run([exe, "-X", "heapsize=100K", SCRIPT, h.url, "mpy1", "roost/mp",
+                               "20", "300"], capture_output=True, text=True, timeout=60)
+        lines = proc.stdout.splitlines()
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "connected" in lines, lines
+        mine = [ln.split()[2] for ln in lines if ln.startswith("got roost/mp/mine")]
+        assert mine == ["m%d" % i for i in range(20)], lines
+        assert "got roost/mp/status online 0" in lines
+        assert lines[-1] == "done 21 21 21", lines  # 20 + "online"; all acknowledged
+    finally:
+        h.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_last_will_appears_when_the_client_is_sigkilled(kind, tmp_path):
+    exe = micropython()
+    h = broker(kind, tmp_path)
+
+    async def scenario():
+        got: list = []
+        watch = _client("watch", [h.url], got)
+        watch.subscribe("roost/lw/status", 1)
+        watch.start()
+        await until(lambda: watch.connected and not watch._sub_pending, 10, "watcher")
+        proc = subprocess.Popen([exe, SCRIPT, h.url, "victim", "roost/lw", "0", "60000", "1"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            for _ in range(5):
+                if proc.stdout.readline().strip() == "connected":
+                    break
+            else:
+                raise AssertionError("the MicroPython client did not connect")
+            await until(lambda: (("roost/lw/status", b"online", False) in got), 10, "online")
+            os.kill(proc.pid, signal.SIGKILL)  # a pulled plug: no DISCONNECT
+        finally:
+            proc.kill()
+            proc.wait(10)
+        # keepalive 1 s: the broker gives up after 1.5 s and publishes the will
+        await until(lambda: got[-1][:2] == ("roost/lw/status", b"offline"), 10, "the will")
+        await watch.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        h.stop()
+
+
+def test_failover_to_the_second_broker_url(tmp_path):
+    h = broker("mosquitto", tmp_path)
+
+    async def scenario():
+        dead = "mqtt://127.0.0.1:%d" % free_port()
+        c = _client("fo", [dead, h.url])
+        c.start()
+        await until(lambda: c.connected, 10, "connect through the second URL")
+        assert c.stats["connect_failures"] >= 1 and c.broker == ("127.0.0.1", h.port)
+        await c.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        h.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_publishes_while_the_broker_is_down_arrive_after_restart(kind, tmp_path):
+    h = broker(kind, tmp_path)
+    retained = kind == "amqtt"  # amqtt keeps no sessions across a restart: check retained
+
+    async def scenario():
+        got: list = []
+        sub = _client("bsub", [h.url], got)
+        sub.subscribe("buf/#", 1)
+        pub = _client("bpub", [h.url], outbox_max=50)
+        sub.start()
+        pub.start()
+        await until(lambda: sub.connected and pub.connected and not sub._sub_pending, 10, "up")
+        await asyncio.sleep(1.2)  # mosquitto autosaves its sessions every second
+        h.stop()
+        await until(lambda: not pub.connected and not sub.connected, 10, "both see it down")
+        for i in range(60):  # 10 more than the outbox holds: the 10 oldest are dropped
+            pub.publish("buf/%d" % i, b"%d" % i, 1, retain=retained)
+        assert pub.stats["outbox_dropped"] == 10 and len(pub.outbox) == 50
+        h.start()
+        await until(lambda: pub.connected and pub.idle(), 20, "the outbox to drain")
+        if retained:
+            late: list = []
+            sub2 = _client("bsub2", [h.url], late)
+            sub2.subscribe("buf/#", 1)
+            sub2.start()
+            await until(lambda: len({p for _, p, _ in late}) >= 50, 10, "retained readings")
+            await sub2.stop()
+            got[:] = late
+        else:
+            await until(lambda: len({p for _, p, _ in got}) >= 50, 10, "buffered readings")
+        # QoS 1 is at least once: a copy may come twice, none may be missing
+        assert sorted({int(p) for _, p, _ in got}) == list(range(10, 60))
+        await pub.stop()
+        await sub.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        h.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_acl_node_publishes_only_under_its_own_topics(kind, tmp_path):
+    h = broker(kind, tmp_path, node_credentials={"n1": "pw1", "n2": "pw2"}, fleet="f")
+
+    async def scenario():
+        got: list = []
+        admin = _client("admin", [h.url_for("admin", h.admin_password)], got)
+        admin.subscribe("roost/#", 1)
+        n1 = _client("n1", [h.url_for("n1", "pw1")])
+        bad = _client("n2", [h.url_for("n2", "wrong")])
+        for c in (admin, n1, bad):
+            c.start()
+        await until(lambda: admin.connected and n1.connected and not admin._sub_pending, 10,
+                    "admin and n1")
+        for t in ("roost/f/node/n1/data", "roost/f/node/n2/data", "roost/f/node/n2/inbox",
+                  "roost/f/gateway/x", "other/x"):
+            n1.publish(t, t.encode(), 0)
+        n1.publish("roost/f/node/n1/done", b"end", 1)
+        await until(lambda: any(t == "roost/f/node/n1/done" for t, _, _ in got), 10, "end")
+        topics = sorted(t for t, _, _ in got)
+        assert topics == ["roost/f/node/n1/data", "roost/f/node/n1/done",
+                          "roost/f/node/n2/inbox"], topics
+        assert not bad.connected and bad.stats["connect_failures"] >= 1
+        for c in (admin, n1, bad):
+            await c.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        h.stop()
+
+
+def test_client_survives_a_garbage_spewing_server():
+    async def scenario():
+        async def serve(reader, writer):
+            await reader.read(100)
+            writer.write(b"\x20\x02\x00\x00" + bytes(range(256)) * 4)  # CONNACK then garbage
+            await writer.drain()
+            await asyncio.sleep(0.5)
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        c = _client("g", ["mqtt://127.0.0.1:%d" % port])
+        c.start()
+        await until(lambda: c.stats["rx_malformed"] >= 2, 10, "malformed counted twice")
+        assert c.stats["connects"] >= 2  # reconnected after each bad stream
+        await c.stop()
+        server.close()
+
+    asyncio.run(scenario())
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
