@@ -160,6 +160,7 @@ class Nemesis:
             sim.resume(n)
         self.paused.clear()
         for n in self.targets:
+            sim.disarm(n)  # a crash armed mid-step must not fire after the heal
             if not sim.alive(n):
                 sim.restart(n)
         self.down.clear()

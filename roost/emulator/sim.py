@@ -388,6 +388,13 @@ class Simulator:
         self.events.append((self.now_ms, "crash", node_id))
         self._record("crash %s" % node_id)
 
+    def disarm(self, node_id: str) -> None:
+        """Cancel a crash armed with ``crash(node, after_effects=k)`` that has not fired."""
+        node = self._nodes[node_id]
+        if node.crash_after is not None:
+            node.crash_after = None
+            self._record("disarm %s" % node_id)
+
     def restart(self, node_id: str) -> None:
         """Boot a crashed node from its durable storage (a no-op on a live node)."""
         node = self._nodes[node_id]

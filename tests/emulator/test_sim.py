@@ -169,3 +169,13 @@ def test_parse_kinds():
     assert parse_kinds("") == ()
     with pytest.raises(ValueError, match="unknown nemesis"):
         parse_kinds("kill,meteor")
+
+
+def test_heal_all_disarms_a_pending_mid_step_crash():
+    sim = _sim(12)
+    nem = Nemesis(sim, ("kill",), NODES, Prng(1), 0, 10)
+    sim.run_until(100)
+    sim.crash("n2", after_effects=2)
+    nem.heal_all(sim)
+    sim.run_until(2000)
+    assert sim.alive("n2")
