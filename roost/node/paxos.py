@@ -157,6 +157,24 @@ class PaxosConfig:
         opts.update(overrides)
         return cls(**opts)
 
+    @classmethod
+    def esp32(cls, **overrides):
+        """ESP32 without PSRAM: the Wi-Fi timers and a short log window. A log entry costs a
+        few hundred bytes of heap, so snapshots every 64 slots keep a replica's log in tens
+        of KB. ``window`` stays the default: it must be equal on every replica of a group."""
+        opts = {
+            "election_timeout_min_ms": 1000,
+            "election_timeout_max_ms": 2000,
+            "heartbeat_ms": 250,
+            "retry_ms": 300,
+            "snapshot_every": 64,
+            "max_queue": 32,
+            "max_batch": 8,
+            "max_snapshot_bytes": 16384,
+        }
+        opts.update(overrides)
+        return cls(**opts)
+
 
 def _uint(x):
     return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < _MAX_UINT
