@@ -47,7 +47,22 @@ from roost.node.mqtt_codec import (
     split_packet,
 )
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
 _EAGAIN = (11, 35, 115, 119)  # EAGAIN/EWOULDBLOCK, EINPROGRESS, EALREADY (Linux, BSD, lwIP)
+_CHUNK = const(512)  # bytes read from the socket at a time (a board's small, reused buffer)
+
+
+def _recv_into(s, buf):
+    if hasattr(s, "recv_into"):  # CPython
+        return s.recv_into(buf)
+    return s.readinto(buf)  # MicroPython: None if no data
 
 
 # ---------------------------------------------------------------- the client
@@ -159,6 +174,9 @@ class MQTTClient:
         self._last_rx = self._last_tx = 0
         self._task = None
         self._running = False
+        self._chunk = bytearray(_CHUNK)  # one preallocated receive buffer (no garbage per read)
+        self._chunk_mv = memoryview(self._chunk)
+        self._recv_into = _recv_into
         self._url_index = 0
         self.connected = False
         self.broker = None  # (host, port) of the current connection
@@ -266,6 +284,8 @@ class MQTTClient:
                 await self._session()
             except (OSError, MQTTError, asyncio.TimeoutError):  # noqa: UP041
                 pass
+            except MemoryError:  # a board's heap ran out mid-session: reconnect afresh
+                self.stats["memory_errors"] = self.stats.get("memory_errors", 0) + 1
             was = self.connected
             self._close()
             if was:
@@ -439,14 +459,16 @@ class MQTTClient:
             if self._sock is not s:
                 raise MQTTError("closed")
             try:
-                data = s.recv(2048)
+                n = self._recv_into(s, self._chunk)
             except OSError as e:
                 if e.args[0] in _EAGAIN:
                     continue
                 raise
-            if not data:
+            if n is None:  # MicroPython: nothing there after all
+                continue
+            if not n:
                 raise MQTTError("connection closed by broker")
-            buf.extend(data)
+            buf.extend(self._chunk_mv[:n])
 
     async def _write(self, data):
         async with self._lock:

@@ -19,6 +19,7 @@ A transport has ``send(dst, payload) -> bool`` (False: no route to dst), ``peers
 """
 
 import asyncio
+import gc
 import json
 import sys
 
@@ -285,6 +286,10 @@ class NodeRuntime:
         while self.running:
             try:
                 src, payload = await t.recv()
+            except MemoryError:  # a board's heap ran out: free what we can, keep going
+                self._low_memory()
+                await wait_event_ms(self._stop, 10)
+                continue
             except OSError:
                 if not self.running:
                     return
@@ -292,9 +297,24 @@ class NodeRuntime:
                 continue
             if not self.running:
                 return
-            self.deliver(src, payload)
+            try:
+                self.deliver(src, payload)
+            except MemoryError:
+                self._low_memory()
+
+    def _low_memory(self):
+        self.stats["memory_errors"] = self.stats.get("memory_errors", 0) + 1
+        gc.collect()
 
     async def _tick_loop(self):
+        while self.running:
+            try:
+                await self._tick_loop_inner()
+            except MemoryError:
+                self._low_memory()
+                await wait_event_ms(self._stop, 10)
+
+    async def _tick_loop_inner(self):
         next_status = now_ms()
         while self.running:
             now = now_ms()
@@ -317,6 +337,8 @@ class NodeRuntime:
                 wait = next_status - now
             if wait > _MAX_SLEEP_MS:
                 wait = _MAX_SLEEP_MS
+            if MICROPYTHON and wait >= 20:
+                gc.collect()  # idle: collect now rather than in the middle of a message
             self._wake.clear()
             await wait_event_ms(self._wake, max(wait, 1))
 

@@ -76,7 +76,11 @@ class UdpTransport:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         except (OSError, AttributeError):
             pass
-        s.bind(_resolve(self.bind_host, self.bind_port))
+        try:
+            s.bind(_resolve(self.bind_host, self.bind_port))
+        except OSError:
+            s.close()
+            raise
         s.setblocking(False)
         self.sock = s
         if hasattr(s, "getsockname"):

