@@ -1,0 +1,514 @@
+"""Zeroconf discovery: nodes, the gateway and the broker find each other on a LAN.
+
+CPython only (python-zeroconf). A board cannot run python-zeroconf: it uses the seeds in its
+config (see docs/discovery.md); a Pi node, the gateway and the tools use this module.
+
+- ``advertise(node_id, fleet, port, role, props)`` registers ``<fleet>-<id>._roost._udp.local.``
+  with TXT ``v=1 fleet=… id=… role=… port=… board=…`` (plus ``props``); ``handle.close()``
+  withdraws it (a goodbye packet, so browsers forget it at once).
+- ``advertise_broker(port, fleet=…)`` registers the broker under the standard MQTT type
+  ``_mqtt._tcp.local.``; ``find_broker(timeout_s)`` returns ``mqtt://host:port`` URLs
+  (``mqtts://`` when its TXT says ``tls=1``), brokers of this fleet first.
+- ``browse(fleet, timeout_s, seeds=…)`` returns the fleet's peers as ``Peer(id, address,
+  port, props, source)``; when nothing answers within ``timeout_s`` it returns the configured
+  seeds instead (``source == "seed"``). ``find_broker`` falls back the same way.
+
+Remote records are input like any other: a record with a missing or invalid id, another
+fleet's name, no IPv4 address or a bad port is skipped and counted in ``stats`` (a dict the
+caller may pass) as ``rx_rejected_<reason>``; nothing a neighbour advertises raises here.
+
+``python -m roost.gateway.discovery advertise|browse|broker|find-broker …`` is a small command
+line over the same functions (used by the namespace tests; ``--json`` for machines).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
+
+from roost.common.ids import is_valid_id
+
+ROOST_TYPE = "_roost._udp.local."
+MQTT_TYPE = "_mqtt._tcp.local."
+TXT_VERSION = "1"
+ROLES = ("node", "gateway", "broker", "client")
+_TXT_ITEM_MAX = 255  # DNS-SD: one key=value string is at most 255 bytes
+
+
+class Peer(NamedTuple):
+    """A node found on the LAN (source "mdns") or taken from the config (source "seed")."""
+
+    id: str
+    address: str
+    port: int
+    props: dict
+    source: str = "mdns"
+
+
+class Advertisement:
+    """A registered service; ``close()`` withdraws it and stops the responder."""
+
+    def __init__(self, zc, info) -> None:
+        self._zc = zc
+        self.info = info
+        self.name = info.name
+        self.addresses = info.parsed_addresses()
+        self._closed = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._zc.unregister_service(self.info)
+        finally:
+            self._zc.close()
+
+    def __enter__(self) -> Advertisement:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- interfaces and addresses ----
+
+def _adapters() -> list[tuple[str, str, int]]:
+    """(interface name, IPv4 address, prefix length) of this machine, sorted."""
+    import ifaddr
+
+    out = []
+    for ad in ifaddr.get_adapters():
+        for ip in ad.ips:
+            if isinstance(ip.ip, str):
+                out.append((ad.nice_name, ip.ip, ip.network_prefix))
+    return sorted(out)
+
+
+def interface_addresses(interfaces: Sequence[str] | None = None) -> list[str]:
+    """IPv4 addresses to serve on: the given interface names or addresses, else every
+    non-loopback address (loopback only when there is nothing else)."""
+    ads = _adapters()
+    if interfaces is None:
+        found = [a for _, a, _ in ads if not ipaddress.ip_address(a).is_loopback]
+        return found or [a for _, a, _ in ads]
+    if isinstance(interfaces, str):
+        raise ValueError("interfaces must be a list of interface names or IPv4 addresses")
+    found = []
+    for want in interfaces:
+        try:
+            ipaddress.IPv4Address(want)
+            found.append(want)
+            continue
+        except ValueError:
+            pass
+        hits = [a for name, a, _ in ads if name == want]
+        if not hits:
+            raise ValueError("interface %r has no IPv4 address here" % (want,))
+        found.extend(hits)
+    return sorted(set(found))
+
+
+def _zeroconf(interfaces: Sequence[str] | None):
+    from zeroconf import InterfaceChoice, IPVersion, Zeroconf
+
+    if interfaces is None:
+        return Zeroconf(interfaces=InterfaceChoice.All, ip_version=IPVersion.V4Only)
+    return Zeroconf(interfaces=interface_addresses(interfaces), ip_version=IPVersion.V4Only)
+
+
+def _label(s: str) -> str:
+    """A DNS label from an id: letters, digits and '-'."""
+    return "".join(c if c.isalnum() else "-" for c in s)[:63] or "x"
+
+
+def _txt(props: Mapping[str, object]) -> dict[str, str]:
+    out = {}
+    for k in sorted(props):
+        v = props[k]
+        if not isinstance(k, str) or not k or "=" in k:
+            raise ValueError("TXT key %r must be a non-empty string without '='" % (k,))
+        v = "" if v is None else str(v)
+        if len((k + "=" + v).encode()) > _TXT_ITEM_MAX:
+            raise ValueError("TXT item %s is longer than 255 bytes" % k)
+        out[k] = v
+    return out
+
+
+def _decode_props(raw: Mapping | None) -> dict[str, str] | None:
+    """TXT properties from the wire as str -> str; None when they are not UTF-8."""
+    out = {}
+    try:
+        for k, v in (raw or {}).items():
+            ks = k.decode() if isinstance(k, bytes) else str(k)
+            vs = "" if v is None else (v.decode() if isinstance(v, bytes) else str(v))
+            out[ks] = vs
+    except UnicodeDecodeError:
+        return None
+    return out
+
+
+def _count(stats: dict | None, reason: str) -> None:
+    if stats is not None:
+        key = "rx_rejected_" + reason
+        stats[key] = stats.get(key, 0) + 1
+
+
+# ---- advertising ----
+
+def advertise(node_id: str, fleet: str, port: int, role: str = "node",
+              props: Mapping[str, object] | None = None,
+              interfaces: Sequence[str] | None = None, board: str = "pi",
+              addresses: Sequence[str] | None = None) -> Advertisement:
+    """Register this node (or gateway) under ``_roost._udp.local.``; returns the handle.
+
+    ``interfaces``: interface names or IPv4 addresses to answer on (default: all);
+    ``addresses``: the addresses to publish (default: those of ``interfaces``).
+    """
+    if not is_valid_id(node_id):
+        raise ValueError("node id %r is not a valid id" % (node_id,))
+    if not is_valid_id(fleet):
+        raise ValueError("fleet %r is not a valid id" % (fleet,))
+    if role not in ROLES:
+        raise ValueError("role must be one of " + ", ".join(ROLES))
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError("port must be 1..65535")
+    txt = dict(props or {})
+    txt.update({"v": TXT_VERSION, "fleet": fleet, "id": node_id, "role": role,
+                "port": port, "board": board})
+    name = "%s-%s.%s" % (_label(fleet), _label(node_id), ROOST_TYPE)
+    server = "roost-%s-%s.local." % (_label(fleet), _label(node_id))
+    return _register(ROOST_TYPE, name, server, port, _txt(txt), interfaces, addresses)
+
+
+def advertise_broker(port: int = 1883, fleet: str | None = None, tls: bool = False,
+                     interfaces: Sequence[str] | None = None,
+                     addresses: Sequence[str] | None = None,
+                     instance: str | None = None) -> Advertisement:
+    """Register an MQTT broker under the standard ``_mqtt._tcp.local.`` type."""
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError("port must be 1..65535")
+    if fleet is not None and not is_valid_id(fleet):
+        raise ValueError("fleet %r is not a valid id" % (fleet,))
+    txt: dict[str, object] = {"tls": "1" if tls else "0"}
+    if fleet is not None:
+        txt["fleet"] = fleet
+    base = _label(instance or ("roost-%s-broker" % (fleet or "any")))
+    name = "%s.%s" % (base, MQTT_TYPE)
+    return _register(MQTT_TYPE, name, base + ".local.", port, _txt(txt), interfaces, addresses)
+
+
+def _register(type_, name, server, port, txt, interfaces, addresses) -> Advertisement:
+    from zeroconf import ServiceInfo
+
+    addrs = list(addresses) if addresses else interface_addresses(interfaces)
+    for a in addrs:
+        ipaddress.IPv4Address(a)  # ValueError for a bad address
+    info = ServiceInfo(type_, name, port=port, properties=txt, server=server,
+                       parsed_addresses=addrs)
+    zc = _zeroconf(interfaces)
+    try:
+        zc.register_service(info, allow_name_change=True)
+    except BaseException:
+        zc.close()
+        raise
+    return Advertisement(zc, info)
+
+
+# ---- browsing ----
+
+def _browse_type(type_: str, timeout_s: float, interfaces: Sequence[str] | None,
+                 enough) -> list:
+    """Resolved ServiceInfos of ``type_`` seen within timeout_s (or until enough(infos))."""
+    from zeroconf import ServiceBrowser, ServiceInfo, ServiceStateChange
+
+    if not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 300:
+        raise ValueError("timeout_s must be above 0 and at most 300 seconds")
+    names: set[str] = set()
+    lock = threading.Lock()
+    wake = threading.Event()
+
+    def on_change(zeroconf, service_type, name, state_change) -> None:
+        if state_change in (ServiceStateChange.Added, ServiceStateChange.Updated):
+            with lock:
+                names.add(name)
+            wake.set()
+
+    deadline = time.monotonic() + timeout_s
+    zc = _zeroconf(interfaces)
+    resolved: dict[str, object] = {}
+    try:
+        browser = ServiceBrowser(zc, type_, handlers=[on_change])
+        try:
+            while True:
+                with lock:
+                    todo = sorted(names - set(resolved))
+                for name in todo:
+                    left_ms = int((deadline - time.monotonic()) * 1000)
+                    if left_ms <= 0:
+                        break
+                    info = ServiceInfo(type_, name)
+                    if info.request(zc, min(left_ms, 1500)):
+                        resolved[name] = info
+                infos = [resolved[n] for n in sorted(resolved)]
+                left = deadline - time.monotonic()
+                if left <= 0 or enough(infos):
+                    return infos
+                wake.wait(min(left, 0.1))
+                wake.clear()
+        finally:
+            browser.cancel()
+    finally:
+        zc.close()
+
+
+def _pick_address(addrs: Iterable[str]) -> str | None:
+    """The first IPv4 address sharing a network with one of ours, else the first one."""
+    addrs = sorted(addrs)
+    if not addrs:
+        return None
+    nets = [ipaddress.ip_network("%s/%d" % (a, p), strict=False)
+            for _, a, p in _adapters() if 0 < p <= 32]
+    for a in addrs:
+        ip = ipaddress.ip_address(a)
+        if any(ip in n for n in nets if not n.is_loopback):
+            return a
+    return addrs[0]
+
+
+def _peer_from(info, fleet: str, stats: dict | None) -> Peer | None:
+    props = _decode_props(info.properties)
+    if props is None:
+        _count(stats, "malformed")
+        return None
+    if props.get("fleet") != fleet:
+        _count(stats, "other_fleet")
+        return None
+    node_id = props.get("id", "")
+    if not is_valid_id(node_id):
+        _count(stats, "bad_id")
+        return None
+    port = info.port
+    if not isinstance(port, int) or not 0 < port < 65536:
+        _count(stats, "bad_port")
+        return None
+    addr = _pick_address(info.parsed_addresses(_v4()))
+    if addr is None:
+        _count(stats, "no_address")
+        return None
+    return Peer(node_id, addr, port, props, "mdns")
+
+
+def _v4():
+    from zeroconf import IPVersion
+
+    return IPVersion.V4Only
+
+
+def parse_seed(seed: str) -> Peer:
+    """``"n01@10.0.0.5:7001"`` -> Peer("n01", "10.0.0.5", 7001, {}, "seed")."""
+    if not isinstance(seed, str) or "@" not in seed or ":" not in seed:
+        raise ValueError("seed %r must look like id@host:port" % (seed,))
+    node_id, rest = seed.split("@", 1)
+    host, port_s = rest.rsplit(":", 1)
+    if not is_valid_id(node_id) or not host or not port_s.isdigit():
+        raise ValueError("seed %r must look like id@host:port" % (seed,))
+    port = int(port_s)
+    if not 0 < port < 65536:
+        raise ValueError("seed %r: port must be 1..65535" % (seed,))
+    return Peer(node_id, host, port, {}, "seed")
+
+
+def _seed_peers(seeds) -> list[Peer]:
+    if not seeds:
+        return []
+    if isinstance(seeds, str):
+        raise ValueError("seeds must be a list of id@host:port or a dict id -> (host, port)")
+    if isinstance(seeds, Mapping):
+        out = []
+        for node_id in sorted(seeds):
+            host, port = seeds[node_id]
+            out.append(parse_seed("%s@%s:%s" % (node_id, host, port)))
+        return out
+    return sorted((parse_seed(s) for s in seeds), key=lambda p: p.id)
+
+
+def browse(fleet: str, timeout_s: float = 3.0, interfaces: Sequence[str] | None = None,
+           seeds=None, expect: int | None = None, role: str | None = None,
+           exclude: Iterable[str] = (), stats: dict | None = None) -> list[Peer]:
+    """The fleet's peers seen on the LAN within ``timeout_s``, sorted by id.
+
+    Returns as soon as ``expect`` peers are known; without ``expect`` it listens for the whole
+    ``timeout_s``. ``role`` keeps only that role; ``exclude`` drops ids (usually our own).
+    When nobody answers, returns the ``seeds`` (``["id@host:port", ...]`` or a dict
+    ``{id: (host, port)}``) with source "seed" — an empty list when there are none.
+    """
+    if not is_valid_id(fleet):
+        raise ValueError("fleet %r is not a valid id" % (fleet,))
+    if expect is not None and (not isinstance(expect, int) or expect < 1):
+        raise ValueError("expect must be a positive count")
+    fallback = _seed_peers(seeds)  # a bad seed is the caller's mistake: raise before waiting
+    skip = set(exclude)
+
+    def peers_of(infos) -> list[Peer]:
+        seen: dict[str, Peer] = {}
+        for info in infos:
+            p = _peer_from(info, fleet, stats)
+            if p is None or p.id in skip or (role is not None and p.props.get("role") != role):
+                continue
+            seen.setdefault(p.id, p)
+        return [seen[k] for k in sorted(seen)]
+
+    def enough(infos) -> bool:
+        return expect is not None and len(peers_of(infos)) >= expect
+
+    found = peers_of(_browse_type(ROOST_TYPE, timeout_s, interfaces, enough))
+    if found:
+        return found
+    return [p for p in fallback if p.id not in skip]
+
+
+def find_broker(timeout_s: float = 3.0, fleet: str | None = None,
+                interfaces: Sequence[str] | None = None, seeds: Sequence[str] = (),
+                stats: dict | None = None, expect: int | None = None) -> list[str]:
+    """MQTT broker URLs seen on the LAN: this fleet's brokers first, then brokers that name
+    no fleet; brokers of another fleet are skipped. Falls back to ``seeds`` (URLs)."""
+    if fleet is not None and not is_valid_id(fleet):
+        raise ValueError("fleet %r is not a valid id" % (fleet,))
+    if isinstance(seeds, str):
+        raise ValueError("seeds must be a list of URLs")
+    for s in seeds:
+        if not isinstance(s, str) or "://" not in s:
+            raise ValueError("broker seed %r must be a URL like mqtt://host:1883" % (s,))
+
+    def urls_of(infos) -> list[str]:
+        mine, anyone = [], []
+        for info in infos:
+            props = _decode_props(info.properties)
+            if props is None:
+                _count(stats, "malformed")
+                continue
+            theirs = props.get("fleet")
+            if fleet is not None and theirs not in (None, "", fleet):
+                _count(stats, "other_fleet")
+                continue
+            addr = _pick_address(info.parsed_addresses(_v4()))
+            if addr is None or not isinstance(info.port, int) or not 0 < info.port < 65536:
+                _count(stats, "no_address")
+                continue
+            scheme = "mqtts" if props.get("tls") == "1" else "mqtt"
+            url = "%s://%s:%d" % (scheme, addr, info.port)
+            (mine if fleet is not None and theirs == fleet else anyone).append(url)
+        out: list[str] = []
+        for u in mine + anyone:
+            if u not in out:
+                out.append(u)
+        return out
+
+    def enough(infos) -> bool:
+        return expect is not None and len(urls_of(infos)) >= expect
+
+    found = urls_of(_browse_type(MQTT_TYPE, timeout_s, interfaces, enough))
+    return found or list(seeds)
+
+
+# ---- command line (python -m roost.gateway.discovery ...) ----
+
+def _hold(adv: Advertisement, for_s: float | None, line: str) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    print(line, flush=True)
+    try:
+        stop.wait(for_s)
+    finally:
+        adv.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m roost.gateway.discovery",
+                                 description="zeroconf discovery for a roost fleet")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("advertise", help="advertise a node until stopped")
+    a.add_argument("--fleet", required=True)
+    a.add_argument("--id", required=True)
+    a.add_argument("--port", type=int, required=True)
+    a.add_argument("--role", default="node", choices=ROLES)
+    a.add_argument("--board", default="pi")
+    a.add_argument("--prop", action="append", default=[], help="extra TXT item key=value")
+    a.add_argument("--interface", action="append", help="interface name or IPv4 address")
+    a.add_argument("--for", dest="for_s", type=float, help="seconds, then withdraw")
+    b = sub.add_parser("browse", help="list the fleet's peers")
+    b.add_argument("--fleet", required=True)
+    b.add_argument("--timeout", type=float, default=3.0)
+    b.add_argument("--expect", type=int)
+    b.add_argument("--seed", action="append", default=[], help="fallback id@host:port")
+    b.add_argument("--interface", action="append")
+    b.add_argument("--json", action="store_true")
+    m = sub.add_parser("broker", help="advertise an MQTT broker until stopped")
+    m.add_argument("--port", type=int, default=1883)
+    m.add_argument("--fleet")
+    m.add_argument("--tls", action="store_true")
+    m.add_argument("--interface", action="append")
+    m.add_argument("--for", dest="for_s", type=float)
+    f = sub.add_parser("find-broker", help="list MQTT brokers on the LAN")
+    f.add_argument("--fleet")
+    f.add_argument("--timeout", type=float, default=3.0)
+    f.add_argument("--expect", type=int)
+    f.add_argument("--seed", action="append", default=[], help="fallback URL")
+    f.add_argument("--interface", action="append")
+    f.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "advertise":
+            props = {}
+            for item in args.prop:
+                if "=" not in item:
+                    raise ValueError("--prop %r must be key=value" % item)
+                k, v = item.split("=", 1)
+                props[k] = v
+            adv = advertise(args.id, args.fleet, args.port, args.role, props,
+                            interfaces=args.interface, board=args.board)
+            return _hold(adv, args.for_s, "advertising %s on %s" % (
+                adv.name, ",".join(adv.addresses)))
+        if args.cmd == "broker":
+            adv = advertise_broker(args.port, fleet=args.fleet, tls=args.tls,
+                                   interfaces=args.interface)
+            return _hold(adv, args.for_s, "advertising %s on %s" % (
+                adv.name, ",".join(adv.addresses)))
+        if args.cmd == "browse":
+            stats: dict = {}
+            peers = browse(args.fleet, args.timeout, interfaces=args.interface,
+                           seeds=args.seed, expect=args.expect, stats=stats)
+            if args.json:
+                print(json.dumps({"peers": [p._asdict() for p in peers], "stats": stats},
+                                 sort_keys=True))
+            else:
+                for p in peers:
+                    print("%s %s:%d %s %s" % (p.id, p.address, p.port, p.source,
+                                              p.props.get("role", "")))
+                if not peers:
+                    print("no peers found")
+            return 0
+        urls = find_broker(args.timeout, fleet=args.fleet, interfaces=args.interface,
+                           seeds=args.seed, expect=args.expect)
+        if args.json:
+            print(json.dumps({"brokers": urls}))
+        else:
+            print("\n".join(urls) if urls else "no broker found")
+        return 0
+    except ValueError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
