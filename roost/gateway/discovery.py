@@ -357,22 +357,48 @@ def browse(fleet: str, timeout_s: float = 3.0, interfaces: Sequence[str] | None 
     fallback = _seed_peers(seeds)  # a bad seed is the caller's mistake: raise before waiting
     skip = set(exclude)
 
-    def peers_of(infos) -> list[Peer]:
+    def peers_of(infos, counts) -> list[Peer]:
         seen: dict[str, Peer] = {}
         for info in infos:
-            p = _peer_from(info, fleet, stats)
+            p = _peer_from(info, fleet, counts)
             if p is None or p.id in skip or (role is not None and p.props.get("role") != role):
                 continue
             seen.setdefault(p.id, p)
         return [seen[k] for k in sorted(seen)]
 
     def enough(infos) -> bool:
-        return expect is not None and len(peers_of(infos)) >= expect
+        return expect is not None and len(peers_of(infos, None)) >= expect  # counts once, below
 
-    found = peers_of(_browse_type(ROOST_TYPE, timeout_s, interfaces, enough))
+    found = peers_of(_browse_type(ROOST_TYPE, timeout_s, interfaces, enough), stats)
     if found:
         return found
     return [p for p in fallback if p.id not in skip]
+
+
+def _broker_urls(infos, fleet: str | None, stats: dict | None) -> list[str]:
+    """mqtt[s]://addr:port of each broker record: this fleet's first, then fleetless ones."""
+    mine, anyone = [], []
+    for info in infos:
+        props = _decode_props(info.properties)
+        if props is None:
+            _count(stats, "malformed")
+            continue
+        theirs = props.get("fleet")
+        if fleet is not None and theirs not in (None, "", fleet):
+            _count(stats, "other_fleet")
+            continue
+        addr = _pick_address(info.parsed_addresses(_v4()))
+        if addr is None or not isinstance(info.port, int) or not 0 < info.port < 65536:
+            _count(stats, "no_address")
+            continue
+        scheme = "mqtts" if props.get("tls") == "1" else "mqtt"
+        url = "%s://%s:%d" % (scheme, addr, info.port)
+        (mine if fleet is not None and theirs == fleet else anyone).append(url)
+    out: list[str] = []
+    for u in mine + anyone:
+        if u not in out:
+            out.append(u)
+    return out
 
 
 def find_broker(timeout_s: float = 3.0, fleet: str | None = None,
@@ -388,34 +414,10 @@ def find_broker(timeout_s: float = 3.0, fleet: str | None = None,
         if not isinstance(s, str) or "://" not in s:
             raise ValueError("broker seed %r must be a URL like mqtt://host:1883" % (s,))
 
-    def urls_of(infos) -> list[str]:
-        mine, anyone = [], []
-        for info in infos:
-            props = _decode_props(info.properties)
-            if props is None:
-                _count(stats, "malformed")
-                continue
-            theirs = props.get("fleet")
-            if fleet is not None and theirs not in (None, "", fleet):
-                _count(stats, "other_fleet")
-                continue
-            addr = _pick_address(info.parsed_addresses(_v4()))
-            if addr is None or not isinstance(info.port, int) or not 0 < info.port < 65536:
-                _count(stats, "no_address")
-                continue
-            scheme = "mqtts" if props.get("tls") == "1" else "mqtt"
-            url = "%s://%s:%d" % (scheme, addr, info.port)
-            (mine if fleet is not None and theirs == fleet else anyone).append(url)
-        out: list[str] = []
-        for u in mine + anyone:
-            if u not in out:
-                out.append(u)
-        return out
-
     def enough(infos) -> bool:
-        return expect is not None and len(urls_of(infos)) >= expect
+        return expect is not None and len(_broker_urls(infos, fleet, None)) >= expect
 
-    found = urls_of(_browse_type(MQTT_TYPE, timeout_s, interfaces, enough))
+    found = _broker_urls(_browse_type(MQTT_TYPE, timeout_s, interfaces, enough), fleet, stats)
     return found or list(seeds)
 
 

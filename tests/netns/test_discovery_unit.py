@@ -1,0 +1,136 @@
+"""Discovery without a network: seeds, TXT checks, and hostile records (no root needed)."""
+
+import os
+
+import pytest
+
+try:
+    import zeroconf  # noqa: F401
+except ImportError:
+    if os.environ.get("CI"):
+        raise  # CI installs it (a project dependency); locally: pip install zeroconf
+    pytest.skip("zeroconf not installed", allow_module_level=True)
+
+from roost.gateway import discovery  # noqa: E402
+from roost.gateway.discovery import Peer, parse_seed  # noqa: E402
+
+
+class FakeInfo:
+    def __init__(self, props, port=7001, addrs=("10.213.0.9",)):
+        self.properties = props
+        self.port = port
+        self._addrs = list(addrs)
+
+    def parsed_addresses(self, version=None):
+        return self._addrs
+
+
+def test_parse_seed():
+    assert parse_seed("n01@10.0.0.5:7001") == Peer("n01", "10.0.0.5", 7001, {}, "seed")
+    assert parse_seed("gw@pi.local:7000").address == "pi.local"
+    for bad in ("n01", "n01@host", "@h:1", "n 1@h:1", "n01@h:0", "n01@h:99999", "n01@:7"):
+        with pytest.raises(ValueError):
+            parse_seed(bad)
+
+
+def test_seed_lists_and_dicts_sort_by_id():
+    got = discovery._seed_peers(["n02@b:2", "n01@a:1"])
+    assert [p.id for p in got] == ["n01", "n02"]
+    got = discovery._seed_peers({"n03": ("c", 3), "n01": ("a", 1)})
+    assert [(p.id, p.address, p.port) for p in got] == [("n01", "a", 1), ("n03", "c", 3)]
+    with pytest.raises(ValueError):
+        discovery._seed_peers("n01@a:1")
+
+
+def test_good_record_becomes_a_peer():
+    info = FakeInfo({b"fleet": b"attic", b"id": b"n01", b"role": b"node", b"flag": None})
+    p = discovery._peer_from(info, "attic", {})
+    assert p == Peer("n01", "10.213.0.9", 7001,
+                     {"fleet": "attic", "id": "n01", "role": "node", "flag": ""}, "mdns")
+
+
+@pytest.mark.parametrize("info,reason", [
+    (FakeInfo({b"fleet": b"cellar", b"id": b"n01"}), "other_fleet"),
+    (FakeInfo({b"id": b"n01"}), "other_fleet"),
+    (FakeInfo({b"fleet": b"attic", b"id": b"bad id!"}), "bad_id"),
+    (FakeInfo({b"fleet": b"attic"}), "bad_id"),
+    (FakeInfo({b"fleet": b"attic", b"id": b"x" * 40}), "bad_id"),
+    (FakeInfo({b"fleet": b"attic", b"id": b"\xff\xfe"}), "malformed"),
+    (FakeInfo(None), "other_fleet"),
+    (FakeInfo({b"fleet": b"attic", b"id": b"n01"}, port=0), "bad_port"),
+    (FakeInfo({b"fleet": b"attic", b"id": b"n01"}, port=None), "bad_port"),
+    (FakeInfo({b"fleet": b"attic", b"id": b"n01"}, addrs=()), "no_address"),
+])
+def test_hostile_records_are_counted_not_raised(info, reason):
+    stats = {}
+    assert discovery._peer_from(info, "attic", stats) is None
+    assert stats == {"rx_rejected_" + reason: 1}
+
+
+def test_txt_items_are_checked():
+    assert discovery._txt({"b": 2, "a": None}) == {"a": "", "b": "2"}
+    with pytest.raises(ValueError):
+        discovery._txt({"k": "v" * 300})
+    with pytest.raises(ValueError):
+        discovery._txt({"a=b": "c"})
+
+
+def test_local_mistakes_raise_before_touching_the_network(monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("no network for a bad call")
+
+    monkeypatch.setattr(discovery, "_zeroconf", boom)
+    with pytest.raises(ValueError):
+        discovery.advertise("bad id", "attic", 7001)
+    with pytest.raises(ValueError):
+        discovery.advertise("n01", "attic", 70000)
+    with pytest.raises(ValueError):
+        discovery.advertise("n01", "attic", 7001, role="king")
+    with pytest.raises(ValueError):
+        discovery.advertise("n01", "attic", 7001, props={"k": "v" * 300})
+    with pytest.raises(ValueError):
+        discovery.browse("attic", 1.0, seeds=["garbage"])
+    with pytest.raises(ValueError):
+        discovery.browse("attic", 0)
+    with pytest.raises(ValueError):
+        discovery.find_broker(1.0, seeds=["10.0.0.1"])
+    with pytest.raises(ValueError):
+        discovery.advertise_broker(0)
+
+
+def test_interface_names_map_to_their_addresses(monkeypatch):
+    monkeypatch.setattr(discovery, "_adapters", lambda: [
+        ("eth0", "10.213.0.2", 24), ("lo", "127.0.0.1", 8)])
+    assert discovery.interface_addresses() == ["10.213.0.2"]
+    assert discovery.interface_addresses(["lo"]) == ["127.0.0.1"]
+    assert discovery.interface_addresses(["192.168.1.4"]) == ["192.168.1.4"]
+    with pytest.raises(ValueError):
+        discovery.interface_addresses(["wlan9"])
+    monkeypatch.setattr(discovery, "_adapters", lambda: [("lo", "127.0.0.1", 8)])
+    assert discovery.interface_addresses() == ["127.0.0.1"]
+
+
+def test_address_on_our_network_is_preferred(monkeypatch):
+    monkeypatch.setattr(discovery, "_adapters", lambda: [("eth0", "10.213.0.2", 24)])
+    assert discovery._pick_address(["172.17.0.5", "10.213.0.7"]) == "10.213.0.7"
+    assert discovery._pick_address(["172.17.0.5", "172.16.0.1"]) == "172.16.0.1"
+    assert discovery._pick_address([]) is None
+
+
+def test_broker_urls_put_our_fleet_first_and_skip_other_fleets(monkeypatch):
+    monkeypatch.setattr(discovery, "_adapters", lambda: [("eth0", "10.213.0.2", 24)])
+    infos = [
+        FakeInfo({b"tls": b"0"}, port=1883, addrs=["10.213.0.5"]),            # a plain broker
+        FakeInfo({b"fleet": b"cellar"}, port=1883, addrs=["10.213.0.6"]),     # someone else's
+        FakeInfo({b"fleet": b"attic", b"tls": b"1"}, port=8883, addrs=["10.213.0.7"]),
+        FakeInfo({b"fleet": b"attic"}, port=1883, addrs=[]),                  # no address
+        FakeInfo({b"\xff": b"x"}, port=1883),                                 # not UTF-8
+    ]
+    stats = {}
+    assert discovery._broker_urls(infos, "attic", stats) == [
+        "mqtts://10.213.0.7:8883", "mqtt://10.213.0.5:1883"]
+    assert stats == {"rx_rejected_other_fleet": 1, "rx_rejected_no_address": 1,
+                     "rx_rejected_malformed": 1}
+    # without a fleet every broker with an address counts, in the order seen
+    assert discovery._broker_urls(infos[:3], None, None) == [
+        "mqtt://10.213.0.5:1883", "mqtt://10.213.0.6:1883", "mqtts://10.213.0.7:8883"]
