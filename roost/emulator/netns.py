@@ -360,10 +360,13 @@ class Fabric:
         """
         if not argv:
             raise ValueError("argv must not be empty")
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns(host)] + list(argv),
-                             **popen_kw)  # type: ignore[call-overload]
+        p = subprocess.Popen(self.wrap(host, argv), **popen_kw)  # type: ignore[call-overload]
         self.procs.append(p)
         return p
+
+    def wrap(self, host: str, argv: Sequence[str]) -> list[str]:
+        """``argv`` prefixed so that it runs inside the host (for subprocess.run and friends)."""
+        return ["ip", "netns", "exec", self.ns(host)] + list(argv)
 
     def run_node_in(self, host: str, argv: Sequence[str], env: Mapping[str, str] | None = None,
                     **popen_kw: object) -> subprocess.Popen:
@@ -501,3 +504,40 @@ class Fabric:
         if need:
             script += self.rules_text()
         _run(["ip", "netns", "exec", self.bridge_ns, "nft", "-f", "-"], input_text=script)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m roost.emulator.netns list|show RUN|down RUN|cleanup`` (root)."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m roost.emulator.netns")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="runs with namespaces on this machine")
+    for name, what in (("show", "print a run's state"), ("down", "tear a run down")):
+        sub.add_parser(name, help=what).add_argument("run")
+    sub.add_parser("cleanup", help="remove runs whose owner process is gone")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "list":
+            runs = sorted({ns[len(PREFIX):].split("-", 1)[0] for ns in list_namespaces()
+                           if ns.startswith(PREFIX)})
+            print("\n".join(runs) if runs else "no runs")
+        elif args.cmd == "show":
+            print(json.dumps(Fabric.attach(args.run).state(), indent=1, sort_keys=True))
+        elif args.cmd == "down":
+            if not _RUN_RE.match(args.run):
+                raise ValueError("run id must be 4 to 16 lower-case letters or digits")
+            gone = _delete_run(args.run, STATE_DIR)
+            print("removed %d namespaces" % len(gone))
+        else:
+            gone = cleanup_stale()
+            print("removed %d namespaces" % len(gone))
+    except (NetnsError, ValueError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

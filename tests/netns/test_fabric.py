@@ -170,3 +170,39 @@ def test_missing_tools_names_what_root_mode_lacks(monkeypatch):
     assert netns.missing_tools() == ["root", "ip", "nft"]
     with pytest.raises(NetnsError):
         Fabric(["x"])
+
+
+def test_run_node_in_passes_env_and_runs_in_the_host(fab):
+    p = fab.run_node_in("b", [sys.executable, "-c",
+                              "import os, socket; s = socket.socket(socket.AF_INET, "
+                              "socket.SOCK_DGRAM); s.bind((os.environ['ROOST_ADDR'], 0)); "
+                              "print(os.environ['ROOST_NODE'], os.getsid(0) == os.getpid())"],
+                        env={"ROOST_NODE": "n02", "ROOST_ADDR": fab.address("b")},
+                        stdout=subprocess.PIPE, text=True)
+    out, _ = p.communicate(timeout=30)
+    # bound to b's address: only possible inside b; its own session: Ctrl-C stays with us
+    assert (p.returncode, out.split()) == (0, ["n02", "True"])
+    r = subprocess.run(fab.wrap("c", ["ip", "-4", "-o", "addr", "show", "dev", "eth0"]),
+                       capture_output=True, text=True, timeout=30)
+    assert fab.address("c") + "/24" in r.stdout
+
+
+def test_command_line_lists_shows_and_tears_down():
+    require()
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "roost.emulator.netns"] + list(args),
+                              env=CHILD_ENV, cwd=str(ROOT), capture_output=True, text=True,
+                              timeout=60)
+
+    f = Fabric(["x"])
+    try:
+        assert f.run_id in cli("list").stdout.split()
+        r = cli("show", f.run_id)
+        assert r.returncode == 0 and '"x": "10.213.0.2"' in r.stdout
+        assert cli("down", f.run_id).stdout.strip() == "removed 2 namespaces"
+        assert _mine(f.run_id) == []
+        r = cli("show", f.run_id)
+        assert r.returncode == 2 and r.stderr.startswith("error: no fabric state")
+    finally:
+        f.teardown()
