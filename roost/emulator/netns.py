@@ -228,8 +228,8 @@ class Fabric:
         self.owner_pid = owner_pid or os.getpid()
         self.owner_start = _proc_start(self.owner_pid)
         try:
+            self.save()  # first: a parallel cleanup_stale() sees a live owner, not strays
             self._build()
-            self.save()
         except BaseException:
             self.teardown()
             raise

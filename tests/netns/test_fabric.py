@@ -155,7 +155,9 @@ def test_cleanup_removes_runs_whose_owner_is_gone_and_keeps_live_ones():
     live = Fabric(["x"])
     try:
         removed = cleanup_stale()
-        assert sorted(removed) == sorted([stale.bridge_ns, stale.ns("x")])
+        # (runs that earlier crashed test sessions left behind may go too)
+        assert {stale.bridge_ns, stale.ns("x")} <= set(removed)
+        assert not {live.bridge_ns, live.ns("x")} & set(removed)
         assert _mine(stale.run_id) == []
         assert len(_mine(live.run_id)) == 2
     finally:
