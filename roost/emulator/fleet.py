@@ -35,7 +35,7 @@ from roost.common.ids import check_id, node_name
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = "fleet.json"
-MPY_HEAP_K = 320  # KB: a unix-port heap an emulated ESP32 replica node runs in under load
+MPY_HEAP_K = 400  # KB: a unix-port heap an emulated ESP32 replica node runs in under load
 # (the 64-bit unix port's objects and bytecode are about twice an ESP32's: the imports
 # alone take ~165 KB there; see docs/fleet.md for the measured smallest heap)
 

@@ -1,0 +1,535 @@
+"""Clients of a running fleet: ``roost kv``, ``roost status``, ``roost load``. CPython-only.
+
+``roost kv put|get|append|cas --dir DIR ...`` speaks the key-value client protocol (kinds
+64/65, the same sealed envelopes as the nodes) over UDP straight to the replicas, reusing
+the sans-I/O ``KvClient`` core driven by a small asyncio loop: it finds the leader, re-sends
+the same (client, seq) on retries, and reports an unknown outcome rather than guessing.
+A key belongs to group ``bucket(key, number of groups)``.
+
+``roost status --dir DIR`` reads what every node reports (DIR/nodes/<id>/status.json,
+written each second; the same status is retained on MQTT under roost/<fleet>/node/<id>/state):
+members and their state in each view, groups, leaders, commit indexes, lag, counters.
+
+``roost load --dir DIR --clients C --duration S --history FILE`` runs C closed-loop
+clients, records every operation in the shared history format (shared/spec/history.md)
+and prints throughput and latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from roost.common.channel import Channel
+from roost.common.prng import Prng
+from roost.common.stablehash import bucket
+from roost.emulator.fleet import FleetError, load_state, pid_alive, read_status
+from roost.node.effects import SEND
+from roost.node.kvclient import KvClient, KvClientConfig
+
+OPS = ("get", "put", "append", "cas")
+
+
+class Fleet:
+    """What a client needs to know about the fleet in a directory."""
+
+    def __init__(self, d: str | Path) -> None:
+        self.state = load_state(d)
+        self.dir = Path(self.state["dir"])
+        self.key = (self.dir / "fleet.key").read_text().strip()
+        self.groups = [(g[0], sorted(g[1])) for g in self.state["groups"]]
+        self.addr = {n: ("127.0.0.1", self.state["nodes"][n]["port"]) for n in self.state["ids"]}
+        if not self.groups:
+            raise FleetError("the fleet in %s has no replica groups (emulate up --groups 1)"
+                             % self.dir)
+
+    def group_of(self, key: str) -> int:
+        return bucket(key, len(self.groups))
+
+
+class _Clock:
+    """One clock per run (history times in seconds from the start of the run)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+
+    def ms(self) -> int:
+        return int((time.monotonic() - self.t0) * 1000)
+
+
+class UdpKvClient:
+    """One client (one operation at a time) against every group of a fleet, over UDP."""
+
+    def __init__(self, fleet: Fleet, client_id: str, clock: _Clock,
+                 config: KvClientConfig | None = None, seed: int | None = None) -> None:
+        self.fleet = fleet
+        self.id = client_id
+        self.clock = clock
+        # a new incarnation per run (seconds): the replicas' replay windows and sessions
+        # see a fresh, higher sequence space even if a client id is reused
+        self.channel = Channel(client_id, fleet.key, incarnation=int(time.time()))
+        rng = Prng(seed if seed is not None else int.from_bytes(os.urandom(4), "big"))
+        self.cores = [KvClient(client_id, self.channel, members, config=config,
+                               rng=rng.fork(name), now_ms=clock.ms())
+                      for name, members in fleet.groups]
+        self.owner = {}
+        for i, (_name, members) in enumerate(fleet.groups):
+            for m in members:
+                self.owner[m] = i
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self._rx: deque[bytes] = deque()
+        self._fut: asyncio.Future | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.history: list[dict[str, Any]] = []
+        self.lat_ms: list[float] = []  # latency of each ok operation (perf_counter, ms)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop = None
+        self.sock.close()
+
+    def _readable(self) -> None:
+        while len(self._rx) < 256:
+            try:
+                self._rx.append(self.sock.recv(2048))
+            except OSError:  # BlockingIOError: drained; others (ICMP errors): the core retries
+                break
+        f = self._fut
+        if f is not None and not f.done():
+            f.set_result(None)
+
+    async def _wait(self, seconds: float) -> None:
+        """Until a datagram arrives or seconds pass (a future and a timer: no task per wait)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            loop.add_reader(self.sock.fileno(), self._readable)
+        fut = loop.create_future()
+        self._fut = fut
+        h = loop.call_later(seconds, _wake, fut)
+        try:
+            await fut
+        finally:
+            h.cancel()
+            self._fut = None
+
+    def _do(self, effects: list) -> None:
+        for e in effects or ():
+            if e[0] == SEND:
+                a = self.fleet.addr.get(e[1])
+                if a is not None:
+                    try:
+                        self.sock.sendto(e[2], a)
+                    except OSError:
+                        pass  # the core retries
+
+    async def op(self, op: str, key: str, value: str | None = None, old: str | None = None,
+                 new: str | None = None) -> dict[str, Any]:
+        """Run one operation to its end; returns its history record."""
+        core = self.cores[self.fleet.group_of(key)]
+        done: list[dict[str, Any]] = []
+        core.on_done = done.append
+        t0 = time.perf_counter()
+        self._do(core.submit(self.clock.ms(), op, key, value=value, old=old, new=new))
+        while core.busy():
+            if not self._rx:
+                d = core.next_deadline_ms()
+                wait = max(0, d - self.clock.ms()) / 1000 if d is not None else 0.05
+                await self._wait(wait)
+            while self._rx:
+                env = self.channel.open(self._rx.popleft())
+                i = self.owner.get(env.sender) if env is not None else None
+                if i is not None:
+                    self._do(self.cores[i].handle(self.clock.ms(), env))
+            now = self.clock.ms()
+            d = core.next_deadline_ms()
+            if core.busy() and d is not None and d <= now:
+                self._do(core.tick(now))
+        rec = done[-1]
+        if rec["ok"] is True:
+            self.lat_ms.append((time.perf_counter() - t0) * 1000)
+        self.history.append(rec)
+        return rec
+
+
+def _wake(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _client_id(prefix: str, i: int = 0) -> str:
+    return "%s%s-%d" % (prefix, os.urandom(3).hex(), i)
+
+
+# ---------------------------------------------------------------- roost kv
+
+
+def kv_once(d: str | Path, op: str, key: str, value: str | None = None, old: str | None = None,
+            new: str | None = None, timeout_ms: int = 5000) -> dict[str, Any]:
+    fleet = Fleet(d)
+    cfg = KvClientConfig(op_timeout_ms=timeout_ms)
+
+    async def go() -> dict[str, Any]:
+        c = UdpKvClient(fleet, _client_id("k"), _Clock(), cfg)
+        try:
+            return await c.op(op, key, value, old, new)
+        finally:
+            c.close()
+
+    return asyncio.run(go())
+
+
+def _kv_cmd(args: argparse.Namespace) -> int:
+    op = args.kv_command
+    old = new = value = None
+    if op in ("put", "append"):
+        value = args.value
+    elif op == "cas":
+        old = None if args.absent else args.old
+        new = args.new
+        if old is None and not args.absent:
+            raise ValueError("cas needs OLD NEW, or --absent NEW to swap only if the key is absent")
+    rec = kv_once(args.dir, op, args.key, value, old, new, int(args.timeout * 1000))
+    ok = rec["ok"]
+    if args.json:
+        print(json.dumps(rec, sort_keys=True))
+    elif ok is None:
+        print("unknown: no answer within %.1f s (the %s may or may not have happened)"
+              % (args.timeout, op))
+    elif ok is False:
+        print("error: %s" % rec.get("error"))
+    elif op == "get":
+        print("(absent)" if rec.get("output") is None else rec["output"])
+    elif op == "cas":
+        print("swapped" if rec["output"] else "not swapped (the value was different)")
+    else:
+        print("ok")
+    return 0 if ok else (3 if ok is None else 1)
+
+
+# ---------------------------------------------------------------- roost load
+
+
+def _percentile(xs: list[float], p: float) -> float | None:
+    if not xs:
+        return None
+    xs = sorted(xs)
+    i = min(len(xs) - 1, max(0, int(round(p / 100.0 * (len(xs) - 1)))))
+    return xs[i]
+
+
+def summarize(history: list[dict[str, Any]], duration_s: float,
+              lat: list[float] | None = None) -> dict[str, Any]:
+    ok = [r for r in history if r["ok"] is True]
+    writes = [r for r in ok if r["op"] != "get"]
+    if lat is None:
+        lat = [(r["return"] - r["call"]) * 1000 for r in ok]
+    return {
+        "ops": len(history), "ok": len(ok), "failed": sum(1 for r in history if r["ok"] is False),
+        "unknown": sum(1 for r in history if r["ok"] is None), "duration_s": round(duration_s, 3),
+        "ops_per_s": round(len(ok) / duration_s, 1) if duration_s > 0 else 0.0,
+        "writes_per_s": round(len(writes) / duration_s, 1) if duration_s > 0 else 0.0,
+        "latency_ms": {"p50": _r(_percentile(lat, 50)), "p90": _r(_percentile(lat, 90)),
+                       "p99": _r(_percentile(lat, 99)), "max": _r(max(lat) if lat else None)},
+    }
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def run_load(d: str | Path, clients: int, duration_s: float, history: str | None = None,
+             keys: int = 8, mix: str = "put:3,get:3,append:2,cas:1", seed: int = 0,
+             value_size: int = 0, timeout_ms: int = 3000,
+             progress=None) -> dict[str, Any]:
+    """C closed-loop clients for duration_s seconds; returns the summary (and the history
+    in ``summary["history"]`` unless written to a file)."""
+    if clients < 1:
+        raise ValueError("--clients must be at least 1")
+    if duration_s <= 0:
+        raise ValueError("--duration must be positive")
+    weights = _parse_mix(mix)
+    fleet = Fleet(d)
+    rng = Prng(seed or int.from_bytes(os.urandom(4), "big"))
+    clock = _Clock()
+    cfg = KvClientConfig(op_timeout_ms=timeout_ms)
+    keynames = ["k%d" % i for i in range(keys)]
+    pad = "x" * max(0, value_size)
+
+    async def one(c: UdpKvClient, r: Prng, t_end: float) -> None:
+        n = 0
+        while time.monotonic() < t_end:
+            n += 1
+            op = _pick(r, weights)
+            key = keynames[r.randbelow(len(keynames))]
+            tag = "%s.%d;" % (c.id, n)
+            if op == "get":
+                await c.op("get", key)
+            elif op == "put":
+                await c.op("put", key, tag + pad)
+            elif op == "append":
+                await c.op("append", key, tag)
+            else:
+                last = [h for h in c.history if h["key"] == key and h["op"] == "get"
+                        and h["ok"]]
+                old = last[-1].get("output") if last else None
+                await c.op("cas", key, old=old, new=tag)
+
+    async def go() -> list[UdpKvClient]:
+        cs = [UdpKvClient(fleet, _client_id("L", i), clock, cfg, rng.next32())
+              for i in range(clients)]
+        t_end = time.monotonic() + duration_s
+        try:
+            await asyncio.gather(*[one(c, rng.fork(c.id), t_end) for c in cs])
+        finally:
+            for c in cs:
+                c.close()
+        return cs
+
+    t0 = time.monotonic()
+    cs = asyncio.run(go())
+    elapsed = time.monotonic() - t0
+    hist = [rec for c in cs for rec in c.history]
+    hist.sort(key=lambda r: r["call"])
+    summary = summarize(hist, elapsed, [x for c in cs for x in c.lat_ms])
+    summary["clients"] = clients
+    if history:
+        with open(history, "w") as f:
+            for rec in hist:
+                f.write(json.dumps(rec, sort_keys=True) + "\n")
+        summary["history"] = history
+    else:
+        summary["history"] = hist
+    return summary
+
+
+def _parse_mix(mix: str) -> list[tuple[str, int]]:
+    out = []
+    for part in mix.split(","):
+        name, _, w = part.partition(":")
+        name = name.strip()
+        if name not in OPS:
+            raise ValueError("--mix names ops get, put, append, cas (got %r)" % name)
+        try:
+            weight = int(w or "1")
+        except ValueError:
+            raise ValueError("--mix weights are whole numbers, like put:3,get:1") from None
+        if weight < 0:
+            raise ValueError("--mix weights must not be negative")
+        out.append((name, weight))
+    if not sum(w for _, w in out):
+        raise ValueError("--mix needs at least one op with a positive weight")
+    return out
+
+
+def _pick(r: Prng, weights: list[tuple[str, int]]) -> str:
+    x = r.randbelow(sum(w for _, w in weights))
+    for name, w in weights:
+        if x < w:
+            return name
+        x -= w
+    return weights[-1][0]
+
+
+def _load_cmd(args: argparse.Namespace) -> int:
+    s = run_load(args.dir, args.clients, args.duration, args.history, args.keys, args.mix,
+                 args.seed, args.value_size)
+    if not args.history:
+        s.pop("history", None)
+    if args.json:
+        print(json.dumps(s, sort_keys=True))
+    else:
+        lat = s["latency_ms"]
+        print("%d clients, %.1f s: %d ops ok (%.1f ops/s, %.1f writes/s), %d failed, %d unknown"
+              % (args.clients, s["duration_s"], s["ok"], s["ops_per_s"], s["writes_per_s"],
+                 s["failed"], s["unknown"]))
+        print("latency ms: p50 %s  p90 %s  p99 %s  max %s"
+              % (lat["p50"], lat["p90"], lat["p99"], lat["max"]))
+        if args.history:
+            print("history: %s (check it: roost check %s)" % (args.history, args.history))
+    return 0
+
+
+# ---------------------------------------------------------------- roost status
+
+
+def fleet_status(d: str | Path) -> dict[str, Any]:
+    """Members and their state, groups, leaders, commit indexes, lag, counters."""
+    state = load_state(d)
+    now = time.time()
+    nodes: dict[str, Any] = {}
+    views: dict[str, dict[str, str]] = {}
+    for n in state["ids"]:
+        info = state["nodes"][n]
+        alive = pid_alive(info.get("pid"), info["config"])
+        st = read_status(state, n) if alive else None
+        entry: dict[str, Any] = {"process": "running" if alive else "down",
+                                 "interp": info["interp"], "port": info["port"],
+                                 "pid": info.get("pid") if alive else None}
+        if st is not None:
+            age = now - st.get("wall", 0)
+            host = st.get("host") or {}
+            stats = st.get("stats") or {}
+            rej = {k[len("rx_rejected_"):]: v for k, v in sorted(stats.items())
+                   if k.startswith("rx_rejected_") and v}
+            entry.update({
+                "age_s": round(age, 1), "incarnation": st.get("incarnation"),
+                "uptime_s": round(st.get("uptime_ms", 0) / 1000, 1),
+                "joined": st.get("joined"), "blocked": st.get("blocked", []),
+                "loss_ppm": st.get("loss_ppm", 0), "mqtt": st.get("mqtt"),
+                "mem_free": st.get("mem_free"), "summary": host.get("summary"),
+                "counters": {"rx": stats.get("rx", 0), "tx": stats.get("tx", 0),
+                             "udp_rx": stats.get("udp_rx", 0),
+                             "udp_rx_oversize": stats.get("udp_rx_oversize", 0),
+                             "fault_dropped": stats.get("fault_dropped", 0),
+                             "host_errors": stats.get("host_errors", 0),
+                             "rx_rejected": sum(rej.values()), "persists": stats.get("persists", 0),
+                             "mqtt_tx": stats.get("mqtt_tx", 0)},
+                "rejected": rej, "group": host.get("group"),
+            })
+            views[n] = {m[0]: m[1] for m in host.get("members", [])}
+            if age > 5:
+                entry["process"] = "stalled"
+        nodes[n] = entry
+    members = {}
+    for m in state["ids"]:
+        seen = {v[m] for v in views.values() if m in v}
+        counts = {s: sum(1 for v in views.values() if v.get(m) == s) for s in sorted(seen)}
+        members[m] = {"views": counts, "state": max(counts, key=lambda s: counts[s])
+                      if counts else "unknown"}
+    groups = []
+    for name, gm in state["groups"]:
+        commits = {}
+        leaders = []
+        for m in gm:
+            g = (nodes[m].get("group") or {}) if nodes[m].get("process") == "running" else {}
+            if g:
+                commits[m] = g.get("commit", 0)
+                if g.get("is_leader"):
+                    leaders.append(m)
+        top = max(commits.values()) if commits else 0
+        lag = {m: top - c for m, c in sorted(commits.items())}
+        groups.append({"name": name, "members": gm, "leaders": leaders,
+                       "leader": leaders[0] if len(leaders) == 1 else None,
+                       "commit": commits, "lag": lag})
+    return {"fleet": state["fleet"], "dir": state["dir"], "broker": state.get("broker"),
+            "nodes": nodes, "members": members, "groups": groups}
+
+
+def _status_cmd(args: argparse.Namespace) -> int:
+    st = fleet_status(args.dir)
+    if args.json:
+        print(json.dumps(st, sort_keys=True))
+        return 0
+    print("fleet %s in %s, broker %s" % (st["fleet"], st["dir"], (st["broker"] or {}).get("url")))
+    print("%-5s %-11s %-8s %-5s %-9s %-20s %s" % ("node", "interp", "process", "inc", "members",
+                                                   "role", "rx/tx/rejected"))
+    for n in sorted(st["nodes"]):
+        v = st["nodes"][n]
+        g = v.get("group") or {}
+        role = ""
+        if g:
+            role = "%s %s c%s" % (g.get("name"), "LEADER" if g.get("is_leader") else "replica",
+                                  g.get("commit"))
+        c = v.get("counters") or {}
+        alive = sum(1 for m in st["members"] if st["members"][m]["views"].get("alive"))
+        print("%-5s %-11s %-8s %-5s %-9s %-20s %s/%s/%s" % (
+            n, v["interp"], v["process"], v.get("incarnation", "-"),
+            "%d/%d" % (alive, len(st["members"])) if v.get("counters") else "-", role,
+            c.get("rx", "-"), c.get("tx", "-"), c.get("rx_rejected", "-")))
+    for g in st["groups"]:
+        print("group %s: leader %s, commit %s, lag %s" % (g["name"], g["leader"] or "none",
+                                                          g["commit"], g["lag"]))
+    down = [m for m in st["members"] if st["members"][m]["state"] != "alive"]
+    if down:
+        print("not alive in the views: " + ", ".join(
+            "%s (%s)" % (m, st["members"][m]["state"]) for m in down))
+    return 0
+
+
+# ---------------------------------------------------------------- parsers
+
+
+def add_kv_parser(sub: Any) -> argparse.ArgumentParser:
+    """``roost kv put|get|append|cas --dir DIR ...``."""
+    p = sub.add_parser("kv", help="read and write the fleet's replicated key-value store")
+    ks = p.add_subparsers(dest="kv_command", metavar="OP")
+    ks.required = True
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--dir", required=True, help="the fleet's directory (roost emulate)")
+        q.add_argument("--timeout", type=float, default=5.0, help="seconds before 'unknown'")
+        q.add_argument("--json", action="store_true", help="print the history record")
+        q.set_defaults(handler=_kv_cmd)
+
+    g = ks.add_parser("get", help="read a key")
+    g.add_argument("key")
+    common(g)
+    for name in ("put", "append"):
+        q = ks.add_parser(name, help="%s a value" % ("write" if name == "put" else "append to"))
+        q.add_argument("key")
+        q.add_argument("value")
+        common(q)
+    c = ks.add_parser("cas", help="compare and swap: OLD NEW (or --absent NEW)")
+    c.add_argument("key")
+    c.add_argument("old", nargs="?")
+    c.add_argument("new")
+    c.add_argument("--absent", action="store_true", help="swap only if the key is absent")
+    common(c)
+    return p
+
+
+def add_status_parser(sub: Any) -> argparse.ArgumentParser:
+    """``roost status --dir DIR [--json]``."""
+    p = sub.add_parser("status", help="members, groups, leaders, commit indexes, counters")
+    p.add_argument("--dir", required=True, help="the fleet's directory (roost emulate)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_status_cmd)
+    return p
+
+
+def add_load_parser(sub: Any) -> argparse.ArgumentParser:
+    """``roost load --dir DIR --clients C --duration S --history FILE``."""
+    p = sub.add_parser("load", help="closed-loop load on the key-value store, with a history")
+    p.add_argument("--dir", required=True, help="the fleet's directory (roost emulate)")
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds")
+    p.add_argument("--history", help="write the history (JSON lines) here")
+    p.add_argument("--keys", type=int, default=8, help="distinct keys")
+    p.add_argument("--mix", default="put:3,get:3,append:2,cas:1", help="op weights")
+    p.add_argument("--value-size", type=int, default=0, help="padding bytes per put value")
+    p.add_argument("--seed", type=int, default=0, help="op choice seed (0: random)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_load_cmd)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m roost.gateway.client kv|status|load ...`` (until the roost CLI wires it)."""
+    ap = argparse.ArgumentParser(prog="roost")
+    sp = ap.add_subparsers(dest="command")
+    sp.required = True
+    add_kv_parser(sp)
+    add_status_parser(sp)
+    add_load_parser(sp)
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return args.handler(args)
+    except ValueError as e:
+        print("roost: %s" % e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
