@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from roost.common.ids import is_valid_id
 
@@ -435,10 +435,26 @@ def _hold(adv: Advertisement, for_s: float | None, line: str) -> int:
     return 0
 
 
+def add_discover_parser(sub: Any) -> argparse.ArgumentParser:
+    """``roost discover advertise|browse|broker|find-broker``."""
+    p = sub.add_parser("discover", help="find the fleet and its broker on the LAN (zeroconf)",
+                       description="Advertise and browse a roost fleet and its MQTT broker "
+                       "with mDNS (zeroconf), falling back to configured seeds.")
+    _add_commands(p)
+    p.set_defaults(handler=_run)
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m roost.gateway.discovery",
                                  description="zeroconf discovery for a roost fleet")
-    sub = ap.add_subparsers(dest="cmd", required=True)
+    _add_commands(ap)
+    return _run(ap.parse_args(argv))
+
+
+def _add_commands(ap: argparse.ArgumentParser) -> None:
+    sub = ap.add_subparsers(dest="cmd", metavar="ACTION")
+    sub.required = True
     a = sub.add_parser("advertise", help="advertise a node until stopped")
     a.add_argument("--fleet", required=True)
     a.add_argument("--id", required=True)
@@ -468,7 +484,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     f.add_argument("--seed", action="append", default=[], help="fallback URL")
     f.add_argument("--interface", action="append")
     f.add_argument("--json", action="store_true")
-    args = ap.parse_args(argv)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.cmd == "advertise":
             props = {}
