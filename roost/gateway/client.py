@@ -399,6 +399,7 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
                 "rejected": rej, "group": host.get("group"),
             })
             views[n] = {m[0]: m[1] for m in host.get("members", [])}
+            entry["sees_alive"] = sorted(m for m in views[n] if views[n][m] == "alive")
             if age > 5:
                 entry["process"] = "stalled"
         nodes[n] = entry
@@ -443,7 +444,7 @@ def _status_cmd(args: argparse.Namespace) -> int:
             role = "%s %s c%s" % (g.get("name"), "LEADER" if g.get("is_leader") else "replica",
                                   g.get("commit"))
         c = v.get("counters") or {}
-        alive = sum(1 for m in st["members"] if st["members"][m]["views"].get("alive"))
+        alive = len(v.get("sees_alive", []))
         print("%-5s %-11s %-8s %-5s %-9s %-20s %s/%s/%s" % (
             n, v["interp"], v["process"], v.get("incarnation", "-"),
             "%d/%d" % (alive, len(st["members"])) if v.get("counters") else "-", role,

@@ -1,0 +1,373 @@
+"""``roost chaos ...``: pull plugs on a running emulated fleet. CPython-only.
+
+    roost chaos kill|restart|pause|resume NODE --dir DIR   SIGKILL / start again / SIGSTOP / SIGCONT
+    roost chaos partition A,B/C,D --dir DIR                 nodes in different sides stop hearing
+    roost chaos heal --dir DIR                              every partition and loss removed
+    roost chaos loss NODE RATE --dir DIR                    NODE loses RATE (0..1) of its datagrams
+    roost chaos broker kill|restart --dir DIR
+    roost chaos run --duration S --seed N --dir DIR         a seeded nemesis mixing them
+
+Without root, partitions and loss go through the fault switch of each node (its
+``control.json``: peers it neither sends to nor hears from, and a loss rate; the node reads
+it every 250 ms). A network-namespace backend (veth links pulled down, ``tc netem``) can
+take over the same verbs: ``BACKENDS`` maps a name to a class with ``partition(sides)``,
+``heal()`` and ``loss(node, rate)``; ``roost.emulator.netns`` registers itself there.
+Nodes not named in a partition keep talking to everyone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from roost.common.prng import Prng
+from roost.emulator.fleet import (
+    FleetError,
+    broker_kill,
+    broker_restart,
+    kill_pid,
+    load_state,
+    node_marker,
+    pid_alive,
+    save_state,
+    signal_pid,
+    start_node,
+)
+
+
+class FaultSwitch:
+    """Partitions and loss through the nodes' control files (no root needed)."""
+
+    def __init__(self, d: str | Path) -> None:
+        self.dir = Path(d).resolve()
+        self.state = load_state(self.dir)
+
+    def _control(self, node: str) -> Path:
+        return Path(self.state["nodes"][node]["dir"]) / "control.json"
+
+    def read(self, node: str) -> dict[str, Any]:
+        try:
+            obj = json.loads(self._control(node).read_text())
+            return obj if isinstance(obj, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def write(self, node: str, blocked: list[str], loss: float) -> None:
+        p = self._control(node)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"blocked": sorted(set(blocked)), "loss": loss}))
+        tmp.replace(p)
+
+    def partition(self, sides: list[list[str]]) -> None:
+        side_of = {}
+        for i, side in enumerate(sides):
+            for n in side:
+                side_of[n] = i
+        for n in self.state["ids"]:
+            cur = self.read(n)
+            if n in side_of:
+                blocked = [m for m in side_of if side_of[m] != side_of[n]]
+            else:
+                blocked = []
+            self.write(n, blocked, cur.get("loss", 0))
+
+    def heal(self) -> None:
+        for n in self.state["ids"]:
+            self.write(n, [], 0)
+
+    def loss(self, node: str, rate: float) -> None:
+        cur = self.read(node)
+        self.write(node, cur.get("blocked", []), rate)
+
+
+BACKENDS: dict[str, type] = {"switch": FaultSwitch}
+
+
+def _backend(d: str | Path, name: str = "switch") -> Any:
+    if name not in BACKENDS:
+        raise FleetError("unknown fault backend %r (known: %s)" % (name, ", ".join(BACKENDS)))
+    return BACKENDS[name](d)
+
+
+def _node(state: dict[str, Any], node: str) -> str:
+    if node not in state["nodes"]:
+        raise FleetError("no node %r in this fleet (nodes: %s)" % (node, ", ".join(state["ids"])))
+    return node
+
+
+# ---------------------------------------------------------------- verbs
+
+
+def kill(d: str | Path, node: str) -> bool:
+    d = Path(d).resolve()
+    state = load_state(d)
+    _node(state, node)
+    info = state["nodes"][node]
+    ok = kill_pid(info.get("pid"), node_marker(state, node))
+    info["pid"] = None
+    save_state(d, state)
+    return ok
+
+
+def restart(d: str | Path, node: str) -> int:
+    """Start a node again from its own directory (kills it first if it still runs)."""
+    d = Path(d).resolve()
+    state = load_state(d)
+    _node(state, node)
+    info = state["nodes"][node]
+    if pid_alive(info.get("pid"), node_marker(state, node)):
+        kill_pid(info["pid"], node_marker(state, node))
+    return start_node(d, state, node)
+
+
+def pause(d: str | Path, node: str) -> bool:
+    state = load_state(d)
+    _node(state, node)
+    return signal_pid(state["nodes"][node].get("pid"), signal.SIGSTOP, node_marker(state, node))
+
+
+def resume(d: str | Path, node: str) -> bool:
+    state = load_state(d)
+    _node(state, node)
+    return signal_pid(state["nodes"][node].get("pid"), signal.SIGCONT, node_marker(state, node))
+
+
+def parse_sides(text: str, ids: list[str]) -> list[list[str]]:
+    sides = [[n.strip() for n in side.split(",") if n.strip()] for side in text.split("/")]
+    if len(sides) < 2 or any(not s for s in sides):
+        raise FleetError("a partition is sides separated by '/', like n01,n02/n03,n04,n05")
+    seen: set[str] = set()
+    for side in sides:
+        for n in side:
+            if n not in ids:
+                raise FleetError("no node %r in this fleet (nodes: %s)" % (n, ", ".join(ids)))
+            if n in seen:
+                raise FleetError("node %s is on two sides of the partition" % n)
+            seen.add(n)
+    return sides
+
+
+def partition(d: str | Path, text: str, backend: str = "switch") -> list[list[str]]:
+    b = _backend(d, backend)
+    sides = parse_sides(text, b.state["ids"])
+    b.partition(sides)
+    return sides
+
+
+def heal(d: str | Path, backend: str = "switch") -> None:
+    _backend(d, backend).heal()
+
+
+def loss(d: str | Path, node: str, rate: float, backend: str = "switch") -> None:
+    b = _backend(d, backend)
+    _node(b.state, node)
+    if not 0 <= rate <= 1:
+        raise FleetError("a loss rate is between 0 and 1 (0.2 = one datagram in five)")
+    b.loss(node, rate)
+
+
+# ---------------------------------------------------------------- the nemesis
+
+
+def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0,
+            say=None, backend: str = "switch") -> list[dict[str, Any]]:
+    """A seeded mix of faults for duration_s seconds; every fault is undone at the end.
+
+    At most a minority of each replica group is down or cut off at any time, so the
+    store stays available (the point is to show it does)."""
+    say = say or (lambda m: None)
+    d = Path(d).resolve()
+    state = load_state(d)
+    ids = state["ids"]
+    rng = Prng(seed)
+    log: list[dict[str, Any]] = []
+    down: set[str] = set()
+    paused: set[str] = set()
+    t0 = time.monotonic()
+    t_end = t0 + duration_s
+
+    def record(what: str, **kw: Any) -> None:
+        ev = {"t": round(time.monotonic() - t0, 3), "fault": what}
+        ev.update(kw)
+        log.append(ev)
+        say("%7.2fs %s %s" % (ev["t"], what, " ".join("%s=%s" % kv for kv in sorted(kw.items()))))
+
+    def group_budget_ok(extra: str) -> bool:
+        out = down | paused | {extra}
+        for _name, members in state["groups"]:
+            if sum(1 for m in members if m in out) > (len(members) - 1) // 2:
+                return False
+        return len(out) < len(ids)
+
+    broker_up = True
+    managed = bool((state.get("broker") or {}).get("managed"))
+    try:
+        while time.monotonic() < t_end:
+            choice = rng.randbelow(7)
+            if choice == 0:
+                cands = [n for n in ids if n not in down and n not in paused and group_budget_ok(n)]
+                if cands:
+                    n = cands[rng.randbelow(len(cands))]
+                    kill(d, n)
+                    down.add(n)
+                    record("kill", node=n)
+            elif choice == 1 and down:
+                n = sorted(down)[rng.randbelow(len(down))]
+                restart(d, n)
+                down.discard(n)
+                record("restart", node=n)
+            elif choice == 2:
+                cands = [n for n in ids if n not in down and n not in paused and group_budget_ok(n)]
+                if cands:
+                    n = cands[rng.randbelow(len(cands))]
+                    pause(d, n)
+                    paused.add(n)
+                    record("pause", node=n)
+            elif choice == 3 and paused:
+                n = sorted(paused)[rng.randbelow(len(paused))]
+                resume(d, n)
+                paused.discard(n)
+                record("resume", node=n)
+            elif choice == 4:
+                shuffled = list(ids)
+                rng.shuffle(shuffled)
+                k = 1 + rng.randbelow(max(1, (len(ids) - 1) // 2))
+                sides = [sorted(shuffled[:k]), sorted(shuffled[k:])]
+                _backend(d, backend).partition(sides)
+                record("partition", sides="/".join(",".join(s) for s in sides))
+            elif choice == 5:
+                if rng.chance(1, 2):
+                    _backend(d, backend).heal()
+                    record("heal")
+                else:
+                    n = ids[rng.randbelow(len(ids))]
+                    rate = (1 + rng.randbelow(3)) / 10
+                    loss(d, n, rate, backend)
+                    record("loss", node=n, rate=rate)
+            elif choice == 6 and managed:
+                if broker_up:
+                    broker_kill(d)
+                    record("broker_kill")
+                else:
+                    broker_restart(d)
+                    record("broker_restart")
+                broker_up = not broker_up
+            left = t_end - time.monotonic()
+            time.sleep(max(0.0, min(interval_s * (0.5 + rng.random()), left)))
+    finally:
+        for n in sorted(paused):
+            resume(d, n)
+        for n in sorted(down):
+            restart(d, n)
+        _backend(d, backend).heal()
+        if not broker_up:
+            broker_restart(d)
+        record("healed_all")
+    return log
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _chaos_cmd(args: argparse.Namespace) -> int:
+    verb = args.chaos_command
+    d = args.dir
+    out: dict[str, Any] = {"action": verb}
+    if verb == "kill":
+        out["killed"] = kill(d, args.node)
+        out["node"] = args.node
+    elif verb == "restart":
+        out["pid"] = restart(d, args.node)
+        out["node"] = args.node
+    elif verb == "pause":
+        out["paused"] = pause(d, args.node)
+        out["node"] = args.node
+    elif verb == "resume":
+        out["resumed"] = resume(d, args.node)
+        out["node"] = args.node
+    elif verb == "partition":
+        out["sides"] = partition(d, args.sides)
+    elif verb == "heal":
+        heal(d)
+    elif verb == "loss":
+        loss(d, args.node, args.rate)
+        out.update({"node": args.node, "rate": args.rate})
+    elif verb == "broker":
+        if args.what == "kill":
+            out["killed"] = broker_kill(d)
+        else:
+            out["pid"] = broker_restart(d)
+        out["action"] = "broker " + args.what
+    elif verb == "run":
+        say = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
+        out["events"] = nemesis(d, args.duration, args.seed, args.interval, say)
+        out["seed"] = args.seed
+        if not args.json:
+            print("replay the same schedule: roost chaos run --duration %s --seed %d --dir %s"
+                  % (args.duration, args.seed, d))
+            return 0
+    if args.json:
+        print(json.dumps(out, sort_keys=True))
+    else:
+        print(" ".join("%s=%s" % kv for kv in sorted(out.items())))
+    return 0
+
+
+def add_chaos_parser(sub: Any) -> argparse.ArgumentParser:
+    """``roost chaos kill|restart|pause|resume|partition|heal|loss|broker|run ...``."""
+    p = sub.add_parser("chaos", help="pull plugs on an emulated fleet (roost emulate)")
+    cs = p.add_subparsers(dest="chaos_command", metavar="FAULT")
+    cs.required = True
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--dir", required=True, help="the fleet's directory")
+        q.add_argument("--json", action="store_true")
+        q.set_defaults(handler=_chaos_cmd)
+
+    for verb, text in (("kill", "SIGKILL a node (a pulled plug)"),
+                       ("restart", "start a node again from its directory"),
+                       ("pause", "SIGSTOP a node (a hung board)"),
+                       ("resume", "SIGCONT a paused node")):
+        q = cs.add_parser(verb, help=text)
+        q.add_argument("node")
+        common(q)
+    q = cs.add_parser("partition", help="cut the fleet: A,B/C,D")
+    q.add_argument("sides")
+    common(q)
+    q = cs.add_parser("heal", help="remove every partition and loss")
+    common(q)
+    q = cs.add_parser("loss", help="NODE loses RATE (0..1) of its datagrams, both ways")
+    q.add_argument("node")
+    q.add_argument("rate", type=float)
+    common(q)
+    q = cs.add_parser("broker", help="kill or restart the fleet's broker")
+    q.add_argument("what", choices=("kill", "restart"))
+    common(q)
+    q = cs.add_parser("run", help="a seeded nemesis mixing every fault")
+    q.add_argument("--duration", type=float, required=True, help="seconds")
+    q.add_argument("--seed", type=int, default=1)
+    q.add_argument("--interval", type=float, default=2.0, help="mean seconds between faults")
+    common(q)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m roost.emulator.chaos kill n01 --dir DIR`` (until the roost CLI wires it)."""
+    ap = argparse.ArgumentParser(prog="roost")
+    sp = ap.add_subparsers()
+    add_chaos_parser(sp)
+    args = ap.parse_args(["chaos"] + (sys.argv[1:] if argv is None else argv))
+    try:
+        return args.handler(args)
+    except ValueError as e:
+        print("roost: %s" % e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
