@@ -96,6 +96,7 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
         self._m = {node_id: [ALIVE, self.inc, cfg.board, cfg.domain, 0, now_ms]}
         self._susp = {}  # id -> [start_ms, deadline_ms, n_at_start, [suspecters], relay_from]
         self._sleepers = {}  # id -> until_ms
+        self._new = False  # set by _merge: the member was new to us
         self._dead = {}  # recently dead id -> time it died (gossiped to now and then)
         self._sums = {}  # origin -> [version, value]
         self._qm = {}  # member id -> queue priority (see _enqueue)

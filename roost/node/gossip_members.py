@@ -157,14 +157,20 @@ class MembersMixin:
             if (r[0] == DEAD or r[0] == LEFT) and r[5] <= old:
                 self._forget(nid)
 
-    def _merge_all(self, now_ms, ms, ss, eff):
+    def _merge_all(self, now_ms, ms, ss, eff, sync_from=None):
+        """Merge updates. From a full-state sync (sync_from = its sender), members new to us
+        are not re-gossiped (a joiner would otherwise re-broadcast the whole fleet); changes
+        to members we knew, and the sender itself, are."""
         for u in ms:
             self._merge(now_ms, u, eff)
+            if sync_from is not None and u[0] != sync_from and self._new:
+                self._qm.pop(u[0], None)
         for s in ss:
             self._merge_summary(s, eff)
 
     def _merge(self, now_ms, u, eff):
         nid, st, inc, board, dom, extra = u
+        self._new = False
         if nid == self.id:
             self._about_me(st, inc)
             return
@@ -181,6 +187,7 @@ class MembersMixin:
             board = meta.setdefault(board, board)
             dom = meta.setdefault(dom, dom)
             self._m[nid] = [st, inc, board, dom, 0, now_ms]
+            self._new = True
             self._live = None
             eff.append((EVENT, "member", [nid, STATE_NAMES[st], inc]))
             self._set(now_ms, nid, st, inc, [], now_ms + extra if st == SLEEPING else 0, extra)

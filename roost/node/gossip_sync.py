@@ -117,13 +117,15 @@ class SyncMixin:
         if limit > 255:
             limit = 255
         used = 0
+        misses = 0
         for prio, kind, key in cands:
-            if budget < 24:
-                break
             if kind == Q_MEMBER and key == dst:  # it knows itself (and got our doubt above)
                 continue
             size = self._size(kind, key)
             if size > budget:
+                misses += 1
+                if misses >= 8 or budget < 40:  # full: do not scan the whole queue
+                    break
                 continue
             budget -= size
             used += 1
@@ -273,7 +275,7 @@ class SyncMixin:
 
     def _on_sync(self, now_ms, src, kind, msg, eff):
         phase, last, ms, digest, ss = msg
-        self._merge_all(now_ms, ms, ss, eff)
+        self._merge_all(now_ms, ms, ss, eff, src)
         if phase == PH_SUMS:
             return
         if digest is not None:

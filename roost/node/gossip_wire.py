@@ -89,7 +89,7 @@ class GossipConfig:
     probe_timeout_ms = 500  # direct ack deadline; > 2x a 100 ms one-way path plus jitter
     indirect_checks = 3  # ping-req helpers: 3 independent paths make loss-caused suspicion rare
     retransmit_mult = 6  # lambda: sends/update/node = lambda*ceil(log10(N+1)); 4 missed some
-    suspicion_mult = 2  # alpha: min suspicion = alpha*log10(N)*period; 4 took ~8 periods
+    suspicion_mult = 1.5  # alpha: min suspicion = alpha*log10(N)*period; 4 took ~8 periods
     suspicion_max_mult = 6  # beta: max suspicion = beta*min, shrinks with confirmations
     suspicion_confirmations = 2  # K: confirmations that bring the timeout down to min
     gossip_interval_ms = 200  # gossip rounds between probes: 5 hops/s keeps spread under 1 s

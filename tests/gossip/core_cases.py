@@ -99,7 +99,10 @@ def _answer_pings(core, log):
     def hook(now, eff):
         for dst, env in _sends(eff, g.PING):
             log.append(dst)
-            core.receive(now + 1, dst, _from(dst, g.ACK, [env.body[0], [[], []]]))
+            # handed over already opened: the channel's replay window for 31 peers would not
+            # fit next to the view in a 100 KB heap (the channel has its own tests)
+            ack = envelope.Envelope(g.ACK, dst, "n01", 0, 1, [env.body[0], [[], []]])
+            core.handle(now + 1, ack)
 
     return hook
 
