@@ -252,7 +252,7 @@ def _r(x: float | None) -> float | None:
 def run_load(d: str | Path, clients: int, duration_s: float, history: str | None = None,
              keys: int = 8, mix: str = "put:3,get:3,append:2,cas:1", seed: int = 0,
              value_size: int = 0, timeout_ms: int = 3000,
-             progress=None) -> dict[str, Any]:
+             key_prefix: str = "k") -> dict[str, Any]:
     """C closed-loop clients for duration_s seconds; returns the summary (and the history
     in ``summary["history"]`` unless written to a file)."""
     if clients < 1:
@@ -264,16 +264,16 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
     rng = Prng(seed or int.from_bytes(os.urandom(4), "big"))
     clock = _Clock()
     cfg = KvClientConfig(op_timeout_ms=timeout_ms)
-    keynames = ["k%d" % i for i in range(keys)]
+    keynames = ["%s%d" % (key_prefix, i) for i in range(keys)]
     pad = "x" * max(0, value_size)
 
-    async def one(c: UdpKvClient, r: Prng, t_end: float) -> None:
+    async def one(c: UdpKvClient, i: int, r: Prng, t_end: float) -> None:
         n = 0
         while time.monotonic() < t_end:
             n += 1
             op = _pick(r, weights)
             key = keynames[r.randbelow(len(keynames))]
-            tag = "%s.%d;" % (c.id, n)
+            tag = "%d.%d;" % (i, n)  # short: values are at most 256 characters
             if op == "get":
                 await c.op("get", key)
             elif op == "put":
@@ -291,7 +291,7 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
               for i in range(clients)]
         t_end = time.monotonic() + duration_s
         try:
-            await asyncio.gather(*[one(c, rng.fork(c.id), t_end) for c in cs])
+            await asyncio.gather(*[one(c, i, rng.fork(c.id), t_end) for i, c in enumerate(cs)])
         finally:
             for c in cs:
                 c.close()
@@ -344,7 +344,7 @@ def _pick(r: Prng, weights: list[tuple[str, int]]) -> str:
 
 def _load_cmd(args: argparse.Namespace) -> int:
     s = run_load(args.dir, args.clients, args.duration, args.history, args.keys, args.mix,
-                 args.seed, args.value_size)
+                 args.seed, args.value_size, key_prefix=args.key_prefix)
     if not args.history:
         s.pop("history", None)
     if args.json:
@@ -508,6 +508,7 @@ def add_load_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=10.0, help="seconds")
     p.add_argument("--history", help="write the history (JSON lines) here")
     p.add_argument("--keys", type=int, default=8, help="distinct keys")
+    p.add_argument("--key-prefix", default="k", help="keys are PREFIX0, PREFIX1, ...")
     p.add_argument("--mix", default="put:3,get:3,append:2,cas:1", help="op weights")
     p.add_argument("--value-size", type=int, default=0, help="padding bytes per put value")
     p.add_argument("--seed", type=int, default=0, help="op choice seed (0: random)")

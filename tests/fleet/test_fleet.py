@@ -1,0 +1,312 @@
+"""The real fleet: 5 node processes (2 on MicroPython), a real broker, clients over UDP.
+
+CPython only; 127.0.0.1 only; every wait is bounded; only processes this fleet started are
+signalled (by the pids recorded in its directory). One fleet serves the tests in file order:
+leader kill under load, restart and catch-up, broker outage, security injection, shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from roost.common.channel import Channel
+from roost.emulator import chaos, fleet
+from roost.emulator.linearize import check, load_history
+from roost.gateway import client
+from roost.node.kv import KV_REQUEST, OP_PUT
+
+ROOT = Path(__file__).resolve().parents[2]
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _need(ok: bool, why: str) -> None:
+    if not ok:
+        if IN_CI:
+            pytest.fail(why + " (required in CI)")
+        pytest.skip(why)
+
+
+def _brokers_available() -> bool:
+    from roost.gateway.broker import amqtt_available, mosquitto_path
+
+    return mosquitto_path() is not None or amqtt_available()
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    _need(shutil.which("micropython") is not None, "micropython is not installed")
+    _need(_brokers_available(), "no MQTT broker (mosquitto or amqtt) is installed")
+    d = tmp_path_factory.mktemp("fleet")
+    try:
+        snap = fleet.up(d, 5, micropython=2, groups=1, replicas=3, timeout_s=40)
+        assert snap["health"]["healthy"], "fleet did not come up: %s" % snap["health"]
+        yield d
+    finally:
+        fleet.down(d)
+        assert not _our_processes(d), "stray processes after down: %s" % _our_processes(d)
+
+
+def _our_processes(d: Path) -> list[int]:
+    out = []
+    marker = str(Path(d).resolve()).encode()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes()
+            stat = (p / "stat").read_text()
+        except OSError:
+            continue
+        if marker in cmd and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            out.append(int(p.name))
+    return out
+
+
+def _status(d: Path) -> dict:
+    """What `roost status --json` prints (run as the command, as a user would)."""
+    r = subprocess.run([sys.executable, "-m", "roost.gateway.client", "status", "--dir", str(d),
+                        "--json"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _wait(pred, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.25)
+    raise AssertionError("timed out after %.0f s waiting for %s" % (timeout_s, what))
+
+
+def _leader(d: Path) -> str | None:
+    snap = fleet.snapshot(fleet.load_state(d))
+    ls = snap["health"]["leaders"].get("g0") or []
+    return ls[0] if len(ls) == 1 else None
+
+
+def _healthy(d: Path) -> bool:
+    return fleet.snapshot(fleet.load_state(d))["health"]["healthy"]
+
+
+# ---------------------------------------------------------------- leader kill under load
+
+
+def test_sigkill_leader_under_load_writes_resume_and_history_is_linearizable(emu):
+    d = emu
+    leader = _leader(d)
+    assert leader is not None
+    hist = d / "history.jsonl"
+    result: dict = {}
+
+    def load():
+        result["s"] = client.run_load(d, clients=4, duration_s=9, history=str(hist), keys=64,
+                                      mix="append:4,get:1", seed=5, key_prefix="a")
+
+    th = threading.Thread(target=load)
+    t0 = time.monotonic()
+    th.start()
+    time.sleep(3)
+    t_kill = time.monotonic() - t0
+    assert chaos.kill(d, leader)
+    th.join(60)
+    assert not th.is_alive()
+    s = result["s"]
+    ops = [json.loads(line) for line in hist.read_text().splitlines()]
+    # writes resumed: acknowledged appends that were called well after the kill
+    after = [o for o in ops if o["ok"] and o["op"] == "append" and o["call"] > t_kill + 1.5]
+    assert len(after) >= 20, "writes did not resume after killing %s: %s" % (leader, s)
+    new_leader = _wait(lambda: _leader(d), 10, "a new leader")
+    assert new_leader != leader
+    # no acknowledged write lost: every acknowledged append is in the final value
+    final = {}
+    base = max(o["return"] or o["call"] for o in ops) + 10.0  # after the load, on its clock
+    for k in sorted({o["key"] for o in ops}):
+        rec = client.kv_once(d, "get", k)
+        assert rec["ok"] is True, rec
+        final[k] = rec.get("output") or ""
+        rec["call"] += base
+        rec["return"] += base
+        ops.append(rec)
+    for o in ops:
+        if o["op"] == "append" and o["ok"] is True:
+            assert o["value"] in final[o["key"]], "acknowledged append %s lost" % o
+    res = check(load_history([json.dumps(o) for o in ops]), timeout_s=60)
+    assert res.verdict is True, "history is not linearizable: %s" % "\n".join(res.explain())
+    (d / "killed").write_text(leader)
+
+
+def test_restarted_node_catches_up_from_its_own_directory_and_rejoins(emu):
+    d = emu
+    killed = (d / "killed").read_text()
+    st0 = fleet.read_status(fleet.load_state(d), _leader(d))
+    commit_before = st0["host"]["group"]["commit"]
+    chaos.restart(d, killed)
+
+    def caught_up():
+        st = _status(d)
+        v = st["nodes"][killed]
+        g = v.get("group") or {}
+        top = max(st["groups"][0]["commit"].values())
+        return (v.get("incarnation") == 2 and g.get("commit", -1) >= commit_before
+                and g.get("commit") == top and len(v.get("sees_alive", [])) == 5
+                and all(killed in (st["nodes"][n].get("sees_alive") or [])
+                        for n in st["nodes"]))
+
+    _wait(caught_up, 30, "%s to rejoin and catch up" % killed)
+    log = (Path(fleet.load_state(d)["nodes"][killed]["dir"]) / "node.log").read_text()
+    line = [x for x in log.splitlines() if "boot 2: recovered" in x]
+    assert line and int(line[0].split("recovered ")[1].split()[0]) > 2, line
+    _wait(lambda: _healthy(d), 20, "the fleet to be healthy again")
+
+
+# ---------------------------------------------------------------- broker outage
+
+
+def _subscriber(url: str, topic: str, got: list):
+    import paho.mqtt.client as mqtt
+
+    host, port = url.split("://")[1].rsplit(":", 1)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub", clean_session=False)
+    c.reconnect_delay_set(0.2, 1)
+
+    def on_connect(cl, userdata, flags, rc, props=None):
+        cl.subscribe(topic, 1)
+
+    c.on_connect = on_connect
+    c.on_message = lambda cl, u, m: got.append((m.topic, m.payload))
+    c.connect(host, int(port), keepalive=5)
+    c.loop_start()
+    return c
+
+
+def test_broker_outage_gossip_and_kv_continue_and_buffered_readings_arrive(emu):
+    d = emu
+    state = fleet.load_state(d)
+    url = state["broker"]["url"]
+    got: list = []
+    sub = _subscriber(url, "roost/%s/node/+/data" % state["fleet"], got)
+    try:
+        _wait(lambda: len(got) >= 5, 15, "readings through the broker")
+        time.sleep(1.5)  # the broker saves the subscription (autosave every second)
+        assert chaos.broker_kill(d)
+        t_kill = time.time()
+        time.sleep(1)
+        # the store and gossip keep working over UDP
+        assert client.kv_once(d, "put", "outage", "during")["ok"] is True
+        assert client.kv_once(d, "get", "outage")["output"] == "during"
+        time.sleep(4)
+        assert _healthy(d), fleet.snapshot(fleet.load_state(d))["health"]
+        st = _status(d)
+        waiting = {n: (v.get("mqtt") or {}).get("outbox", 0) for n, v in st["nodes"].items()}
+        assert sum(1 for n in waiting if waiting[n] > 0) >= 3, waiting
+        t_back = time.time()
+        chaos.broker_restart(d)
+
+        def outage_readings():
+            nodes = set()
+            for t, payload in list(got):
+                r = json.loads(payload)
+                if t_kill + 0.5 < r.get("wall", 0) < t_back - 0.5:
+                    nodes.add(t.split("/")[3])
+            return nodes if len(nodes) == 5 else None
+
+        nodes = _wait(outage_readings, 30, "readings taken during the outage")
+        assert {"n02", "n04"} <= nodes  # the MicroPython nodes buffered theirs too
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    _wait(lambda: _healthy(d), 20, "the fleet to be healthy after the outage")
+
+
+# ---------------------------------------------------------------- security injection
+
+
+def test_forged_replayed_oversized_malformed_traffic_is_rejected_and_survived(emu):
+    d = emu
+    state = fleet.load_state(d)
+    key = (d / "fleet.key").read_text().strip()
+    leader = _leader(d)
+    assert leader is not None
+    assert client.kv_once(d, "put", "sec", "good")["ok"] is True
+    before = _status(d)
+    ports = {n: state["nodes"][n]["port"] for n in state["ids"]}
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    try:
+        def blast(payload: bytes, nodes=None):
+            for n in nodes or sorted(ports):
+                s.sendto(payload, ("127.0.0.1", ports[n]))
+
+        # forged: a wrong fleet key, pretending to be a member and a client
+        for who in ("n01", "evil"):
+            bad = Channel(who, "not-the-fleet-key", incarnation=99)
+            blast(bad.seal(KV_REQUEST, "*", [1, OP_PUT, "sec", "forged", None]))
+            blast(bad.seal(1, "*", [1, "n01", [], []]))
+        # replayed: a genuine request, sent again after a later write
+        cli = Channel("replayer", key, incarnation=int(time.time()))
+        genuine = cli.seal(KV_REQUEST, leader, [1, OP_PUT, "sec", "first", None])
+        blast(genuine, [leader])
+        time.sleep(0.5)
+        assert client.kv_once(d, "put", "sec", "second")["ok"] is True
+        for _ in range(3):
+            blast(genuine, [leader])
+        # oversized: above the 1,400-byte datagram limit
+        blast(b"\x00" * 1500)
+        blast(Channel("n01", key, 0, max_bytes=4000).seal(1, "*", ["x" * 2000]))
+        # malformed: random bytes, a valid tag over garbage, a valid envelope with a bad body
+        blast(os.urandom(200))
+        blast(b"")
+        from roost.common.auth import Hmac
+
+        junk = b'{"not": "an envelope"'
+        blast(Hmac(key).tag(junk) + junk)
+        mal = Channel("mallory", key, incarnation=int(time.time()))
+        blast(mal.seal(KV_REQUEST, leader, "not a list"), [leader])
+        blast(mal.seal(KV_REQUEST, leader, [1, 99, "sec", None, None]), [leader])
+        blast(mal.seal(33, leader, {"ballot": "huge"}), [leader])
+    finally:
+        s.close()
+    time.sleep(2.5)  # status files are rewritten every second
+    after = _status(d)
+    # nothing applied: the value is the last genuine write
+    assert client.kv_once(d, "get", "sec")["output"] == "second"
+    # every node is still up
+    for n in state["ids"]:
+        assert after["nodes"][n]["process"] == "running", after["nodes"][n]
+        assert after["nodes"][n]["incarnation"] == before["nodes"][n]["incarnation"]
+        rej_b = before["nodes"][n]["rejected"]
+        rej_a = after["nodes"][n]["rejected"]
+        assert rej_a.get("auth", 0) > rej_b.get("auth", 0), (n, rej_a)
+        assert rej_a.get("malformed", 0) > rej_b.get("malformed", 0), (n, rej_a)
+        c_b = before["nodes"][n]["counters"]
+        c_a = after["nodes"][n]["counters"]
+        assert c_a["udp_rx_oversize"] >= c_b["udp_rx_oversize"] + 2, (n, c_a)
+        assert after["nodes"][n]["counters"]["host_errors"] == 0
+    rl = after["nodes"][leader]["rejected"]
+    assert rl.get("replay", 0) >= before["nodes"][leader]["rejected"].get("replay", 0) + 3, rl
+    assert _healthy(d)
+
+
+# ---------------------------------------------------------------- shutdown
+
+
+def test_clean_shutdown_leaves_no_stray_processes(emu):
+    d = emu
+    assert len(_our_processes(d)) >= 6  # 5 nodes + the broker
+    res = fleet.down(d)
+    assert sorted(res["stopped"]) == fleet.load_state(d)["ids"]
+    assert res["broker_stopped"]
+    assert _our_processes(d) == []
