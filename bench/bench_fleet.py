@@ -1,0 +1,284 @@
+"""Benchmark: the real fleet (3 CPython replica processes on loopback) against PySyncObj.
+
+Side by side in one run, the same value size, 3 replica processes each:
+  committed writes/s with 1 and 16 concurrent clients, median and p99 latency,
+  time until writes resume after SIGKILL of the leader; then the ratios.
+roost: clients are a separate process speaking the kv protocol over UDP (roost load).
+PySyncObj (appendEntriesUseBatch=False, its low-latency setting): clients are threads in a
+follower process calling a @replicated set(sync=True) (forwarded to the leader: one hop, as
+roost's client is one hop from the leader).
+Optionally (--scale 10,20,40): how many node processes one machine runs with the fleet healthy.
+
+Run from the repository root: python bench/bench_fleet.py [--duration S] [--scale 10,20,40]
+"""
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _pct(xs, p):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+# ---------------------------------------------------------------- roost
+
+
+def roost_bench(duration, value_size, tmp):
+    from roost.emulator import chaos, fleet
+    from roost.gateway import client
+
+    d = Path(tmp) / "roost"
+    out = {}
+    snap = fleet.up(d, 3, groups=1, replicas=3, timeout_s=60)
+    try:
+        if not snap["health"]["healthy"]:
+            return {"error": "fleet not healthy: %s" % snap["health"]["problems"]}
+        for c in (1, 16):
+            s = client.run_load(d, c, duration, keys=32, mix="put:1", value_size=value_size)
+            out["c%d" % c] = {"writes_per_s": s["writes_per_s"], "p50_ms": s["latency_ms"]["p50"],
+                              "p99_ms": s["latency_ms"]["p99"], "unknown": s["unknown"]}
+        leader = snap["health"]["leaders"]["g0"][0]
+        res = {}
+
+        def load():
+            res["s"] = client.run_load(d, 1, duration + 3, keys=32, mix="put:1",
+                                       value_size=value_size, timeout_ms=10000)
+
+        th = threading.Thread(target=load)
+        th.start()
+        time.sleep(1.5)
+        chaos.kill(d, leader)
+        th.join()
+        hist = res["s"]["history"]
+        # the longest pause between consecutive acknowledged writes: the kill's outage
+        rets = sorted(r["return"] for r in hist if r["ok"])
+        gaps = [b - a for a, b in zip(rets, rets[1:])]
+        out["failover_s"] = round(max(gaps), 3) if gaps else None
+    finally:
+        fleet.down(d)
+    return out
+
+
+# ---------------------------------------------------------------- PySyncObj
+
+
+def pso_node(args):
+    """One PySyncObj replica process (run by this file with --pso-node)."""
+    from pysyncobj import SyncObj, SyncObjConf, replicated
+    from pysyncobj.syncobj import SyncObjException
+
+    class KV(SyncObj):
+        def __init__(self, me, partners):
+            conf = SyncObjConf(appendEntriesUseBatch=False, dynamicMembershipChange=False)
+            super().__init__(me, partners, conf)
+            self._d = {}
+
+        @replicated
+        def set(self, k, v):
+            self._d[k] = v
+
+    ports = [int(p) for p in args.ports.split(",")]
+    addrs = ["127.0.0.1:%d" % p for p in ports]
+    me = addrs[args.pso_node]
+    obj = KV(me, [a for a in addrs if a != me])
+    outdir = Path(args.out)
+    deadline = time.monotonic() + 30
+    while obj._getLeader() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    leader = str(obj._getLeader())
+    (outdir / ("leader.%d" % args.pso_node)).write_text(leader)
+    followers = sorted(a for a in addrs if a != leader)
+    if me != followers[0]:
+        while True:  # serve until killed
+            time.sleep(1)
+    time.sleep(0.5)
+    value = "x" * args.value_size
+    lat, acks = [], []
+    lock = threading.Lock()
+    t0 = time.monotonic()
+    t_end = t0 + args.duration
+
+    def worker(i):
+        n = 0
+        while time.monotonic() < t_end:
+            n += 1
+            c = time.monotonic()
+            try:
+                obj.set("k%d" % ((i * 7919 + n) % 32), value + str(n), sync=True, timeout=5)
+            except SyncObjException:
+                continue
+            r = time.monotonic()
+            with lock:
+                lat.append((r - c) * 1000)
+                acks.append((c - t0, r - t0))
+
+    (outdir / "go").write_text(str(time.time()))
+    ths = [threading.Thread(target=worker, args=(i,)) for i in range(args.clients)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    el = time.monotonic() - t0
+    (outdir / "result.json").write_text(json.dumps({"lat": lat, "acks": acks, "elapsed": el,
+                                                    "t0_wall": time.time() - el}))
+    while True:
+        time.sleep(1)
+
+
+def _free_ports(n):
+    import socket
+
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def pso_run(clients, duration, value_size, tmp, kill_leader_at=None):
+    out = Path(tempfile.mkdtemp(dir=tmp))
+    ports = _free_ports(3)
+    procs = []
+    try:
+        for i in range(3):
+            procs.append(subprocess.Popen(
+                [sys.executable, __file__, "--pso-node", str(i), "--ports",
+                 ",".join(map(str, ports)), "--clients", str(clients), "--duration",
+                 str(duration), "--value-size", str(value_size), "--out", str(out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 60
+        while not (out / "go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not (out / "go").exists():
+            return {"error": "PySyncObj elected no leader"}
+        killed = False
+        if kill_leader_at is not None:
+            time.sleep(kill_leader_at)
+            leader = (out / "leader.0").read_text()
+            port = int(leader.rsplit(":", 1)[1])
+            victim = procs[ports.index(port)]
+            victim.send_signal(signal.SIGKILL)
+            killed = True
+        deadline = time.monotonic() + duration + 30
+        while not (out / "result.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        res = json.loads((out / "result.json").read_text())
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait(10)
+    lat = res["lat"]
+    s = {"writes_per_s": round(len(lat) / res["elapsed"], 1), "p50_ms": _r(_pct(lat, 50)),
+         "p99_ms": _r(_pct(lat, 99))}
+    if killed:
+        rets = sorted(r for _, r in res["acks"])
+        gaps = [b - a for a, b in zip(rets, rets[1:])]
+        s["failover_s"] = round(max(gaps), 3) if gaps else None
+    return s
+
+
+def _r(x):
+    return None if x is None else round(x, 3)
+
+
+def pso_bench(duration, value_size, tmp):
+    try:
+        import pysyncobj  # noqa: F401
+    except ImportError:
+        return {"error": "pysyncobj is not installed (pip install pysyncobj)"}
+    out = {}
+    for c in (1, 16):
+        out["c%d" % c] = pso_run(c, duration, value_size, tmp)
+    out["failover_s"] = pso_run(1, duration + 3, value_size, tmp, 1.5).get("failover_s")
+    return out
+
+
+# ---------------------------------------------------------------- scale
+
+
+def scale_bench(sizes, tmp):
+    from roost.emulator import fleet
+
+    out = {}
+    for n in sizes:
+        d = Path(tmp) / ("scale%d" % n)
+        t0 = time.monotonic()
+        try:
+            snap = fleet.up(d, n, groups=max(1, n // 10), replicas=3, timeout_s=90)
+            ok = snap["health"]["healthy"]
+            took = round(time.monotonic() - t0, 1)
+            still = None
+            if ok:
+                time.sleep(10)
+                still = fleet.snapshot(fleet.load_state(d))["health"]["healthy"]
+            out[n] = {"healthy": ok, "seconds_to_healthy": took if ok else None,
+                      "healthy_10s_later": still,
+                      "problems": snap["health"]["problems"][:3]}
+        finally:
+            fleet.down(d)
+        print("scale %d nodes: %s" % (n, out[n]), flush=True)
+        if not out[n]["healthy"]:
+            break
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    ap.add_argument("--value-size", type=int, default=16)
+    ap.add_argument("--scale", default="", help="node counts to try, e.g. 10,20,40")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--pso-node", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--ports", help=argparse.SUPPRESS)
+    ap.add_argument("--clients", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.pso_node is not None:
+        pso_node(a)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        roost = roost_bench(a.duration, a.value_size, tmp)
+        print("roost:     %s" % json.dumps(roost, sort_keys=True), flush=True)
+        pso = pso_bench(a.duration, a.value_size, tmp)
+        print("pysyncobj: %s" % json.dumps(pso, sort_keys=True), flush=True)
+        ratios = {}
+        for c in ("c1", "c16"):
+            try:
+                ratios["writes_%s" % c] = round(roost[c]["writes_per_s"]
+                                                / pso[c]["writes_per_s"], 2)
+            except (KeyError, TypeError, ZeroDivisionError):
+                ratios["writes_%s" % c] = None
+        try:
+            ratios["failover_speedup"] = round(pso["failover_s"] / roost["failover_s"], 2)
+        except (KeyError, TypeError, ZeroDivisionError):
+            ratios["failover_speedup"] = None
+        print("ratios (roost / pysyncobj; failover: pysyncobj time / roost time): %s"
+              % json.dumps(ratios, sort_keys=True), flush=True)
+        result = {"roost": roost, "pysyncobj": pso, "ratios": ratios}
+        if a.scale:
+            result["scale"] = scale_bench([int(x) for x in a.scale.split(",")], tmp)
+        if a.json:
+            print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
