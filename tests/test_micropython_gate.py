@@ -25,6 +25,8 @@ BOOT_SCRIPTS = {"boot.py", "main.py"}
 HEAP_OVERRIDES: dict[str, str] = {
     # five whole replicas (and their in-process network) in one interpreter; a board is one
     "tests/paxos/test_cluster.py": "256K",
+    # four gossip nodes through 100 virtual seconds of partition and healing
+    "tests/gossip/test_cluster.py": "160K",
 }
 
 # Test files written to run on both interpreters.
@@ -35,6 +37,7 @@ MPY_TEST_FILES = [
 MPY_TEST_GLOBS = [
     "tests/gossip/test_messages.py",
     "tests/gossip/test_core.py",
+    "tests/gossip/test_cluster.py",
     "tests/paxos/test_core.py",
     "tests/paxos/test_micropython_log.py",
     "tests/paxos/test_cluster.py",
