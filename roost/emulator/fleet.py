@@ -35,10 +35,11 @@ from roost.common.ids import check_id, node_name
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = "fleet.json"
-MPY_HEAP_K = 640  # KB: a unix-port heap in which an emulated ESP32 replica node survives load
-# and a restart: the 64-bit unix port's objects and bytecode are about twice an ESP32's (the
-# imports alone take ~165 KB), and a Paxos snapshot needs one contiguous block the size of
-# the whole store; 320-400 KB fragmented under load (see docs/fleet.md)
+MPY_HEAP_K = 1024  # KB: a unix-port heap in which an emulated ESP32 replica node survives
+# load and restarts: the 64-bit unix port's objects and bytecode are about twice an ESP32's
+# (the imports alone take ~165 KB), and a Paxos snapshot needs contiguous blocks the size of
+# the whole store (up to ~45 KB of JSON); 320-400 KB failed under load, 640 KB now and then
+# when the store had grown (see docs/fleet.md)
 
 
 class FleetError(ValueError):
