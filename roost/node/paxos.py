@@ -56,6 +56,7 @@ lead without promises. Both break agreement; the simulation tests prove the chec
 
 import binascii
 import json
+from array import array
 
 try:
     from micropython import const
@@ -94,6 +95,10 @@ _NACK_BEHIND = const(1)
 _MAX_UINT = const(1099511627776)  # 2**40: slots, rounds and offsets stay below it
 _FAR = const(1099511627776)
 _ZERO = (0, "")
+_CHUNK = const(2048)  # bytes per log buffer; a record never spans two (a larger one gets
+# a buffer of its own). Fixed-size buffers, not one growing one: a board's heap fragments
+_GROW = const(64)  # slots the log's index grows by
+_TAGS = ("b", "n", "c")  # value tag <-> the record's 2-bit tag field
 
 
 class PaxosConfig:
@@ -218,6 +223,212 @@ def _majority(members):
     return len(members) // 2 + 1
 
 
+def _varint(buf, x):
+    for _ in range(8):
+        if x < 0x80:
+            break
+        buf.append((x & 0x7F) | 0x80)
+        x >>= 7
+    buf.append(x)
+
+
+def _parse(chunks, ref):
+    """[buffer, start, round, body_start, body_end] of the log record ref points at."""
+    ref -= 1
+    ch = chunks[ref >> 12]
+    p = (ref & 0xFFF) + 2
+    out = [ch, p - 2, 0, 0, 0]
+    for k in (2, 4):
+        x = 0
+        for sh in range(0, 56, 7):
+            c = ch[p]
+            p += 1
+            x |= (c & 0x7F) << sh
+            if c < 0x80:
+                break
+        out[k] = x
+    out[3] = p
+    out[4] += p
+    return out
+
+
+class _Log:
+    """The log window, packed: slot -> (ballot, value, chosen) without objects per slot.
+
+    Each slot's record lives in one of a few bytearrays of up to ``_CHUNK`` bytes:
+      flags   1 byte   bit 0 chosen, bits 1-2 the value's tag (0 "b", 1 "n", 2 "c")
+      node    1 byte   the ballot's node id, as an index into ``_nodes``
+      round   varint   the ballot's round
+      length  varint   bytes of the body
+      body             JSON of value[1] ("b": the command list, "c": the members; "n": none)
+    so a value is held as its encoded JSON and decoded only when applied or sent.
+    ``_idx`` is an array over slots from base (at most limit of them, grown as needed): 0
+    for no record, else 1 + (buffer number << 12 | offset). A replaced record (a higher
+    ballot, the chosen value) is written anew and its old bytes counted dead; ``drop_upto``
+    (after a snapshot), or more dead than live bytes, copies the live records into fresh
+    buffers. A slot costs its command's JSON plus about 8 bytes on any interpreter.
+    """
+
+    __slots__ = ("base", "limit", "_idx", "_chunks", "_fill", "_count", "_live", "_dead",
+                 "_nodes")
+
+    def __init__(self, limit):
+        self.base = 1  # the first slot the index covers (snapshot slot + 1)
+        self.limit = limit
+        self._idx = array("I")
+        self._chunks = []
+        self._fill = 0  # bytes used in the last buffer
+        self._count = 0
+        self._live = 0
+        self._dead = 0
+        self._nodes = []  # ballot node ids (a handful: the members that led)
+
+    def __len__(self):
+        return self._count
+
+    def __contains__(self, slot):
+        return self._ref(slot) != 0
+
+    def __iter__(self):
+        return iter(self.slots(self.base))
+
+    def slots(self, first):
+        """Held slots >= first, ascending."""
+        idx = self._idx
+        base = self.base
+        return [base + i for i in range(max(0, first - base), len(idx)) if idx[i]]
+
+    def _ref(self, slot):
+        i = slot - self.base
+        if not isinstance(i, int) or i < 0 or i >= len(self._idx):
+            return 0
+        return self._idx[i]
+
+    def flags(self, slot):
+        """-1 when no record, else its flags byte (chosen: & 1, tag: >> 1)."""
+        ref = self._ref(slot)
+        if not ref:
+            return -1
+        ref -= 1
+        return self._chunks[ref >> 12][ref & 0xFFF]
+
+    def state(self, slot):
+        """-1 no record, 0 accepted, 1 chosen."""
+        f = self.flags(slot)
+        return f if f < 0 else f & 1
+
+    def get(self, slot):
+        """(round, node, value, chosen) or None."""
+        ref = self._ref(slot)
+        if not ref:
+            return None
+        ch, p, rnd, a, b = _parse(self._chunks, ref)
+        f = ch[p]
+        tag = _TAGS[f >> 1]
+        value = ["n"] if tag == "n" else [tag, json.loads(ch[a:b])]
+        return (rnd, self._nodes[ch[p + 1]], value, f & 1)
+
+    def set_chosen(self, slot):
+        ref = self._ref(slot)
+        if ref:
+            ref -= 1
+            self._chunks[ref >> 12][ref & 0xFFF] |= 1
+
+    def choose(self, slot, value):
+        """Mark a slot chosen with this value, keeping its ballot ((0, "") if none)."""
+        e = self.get(slot)
+        if e is None:
+            return self.put(slot, 0, "", value, 1)
+        return self.put(slot, e[0], e[1], value, 1)
+
+    def put(self, slot, rnd, node, value, chosen, force=False):
+        """Hold (ballot, value, chosen) for a slot >= base. False when the slot lies limit
+        or more past base (unless force: recovery, the leader's own)."""
+        i = slot - self.base
+        if i < 0 or (i >= self.limit and not force):
+            return False
+        nodes = self._nodes
+        if node not in nodes:
+            if len(nodes) > 254:
+                self._compact(self.base)
+                nodes = self._nodes
+                if len(nodes) > 254:
+                    return False
+            nodes.append(node)
+        t = _TAGS.index(value[0])
+        head = bytearray((t << 1 | (1 if chosen else 0), nodes.index(node)))
+        body = b"" if t == 1 else _dumps(value[1]).encode()
+        _varint(head, rnd)
+        _varint(head, len(body))
+        idx = self._idx
+        if i >= len(idx):  # grown in steps of _GROW slots
+            idx.extend(array("I", bytes(4 * ((i // _GROW + 1) * _GROW - len(idx)))))
+        old = idx[i]
+        if old:
+            r = _parse(self._chunks, old)
+            self._dead += r[4] - r[1]
+            self._live -= r[4] - r[1]
+        else:
+            self._count += 1
+        self._write(i, head, body)
+        if self._dead > 4096 and self._dead > self._live:
+            self._compact(self.base)
+        return True
+
+    def _write(self, i, head, body):
+        need = len(head) + len(body)
+        chunks = self._chunks
+        if not chunks or self._fill + need > len(chunks[-1]):
+            # small logs get small buffers; never one below need
+            size = min(max(self._live, 256, need), max(_CHUNK, need))
+            chunks.append(bytearray(size))
+            self._fill = 0
+        ch = chunks[-1]
+        p = self._fill
+        ch[p:p + len(head)] = head
+        ch[p + len(head):p + need] = body
+        self._idx[i] = ((len(chunks) - 1) << 12 | p) + 1
+        self._fill = p + need
+        self._live += need
+
+    def drop_upto(self, slot):
+        """Forget every slot <= slot; base becomes slot + 1. Returns the dropped slots."""
+        gone = [s for s in self.slots(self.base) if s <= slot]
+        if slot >= self.base:
+            self._compact(slot + 1)
+        return gone
+
+    def _compact(self, new_base):
+        """Copy the live records at or above new_base into fresh buffers, in slot order."""
+        old_chunks = self._chunks
+        old_nodes = self._nodes
+        idx = self._idx
+        shift = new_base - self.base
+        self._chunks = []
+        self._nodes = nodes = []
+        self._fill = self._live = self._dead = self._count = 0
+        self.base = new_base
+        n = len(idx)
+        hi = 0
+        for i in range(n):
+            ref = idx[i]
+            idx[i] = 0
+            j = i - shift
+            if not ref or j < 0:
+                continue
+            ch, p, _r, a, b = _parse(old_chunks, ref)
+            node = old_nodes[ch[p + 1]]
+            if node not in nodes:
+                nodes.append(node)
+            head = bytearray(ch[p:a])
+            head[1] = nodes.index(node)
+            self._write(j, head, ch[a:b])
+            self._count += 1
+            hi = j + 1
+        hi = (hi + _GROW - 1) // _GROW * _GROW  # give back the index past the last slot
+        if hi < n:
+            self._idx = idx[:hi]
+
 class PaxosCore:
     """One replica of a Multi-Paxos group (see the module docstring)."""
 
@@ -262,7 +473,7 @@ class PaxosCore:
         self.leader = None  # who we believe leads (hint)
         self._leader_ballot = _ZERO
         self._max_round = 0
-        self.log = {}  # slot -> [round, node, value, chosen]
+        self.log = _Log(self._log_cap())  # slot -> (round, node, value, chosen), packed
         self.snap_slot = 0
         self.commit_index = 0  # every slot up to it is chosen and known here
         self.applied_slot = 0
@@ -304,9 +515,9 @@ class PaxosCore:
             if slot <= self.snap_slot:
                 self._orphans.append(slot)
                 continue
-            if (isinstance(v, list) and len(v) == 3 and _uint(v[0])
+            if (isinstance(v, list) and len(v) == 3 and _uint(v[0]) and isinstance(v[1], str)
                     and _check_value(v[2], self.config.max_members)):
-                self.log[slot] = [v[0], v[1], v[2], 0]
+                self.log.put(slot, v[0], v[1], v[2], 0, True)
 
     def _decode_snapshot(self, blob):
         try:
@@ -331,6 +542,7 @@ class PaxosCore:
         self.configs = [[c[0], list(c[1])] for c in rec[2]]
         self.members = self.configs[-1][1]
         self._snap_data = bytes(blob)
+        self.log.drop_upto(self.snap_slot)
         self._refresh_known()
 
     # ---- configuration -------------------------------------------------------------------
@@ -510,7 +722,7 @@ class PaxosCore:
     def _reset_leader_state(self):
         self._queue = []  # [(command, size)]
         self._cfg_pending = None
-        self._votes = {}  # slot -> [voters]
+        self._votes = {}  # slot -> bit mask of the voters' places in config_of(slot)
         self._sent = {}  # slot -> last send time
         self._rec = {}  # slot -> [round, node, value]: values found in phase 1
         self._rec_max = 0
@@ -576,14 +788,14 @@ class PaxosCore:
         self._persist_then_send(out, persists, sends)
 
     def _promise_parts(self, b, frm):
-        slots = sorted(s for s in self.log if s >= frm)
+        slots = self.log.slots(frm)
         head = _size([b[0], b[1], frm, frm, frm, 1, []]) + 40
         parts = []
         cur = []
         size = head
         lo = frm
         for s in slots:
-            e = self.log[s]
+            e = self.log.get(s)
             item = [s, e[0], e[1], e[2], e[3]]
             sz = _size(item) + 1
             if cur and size + sz > self._budget:
@@ -617,11 +829,9 @@ class PaxosCore:
             self.ballot = b
             persists.append((PERSIST, "promised", [b[0], b[1]]))
         if slot > self.snap_slot:
-            e = self.log.get(slot)
-            if e is None or not e[3]:
-                if e is None and len(self.log) >= self._log_cap():
+            if self.log.state(slot) != 1:
+                if not self.log.put(slot, b[0], b[1], value, 0):
                     return self._reject("full")
-                self.log[slot] = [b[0], b[1], value, 0]
                 persists.append((PERSIST, "a/%d" % slot, [b[0], b[1], value]))
         applied = []
         self._learn_commit(b, commit, applied)
@@ -642,7 +852,7 @@ class PaxosCore:
             if not e[3]:
                 if e[0] != b[0] or e[1] != b[1]:
                     break
-                e[3] = 1
+                self.log.set_chosen(s)
             s += 1
         self._advance(out)
 
@@ -674,12 +884,8 @@ class PaxosCore:
             slot = item[0]
             if slot <= self.commit_index or slot > cap:
                 continue
-            e = self.log.get(slot)
-            if e is None:
-                self.log[slot] = [0, "", item[1], 1]
-            elif not e[3]:
-                e[2] = item[1]
-                e[3] = 1
+            if self.log.state(slot) != 1:
+                self.log.choose(slot, item[1])
         self._advance(out)
 
     def _on_snap(self, now_ms, src, body, out):
@@ -736,10 +942,8 @@ class PaxosCore:
         self._advance(out)
 
     def _drop_log_upto(self, slot, out):
-        for s in sorted(self.log):
-            if s <= slot:
-                del self.log[s]
-                out.append((PERSIST, "a/%d" % s, None))
+        for s in self.log.drop_upto(slot):
+            out.append((PERSIST, "a/%d" % s, None))
         for s in self._orphans:
             out.append((PERSIST, "a/%d" % s, None))
         self._orphans = []
@@ -753,10 +957,7 @@ class PaxosCore:
     def _advance(self, out):
         log = self.log
         c = self.commit_index
-        while True:
-            e = log.get(c + 1)
-            if e is None or not e[3]:
-                break
+        while log.state(c + 1) == 1:
             c += 1
         if c == self.commit_index:
             return
@@ -771,7 +972,7 @@ class PaxosCore:
             self._take_snapshot(out)
 
     def _apply_slot(self, slot, out):
-        v = self.log[slot][2]
+        v = self.log.get(slot)[2]
         tag = v[0]
         if tag == "b":
             for cmd in v[1]:
@@ -832,10 +1033,9 @@ class PaxosCore:
         frm = self.commit_index + 1
         self._p1_from = frm
         self._p1 = {self.node_id: [frm, _FAR, True]}
-        for s in sorted(self.log):
-            if s >= frm:
-                e = self.log[s]
-                self._merge(s, e[0], e[1], e[2], e[3])
+        for s in self.log.slots(frm):
+            e = self.log.get(s)
+            self._merge(s, e[0], e[1], e[2], e[3])
         self._election_at = now_ms + self._election_timeout()
         self._retry_at = now_ms + self.config.retry_ms
         if self.config._unsafe_skip_phase1:
@@ -859,14 +1059,13 @@ class PaxosCore:
         if self.role == LEADER and slot < self._next_slot:
             return
         if chosen:
-            e = self.log.get(slot)
-            if e is None:
-                self.log[slot] = [r, n, value, 1]
-            elif not e[3]:
-                e[2] = value
-                e[3] = 1
-            self._rec.pop(slot, None)
-            return
+            st = self.log.state(slot)
+            if st == 1 or (st == 0 and self.log.choose(slot, value)) or \
+                    (st == -1 and self.log.put(slot, r, n, value, 1)):
+                self._rec.pop(slot, None)
+                return
+            # past the log's window: re-proposed as found, above every ballot (it is chosen)
+            r, n = _FAR, ""
         cur = self._rec.get(slot)
         if cur is None or (r, n) > (cur[0], cur[1]):
             self._rec[slot] = [r, n, value]
@@ -971,14 +1170,15 @@ class PaxosCore:
         # resend accepts that are still unanswered
         for s in sorted(self._sent):
             if now_ms - self._sent[s] >= cfg.retry_ms:
-                e = self.log.get(s)
-                if e is None or e[3]:
+                if self.log.state(s) != 0:
                     continue
                 self._sent[s] = now_ms
-                votes = self._votes.get(s, ())
-                abody = [b[0], b[1], s, e[2], self.commit_index]
-                for m in self.config_of(s):
-                    if m != self.node_id and m not in votes:
+                votes = self._votes.get(s, 0)
+                abody = [b[0], b[1], s, self.log.get(s)[2], self.commit_index]
+                cfg_s = self.config_of(s)
+                for i in range(len(cfg_s)):
+                    m = cfg_s[i]
+                    if m != self.node_id and not (votes >> i) & 1:
                         self.stats["retransmits"] += 1
                         self._send(out, ACCEPT, m, abody)
         self._pump(now_ms, out)
@@ -996,8 +1196,7 @@ class PaxosCore:
                 return
             if not self._p1_ok(s) and not self.config._unsafe_skip_phase1:
                 return self._prepare_more(now_ms, s, out)
-            e = self.log.get(s)
-            if e is not None and e[3]:
+            if self.log.state(s) == 1:
                 self._next_slot = s + 1
                 continue
             rec = self._rec.pop(s, None)
@@ -1017,8 +1216,7 @@ class PaxosCore:
 
     def _cfg_in_flight(self):
         for s in self._sent:
-            e = self.log.get(s)
-            if e is not None and e[2][0] == "c":
+            if self.log.flags(s) >> 1 == 2:  # a configuration entry
                 return True
         return False
 
@@ -1051,7 +1249,7 @@ class PaxosCore:
 
     def _propose_slot(self, now_ms, s, value, out):
         b = self.ballot
-        self.log[s] = [b[0], b[1], value, 0]
+        self.log.put(s, b[0], b[1], value, 0, True)
         self.stats["slots_proposed"] += 1
         cfg = self.config_of(s)
         persists = [(PERSIST, "a/%d" % s, [b[0], b[1], value])]
@@ -1061,18 +1259,17 @@ class PaxosCore:
             if m != self.node_id:
                 self._send(sends, ACCEPT, m, body)
         self._persist_then_send(out, persists, sends)
-        self._votes[s] = [self.node_id] if self.node_id in cfg else []
+        self._votes[s] = 1 << cfg.index(self.node_id) if self.node_id in cfg else 0
         self._sent[s] = now_ms
         self._check_chosen(s, cfg, out)
 
     def _check_chosen(self, s, cfg, out):
         votes = self._votes.get(s)
-        if votes is None or len(votes) < _majority(cfg):
+        if votes is None or bin(votes).count("1") < _majority(cfg):
             return
-        e = self.log.get(s)
-        if e is None:
+        if self.log.state(s) < 0:
             return
-        e[3] = 1
+        self.log.set_chosen(s)
         self.stats["slots_chosen"] += 1
         del self._votes[s]
         self._sent.pop(s, None)
@@ -1090,11 +1287,13 @@ class PaxosCore:
         if commit > p[0]:
             p[0] = commit
         votes = self._votes.get(slot)
-        if votes is not None and src not in votes:
+        if votes is not None:
             cfg = self.config_of(slot)
             if src in cfg:
-                votes.append(src)
-                self._check_chosen(slot, cfg, out)
+                bit = 1 << cfg.index(src)
+                if not votes & bit:
+                    self._votes[slot] = votes | bit
+                    self._check_chosen(slot, cfg, out)
         self._pump(now_ms, out)
 
     def _on_nack(self, now_ms, src, body, out):
@@ -1155,10 +1354,9 @@ class PaxosCore:
             batch = []
             size = 4
             while s <= self.commit_index and len(batch) < 256:
-                e = self.log.get(s)
-                if e is None:
+                if self.log.state(s) < 0:
                     break
-                item = [s, e[2]]
+                item = [s, self.log.get(s)[2]]
                 sz = _size(item) + 1
                 if batch and size + sz > self._budget:
                     break
