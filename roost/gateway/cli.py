@@ -63,6 +63,19 @@ def _board_parsers(sub: argparse._SubParsersAction) -> None:
     discovery.add_discover_parser(sub)
 
 
+def _fleet_parsers(sub: argparse._SubParsersAction) -> None:
+    """A fleet of real processes: run a node, emulate a fleet, pull plugs, use the store."""
+    from roost.emulator import chaos, fleet
+    from roost.gateway import client, node_cmd
+
+    node_cmd.add_node_parser(sub)
+    fleet.add_emulate_parser(sub)
+    chaos.add_chaos_parser(sub)
+    client.add_kv_parser(sub)
+    client.add_status_parser(sub)
+    client.add_load_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="roost",
@@ -77,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_demo_parser(sub)
     _sim_parsers(sub)
     _check_parser(sub)
+    _fleet_parsers(sub)
     _board_parsers(sub)
     return parser
 

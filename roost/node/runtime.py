@@ -400,3 +400,11 @@ def _with_credentials(url, user, password):
 
 __all__ = ["NodeRuntime", "RuntimeConfig", "MqttTransport", "node_mqtt_client", "topic",
            "MICROPYTHON"]
+
+
+def run_board(cfg, secrets, hooks):
+    """The board entry point that firmware's main.py calls (imported late: it pulls in
+    every core, which the runtime alone does not need)."""
+    from roost.node.nodemain import run_board as _run_board
+
+    return _run_board(cfg, secrets, hooks)
