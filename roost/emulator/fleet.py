@@ -204,9 +204,32 @@ def node_argv(state: dict[str, Any], node_id: str) -> list[str]:
     return [sys.executable, "-m", "roost.gateway.node_cmd", "--config", cfg]
 
 
+def add_board(d: str | Path, node_id: str, udp_port: int, pid: int | None, marker: str,
+              flash_dir: str, port: str) -> None:
+    """Register a flashed board that joined this fleet (``roost flash --join-dir``), so
+    ``roost status`` lists it: its process is the ``roost board serve`` pid (a virtual
+    board; None for a real one), its status file the one its node writes on its flash. The
+    fleet never starts or stops a board: ``down`` leaves it, ``chaos kill`` pulls its plug."""
+    check_id(node_id)
+    d = Path(d).resolve()
+    state = load_state(d)
+    info = state["nodes"].get(node_id)
+    if info is not None and info.get("interp") != "board":
+        raise FleetError("%s is already a node of this fleet: flash the board as another id"
+                         % node_id)
+    state["nodes"][node_id] = {"interp": "board", "port": udp_port, "dir": flash_dir or str(d),
+                               "pid": pid, "config": marker or "board serve", "serial": port}
+    if node_id not in state["ids"]:
+        state["ids"].append(node_id)
+    save_state(d, state)
+
+
 def start_node(d: Path, state: dict[str, Any], node_id: str) -> int:
     """Start one node process (its own session: a Ctrl-C in the terminal is not a kill)."""
     info = state["nodes"][node_id]
+    if info.get("interp") == "board":
+        raise FleetError("%s is a flashed board: power it up again (roost board serve), the "
+                         "fleet does not start boards" % node_id)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("ROOST_FLEET_KEY", None)
@@ -400,6 +423,8 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
 
 def any_running(state: dict[str, Any]) -> bool:
     for n in state.get("ids", []):
+        if state["nodes"][n].get("interp") == "board":
+            continue
         if pid_alive(state["nodes"][n].get("pid"), node_marker(state, n)):
             return True
     b = state.get("broker") or {}
@@ -413,6 +438,8 @@ def down(d: str | Path) -> dict[str, Any]:
     stopped = []
     for n in state["ids"]:
         info = state["nodes"][n]
+        if info.get("interp") == "board":
+            continue  # not started by the fleet: a board stays powered
         if stop_pid(info.get("pid"), node_marker(state, n)):
             stopped.append(n)
         info["pid"] = None

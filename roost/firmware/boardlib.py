@@ -15,7 +15,7 @@ Secrets from secrets.json are handed to Wi-Fi and the runtime and never printed.
 import sys
 import time
 
-from roost.firmware import nodeconfig
+from roost.firmware import bootsel, nodeconfig
 
 STATE = {"safe": None, "slot": "a", "cfg": None, "secrets": None, "wlan": None}
 
@@ -205,7 +205,8 @@ def main(root="", machine=None, network=None, runtime=None, idle_rounds=-1):
     wifi_connect(STATE["wlan"], cfg.wifi_ssid, secrets.get("wifi_password", ""), cfg,
                  feed=wdt.feed)
     watch = ota.JoinWatch(_ticks(), cfg.ota_join_timeout_ms, ota.in_trial(root))
-    log("roost: started %s" % cfg.node_id)
+    st = bootsel.read_state(root)
+    log("roost: started %s (slot %s%s)" % (cfg.node_id, st[0], ", " + st[4] if st[4] else ""))
     if runtime is None:
         try:
             from roost.node import runtime
@@ -214,7 +215,7 @@ def main(root="", machine=None, network=None, runtime=None, idle_rounds=-1):
             runtime = None
     start = getattr(runtime, "run_board", None) if runtime is not None else None
     if start is not None:
-        hooks = BoardHooks(cfg, wdt, watch, root)
+        hooks = BoardHooks(cfg, wdt, watch, root, secrets.get("fleet_key", ""))
         start(cfg, secrets, hooks)
         return "stopped"
     log("roost: node runtime has no run_board(); idling")
@@ -242,11 +243,13 @@ def rollback_and_reset(root="", machine=None):
 class BoardHooks:
     """What a runtime on a board calls back: feed the watchdog, report joined, OTA checks."""
 
-    def __init__(self, cfg, wdt, watch, root):
+    def __init__(self, cfg, wdt, watch, root, key=""):
         self.cfg = cfg
         self.wdt = wdt
         self.watch = watch
         self.root = root
+        self.key = key
+        self.ota = None
 
     def feed(self):
         self.wdt.feed()
@@ -256,9 +259,30 @@ class BoardHooks:
         joined(self.cfg.fleet, self.cfg.node_id, self.root)
 
     def check(self):
-        """Call about once a second: rolls back and resets when an update missed its join."""
+        """Call about once a second: rolls back and resets when an update missed its join,
+        resets into an update that OTA over MQTT has just switched to."""
         if self.watch.expired(_ticks()):
             rollback_and_reset(self.root)
+        if self.ota is not None and self.ota.reset_pending:
+            import machine
+
+            machine.reset()
+
+    def attach(self, node):
+        """The node runtime is built: listen for updates on its MQTT client."""
+        if getattr(node, "mqtt", None) is None:
+            return
+        from roost.node.ota_mqtt import OtaMqtt
+
+        self.ota = OtaMqtt(node.mqtt, self.cfg.fleet, self.cfg.node_id, self.cfg.board,
+                           self.key, self.root, log)
+
+    def status(self):
+        st = bootsel.read_state(self.root)
+        out = {"slot": st[0], "trial": st[2], "serial": st[3], "version": st[4]}
+        if self.ota is not None:
+            out["ota"] = dict(self.ota.stats)
+        return out
 
 
 def print_exception(e):

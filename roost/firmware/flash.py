@@ -106,17 +106,64 @@ def read_secrets(secrets_file: str | None, env: dict | None = None) -> dict:
     return out
 
 
+SEEDS_MAX = 8  # fleet members a joining board is given addresses of (config.json <= 4 KB);
+# the others learn its address from its authenticated datagrams, and it learns theirs
+
+
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def join_settings(join_dir: str, udp_port: int | None = None) -> tuple[dict, str]:
+    """An emulated fleet's directory -> (config.json additions, fleet key): the fleet name and
+    broker, the board's UDP port, and in ``runtime`` the seeds with their UDP addresses (the
+    fleet learns the board's address once its datagrams authenticate)."""
+    from roost.emulator.fleet import load_state
+
+    state = load_state(join_dir)
+    try:
+        key = (Path(join_dir) / "fleet.key").read_text().strip()
+    except OSError as e:
+        raise ValueError("cannot read the fleet key in %s (%s)" % (join_dir, e.strerror)) \
+            from None
+    seeds = [n for n in state["ids"] if state["nodes"][n].get("interp") != "board"][:SEEDS_MAX]
+    peers = {n: ["127.0.0.1", state["nodes"][n]["port"]] for n in seeds}
+    port = udp_port or free_udp_port()
+    runtime = {"peers": peers, "seeds": seeds, "udp": ["0.0.0.0", port],
+               "storage": "data", "status_file": "status.json", "preset": "lan",
+               "mqtt": {"backoff_max_ms": 2000, "keepalive_s": 10}}
+    add = {"fleet": state["fleet"], "udp_port": port, "runtime": runtime}
+    if state.get("broker"):
+        add["broker"] = state["broker"]["url"]
+    return add, key
+
+
 def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
     """(config dict, secrets dict), both validated the way the board will (ValueError)."""
     check_id(args.node_id, "--node-id")
     cfg = {"node_id": args.node_id, "fleet": args.fleet, "board": args.board,
-           "broker": args.broker, "wifi_ssid": args.wifi or ""}
+           "broker": args.broker or "", "wifi_ssid": args.wifi or ""}
+    join_key = None
+    if getattr(args, "join_dir", None):
+        add, join_key = join_settings(args.join_dir, getattr(args, "udp_port", None))
+        if args.broker:
+            add.pop("broker", None)
+        cfg.update(add)
+    if not cfg["broker"]:
+        raise ValueError("no broker: give --broker mqtt://HOST:PORT (or --join-dir DIR of an "
+                         "emulated fleet)")
     if args.safe_pin is not None:
         cfg["safe_pin"] = args.safe_pin
     parsed, why = nodeconfig.validate(cfg)
     if why:
         raise ValueError(why.replace("config.json ", "the board's config: ", 1))
     sec = read_secrets(args.secrets_file)
+    if join_key and not sec.get("fleet_key"):
+        sec["fleet_key"] = join_key
     if not sec.get("fleet_key"):
         raise ValueError("no fleet key: set ROOST_FLEET_KEY or give --secrets-file FILE "
                          "(never on the command line)")
@@ -220,6 +267,21 @@ class Board:
         items += [(n, (staged / n).read_bytes()) for n in ("config.json", "secrets.json")]
         self.write_files(items)
 
+    def host_info(self) -> tuple[int | None, str, str]:
+        """(pid of the `roost board serve` powering a virtual board or None, its --dir
+        argument, the board's working directory)."""
+        out = self.exec("import os\nprint('HOST', os.getenv('ROOST_VBOARD_HOST') or '-')\n"
+                        "print('CWD', os.getcwd())", "asking the board who powers it")
+        pid, arg, cwd = None, "", ""
+        for line in out.decode("utf-8", "replace").splitlines():
+            if line.startswith("HOST ") and line[5:].strip() != "-":
+                first, _, rest = line[5:].strip().partition(" ")
+                if first.isdigit():
+                    pid, arg = int(first), rest
+            elif line.startswith("CWD "):
+                cwd = line[4:].strip()
+        return pid, arg, cwd
+
     def verify(self, expected: dict) -> None:
         """Hash each file on the board and compare (ValueError naming the first mismatch)."""
         paths = sorted(expected)
@@ -266,6 +328,9 @@ class Board:
 
 def flash(args: argparse.Namespace, say=print) -> dict:
     t0 = time.monotonic()
+    if getattr(args, "wait_for", None) is None:
+        args.wait_for = "roost: joined fleet" if getattr(args, "join_dir", None) \
+            else "roost: started"
     cfg, sec = make_config(args)
     redact = Redactor(sec)
     with tempfile.TemporaryDirectory(prefix="roost-flash-") as tmp:
@@ -302,6 +367,7 @@ def flash(args: argparse.Namespace, say=print) -> dict:
             say("verified %d files on the board (sha256)" % len(expected))
             result = {"port": args.port, "node_id": args.node_id, "files": len(expected),
                       "copied_s": round(time.monotonic() - t0, 3)}
+            host = board.host_info() if getattr(args, "join_dir", None) else None
             if args.no_follow:
                 return result
             say("resetting %s and waiting for %r" % (args.node_id, args.wait_for))
@@ -310,6 +376,15 @@ def flash(args: argparse.Namespace, say=print) -> dict:
             board.close()
     result["line"] = line
     result["seconds"] = round(time.monotonic() - t0, 3)
+    if getattr(args, "join_dir", None):
+        from roost.emulator.fleet import add_board
+
+        pid, marker, cwd = host or (None, "", "")
+        add_board(args.join_dir, args.node_id, cfg["udp_port"], pid, marker, cwd, args.port)
+        result["udp_port"] = cfg["udp_port"]
+        result["fleet_dir"] = str(args.join_dir)
+        say("registered %s in the fleet in %s (roost status --dir %s)"
+            % (args.node_id, args.join_dir, args.join_dir))
     say("roost flash: %s is up on %s (%.1f s from start): %s"
         % (args.node_id, args.port, result["seconds"], line))
     return result
@@ -338,7 +413,14 @@ def add_flash_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--board", default="esp32", help="board profile (default esp32)")
     p.add_argument("--node-id", required=True, help="the node's id, e.g. n07")
     p.add_argument("--wifi", default="", metavar="SSID", help="Wi-Fi network name")
-    p.add_argument("--broker", required=True, help="mqtt://host:port of the fleet's broker")
+    p.add_argument("--broker", default=None,
+                   help="mqtt://host:port of the fleet's broker (required without --join-dir)")
+    p.add_argument("--join-dir", default=None, metavar="DIR",
+                   help="join the emulated fleet in DIR (roost emulate up --dir DIR): its "
+                   "name, broker, key and seeds go into the board's config, the board is "
+                   "registered for roost status, and the default --wait-for becomes joined")
+    p.add_argument("--udp-port", type=int, default=None,
+                   help="the board's UDP port with --join-dir (default: a free one)")
     p.add_argument("--fleet", default="roost", help="fleet name (default roost)")
     p.add_argument("--safe-pin", type=int, default=None,
                    help="GPIO held low at reset for safe mode (default 0, the BOOT button)")
@@ -347,8 +429,9 @@ def add_flash_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    help="also write this MicroPython firmware .bin first, with esptool")
     p.add_argument("--secrets-file", default=None, metavar="FILE",
                    help='JSON {"fleet_key": ..., "wifi_password": ...}')
-    p.add_argument("--wait-for", default="roost: started",
-                   help="console text that means the node is up (default 'roost: started')")
+    p.add_argument("--wait-for", default=None,
+                   help="console text that means the node is up (default 'roost: started', "
+                   "or 'roost: joined fleet' with --join-dir)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per step (default 60)")
     p.add_argument("--no-follow", action="store_true", help="do not reset and follow the log")
     p.add_argument("--json", action="store_true", help="one JSON summary on stdout")

@@ -60,11 +60,12 @@ class VirtualBoard:
 
     def __init__(self, flash_dir: Path, port: int, board: str = "esp32",
                  host: str = "127.0.0.1", pins_file: Path | None = None,
-                 log=None) -> None:
+                 log=None, heap: int | None = None, dir_arg: str | None = None) -> None:
         self.flash = Path(flash_dir).resolve()
         if not self.flash.is_dir():
             raise ValueError("flash directory %s does not exist: create it first" % flash_dir)
-        self.heap = board_heap(board)
+        self.heap = heap if heap else board_heap(board)
+        self.dir_arg = dir_arg if dir_arg is not None else str(flash_dir)
         self.board = board
         self.host, self.port = host, port
         self.pins_file = pins_file
@@ -124,6 +125,8 @@ class VirtualBoard:
         self.jobs.clear()
         env = dict(os.environ)
         env["ROOST_VBOARD_ID"] = "%s:%d" % (self.board, self.port)
+        # who powers this board: lets `roost flash --join-dir` register the pulled-plug pid
+        env["ROOST_VBOARD_HOST"] = "%d %s" % (os.getpid(), self.dir_arg)
         if self.pins_file is not None:
             env["ROOST_VBOARD_PINS"] = str(self.pins_file)
         self.child = subprocess.Popen(
@@ -482,9 +485,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.hold_pin is not None or not pins.exists():
         held = {} if args.hold_pin is None else {str(args.hold_pin): 0}
         pins.write_text(json.dumps(held))
+    if args.heap is not None and not 16 <= args.heap <= 65536:
+        raise ValueError("--heap must be 16 to 65536 KB")
     board = VirtualBoard(flash, args.port, args.board, pins_file=pins,
                          log=(lambda line: print("roost board: " + line, file=sys.stderr,
-                                                 flush=True)) if args.verbose else None)
+                                                 flush=True)) if args.verbose else None,
+                         heap=args.heap * 1024 if args.heap else None, dir_arg=args.dir)
 
     def stop(_sig, _frame):
         board.stopping = True
@@ -530,6 +536,9 @@ def add_board_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     s.add_argument("--pins", default=None, metavar="FILE",
                    help='pin levels as JSON ({"0": 0} holds GPIO0 low); read at every '
                    "Pin.value(), so editing it acts at once")
+    s.add_argument("--heap", type=int, default=None, metavar="KB",
+                   help="MicroPython heap in KB instead of the board profile's (the 64-bit "
+                   "unix port needs more than an ESP32 for a whole node: see docs)")
     s.add_argument("--verbose", action="store_true", help="log resets on stderr")
     s.set_defaults(handler=_cmd_serve)
     return p

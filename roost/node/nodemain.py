@@ -317,9 +317,10 @@ class Node:
                 self.mqtt.publish(topic(self.fleet, self.id, "data"), _reading_json(e[2]), 1)
         elif name == "joined" and self.joined_at is None:
             self.joined_at = now
-            self.log("roost: joined fleet %s as %s" % (self.fleet, self.id))
             if self.hooks is not None:
-                self.hooks.joined(now)
+                self.hooks.joined(now)  # a board prints the joined line (and confirms an update)
+            else:
+                self.log("roost: joined fleet %s as %s" % (self.fleet, self.id))
 
     def announce_sensors(self):
         """Home Assistant MQTT discovery: one retained config per sensor quantity."""
@@ -376,6 +377,8 @@ class Node:
                           "inflight": len(self.mqtt.inflight),
                           "outbox_dropped": ms["outbox_dropped"], "tx_publish": ms["tx_publish"],
                           "connects": ms["connects"]}
+        if self.hooks is not None and hasattr(self.hooks, "status"):
+            st["board"] = self.hooks.status()  # slot, version, OTA counters
         if MICROPYTHON:
             import gc
 
@@ -420,6 +423,8 @@ class Node:
         self.runtime.boot()
         self.log("roost: started %s (boot %d, udp %d)" % (self.id, self.runtime.incarnation,
                                                          self.udp.bind_port))
+        if self.hooks is not None and hasattr(self.hooks, "attach"):
+            self.hooks.attach(self)  # a board: OTA over this node's MQTT client
         if self.mqtt is not None:
             self.announce_sensors()
             self.mqtt.start()
