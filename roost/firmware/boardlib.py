@@ -206,7 +206,9 @@ def main(root="", machine=None, network=None, runtime=None, idle_rounds=-1):
                  feed=wdt.feed)
     watch = ota.JoinWatch(_ticks(), cfg.ota_join_timeout_ms, ota.in_trial(root))
     st = bootsel.read_state(root)
-    log("roost: started %s (slot %s%s)" % (cfg.node_id, st[0], ", " + st[4] if st[4] else ""))
+    log("roost: code slot %s%s%s" % (st[0], " version " + st[4] if st[4] else "",
+                                     " (on trial)" if st[2] != bootsel.CONFIRMED else ""))
+    log("roost: started %s" % cfg.node_id)
     if runtime is None:
         try:
             from roost.node import runtime
