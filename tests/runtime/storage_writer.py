@@ -2,7 +2,7 @@
 
 Usage: python|micropython tests/runtime/storage_writer.py DIR SYNC(0|1) START
 Values are [n, filler, n] with a filler that grows and shrinks, so a torn write cannot
-decode as a valid value; after ``put`` returns it prints ``n``.
+decode as a valid value; after ``commit`` returns it prints ``n``.
 """
 
 import sys
@@ -19,8 +19,9 @@ def main():
     while n < 10000000:
         n += 1
         filler = "x" * (1 + (n * 7919) % 3000)
-        st.put("k%d" % (n % 3), [n, filler, n])
-        st.put("last", n)
+        st.stage("k%d" % (n % 3), [n, filler, n])
+        st.stage("last", n)
+        st.commit()  # both records in one write, as the runtime does for a step
         print(n)
 
 

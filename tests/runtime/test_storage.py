@@ -1,4 +1,7 @@
-"""DirStorage: round trips, deletes, key escaping, crash leftovers (CPython and MicroPython)."""
+"""DirStorage: round trips, deletes, key escaping, crash leftovers, torn records, one write
+per step, compaction (CPython and MicroPython)."""
+
+import os
 
 from roost.node.storage import DirStorage, StorageError, key_to_name, name_to_key
 from tests.runtime._tmp import remove_tree, scratch_dir
@@ -44,18 +47,24 @@ def test_key_names_are_safe_and_invertible():
         assert name_to_key(junk) is None
 
 
-def test_leftover_temp_file_is_removed_and_old_value_kept():
+def test_leftovers_are_removed_and_old_layout_imported():
     d = scratch_dir("st")
     try:
-        st = DirStorage(d)
-        st.put("promised", 1)
+        with open(d + "/promised.j", "w") as f:
+            f.write("[1, \"n1\"]")  # the former one-file-per-key layout
+        with open(d + "/a%2f3.j", "w") as f:
+            f.write("[1, \"n1\", \"v\"]")
         with open(d + "/promised.t", "w") as f:
             f.write("[2, \"half")  # a write the crash interrupted before its rename
+        with open(d + "/log.n", "w") as f:
+            f.write("half a compaction")
         with open(d + "/stranger.txt", "w") as f:
             f.write("not ours")
-        again = DirStorage(d)
-        assert again.stats["temp_removed"] == 1
-        assert again.load_all() == {"promised": 1}
+        st = DirStorage(d)
+        assert st.stats["temp_removed"] == 2 and st.stats["imported"] == 2
+        assert st.load_all() == {"promised": [1, "n1"], "a/3": [1, "n1", "v"]}
+        assert sorted(os.listdir(d)) == ["log", "stranger.txt"]
+        assert DirStorage(d).load_all() == {"promised": [1, "n1"], "a/3": [1, "n1", "v"]}
     finally:
         remove_tree(d)
 
@@ -65,12 +74,94 @@ def test_unreadable_value_raises_storage_error():
     try:
         with open(d + "/bad.j", "w") as f:
             f.write("{not json")
-        st = DirStorage(d)
         try:
-            st.load_all()
+            DirStorage(d).load_all()
             raise AssertionError("a corrupt value was loaded")
         except StorageError:
             pass
+    finally:
+        remove_tree(d)
+
+
+def _log_bytes(d):
+    with open(d + "/log", "rb") as f:
+        return f.read()
+
+
+def _write_log(d, data):
+    with open(d + "/log", "wb") as f:
+        f.write(data)
+
+
+def test_torn_last_record_is_dropped_and_later_writes_survive():
+    d = scratch_dir("st")
+    try:
+        st = DirStorage(d, sync=False)
+        st.put("k", [1, "aaaa", 1])
+        st.put("k", [2, "bbbb", 2])
+        st.close()
+        whole = _log_bytes(d)
+        last = whole.rindex(b"\n", 0, len(whole) - 1) + 1
+        for cut in range(last + 1, len(whole)):  # every way to tear the last record
+            _write_log(d, whole[:cut])
+            again = DirStorage(d, sync=False)
+            assert again.stats["torn_dropped"] == 1, cut
+            assert again.load_all() == {"k": [1, "aaaa", 1]}, cut
+            again.put("j", 3)  # appended after good data, not after the torn bytes
+            again.close()
+            assert DirStorage(d, sync=False).load_all() == {"k": [1, "aaaa", 1], "j": 3}, cut
+        flipped = bytearray(whole)
+        flipped[-3] ^= 1  # a bad checksum on the last record: torn as well
+        _write_log(d, bytes(flipped))
+        assert DirStorage(d, sync=False).load_all() == {"k": [1, "aaaa", 1]}
+    finally:
+        remove_tree(d)
+
+
+def test_damage_before_good_records_is_a_storage_error():
+    d = scratch_dir("st")
+    try:
+        st = DirStorage(d, sync=False)
+        st.put("a", 1)
+        st.put("b", 2)
+        st.close()
+        data = bytearray(_log_bytes(d))
+        data[12] ^= 1  # inside the first record, a good one follows
+        _write_log(d, bytes(data))
+        try:
+            DirStorage(d, sync=False)
+            raise AssertionError("a damaged log was loaded")
+        except StorageError:
+            pass
+    finally:
+        remove_tree(d)
+
+
+def test_stage_commit_is_one_write_and_compaction_keeps_live_values():
+    d = scratch_dir("st")
+    try:
+        st = DirStorage(d, sync=False)
+        st.stage("promised", [1, "n1"])
+        st.stage("a/1", [1, "n1", "v"])
+        assert st.pending() == 2
+        assert DirStorage(d, sync=False).load_all() == {}  # nothing durable before commit
+        assert st.commit() == 2 and st.stats["commits"] == 1
+        assert DirStorage(d, sync=False).load_all() == {"promised": [1, "n1"],
+                                                        "a/1": [1, "n1", "v"]}
+        big = "x" * 500
+        for i in range(400):  # ~200 KB of overwritten slots: the log must compact
+            st.stage("a/%d" % (i % 5 + 2), [i, big])
+            st.stage("a/%d" % ((i + 3) % 5 + 2), None)
+            st.commit()
+        assert st.stats["compactions"] >= 1
+        expect = {"promised": [1, "n1"], "a/1": [1, "n1", "v"]}
+        for i in range(400):
+            k = "a/%d" % (i % 5 + 2)
+            expect[k] = [i, big]
+            expect.pop("a/%d" % ((i + 3) % 5 + 2), None)
+        assert st.load_all() == expect
+        assert DirStorage(d, sync=False).load_all() == expect
+        assert os.stat(d + "/log")[6] < 200000
     finally:
         remove_tree(d)
 
