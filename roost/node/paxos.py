@@ -318,15 +318,24 @@ class _Log:
         return f if f < 0 else f & 1
 
     def get(self, slot):
-        """(round, node, value, chosen) or None."""
+        """(round, node, value, chosen, bytes of the value's JSON) or None."""
         ref = self._ref(slot)
         if not ref:
             return None
         ch, p, rnd, a, b = _parse(self._chunks, ref)
         f = ch[p]
         tag = _TAGS[f >> 1]
-        value = ["n"] if tag == "n" else [tag, json.loads(ch[a:b])]
-        return (rnd, self._nodes[ch[p + 1]], value, f & 1)
+        if tag == "n":
+            return (rnd, self._nodes[ch[p + 1]], ["n"], f & 1, 5)
+        return (rnd, self._nodes[ch[p + 1]], [tag, json.loads(ch[a:b])], f & 1, b - a + 6)
+
+    def ballot(self, slot):
+        """(round, node) or None, without decoding the value."""
+        ref = self._ref(slot)
+        if not ref:
+            return None
+        r = _parse(self._chunks, ref)
+        return (r[2], self._nodes[r[0][r[1] + 1]])
 
     def set_chosen(self, slot):
         ref = self._ref(slot)
@@ -797,7 +806,8 @@ class PaxosCore:
         for s in slots:
             e = self.log.get(s)
             item = [s, e[0], e[1], e[2], e[3]]
-            sz = _size(item) + 1
+            # its JSON, and a comma: [s,r,"n",value,c] (ids need no escapes)
+            sz = 10 + len(str(s)) + len(str(e[0])) + len(e[1]) + e[4]
             if cur and size + sz > self._budget:
                 parts.append([b[0], b[1], frm, lo, s, 0, cur])
                 lo = s
@@ -846,11 +856,11 @@ class PaxosCore:
         """Slots up to the leader's commit index that we hold under its ballot are chosen."""
         s = self.commit_index + 1
         while s <= commit:
-            e = self.log.get(s)
-            if e is None:
+            st = self.log.state(s)
+            if st < 0:
                 break
-            if not e[3]:
-                if e[0] != b[0] or e[1] != b[1]:
+            if not st:
+                if self.log.ballot(s) != b:
                     break
                 self.log.set_chosen(s)
             s += 1
@@ -1034,8 +1044,9 @@ class PaxosCore:
         self._p1_from = frm
         self._p1 = {self.node_id: [frm, _FAR, True]}
         for s in self.log.slots(frm):
-            e = self.log.get(s)
-            self._merge(s, e[0], e[1], e[2], e[3])
+            if self.log.state(s) == 0:  # chosen ones are known already
+                e = self.log.get(s)
+                self._merge(s, e[0], e[1], e[2], 0)
         self._election_at = now_ms + self._election_timeout()
         self._retry_at = now_ms + self.config.retry_ms
         if self.config._unsafe_skip_phase1:
@@ -1354,10 +1365,11 @@ class PaxosCore:
             batch = []
             size = 4
             while s <= self.commit_index and len(batch) < 256:
-                if self.log.state(s) < 0:
+                e = self.log.get(s)
+                if e is None:
                     break
-                item = [s, self.log.get(s)[2]]
-                sz = _size(item) + 1
+                item = [s, e[2]]
+                sz = 4 + len(str(s)) + e[4]  # its JSON [s,value] and a comma
                 if batch and size + sz > self._budget:
                     break
                 batch.append(item)
