@@ -176,6 +176,8 @@ def measure_heap(preset: str = "window", entries: int = 1000) -> dict | None:
             return None
         code, gossip, replica0, state, peak, logn, applied = got
         lo, hi = 16, 4096  # KB: smallest heap that completes the run, by bisection
+        if _run_heap(exe, tree, tmp, preset, entries, hi, False) is None:
+            lo = hi = 0  # not even in 4 MB (a fragmented heap)
         while hi - lo > 2:
             mid = (lo + hi) // 2
             if _run_heap(exe, tree, tmp, preset, entries, mid, False) is not None:
@@ -193,13 +195,16 @@ def bench_heap(preset: str = "window") -> str:
         return "heap: micropython not installed (or the heap run failed)"
     what = ("PaxosConfig.esp32()" if preset == "esp32"
             else "a %d-entry log window" % m["log"])
+    per = ", %.0f bytes per log entry" % m["per_entry"] if preset != "esp32" else ""
+    fits = ("fits a %.0f KB heap" % (m["min_heap"] / 1024) if m["min_heap"]
+            else "does not complete in a 4 MB heap")
     return ("heap (%s): gossip + Paxos + KV with %s (%d entries held, %d applied, %s): "
-            "state %.1f KB (gossip %.1f KB), %.0f bytes per log entry, peak live state "
-            "%.1f KB (goal <= 64 KB); code %.1f KB more, frozen into flash on a board; whole "
-            "run fits a %.0f KB heap with the code loaded in it (unix port, 64-bit)"
+            "state %.1f KB (gossip %.1f KB)%s, peak live state %.1f KB (goal <= 64 KB); "
+            "code %.1f KB more, frozen into flash on a board; whole run %s with the code "
+            "loaded in it (unix port, 64-bit)"
             % (preset, what, m["log"], m["applied"], ".mpy" if m["mpy"] else "source",
-               m["state"] / 1024, m["gossip"] / 1024, m["per_entry"], m["peak"] / 1024,
-               m["code"] / 1024, m["min_heap"] / 1024))
+               m["state"] / 1024, m["gossip"] / 1024, per, m["peak"] / 1024,
+               m["code"] / 1024, fits))
 
 
 def main() -> int:
