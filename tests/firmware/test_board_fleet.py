@@ -1,0 +1,226 @@
+"""A flashed virtual board joins an emulated fleet; signed OTA over MQTT; a pulled plug.
+
+Real processes on 127.0.0.1 only: `roost emulate up --nodes 3` (broker + 3 nodes), `roost
+board serve` (the real MicroPython behind a REPL over TCP), `roost flash --join-dir` through
+the real mpremote, `roost status --json`, `roost ota publish` (paho) and the board's own MQTT
+client. Every process started here is stopped here, by pid, with bounded waits."""
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from roost.firmware import build, ota_publish
+
+ROOT = Path(__file__).resolve().parents[2]
+BOARD_HEAP_K = 1024  # the unix port is 64-bit: a whole node needs more than the esp32's 100 KB
+
+pytestmark = pytest.mark.skipif(
+    (shutil.which("micropython") is None or shutil.which("mpy-cross") is None)
+    and not os.environ.get("CI"), reason="micropython / mpy-cross are not installed")
+
+
+def roost(*args, timeout=120, module="roost.gateway.cli"):
+    env = dict(os.environ)
+    env.pop("ROOST_FLEET_KEY", None)
+    return subprocess.run([sys.executable, "-m", module] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+class Console:
+    """The board's serial console (one TCP client), lines collected by a thread."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.lines = []
+        self.buf = b""
+        self.done = False
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.done:
+            try:
+                r, _, _ = select.select([self.sock], [], [], 0.2)
+                if not r:
+                    continue
+                data = self.sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            self.buf += data
+            while b"\n" in self.buf:
+                raw, self.buf = self.buf.split(b"\n", 1)
+                self.lines.append(raw.decode("utf-8", "replace").strip())
+
+    def has(self, text):
+        return any(text in line for line in list(self.lines))
+
+    def close(self):
+        self.done = True
+        self.t.join(timeout=2)
+        self.sock.close()
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.3)
+    raise AssertionError("timed out after %d s waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def status(d):
+    r = roost("status", "--dir", str(d), "--json", timeout=30)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def board_status(flash):
+    try:
+        return json.loads((flash / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.fixture
+def setup(tmp_path):
+    fleet = tmp_path / "fleet"
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    procs = {}
+    try:
+        r = roost("emulate", "up", "--nodes", "3", "--dir", str(fleet), "--json")
+        assert r.returncode == 0, r.stdout + r.stderr
+        procs["board"] = subprocess.Popen(
+            [sys.executable, "-m", "roost.firmware.vboard", "board", "serve", "--port", "0",
+             "--dir", str(flash), "--heap", str(BOARD_HEAP_K)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        ready, _, _ = select.select([procs["board"].stdout], [], [], 20)
+        line = procs["board"].stdout.readline() if ready else ""
+        assert "socket://" in line, line
+        url = line.split(" on ", 1)[1].split(",", 1)[0]
+        yield fleet, flash, url, procs
+    finally:
+        p = procs.get("board")
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+        if (fleet / "fleet.json").exists():
+            roost("emulate", "down", "--dir", str(fleet), timeout=60)
+
+
+def test_flashed_board_joins_updates_over_mqtt_refuses_tampering_and_its_plug_is_pulled(
+        setup, tmp_path):
+    fleet, flash, url, procs = setup
+    # 1. roost flash through mpremote, following the console until the node joined
+    t0 = time.monotonic()
+    r = roost("flash", "--port", url, "--node-id", "n04", "--join-dir", str(fleet), "--json",
+              "--timeout", "60", timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(r.stdout)
+    assert "roost: joined fleet emu as n04" in res["line"]
+    print("flash to joined: %.1f s" % (time.monotonic() - t0))
+    key = (fleet / "fleet.key").read_text().strip()
+    assert key not in r.stdout + r.stderr  # the fleet key is never shown
+
+    # 2. alive in roost status: every view (the fleet's nodes learned its address)
+    def n04_alive():
+        st = status(fleet)
+        m = st["members"].get("n04", {})
+        return st if (m.get("state") == "alive" and m["views"].get("alive") == 4
+                      and st["nodes"]["n04"]["process"] == "running") else None
+
+    st = wait_for(n04_alive, 30, "n04 alive in every view")
+    for n in ("n01", "n02", "n03"):
+        assert "n04" in st["nodes"][n]["sees_alive"]
+    before = board_status(flash)
+    assert before["board"]["slot"] == "a" and before["board"]["serial"] == 0
+
+    con = Console(int(url.rsplit(":", 1)[1]))
+    try:
+        # 3. a signed update over MQTT: verified, staged, switched, confirmed on rejoin
+        img = tmp_path / "img-v2"
+        build.build("esp32", img, 1, "v2")
+        r = roost("ota", "publish", "--dir", str(fleet), "--target", "n04", "--serial", "1",
+                  "--version", "v2", "--image", str(img), "--json",
+                  module="roost.firmware.ota_publish")  # `roost ota` once the CLI wires it
+        assert r.returncode == 0, r.stdout + r.stderr
+
+        def updated():
+            b = board_status(flash)
+            if not b or not b.get("joined"):
+                return None
+            bd = b["board"]
+            return b if (bd["slot"] == "b" and bd["version"] == "v2" and bd["trial"] == -1
+                         and b["incarnation"] > before["incarnation"]) else None
+
+        after = wait_for(updated, 60, "the update to be switched and confirmed")
+        assert json.loads((flash / "slots" / "state.json").read_text()) == ["b", "a", -1, 1,
+                                                                            "v2"]
+        wait_for(lambda: con.has("update confirmed in slot b"), 20, "the confirm line")
+        assert con.has("verified and switched")
+        wait_for(n04_alive, 30, "n04 alive again after the update")
+
+        # 4. tampered updates: refused, counted, logged; the node keeps running v2
+        files = ota_publish.image_files(img)
+        broker = json.loads((fleet / "fleet.json").read_text())["broker"]["url"]
+        m, tag = ota_publish.make_bundle(files, key, 2, "v3-tampered")
+        frames = ota_publish.frames(m, tag, files)
+        bad = bytearray(frames[2])
+        bad[-1] ^= 0x01  # one bit of one file
+        frames[2] = bytes(bad)
+        ota_publish.publish(broker, "roost/emu/ota/n04", frames)
+        m2, _ = ota_publish.make_bundle(files, key, 3, "v4-forged")
+        forged = ota_publish.frames(m2, ota_publish.ota.sign("not-the-fleet-key", m2), files)
+        ota_publish.publish(broker, "roost/emu/ota/esp32", forged)  # by board kind
+
+        def refused():
+            b = board_status(flash)
+            o = (b or {}).get("board", {}).get("ota", {})
+            return b if (o.get("rx_rejected_hash_mismatch") == 1
+                         and o.get("rx_rejected_bad_signature") == 1) else None
+
+        b = wait_for(refused, 30, "both tampered updates to be refused")
+        assert b["incarnation"] == after["incarnation"]  # no reset
+        assert b["board"]["slot"] == "b" and b["board"]["version"] == "v2"
+        assert json.loads((flash / "slots" / "state.json").read_text())[:4] == ["b", "a", -1, 1]
+        assert not (flash / "slots" / "staging").exists()
+        wait_for(lambda: con.has("v3-tampered refused (hash_mismatch)")
+                 and con.has("v4-forged refused (bad_signature)"), 10, "the refusal lines")
+        time.sleep(2)
+        assert board_status(flash)["incarnation"] == after["incarnation"]
+        n04_alive() or wait_for(n04_alive, 20, "n04 still alive after the refusals")
+    finally:
+        con.close()
+
+    # 5. pull the plug: kill `roost board serve` (its interpreter dies with it)
+    procs["board"].send_signal(signal.SIGKILL)
+    procs["board"].wait(timeout=10)
+
+    def n04_dead():
+        st = status(fleet)
+        m = st["members"].get("n04", {})
+        return st if (m.get("state") == "dead" and m["views"].get("dead") == 3
+                      and st["nodes"]["n04"]["process"] == "down") else None
+
+    st = wait_for(n04_dead, 60, "the fleet to see n04 dead")
+    for n in ("n01", "n02", "n03"):
+        assert st["members"][n]["state"] == "alive"
