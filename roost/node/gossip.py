@@ -239,7 +239,7 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
         if kind not in KINDS:
             self.ch.reject("unknown_kind")
             return []
-        msg = decode_body(kind, env.body, self.cfg.max_summary_items)
+        msg = decode_body(kind, env.body, self.cfg.max_summary_items, self._m)
         if msg is None:
             self.ch.reject("malformed")
             return []

@@ -43,6 +43,37 @@ class MembersMixin:
             self._n_live = n
         return self._live
 
+    def _relive(self, nid, old, new):
+        """Keep the live list and count in step with one member's state change (old/new are
+        states, -1 for no record): a binary-search insert or delete instead of rebuilding
+        and sorting the whole list after every change (a 1,000-node join storm changes a
+        member per message)."""
+        live = self._live
+        if live is None:
+            return  # built on the next _live_ids()
+        a = old == ALIVE or old == SUSPECT or old == SLEEPING
+        b = new == ALIVE or new == SUSPECT or new == SLEEPING
+        if a != b:
+            self._n_live += 1 if b else -1
+        if nid == self.id:
+            return
+        a = a and old != SLEEPING
+        b = b and new != SLEEPING
+        if a == b:
+            return
+        lo = 0
+        hi = len(live)
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if live[mid] < nid:
+                lo = mid + 1
+            else:
+                hi = mid
+        if b:
+            live.insert(lo, nid)
+        elif lo < len(live) and live[lo] == nid:
+            del live[lo]
+
     def _pick(self, k, exclude):
         live = self._live_ids()
         if exclude is not None and exclude in live:
@@ -60,11 +91,12 @@ class MembersMixin:
         self.state = state
         r = self._m[self.id]
         changed = r[0] != state
+        if changed:
+            self._relive(self.id, r[0], state)
         r[0] = state
         r[1] = self.inc
         r[4] = self._wake_ms if state == SLEEPING else 0
         r[5] = now_ms
-        self._live = None
         self._enqueue(Q_MEMBER, self.id)
         if changed:
             eff.append((EVENT, "member", [self.id, STATE_NAMES[state], self.inc]))
@@ -78,7 +110,7 @@ class MembersMixin:
         r[4] = until
         if old != state:
             r[5] = now_ms
-            self._live = None
+            self._relive(nid, old, state)
             eff.append((EVENT, "member", [nid, STATE_NAMES[state], inc]))
             if state == DEAD:
                 if len(self._dead) < 64:
@@ -146,8 +178,8 @@ class MembersMixin:
 
     def _forget(self, nid):
         self._dead.pop(nid, None)
+        self._relive(nid, self._m[nid][0], -1)
         del self._m[nid]
-        self._live = None
         self._qm.pop(nid, None)
 
     def _reclaim(self, now_ms):
@@ -188,7 +220,7 @@ class MembersMixin:
             dom = meta.setdefault(dom, dom)
             self._m[nid] = [st, inc, board, dom, 0, now_ms]
             self._new = True
-            self._live = None
+            self._relive(nid, -1, st)
             eff.append((EVENT, "member", [nid, STATE_NAMES[st], inc]))
             self._set(now_ms, nid, st, inc, [], now_ms + extra if st == SLEEPING else 0, extra)
             return

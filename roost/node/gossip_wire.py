@@ -252,24 +252,55 @@ def check_summary(s, max_items):
     return _vid(s[0]) and _is_int(s[1], 1, MAX_INC) and check_summary_value(s[2], max_items)
 
 
-def decode_gossip(g, max_items=16):
-    """A gossip block -> (member updates, summary updates), or None when malformed."""
+def decode_gossip(g, max_items=16, known=None):
+    """A gossip block -> (member updates, summary updates), or None when malformed.
+
+    ``known`` (optional): member id -> the core's record ``[state, inc, board, domain, ..]``.
+    An alive/dead/left update equal to a known record field for field (ints as ints) is
+    valid (the record was checked when it was stored) and changes nothing, so it is left out
+    of the result instead of being checked again: in a big fleet most piggybacked updates
+    are such repeats."""
     if type(g) is not list or len(g) != 2:
         return None
     ms, ss = g
     if type(ms) is not list or type(ss) is not list:
         return None
-    for u in ms:
-        if not check_member(u):
-            return None
+    if known is not None and ms:
+        keep = []
+        for u in ms:
+            if type(u) is list and len(u) == 6 and type(u[0]) is str:
+                r = known.get(u[0])
+                if (
+                    r is not None
+                    and u[1] == r[0]
+                    and u[2] == r[1]
+                    and u[3] == r[2]
+                    and u[4] == r[3]
+                    and r[0] != SUSPECT
+                    and r[0] != SLEEPING
+                    and type(u[1]) is int
+                    and type(u[2]) is int
+                    and type(u[5]) is int
+                    and u[5] == 0
+                ):
+                    continue
+            if not check_member(u):
+                return None
+            keep.append(u)
+        ms = keep
+    else:
+        for u in ms:
+            if not check_member(u):
+                return None
     for s in ss:
         if not check_summary(s, max_items):
             return None
     return ms, ss
 
 
-def decode_body(kind, body, max_items=16):
+def decode_body(kind, body, max_items=16, known=None):
     """(kind, body) -> a tuple of checked fields, or None when malformed. Never raises.
+    ``known``: see ``decode_gossip`` (repeats of known member records are left out).
 
     PING/PING_REQ -> (seq, target, members, sums); ACK -> (seq, members, sums);
     GOSSIP -> (members, sums); JOIN/SYNC -> (phase, last, members, digest, sums)
@@ -279,28 +310,28 @@ def decode_body(kind, body, max_items=16):
     if kind == PING or kind == PING_REQ:
         if len(body) != 3 or not _is_int(body[0], 0, MAX_SEQ) or not is_valid_id(body[1]):
             return None
-        g = decode_gossip(body[2], max_items)
+        g = decode_gossip(body[2], max_items, known)
         return None if g is None else (body[0], body[1], g[0], g[1])
     if kind == ACK:
         if len(body) != 2 or not _is_int(body[0], 0, MAX_SEQ):
             return None
-        g = decode_gossip(body[1], max_items)
+        g = decode_gossip(body[1], max_items, known)
         return None if g is None else (body[0], g[0], g[1])
     if kind == GOSSIP:
         if len(body) != 1:
             return None
-        return decode_gossip(body[0], max_items)
+        return decode_gossip(body[0], max_items, known)
     if kind == JOIN or kind == SYNC:
         if len(body) != 5:
             return None
         phase, last, ms, dg, ss = body
         if not _is_int(phase, 0, 2) or not _is_int(last, 0, 1):
             return None
-        g = decode_gossip([ms, ss], max_items)
+        g = decode_gossip([ms, ss], max_items, known)
         if g is None:
             return None
         if dg == 0:
-            return (phase, last, ms, None, ss)
+            return (phase, last, g[0], None, ss)
         if not isinstance(dg, list) or len(dg) != 3:
             return None
         lo, hi, items = dg
@@ -316,5 +347,5 @@ def decode_body(kind, body, max_items=16):
                 or not _is_int(it[1], 1, MAX_INC)
             ):
                 return None
-        return (phase, last, ms, (lo, hi, items), ss)
+        return (phase, last, g[0], (lo, hi, items), ss)
     return None
