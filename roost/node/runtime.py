@@ -40,6 +40,7 @@ except ImportError:  # CPython
 
 _BOOT_KEY = "_boot"  # storage key of the boot counter (the incarnation); hidden from hosts
 _MAX_SLEEP_MS = const(1000)  # the tick loop wakes at least this often (stop, status)
+_RX_BATCH = const(32)  # datagrams handled per wake-up (and per durable write) at most
 
 
 class RuntimeConfig:
@@ -110,6 +111,12 @@ class MqttTransport:
         self.stats["mqtt_tx"] += 1
         return True
 
+    def poll(self):
+        """One waiting payload ("", payload), or None."""
+        if not self.queue:
+            return None
+        return "", self.queue.pop(0)
+
     async def recv(self):
         while not self.queue:
             self.ready.clear()
@@ -145,8 +152,11 @@ class NodeRuntime:
         self.blocked = set()  # the fault switch: peers we neither send to nor hear from
         self.loss_ppm = 0  # the fault switch: this share (per million) of traffic is lost
         self._fault_rng = Prng(random_seed())
-        self.stats = {"rx": 0, "tx": 0, "tx_no_route": 0, "persists": 0, "ticks": 0,
-                      "applies": 0, "events": 0, "host_errors": 0, "fault_dropped": 0}
+        self._held = []  # (now, effect) waiting for the staged PERSISTs to be written
+        self._sleep_until = 0  # when the sleeping tick loop wakes anyway (-1: it is awake)
+        self.stats = {"rx": 0, "tx": 0, "tx_no_route": 0, "persists": 0, "flushes": 0,
+                      "ticks": 0, "applies": 0, "events": 0, "host_errors": 0,
+                      "fault_dropped": 0, "rx_batches": 0}
 
     # -------------------------------------------------------- boot
 
@@ -170,27 +180,63 @@ class NodeRuntime:
 
     # -------------------------------------------------------- effects
 
-    def execute(self, effects, now=None):
-        """Carry out effects in order (PERSIST is durable before the next one runs)."""
-        if not effects:
-            return
-        if now is None:
-            now = now_ms()
-        for e in effects:
-            kind = e[0]
-            if kind == SEND:
-                self._send(e[1], e[2])
-            elif kind == PERSIST:
-                self.storage.put(e[1], e[2])
-                self.stats["persists"] += 1
-            elif kind == APPLY or kind == EVENT:
-                self.stats["applies" if kind == APPLY else "events"] += 1
-                for fn in self.observers:
-                    try:
-                        fn(now, self.node_id, e)
-                    except Exception as ex:  # an observer's bug must not stop the node
-                        self._error("observer", ex)
-        self._wake.set()  # the host's next deadline may have moved
+    def execute(self, effects, now=None, flush=True):
+        """Carry out effects in order. PERSISTs are staged; every effect after the first
+        staged one waits in ``_held`` until ``flush()`` has written all staged records with
+        one durable write (persist before send). ``flush=False`` lets the receive loop
+        group the steps of several datagrams into one write."""
+        if effects:
+            if now is None:
+                now = now_ms()
+            held = self._held
+            st = self.storage
+            for e in effects:
+                kind = e[0]
+                if kind == PERSIST:
+                    st.stage(e[1], e[2])
+                    self.stats["persists"] += 1
+                elif held or st.pending():
+                    held.append((now, e))
+                else:
+                    self._do(now, e)
+        if flush:
+            self.flush()
+
+    def _do(self, now, e):
+        kind = e[0]
+        if kind == SEND:
+            self._send(e[1], e[2])
+        elif kind == APPLY or kind == EVENT:
+            self.stats["applies" if kind == APPLY else "events"] += 1
+            for fn in self.observers:
+                try:
+                    fn(now, self.node_id, e)
+                except Exception as ex:  # an observer's bug must not stop the node
+                    self._error("observer", ex)
+
+    def flush(self):
+        """Write what is staged (one write, fsync'ed when configured), then carry out the
+        effects that waited for it; wake the tick loop if the host's deadline moved earlier."""
+        if self.storage.pending():
+            try:
+                self.storage.commit()
+            except OSError as ex:  # flash full or gone: a node that cannot persist stops
+                self._held = []
+                self.stats["storage_errors"] = self.stats.get("storage_errors", 0) + 1
+                self._error("storage", ex)
+                self.stop()
+                return
+            self.stats["flushes"] += 1
+        held = self._held
+        if held:
+            self._held = []
+            for now, e in held:
+                self._do(now, e)
+        host = self.host
+        if host is not None:
+            d = host.next_deadline_ms()
+            if d is not None and d < self._sleep_until:
+                self._wake.set()  # the tick loop sleeps past the host's new deadline
 
     def peers(self):
         """Every peer some transport can reach, sorted, without this node."""
@@ -218,8 +264,9 @@ class NodeRuntime:
                 return
         self.stats["tx_no_route"] += 1
 
-    def deliver(self, src, payload):
-        """One inbound payload (from any transport) into the host."""
+    def deliver(self, src, payload, flush=True):
+        """One inbound payload (from any transport) into the host (``flush=False``: the
+        caller flushes after a batch of datagrams)."""
         if src and src in self.blocked:
             self.stats["fault_dropped"] += 1
             return
@@ -232,8 +279,8 @@ class NodeRuntime:
             effects = self.host.receive(now, src, payload)
         except Exception as ex:  # a core bug on one message: count it, keep the node up
             self._error("receive", ex)
-            return
-        self.execute(effects, now)
+            effects = None
+        self.execute(effects, now, flush)
 
     def call(self, fn):
         """Run a local command: ``fn(host, now_ms) -> effects``; carries them out."""
@@ -298,9 +345,29 @@ class NodeRuntime:
             if not self.running:
                 return
             try:
-                self.deliver(src, payload)
+                self._deliver_batch(t, src, payload)
             except MemoryError:
+                self._held = []
                 self._low_memory()
+
+    def _deliver_batch(self, t, src, payload):
+        """The datagram just received and every one already waiting (at most _RX_BATCH):
+        one flush, so their PERSISTs share one durable write and the loop wakes once."""
+        self.stats["rx_batches"] += 1
+        poll = getattr(t, "poll", None)
+        n = 0
+        try:
+            while True:
+                self.deliver(src, payload, False)
+                n += 1
+                if poll is None or n >= _RX_BATCH or self._stop.is_set():
+                    break
+                got = poll()
+                if got is None:
+                    break
+                src, payload = got
+        finally:
+            self.flush()
 
     def _low_memory(self):
         self.stats["memory_errors"] = self.stats.get("memory_errors", 0) + 1
@@ -339,8 +406,11 @@ class NodeRuntime:
                 wait = _MAX_SLEEP_MS
             if MICROPYTHON and wait >= 20:
                 gc.collect()  # idle: collect now rather than in the middle of a message
+            wait = max(wait, 1)
+            self._sleep_until = now + wait
             self._wake.clear()
-            await wait_event_ms(self._wake, max(wait, 1))
+            await wait_event_ms(self._wake, wait)
+            self._sleep_until = -1
 
     async def run(self):
         """Boot (unless booted), start the transports' receive loops, tick until stop()."""

@@ -57,7 +57,6 @@ _LOG = "log"
 _NEW = "log.n"  # a compaction in progress (removed at start-up if a crash left one)
 _COMPACT_MIN = const(65536)  # never compact a log smaller than this (bytes)
 _COMPACT_RATIO = const(4)  # compact when the log is this many times its live records
-_READ_CHUNK = const(2048)
 
 _fsync = getattr(os, "fsync", None)
 
@@ -158,6 +157,38 @@ def _makedirs(path):
                     raise
 
 
+def _record_key(line):
+    """A log line without its newline -> (key, deleted) if its checksum holds, else None.
+
+    Reads the key without decoding the value (a snapshot record can be tens of KB)."""
+    if len(line) < 12 or line[8:9] != b" ":
+        return None
+    body = line[9:]
+    try:
+        crc = int(line[:8], 16)
+    except ValueError:
+        return None
+    if binascii.crc32(body) & 0xFFFFFFFF != crc or body[:2] != b'["':
+        return None
+    i = 2
+    n = len(body)
+    while i < n:
+        c = body[i]
+        if c == 92:  # backslash: skip the escaped character
+            i += 2
+            continue
+        if c == 34:  # the key's closing quote
+            break
+        i += 1
+    if i >= n:
+        return None
+    try:
+        key = json.loads(body[1:i + 1])
+    except ValueError:
+        return None
+    return key, body[i + 1:] in (b", null]", b",null]")
+
+
 def _scan(path, index):
     """Read the log at path into index {key: (offset, length)}; -> (good_bytes, torn).
 
@@ -167,52 +198,28 @@ def _scan(path, index):
         f = open(path, "rb")
     except OSError:
         return 0, False
-    pos = 0  # file offset of buf[0]
-    buf = b""
+    pos = 0
     try:
         while True:
-            chunk = f.read(_READ_CHUNK)
-            if chunk:
-                buf = buf + chunk if buf else chunk
-            start = 0
-            while True:
-                nl = buf.find(b"\n", start)
-                if nl < 0:
-                    break
-                rec = decode_record(buf[start:nl])
-                if rec is None:
-                    _check_rest(f, buf[nl + 1:])
-                    return pos + start, True
-                if rec[1] is None:
-                    index.pop(rec[0], None)
-                else:
-                    index[rec[0]] = (pos + start, nl + 1 - start)
-                start = nl + 1
-            pos += start
-            buf = buf[start:]
-            if not chunk:
-                return pos, len(buf) > 0  # bytes without a newline: a torn last record
+            line = f.readline()
+            if not line:
+                return pos, False
+            n = len(line)
+            rec = _record_key(line[:-1]) if line[n - 1] == 10 else None
+            if rec is None:
+                while True:  # anything good after it?
+                    more = f.readline()
+                    if not more:
+                        return pos, True
+                    if more[len(more) - 1] == 10 and _record_key(more[:-1]) is not None:
+                        raise StorageError("damaged record in the middle of the log")
+            if rec[1]:
+                index.pop(rec[0], None)
+            else:
+                index[rec[0]] = (pos, n)
+            pos += n
     finally:
         f.close()
-
-
-def _check_rest(f, buf):
-    """After a bad record: StorageError if any later complete record is good."""
-    while True:
-        chunk = f.read(_READ_CHUNK)
-        if chunk:
-            buf = buf + chunk
-        start = 0
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
-            if decode_record(buf[start:nl]) is not None:
-                raise StorageError("damaged record in the middle of the log")
-            start = nl + 1
-        buf = buf[start:]
-        if not chunk:
-            return
 
 
 class DirStorage:
