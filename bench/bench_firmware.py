@@ -6,6 +6,8 @@ Prints one figure per line:
   free heap after boot (boot.py + main.py up to "roost: started") under the esp32 profile's
   heap, on the real micropython unix port (64-bit: objects are bigger than on an ESP32)
   seconds from `roost flash` to the started line on a virtual board (roost board serve)
+  seconds from `roost flash --join-dir` to "joined" on a virtual board joining a running
+  emulated fleet (roost emulate up --nodes 3), the board at --join-heap KB
 Run from the repository root: python bench/bench_firmware.py
 """
 
@@ -79,10 +81,54 @@ def flash_seconds(image: Path) -> float:
                 proc.wait(timeout=10)
 
 
+def flash_to_joined(image: Path, runs: int, heap_k: int) -> list[float]:
+    """Seconds from `roost flash --join-dir` to the board's "joined" line, one fleet for all
+    runs (each run a fresh board and a new node id)."""
+    from roost.emulator import fleet
+
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp) / "fleet"
+        snap = fleet.up(d, 3)
+        try:
+            if not snap["health"]["healthy"]:
+                raise SystemExit("the fleet did not come up: %s" % snap["health"]["problems"])
+            for i in range(runs):
+                fl = Path(tmp) / ("flash%d" % i)
+                fl.mkdir()
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "roost.firmware.vboard", "board", "serve", "--port",
+                     "0", "--dir", str(fl), "--heap", str(heap_k)],
+                    cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                try:
+                    ready, _, _ = select.select([proc.stdout], [], [], 20)
+                    line = proc.stdout.readline() if ready else ""
+                    url = line.split(" on ", 1)[1].split(",", 1)[0]
+                    ap = argparse.ArgumentParser()
+                    flash.add_flash_parser(ap.add_subparsers())
+                    args = ap.parse_args(["flash", "--port", url, "--node-id", "b%02d" % i,
+                                          "--join-dir", str(d), "--image", str(image)])
+                    t0 = time.monotonic()
+                    flash.flash(args, say=lambda s: None)
+                    out.append(time.monotonic() - t0)
+                finally:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(timeout=10)
+        finally:
+            fleet.down(d)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--board", default="esp32")
     ap.add_argument("--flashes", type=int, default=3, help="flash runs (median reported)")
+    ap.add_argument("--join-heap", type=int, default=1024, metavar="KB",
+                    help="the joining board's heap (the unix port needs more than an ESP32)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "image"
@@ -99,6 +145,10 @@ def main() -> int:
         times = sorted(flash_seconds(image) for _ in range(a.flashes))
         print("flash_to_started_s %.2f (median of %d, virtual board)"
               % (times[len(times) // 2], len(times)))
+        j = sorted(flash_to_joined(image, a.flashes, a.join_heap))
+        print("flash_to_joined_s %.2f (median of %d, min %.2f, max %.2f; virtual board, heap "
+              "%d KB, joining a 3-node emulated fleet)"
+              % (j[len(j) // 2], len(j), j[0], j[-1], a.join_heap))
     return 0
 
 
