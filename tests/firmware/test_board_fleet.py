@@ -224,3 +224,43 @@ def test_flashed_board_joins_updates_over_mqtt_refuses_tampering_and_its_plug_is
     st = wait_for(n04_dead, 60, "the fleet to see n04 dead")
     for n in ("n01", "n02", "n03"):
         assert st["members"][n]["state"] == "alive"
+
+
+class _FakeClient:
+    def __init__(self):
+        self.on_message = None
+        self.subs = []
+        self.published = []
+
+    def subscribe(self, t, qos=1):
+        self.subs.append(t)
+
+    def publish(self, t, payload, qos=0, retain=False):
+        self.published.append((t, payload))
+
+
+def test_ota_frames_switch_and_garbage_is_counted_never_raised(tmp_path):
+    from roost.firmware import bootsel
+    from roost.node.ota_mqtt import OtaMqtt, frame_end
+
+    root = str(tmp_path)
+    c = _FakeClient()
+    lines = []
+    o = OtaMqtt(c, "lab", "n04", "esp32", "k" * 16, root, lines.append)
+    assert c.subs == ["roost/lab/ota/n04", "roost/lab/ota/esp32"]
+    for junk in (b"", b"ROTA1", b"ROTA1M\xff\xff", b"ROTA1Q" + b"\x00" * 20, b"x" * 300,
+                 b"ROTA1F\x00\x00\x00\x01\x00\x00", frame_end(7)):
+        c.on_message("roost/lab/ota/n04", junk, False)  # never raises
+    assert not o.reset_pending and o.stats["rx_rejected_malformed"] >= 3
+    files = {"roost/a.py": b"print(1)\n" * 1000, "roost/b.py": b""}
+    m, tag = ota_publish.make_bundle(files, "k" * 16, 1, "v2")
+    # a stale retained bundle after its own update is not news; a fresh one switches
+    for f in ota_publish.frames(m, tag, files, chunk=1000):
+        c.on_message("roost/lab/ota/esp32", f, False)
+    assert o.reset_pending and bootsel.read_state(root)[:4] == ["b", "a", 2, 1]
+    assert (tmp_path / "slots" / "b" / "roost" / "a.py").read_bytes() == files["roost/a.py"]
+    o2 = OtaMqtt(_FakeClient(), "lab", "n04", "esp32", "k" * 16, root, lines.append)
+    assert o2.handle(ota_publish.frames(m, tag, files, single=True)[0], retained=True) == "stale"
+    assert not any("v2 refused" in ln for ln in lines)
+    with pytest.raises(ValueError, match="does not fit one message"):
+        ota_publish.frames(m, tag, {"roost/a.py": b"x" * 20000, "roost/b.py": b""}, single=True)
