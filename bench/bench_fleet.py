@@ -3,6 +3,10 @@
 Side by side in one run, the same value size, 3 replica processes each:
   committed writes/s with 1 and 16 concurrent clients, median and p99 latency,
   time until writes resume after SIGKILL of the leader; then the ratios.
+Like with like: PySyncObj keeps its log in memory and never fsyncs, so roost is measured
+without fsync (its default for emulation: a kill -9 loses nothing, a power cut of the
+machine may), then again with fsync on every write (--skip-fsync leaves that run out);
+each side says "fsync" in its output.
 roost: clients are a separate process speaking the kv protocol over UDP (roost load).
 PySyncObj (appendEntriesUseBatch=False, its low-latency setting): clients are threads in a
 follower process calling a @replicated set(sync=True) (forwarded to the leader: one hop, as
@@ -36,13 +40,13 @@ def _pct(xs, p):
 # ---------------------------------------------------------------- roost
 
 
-def roost_bench(duration, value_size, tmp):
+def roost_bench(duration, value_size, tmp, fsync=False, failover=True):
     from roost.emulator import chaos, fleet
     from roost.gateway import client
 
-    d = Path(tmp) / "roost"
-    out = {}
-    snap = fleet.up(d, 3, groups=1, replicas=3, timeout_s=60)
+    d = Path(tmp) / ("roost-fsync" if fsync else "roost")
+    out = {"fsync": fsync}
+    snap = fleet.up(d, 3, groups=1, replicas=3, timeout_s=60, opts={"fsync": fsync})
     try:
         if not snap["health"]["healthy"]:
             return {"error": "fleet not healthy: %s" % snap["health"]["problems"]}
@@ -50,6 +54,8 @@ def roost_bench(duration, value_size, tmp):
             s = client.run_load(d, c, duration, keys=32, mix="put:1", value_size=value_size)
             out["c%d" % c] = {"writes_per_s": s["writes_per_s"], "p50_ms": s["latency_ms"]["p50"],
                               "p99_ms": s["latency_ms"]["p99"], "unknown": s["unknown"]}
+        if not failover:
+            return out
         leader = snap["health"]["leaders"]["g0"][0]
         res = {}
 
@@ -204,7 +210,7 @@ def pso_bench(duration, value_size, tmp):
         import pysyncobj  # noqa: F401
     except ImportError:
         return {"error": "pysyncobj is not installed (pip install pysyncobj)"}
-    out = {}
+    out = {"fsync": False}  # PySyncObj keeps its log in memory (no journal file configured)
     for c in (1, 16):
         out["c%d" % c] = pso_run(c, duration, value_size, tmp)
     out["failover_s"] = pso_run(1, duration + 3, value_size, tmp, 1.5).get("failover_s")
@@ -246,6 +252,8 @@ def main():
     ap.add_argument("--value-size", type=int, default=16)
     ap.add_argument("--scale", default="", help="node counts to try, e.g. 10,20,40")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--skip-fsync", action="store_true",
+                    help="skip the extra roost run with fsync on every write")
     ap.add_argument("--pso-node", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--ports", help=argparse.SUPPRESS)
     ap.add_argument("--clients", type=int, default=1, help=argparse.SUPPRESS)
@@ -256,23 +264,30 @@ def main():
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         roost = roost_bench(a.duration, a.value_size, tmp)
-        print("roost:     %s" % json.dumps(roost, sort_keys=True), flush=True)
+        print("roost (no fsync, as PySyncObj): %s" % json.dumps(roost, sort_keys=True),
+              flush=True)
+        roost_fs = None
+        if not a.skip_fsync:
+            roost_fs = roost_bench(a.duration, a.value_size, tmp, fsync=True, failover=False)
+            print("roost (fsync every write):      %s" % json.dumps(roost_fs, sort_keys=True),
+                  flush=True)
         pso = pso_bench(a.duration, a.value_size, tmp)
-        print("pysyncobj: %s" % json.dumps(pso, sort_keys=True), flush=True)
+        print("pysyncobj (no fsync):           %s" % json.dumps(pso, sort_keys=True), flush=True)
         ratios = {}
         for c in ("c1", "c16"):
-            try:
-                ratios["writes_%s" % c] = round(roost[c]["writes_per_s"]
-                                                / pso[c]["writes_per_s"], 2)
-            except (KeyError, TypeError, ZeroDivisionError):
-                ratios["writes_%s" % c] = None
+            for name, side in (("", roost), ("_fsync", roost_fs)):
+                try:
+                    ratios["writes_%s%s" % (c, name)] = round(side[c]["writes_per_s"]
+                                                              / pso[c]["writes_per_s"], 2)
+                except (KeyError, TypeError, ZeroDivisionError):
+                    ratios["writes_%s%s" % (c, name)] = None
         try:
             ratios["failover_speedup"] = round(pso["failover_s"] / roost["failover_s"], 2)
         except (KeyError, TypeError, ZeroDivisionError):
             ratios["failover_speedup"] = None
         print("ratios (roost / pysyncobj; failover: pysyncobj time / roost time): %s"
               % json.dumps(ratios, sort_keys=True), flush=True)
-        result = {"roost": roost, "pysyncobj": pso, "ratios": ratios}
+        result = {"roost": roost, "roost_fsync": roost_fs, "pysyncobj": pso, "ratios": ratios}
         if a.scale:
             result["scale"] = scale_bench([int(x) for x in a.scale.split(",")], tmp)
         if a.json:
