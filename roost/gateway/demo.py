@@ -220,13 +220,24 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
         description="Run a narrated, simulated fleet of sensor nodes in virtual time: two "
         "plugs are pulled and one comes back. No broker or board needed.",
     )
-    p.add_argument("--nodes", type=int, default=9, help="fleet size (default 9)")
+    p.add_argument("--nodes", type=int, default=None, help="fleet size (default 9; 5 with --live)")
     p.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument("--live", action="store_true",
+                   help="real processes instead: a fleet, a broker and a load on this machine; "
+                   "plugs pulled by SIGKILL (roost/gateway/demo_live.py)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="with --live: seconds of load (default 18)")
     p.set_defaults(handler=_run_cli)
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    if getattr(args, "live", False):
+        from roost.gateway import demo_live
+
+        return demo_live.run_cli(args)
+    if args.nodes is None:
+        args.nodes = 9
     if not 4 <= args.nodes <= 200:
         raise ValueError("--nodes must be between 4 and 200")
     if args.json:
