@@ -85,10 +85,50 @@ class FaultSwitch:
         self.write(node, cur.get("blocked", []), rate)
 
 
-BACKENDS: dict[str, type] = {"switch": FaultSwitch}
+class NetnsFaults:
+    """Root mode (``roost emulate up --netns``): real links and real loss on the fabric.
+
+    A side of one node is isolated by pulling its cable (its bridge port goes down, the
+    node sees NO-CARRIER); other cuts are frames dropped between bridge ports (nftables);
+    loss is ``tc netem`` on both ends of the node's veth, or the fabric's nftables fallback
+    when the kernel has no netem."""
+
+    def __init__(self, d: str | Path) -> None:
+        from roost.emulator.netns import Fabric, NetnsError
+
+        self.dir = Path(d).resolve()
+        self.state = load_state(self.dir)
+        ns = self.state.get("netns")
+        if not ns:
+            raise FleetError("the fleet in %s does not run in network namespaces "
+                             "(start it with 'roost emulate up --netns')" % self.dir)
+        try:
+            self.fab = Fabric.attach(ns["state_file"])
+        except NetnsError as e:
+            raise FleetError(str(e)) from None
+
+    def partition(self, sides: list[list[str]]) -> None:
+        singles = [s[0] for s in sides if len(s) == 1]
+        rest = [s for s in sides if len(s) > 1]
+        self.fab.partition(rest if len(rest) > 1 else [])
+        for n in sorted(self.fab.down - set(singles)):
+            self.fab.link_up(n)
+        for n in singles:
+            self.fab.link_down(n)
+
+    def heal(self) -> None:
+        self.fab.heal()
+
+    def loss(self, node: str, rate: float) -> None:
+        self.fab.loss(node, rate)
 
 
-def _backend(d: str | Path, name: str = "switch") -> Any:
+BACKENDS: dict[str, type] = {"switch": FaultSwitch, "netns": NetnsFaults}
+
+
+def _backend(d: str | Path, name: str | None = None) -> Any:
+    if name is None:  # the fleet's own kind: namespaces when it runs in them
+        name = "netns" if load_state(d).get("netns") else "switch"
     if name not in BACKENDS:
         raise FleetError("unknown fault backend %r (known: %s)" % (name, ", ".join(BACKENDS)))
     return BACKENDS[name](d)
@@ -152,18 +192,18 @@ def parse_sides(text: str, ids: list[str]) -> list[list[str]]:
     return sides
 
 
-def partition(d: str | Path, text: str, backend: str = "switch") -> list[list[str]]:
+def partition(d: str | Path, text: str, backend: str | None = None) -> list[list[str]]:
     b = _backend(d, backend)
     sides = parse_sides(text, b.state["ids"])
     b.partition(sides)
     return sides
 
 
-def heal(d: str | Path, backend: str = "switch") -> None:
+def heal(d: str | Path, backend: str | None = None) -> None:
     _backend(d, backend).heal()
 
 
-def loss(d: str | Path, node: str, rate: float, backend: str = "switch") -> None:
+def loss(d: str | Path, node: str, rate: float, backend: str | None = None) -> None:
     b = _backend(d, backend)
     _node(b.state, node)
     if not 0 <= rate <= 1:
@@ -175,7 +215,7 @@ def loss(d: str | Path, node: str, rate: float, backend: str = "switch") -> None
 
 
 def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0,
-            say=None, backend: str = "switch") -> list[dict[str, Any]]:
+            say=None, backend: str | None = None) -> list[dict[str, Any]]:
     """A seeded mix of faults for duration_s seconds; every fault is undone at the end.
 
     At most a minority of each replica group is down or cut off at any time, so the

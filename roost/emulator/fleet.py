@@ -235,7 +235,11 @@ def start_node(d: Path, state: dict[str, Any], node_id: str) -> int:
     env.pop("ROOST_FLEET_KEY", None)
     log = open(Path(info["dir"]) / "node.log", "ab")
     try:
-        proc = subprocess.Popen(node_argv(state, node_id), stdout=log, stderr=subprocess.STDOUT,
+        argv = node_argv(state, node_id)
+        ns = state.get("netns")
+        if ns:  # root mode: inside the node's own namespace (``ip netns exec`` keeps the pid)
+            argv = ["ip", "netns", "exec", ns["ns"][node_id]] + argv
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=info["dir"], env=env,
                                 start_new_session=True)
     finally:
@@ -257,7 +261,8 @@ def broker_marker(state: dict[str, Any]) -> str | None:
 
 def write_configs(d: Path, state: dict[str, Any], opts: dict[str, Any]) -> None:
     ids = state["ids"]
-    peers = {n: ["127.0.0.1", state["nodes"][n]["port"]] for n in ids}
+    peers = {n: [state["nodes"][n].get("addr", "127.0.0.1"), state["nodes"][n]["port"]]
+             for n in ids}
     for n in ids:
         info = state["nodes"][n]
         nd = Path(info["dir"])
@@ -265,7 +270,7 @@ def write_configs(d: Path, state: dict[str, Any], opts: dict[str, Any]) -> None:
         mpy = info["interp"] == "micropython"
         cfg = {
             "node_id": n, "fleet": state["fleet"], "key_file": str(d / "fleet.key"),
-            "udp": ["127.0.0.1", info["port"]], "peers": peers, "members": ids,
+            "udp": [info.get("addr", "127.0.0.1"), info["port"]], "peers": peers, "members": ids,
             "brokers": [state["broker"]["url"]] if state.get("broker") else [],
             "groups": state["groups"], "board": "esp32" if mpy else "pi-4",
             "sensors": "simulated", "storage": str(nd / "flash"),
@@ -368,8 +373,12 @@ def wait_healthy(d: Path, timeout_s: float, say=None) -> dict[str, Any]:
 def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replicas: int = 3,
        broker: str | None = None, fleet: str = "emu", heap_k: int = MPY_HEAP_K,
        timeout_s: float = 60.0, say=None, opts: dict[str, Any] | None = None,
-       wait: bool = True) -> dict[str, Any]:
-    """Start a fleet in d; returns the final snapshot (``health`` says if it came up)."""
+       wait: bool = True, netns: bool = False) -> dict[str, Any]:
+    """Start a fleet in d; returns the final snapshot (``health`` says if it came up).
+
+    netns (root): every node in its own network namespace on one bridge
+    (``roost.emulator.netns``), so ``roost chaos`` pulls real links; no broker is started
+    there (the nodes talk UDP; give ``broker`` to use one the namespaces can reach)."""
     say = say or (lambda m: None)
     d = Path(d).resolve()
     check_id(fleet, "fleet")
@@ -396,12 +405,16 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
     for n in p["ids"]:
         state["nodes"][n] = {"interp": "micropython" if n in p["micropython"] else "cpython",
                              "port": free_udp_port(), "dir": str(d / "nodes" / n), "pid": None}
+    if netns:
+        _build_fabric(d, state, say)
     if p["micropython"]:
         if compile_mpy(d / "mpy"):
             state["mpy_path"] = str(d / "mpy")
         say("compiled the node code to .mpy for %d MicroPython node(s)" % len(p["micropython"]))
     if broker:
         state["broker"] = {"url": broker, "managed": False}
+    elif netns:
+        state["broker"] = None
     else:
         from roost.gateway.broker import start_broker
 
@@ -449,7 +462,65 @@ def down(d: str | Path) -> dict[str, Any]:
         broker_stopped = stop_pid(b.get("pid"), broker_marker(state), 5.0)
         b["pid"] = None
     save_state(d, state)
+    if state.get("netns"):
+        _teardown_fabric(state)
     return {"stopped": stopped, "broker_stopped": broker_stopped}
+
+
+# ---------------------------------------------------------------- root mode (namespaces)
+
+
+def _build_fabric(d: Path, state: dict[str, Any], say) -> None:
+    """One namespace per node plus "gw" (for clients), on one bridge; see docs/discovery.md.
+
+    The fabric's owner is a keeper process inside "gw" (``emulate up`` may exit; the fabric
+    lives until ``down``), so a parallel run's ``cleanup_stale()`` leaves it alone."""
+    from roost.emulator import netns as nsmod
+
+    missing = nsmod.missing_tools()
+    if missing:
+        raise FleetError("--netns needs %s (without root, roost chaos uses the nodes' fault "
+                         "switch)" % " and ".join(missing))
+    nsmod.cleanup_stale()
+    fab = nsmod.Fabric(state["ids"] + ["gw"])
+    try:
+        keeper = fab.run_node_in("gw", ["sleep", "infinity"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        fab.owner_pid = keeper.pid
+        fab.owner_start = nsmod._proc_start(keeper.pid)
+        path = str(d / "netns.json")
+        fab.save()
+        fab.save(path)
+    except BaseException:
+        fab.teardown()
+        raise
+    state["netns"] = {"run_id": fab.run_id, "state_file": path, "keeper": keeper.pid,
+                      "ns": {h: fab.ns(h) for h in fab.hosts}, "subnet": fab.subnet}
+    for n in state["ids"]:
+        state["nodes"][n]["addr"] = fab.address(n)
+    say("network namespaces %s-* on one bridge (%s); clients run inside %s"
+        % (fab.bridge_ns, fab.subnet, fab.ns("gw")))
+
+
+def _teardown_fabric(state: dict[str, Any]) -> None:
+    from roost.emulator import netns as nsmod
+
+    run = state["netns"]["run_id"]
+    try:
+        fab = nsmod.Fabric.attach(state["netns"]["state_file"])
+        fab.teardown()
+    except nsmod.NetnsError:
+        pass  # already gone
+    nsmod._delete_run(run, nsmod.STATE_DIR)  # the /run copy of the state, and any leftovers
+
+
+def netns_wrap(d: str | Path, argv: list[str], host: str = "gw") -> list[str]:
+    """argv prefixed to run inside a host of a root-mode fleet (clients: "gw")."""
+    state = load_state(d)
+    ns = (state.get("netns") or {}).get("ns") or {}
+    if host not in ns:
+        raise FleetError("the fleet in %s does not run in network namespaces" % d)
+    return ["ip", "netns", "exec", ns[host]] + list(argv)
 
 
 # ---------------------------------------------------------------- broker control (chaos)
@@ -517,7 +588,8 @@ def _up_cmd(args: argparse.Namespace) -> int:
     d = Path(args.dir).resolve()
     snap = up(d, args.nodes, args.micropython, args.groups, args.replicas, args.broker,
               args.fleet, args.heap, args.timeout, say,
-              {"fsync": args.fsync, "sample_ms": args.sample_ms})
+              {"fsync": args.fsync, "sample_ms": args.sample_ms},
+              netns=getattr(args, "netns", False))
     state = load_state(d)
     ok = snap["health"]["healthy"]
     if args.json:
@@ -528,8 +600,11 @@ def _up_cmd(args: argparse.Namespace) -> int:
                          sort_keys=True), flush=True)
     else:
         print(_describe(state, snap))
-        print("watch it:  roost status --dir %s     (or: mosquitto_sub -L '%s/roost/%s/#' -v)"
-              % (args.dir, state["broker"]["url"], state["fleet"]))
+        if state.get("broker"):
+            print("watch it:  roost status --dir %s     (or: mosquitto_sub -L '%s/roost/%s/#' -v)"
+                  % (args.dir, state["broker"]["url"], state["fleet"]))
+        else:
+            print("watch it:  roost status --dir %s" % args.dir)
         print("use it:    roost kv put --dir %s KEY VALUE;  roost chaos kill n01 --dir %s"
               % (args.dir, args.dir))
         print("stop it:   roost emulate down --dir %s" % args.dir, flush=True)
@@ -602,6 +677,9 @@ def add_emulate_parser(sub: Any) -> argparse.ArgumentParser:
     u.add_argument("--fsync", action="store_true",
                    help="fsync every write (survives a power cut of this machine; slower)")
     u.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health")
+    u.add_argument("--netns", action="store_true",
+                   help="root: each node in its own network namespace on a bridge, so roost "
+                   "chaos pulls real links (partition) and adds real loss (netem)")
     u.add_argument("--dir", required=True, help="the fleet's directory")
     u.add_argument("--foreground", action="store_true", help="stay; Ctrl-C stops everything")
     u.add_argument("--json", action="store_true")
