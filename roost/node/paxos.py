@@ -97,7 +97,7 @@ _FAR = const(1099511627776)
 _ZERO = (0, "")
 _CHUNK = const(2048)  # bytes per log buffer; a record never spans two (a larger one gets
 # a buffer of its own). Fixed-size buffers, not one growing one: a board's heap fragments
-_GROW = const(64)  # slots the log's index grows by
+_GROW = const(32)  # slots the log's index grows by
 _TAGS = ("b", "n", "c")  # value tag <-> the record's 2-bit tag field
 
 
@@ -266,11 +266,12 @@ class _Log:
     for no record, else 1 + (buffer number << 12 | offset). A replaced record (a higher
     ballot, the chosen value) is written anew and its old bytes counted dead; ``drop_upto``
     (after a snapshot), or more dead than live bytes, copies the live records into fresh
-    buffers. A slot costs its command's JSON plus about 8 bytes on any interpreter.
+    buffers, and rebuilds the node table (at most 255 ids; a put past it is refused until
+    then). A slot costs its command's JSON plus about 8 bytes on any interpreter.
     """
 
     __slots__ = ("base", "limit", "_idx", "_chunks", "_fill", "_count", "_live", "_dead",
-                 "_nodes")
+                 "_nodes", "_spare")
 
     def __init__(self, limit):
         self.base = 1  # the first slot the index covers (snapshot slot + 1)
@@ -282,12 +283,13 @@ class _Log:
         self._live = 0
         self._dead = 0
         self._nodes = []  # ballot node ids (a handful: the members that led)
+        self._spare = None  # a freed buffer kept for reuse
 
     def __len__(self):
         return self._count
 
     def __contains__(self, slot):
-        return self._ref(slot) != 0
+        return self.state(slot) >= 0
 
     def __iter__(self):
         return iter(self.slots(self.base))
@@ -295,8 +297,11 @@ class _Log:
     def slots(self, first):
         """Held slots >= first, ascending."""
         idx = self._idx
-        base = self.base
-        return [base + i for i in range(max(0, first - base), len(idx)) if idx[i]]
+        out = []
+        for i in range(max(0, first - self.base), len(idx)):
+            if idx[i]:
+                out.append(self.base + i)
+        return out
 
     def _ref(self, slot):
         i = slot - self.base
@@ -304,18 +309,13 @@ class _Log:
             return 0
         return self._idx[i]
 
-    def flags(self, slot):
-        """-1 when no record, else its flags byte (chosen: & 1, tag: >> 1)."""
+    def state(self, slot):
+        """-1 no record, 0 accepted, 1 chosen."""
         ref = self._ref(slot)
         if not ref:
             return -1
         ref -= 1
-        return self._chunks[ref >> 12][ref & 0xFFF]
-
-    def state(self, slot):
-        """-1 no record, 0 accepted, 1 chosen."""
-        f = self.flags(slot)
-        return f if f < 0 else f & 1
+        return self._chunks[ref >> 12][ref & 0xFFF] & 1
 
     def get(self, slot):
         """(round, node, value, chosen, bytes of the value's JSON) or None."""
@@ -329,26 +329,11 @@ class _Log:
             return (rnd, self._nodes[ch[p + 1]], ["n"], f & 1, 5)
         return (rnd, self._nodes[ch[p + 1]], [tag, json.loads(ch[a:b])], f & 1, b - a + 6)
 
-    def ballot(self, slot):
-        """(round, node) or None, without decoding the value."""
-        ref = self._ref(slot)
-        if not ref:
-            return None
-        r = _parse(self._chunks, ref)
-        return (r[2], self._nodes[r[0][r[1] + 1]])
-
     def set_chosen(self, slot):
         ref = self._ref(slot)
         if ref:
             ref -= 1
             self._chunks[ref >> 12][ref & 0xFFF] |= 1
-
-    def choose(self, slot, value):
-        """Mark a slot chosen with this value, keeping its ballot ((0, "") if none)."""
-        e = self.get(slot)
-        if e is None:
-            return self.put(slot, 0, "", value, 1)
-        return self.put(slot, e[0], e[1], value, 1)
 
     def put(self, slot, rnd, node, value, chosen, force=False):
         """Hold (ballot, value, chosen) for a slot >= base. False when the slot lies limit
@@ -358,11 +343,8 @@ class _Log:
             return False
         nodes = self._nodes
         if node not in nodes:
-            if len(nodes) > 254:
-                self._compact(self.base)
-                nodes = self._nodes
-                if len(nodes) > 254:
-                    return False
+            if len(nodes) > 254:  # rebuilt by the next snapshot
+                return False
             nodes.append(node)
         t = _TAGS.index(value[0])
         head = bytearray((t << 1 | (1 if chosen else 0), nodes.index(node)))
@@ -388,9 +370,12 @@ class _Log:
         need = len(head) + len(body)
         chunks = self._chunks
         if not chunks or self._fill + need > len(chunks[-1]):
-            # small logs get small buffers; never one below need
-            size = min(max(self._live, 256, need), max(_CHUNK, need))
-            chunks.append(bytearray(size))
+            sp = self._spare
+            if sp is not None and len(sp) >= need:  # reused: no churn in a small heap
+                chunks.append(sp)
+                self._spare = None
+            else:  # small logs get small buffers; never one below need
+                chunks.append(bytearray(min(max(self._live, 128, need), max(_CHUNK, need))))
             self._fill = 0
         ch = chunks[-1]
         p = self._fill
@@ -402,7 +387,9 @@ class _Log:
 
     def drop_upto(self, slot):
         """Forget every slot <= slot; base becomes slot + 1. Returns the dropped slots."""
-        gone = [s for s in self.slots(self.base) if s <= slot]
+        gone = self.slots(self.base)
+        while gone and gone[-1] > slot:
+            gone.pop()
         if slot >= self.base:
             self._compact(slot + 1)
         return gone
@@ -437,6 +424,9 @@ class _Log:
         hi = (hi + _GROW - 1) // _GROW * _GROW  # give back the index past the last slot
         if hi < n:
             self._idx = idx[:hi]
+        if old_chunks:  # the last (largest) buffer is kept for the next one needed
+            self._spare = old_chunks[-1]
+
 
 class PaxosCore:
     """One replica of a Multi-Paxos group (see the module docstring)."""
@@ -856,11 +846,11 @@ class PaxosCore:
         """Slots up to the leader's commit index that we hold under its ballot are chosen."""
         s = self.commit_index + 1
         while s <= commit:
-            st = self.log.state(s)
-            if st < 0:
+            e = self.log.get(s)
+            if e is None:
                 break
-            if not st:
-                if self.log.ballot(s) != b:
+            if not e[3]:
+                if e[0] != b[0] or e[1] != b[1]:
                     break
                 self.log.set_chosen(s)
             s += 1
@@ -895,7 +885,7 @@ class PaxosCore:
             if slot <= self.commit_index or slot > cap:
                 continue
             if self.log.state(slot) != 1:
-                self.log.choose(slot, item[1])
+                self.log.put(slot, 0, "", item[1], 1)
         self._advance(out)
 
     def _on_snap(self, now_ms, src, body, out):
@@ -1070,9 +1060,7 @@ class PaxosCore:
         if self.role == LEADER and slot < self._next_slot:
             return
         if chosen:
-            st = self.log.state(slot)
-            if st == 1 or (st == 0 and self.log.choose(slot, value)) or \
-                    (st == -1 and self.log.put(slot, r, n, value, 1)):
+            if self.log.state(slot) == 1 or self.log.put(slot, r, n, value, 1):
                 self._rec.pop(slot, None)
                 return
             # past the log's window: re-proposed as found, above every ballot (it is chosen)
@@ -1227,7 +1215,8 @@ class PaxosCore:
 
     def _cfg_in_flight(self):
         for s in self._sent:
-            if self.log.flags(s) >> 1 == 2:  # a configuration entry
+            e = self.log.get(s)
+            if e is not None and e[2][0] == "c":
                 return True
         return False
 
