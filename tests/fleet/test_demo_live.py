@@ -46,8 +46,23 @@ def _procs_naming(marker: str) -> list[int]:
 
 
 def _run_demo(extra: list[str], timeout_s: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "roost.gateway.cli", "demo", "--live"] + extra,
-                          capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
+    """Run the demo; past timeout_s it gets SIGTERM (it cleans up), never a bare SIGKILL."""
+    argv = [sys.executable, "-m", "roost.gateway.cli", "demo", "--live"] + extra
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=ROOT, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        p.terminate()
+        try:
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        raise AssertionError("roost demo --live took over %.0f s: %s"
+                             % (timeout_s, err[-2000:])) from None
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
 
 def test_live_demo_pulls_plugs_and_loses_no_acknowledged_write():
@@ -99,9 +114,13 @@ def test_live_demo_cleans_up_on_ctrl_c():
         os.kill(p.pid, signal.SIGINT)  # Ctrl-C reaches the demo (its own session: only it)
         out, _ = p.communicate(timeout=60)
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait(10)
+        if p.poll() is None:  # the demo cleans up on SIGTERM; SIGKILL only if it cannot
+            p.terminate()
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
     assert p.returncode == 130, "".join(lines) + (out or "")
     assert "interrupted" in out
     assert _procs_naming(d) == []
