@@ -101,6 +101,7 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
         self._sums = {}  # origin -> [version, value]
         self._qm = {}  # member id -> queue priority (see _enqueue)
         self._qs = {}  # summary origin -> queue priority
+        self._qh = None  # heap over a long queue (see _enqueue)
         self._meta = {}  # board/domain strings, shared between member records
         self._gen = 0
         self._live = None  # cached sorted ids of probe-able members (alive/suspect)

@@ -15,6 +15,8 @@ except ImportError:  # CPython
         return x
 
 
+from heapq import heapify, heappop, heappush
+
 from roost.node.effects import PERSIST, SEND
 from roost.node.gossip_wire import (
     _K_INC,
@@ -39,6 +41,7 @@ from roost.node.gossip_wire import (
 
 _GEN_MASK = const(0x3FFFFF)  # newness rank: 22 bits, so sends << 22 stays a small int
 _ONE_SEND = const(0x400000)
+_HEAP_MIN = const(96)  # queued updates above which _gossip keeps a heap instead of sorting
 
 
 class SyncMixin:
@@ -67,13 +70,24 @@ class SyncMixin:
 
     def _enqueue(self, kind, key):
         """Queue (or re-queue, as new) the update about key. The queue is a dict key -> one
-        small int: sends << 22 | a newness rank, so sorting puts least sent, newest first."""
+        small int: sends << 22 | a newness rank, so sorting puts least sent, newest first.
+        A long queue (a join storm) also keeps a heap of (prio, kind, key, size) that
+        _gossip pops from; an item whose prio the dicts no longer hold is stale and skipped
+        when it surfaces. Every change of a record or summary re-queues it, so the size
+        taken here stays right (an upper bound: a sleeper's remaining sleep only shrinks)."""
         self._gen = (self._gen + 1) & _GEN_MASK
         prio = _GEN_MASK - self._gen
         if kind == Q_MEMBER:
             self._qm[key] = prio
         else:
             self._qs[key] = prio
+        heap = self._qh
+        if heap is not None:
+            if self._gen == 0 or len(heap) > 2 * (len(self._qm) + len(self._qs)) + 32:
+                self._qh = None  # rebuilt on the next send: drops stale items, and no
+                # stale item outlives a wrap of the rank (so a prio is never ambiguous)
+            else:
+                heappush(heap, (prio, kind, key, self._size(kind, key)))
 
     def _has_fresh(self):
         return len(self._qm) > 0 or len(self._qs) > 0
@@ -91,7 +105,11 @@ class SyncMixin:
         return n + 8 if r[0] == SLEEPING else n + 1
 
     def _gossip(self, now_ms, budget, dst):
-        """Pick updates that fit in budget bytes: [[members], [summaries]]."""
+        """Pick updates that fit in budget bytes: [[members], [summaries]], least sent and
+        newest first: popped off a heap of the queue. A short queue's heap is built per
+        message; a long one's (over _HEAP_MIN, e.g. a thousand members joining at once) is
+        kept, with the items still queued pushed back: O(k log n) for k picked per message
+        instead of sorting the whole queue."""
         ms = []
         ss = []
         if dst is not None:
@@ -104,39 +122,54 @@ class SyncMixin:
         qs = self._qs
         if not (qm or qs) or budget <= 0:
             return [ms, ss]
-        cands = [None] * (len(qm) + len(qs))  # one allocation: a board's heap is fragmented
-        i = 0
-        for k in qm:
-            cands[i] = (qm[k], Q_MEMBER, k)
-            i += 1
-        for k in qs:
-            cands[i] = (qs[k], Q_SUMMARY, k)
-            i += 1
-        cands.sort()
         limit = retransmit_limit(self._n(), self.cfg.retransmit_mult)
         if limit > 255:
             limit = 255
+        heap = self._qh
+        if heap is None:
+            heap = [None] * (len(qm) + len(qs))  # one allocation: a board's heap is fragmented
+            i = 0
+            for k in qm:
+                heap[i] = (qm[k], Q_MEMBER, k, self._size(Q_MEMBER, k))
+                i += 1
+            for k in qs:
+                heap[i] = (qs[k], Q_SUMMARY, k, self._size(Q_SUMMARY, k))
+                i += 1
+            heapify(heap)
+        back = []  # items that stay queued, pushed back after the scan
         used = 0
         misses = 0
-        for prio, kind, key in cands:
+        while heap:
+            e = heappop(heap)
+            prio, kind, key, size = e
+            q = qm if kind == Q_MEMBER else qs
+            if q.get(key) != prio:
+                continue  # stale: re-queued or dropped since
             if kind == Q_MEMBER and key == dst:  # it knows itself (and got our doubt above)
+                back.append(e)
                 continue
-            size = self._size(kind, key)
             if size > budget:
+                back.append(e)
                 misses += 1
                 if misses >= 8 or budget < 40:  # full: do not scan the whole queue
                     break
                 continue
             budget -= size
             used += 1
-            q = qm if kind == Q_MEMBER else qs
             prio += _ONE_SEND
             if (prio >> 22) >= limit:
                 del q[key]
             else:
                 q[key] = prio
+                back.append((prio, kind, key, size))
             (ms if kind == Q_MEMBER else ss).append(self._entry(kind, key, now_ms))
         self._bump("updates_sent", used)
+        if len(qm) + len(qs) > _HEAP_MIN:  # keep the heap for the next message
+            for e in back:
+                heappush(heap, e)
+            self._qh = heap
+        else:
+            self._qh = None
         return [ms, ss]
 
     def _seal(self, now_ms, kind, dst, body, eff):
@@ -207,19 +240,20 @@ class SyncMixin:
     def _send_state(self, now_ms, kind, dst, phase, eff):
         """Full membership, then the summary digest, over as many datagrams as needed (at
         most sync_max_datagrams). Digest chunks cover contiguous ranges of origins (lo, hi]
-        ("" = unbounded), so each chunk is complete for its range on its own."""
+        ("" = unbounded), so each chunk is complete for its range on its own. Each chunk is
+        sealed as soon as it is full (a board never holds the whole state as lists)."""
         cap = self.ch.max_bytes - self.ch.overhead(kind, dst) - 96
-        chunks = []
+        sent = [0]
         cur = []
         used = 0
         for nid in sorted(self._m):
-            u = self._entry(Q_MEMBER, nid, now_ms)
-            n = len(_dumps(u)) + 1
+            n = self._size(Q_MEMBER, nid)  # a bound of the entry's JSON size, no encoding
             if used + n > cap and cur:
-                chunks.append([cur, 0])
+                if self._state_chunk(now_ms, kind, dst, phase, cur, 0, sent, eff):
+                    return
                 cur = []
                 used = 0
-            cur.append(u)
+            cur.append(self._entry(Q_MEMBER, nid, now_ms))
             used += n
         lo = ""
         items = []
@@ -227,7 +261,9 @@ class SyncMixin:
             n = len(o) + 14
             if used + n > cap and (cur or items):
                 hi = items[-1][0] if items else lo
-                chunks.append([cur, [lo, hi, items] if items else 0])
+                dg = [lo, hi, items] if items else 0
+                if self._state_chunk(now_ms, kind, dst, phase, cur, dg, sent, eff):
+                    return
                 if items:
                     lo = hi
                 cur = []
@@ -235,13 +271,18 @@ class SyncMixin:
                 used = 0
             items.append([o, self._sums[o][0]])
             used += n
-        chunks.append([cur, [lo, "", items]])
-        if len(chunks) > self.cfg.sync_max_datagrams:
-            chunks = chunks[: self.cfg.sync_max_datagrams]
-        self._bump("sync_msgs", len(chunks))
-        for i in range(len(chunks)):
-            last = 1 if i == len(chunks) - 1 else 0
-            self._seal(now_ms, kind, dst, [phase, last, chunks[i][0], chunks[i][1], []], eff)
+        sent[0] = -1  # the final chunk: always the last
+        self._state_chunk(now_ms, kind, dst, phase, cur, [lo, "", items], sent, eff)
+
+    def _state_chunk(self, now_ms, kind, dst, phase, ms, dg, sent, eff):
+        """Seal one chunk of _send_state; True when it was the last one allowed. sent[0]:
+        chunks sealed so far, -1 for the final chunk."""
+        n = sent[0]
+        last = 1 if n < 0 or n >= self.cfg.sync_max_datagrams - 1 else 0
+        self._bump("sync_msgs")
+        self._seal(now_ms, kind, dst, [phase, last, ms, dg, []], eff)
+        sent[0] = n + 1
+        return last == 1
 
     def _send_missing(self, now_ms, dst, digest, eff):
         """Summaries we hold that the peer's digest chunk shows it lacks or holds older."""
