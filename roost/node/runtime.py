@@ -28,7 +28,11 @@ from roost.common.config import apply_overrides
 from roost.common.prng import Prng
 from roost.node.aio import MICROPYTHON, now_ms, random_seed, wait_event_ms
 from roost.node.effects import APPLY, EVENT, PERSIST, SEND
-from roost.node.storage import DirStorage
+
+if MICROPYTHON:  # a file per key: no index in RAM (a board's heap must not fragment)
+    from roost.node.storage import DirStorage as Storage
+else:  # one append-only log: one write per step
+    from roost.node.logstore import LogStorage as Storage
 
 try:
     from micropython import const
@@ -40,7 +44,9 @@ except ImportError:  # CPython
 
 _BOOT_KEY = "_boot"  # storage key of the boot counter (the incarnation); hidden from hosts
 _MAX_SLEEP_MS = const(1000)  # the tick loop wakes at least this often (stop, status)
-_RX_BATCH = const(32)  # datagrams handled per wake-up (and per durable write) at most
+# datagrams handled per wake-up (and per durable write) at most; a board keeps the held
+# sends and staged records of few datagrams in its heap at once
+_RX_BATCH = 4 if MICROPYTHON else 32
 
 
 class RuntimeConfig:
@@ -136,7 +142,7 @@ class NodeRuntime:
         self.node_id = node_id
         self.key = key
         self.config = config if config is not None else RuntimeConfig()
-        self.storage = DirStorage(storage_dir, sync=self.config.storage_sync)
+        self.storage = Storage(storage_dir, sync=self.config.storage_sync)
         self.transports = list(transports)
         self.observers = list(observers)
         self.mqtt = mqtt  # optional client: status (retained) and Last Will

@@ -9,11 +9,11 @@ import sys
 
 sys.path.insert(0, sys.argv[0].rsplit("tests/", 1)[0] or ".")
 
-from roost.node.storage import DirStorage  # noqa: E402
+from roost.node.logstore import LogStorage  # noqa: E402
 
 
 def main():
-    st = DirStorage(sys.argv[1], sync=sys.argv[2] == "1")
+    st = LogStorage(sys.argv[1], sync=sys.argv[2] == "1")
     n = int(sys.argv[3])
     print("ready")
     while n < 10000000:

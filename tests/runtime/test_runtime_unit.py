@@ -4,8 +4,7 @@ switch, bad hosts, oversize datagrams (CPython and MicroPython)."""
 import socket
 
 from roost.node.effects import APPLY, EVENT, PERSIST, SEND
-from roost.node.runtime import NodeRuntime
-from roost.node.storage import DirStorage
+from roost.node.runtime import NodeRuntime, Storage
 from roost.node.udp import UdpTransport
 from tests.runtime._tmp import remove_tree, scratch_dir
 from tests.runtime.tinyhost import tiny_factory
@@ -25,7 +24,7 @@ class FakeTransport:
     def send(self, dst, payload):
         if dst not in self.known:
             return False
-        on_disk = DirStorage(self.flash).get("x") if self.flash else None
+        on_disk = Storage(self.flash).get("x") if self.flash else None
         self.sent.append((dst, payload, on_disk))
         return True
 

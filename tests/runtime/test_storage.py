@@ -3,14 +3,20 @@ per step, compaction (CPython and MicroPython)."""
 
 import os
 
-from roost.node.storage import DirStorage, StorageError, key_to_name, name_to_key
+from roost.node.logstore import LogStorage
+from roost.node.storage import DirStorage, FileStorage, StorageError, key_to_name, name_to_key
 from tests.runtime._tmp import remove_tree, scratch_dir
 
 
 def test_put_get_delete_round_trip():
+    for cls in (LogStorage, FileStorage):
+        _round_trip(cls)
+
+
+def _round_trip(cls):
     d = scratch_dir("st")
     try:
-        st = DirStorage(d)
+        st = cls(d)
         assert st.get("promised") is None
         assert st.get("promised", 7) == 7
         st.put("promised", [3, "n2"])
@@ -23,7 +29,7 @@ def test_put_get_delete_round_trip():
         st.put("snap", None)
         st.put("never", None)
         assert st.items() == [("a/17", {"x": [1, 2.5, None, True, "é"]}), ("promised", [4, "n1"])]
-        again = DirStorage(d)
+        again = cls(d)
         assert again.load_all() == {"a/17": {"x": [1, 2.5, None, True, "é"]}, "promised": [4, "n1"]}
         assert st.stats["puts"] == 4 and st.stats["deletes"] == 1
     finally:
@@ -60,11 +66,11 @@ def test_leftovers_are_removed_and_old_layout_imported():
             f.write("half a compaction")
         with open(d + "/stranger.txt", "w") as f:
             f.write("not ours")
-        st = DirStorage(d)
+        st = LogStorage(d)
         assert st.stats["temp_removed"] == 2 and st.stats["imported"] == 2
         assert st.load_all() == {"promised": [1, "n1"], "a/3": [1, "n1", "v"]}
         assert sorted(os.listdir(d)) == ["log", "stranger.txt"]
-        assert DirStorage(d).load_all() == {"promised": [1, "n1"], "a/3": [1, "n1", "v"]}
+        assert LogStorage(d).load_all() == {"promised": [1, "n1"], "a/3": [1, "n1", "v"]}
     finally:
         remove_tree(d)
 
@@ -75,7 +81,7 @@ def test_unreadable_value_raises_storage_error():
         with open(d + "/bad.j", "w") as f:
             f.write("{not json")
         try:
-            DirStorage(d).load_all()
+            LogStorage(d).load_all()
             raise AssertionError("a corrupt value was loaded")
         except StorageError:
             pass
@@ -96,7 +102,7 @@ def _write_log(d, data):
 def test_torn_last_record_is_dropped_and_later_writes_survive():
     d = scratch_dir("st")
     try:
-        st = DirStorage(d, sync=False)
+        st = LogStorage(d, sync=False)
         st.put("k", [1, "aaaa", 1])
         st.put("k", [2, "bbbb", 2])
         st.close()
@@ -104,16 +110,16 @@ def test_torn_last_record_is_dropped_and_later_writes_survive():
         last = whole.rindex(b"\n", 0, len(whole) - 1) + 1
         for cut in range(last + 1, len(whole)):  # every way to tear the last record
             _write_log(d, whole[:cut])
-            again = DirStorage(d, sync=False)
+            again = LogStorage(d, sync=False)
             assert again.stats["torn_dropped"] == 1, cut
             assert again.load_all() == {"k": [1, "aaaa", 1]}, cut
             again.put("j", 3)  # appended after good data, not after the torn bytes
             again.close()
-            assert DirStorage(d, sync=False).load_all() == {"k": [1, "aaaa", 1], "j": 3}, cut
+            assert LogStorage(d, sync=False).load_all() == {"k": [1, "aaaa", 1], "j": 3}, cut
         flipped = bytearray(whole)
         flipped[-3] ^= 1  # a bad checksum on the last record: torn as well
         _write_log(d, bytes(flipped))
-        assert DirStorage(d, sync=False).load_all() == {"k": [1, "aaaa", 1]}
+        assert LogStorage(d, sync=False).load_all() == {"k": [1, "aaaa", 1]}
     finally:
         remove_tree(d)
 
@@ -121,7 +127,7 @@ def test_torn_last_record_is_dropped_and_later_writes_survive():
 def test_damage_before_good_records_is_a_storage_error():
     d = scratch_dir("st")
     try:
-        st = DirStorage(d, sync=False)
+        st = LogStorage(d, sync=False)
         st.put("a", 1)
         st.put("b", 2)
         st.close()
@@ -129,7 +135,7 @@ def test_damage_before_good_records_is_a_storage_error():
         data[12] ^= 1  # inside the first record, a good one follows
         _write_log(d, bytes(data))
         try:
-            DirStorage(d, sync=False)
+            LogStorage(d, sync=False)
             raise AssertionError("a damaged log was loaded")
         except StorageError:
             pass
@@ -140,13 +146,13 @@ def test_damage_before_good_records_is_a_storage_error():
 def test_stage_commit_is_one_write_and_compaction_keeps_live_values():
     d = scratch_dir("st")
     try:
-        st = DirStorage(d, sync=False)
+        st = LogStorage(d, sync=False)
         st.stage("promised", [1, "n1"])
         st.stage("a/1", [1, "n1", "v"])
         assert st.pending() == 2
-        assert DirStorage(d, sync=False).load_all() == {}  # nothing durable before commit
+        assert LogStorage(d, sync=False).load_all() == {}  # nothing durable before commit
         assert st.commit() == 2 and st.stats["commits"] == 1
-        assert DirStorage(d, sync=False).load_all() == {"promised": [1, "n1"],
+        assert LogStorage(d, sync=False).load_all() == {"promised": [1, "n1"],
                                                         "a/1": [1, "n1", "v"]}
         big = "x" * 500
         for i in range(400):  # ~200 KB of overwritten slots: the log must compact
@@ -160,16 +166,17 @@ def test_stage_commit_is_one_write_and_compaction_keeps_live_values():
             expect[k] = [i, big]
             expect.pop("a/%d" % ((i + 3) % 5 + 2), None)
         assert st.load_all() == expect
-        assert DirStorage(d, sync=False).load_all() == expect
+        assert LogStorage(d, sync=False).load_all() == expect
         assert os.stat(d + "/log")[6] < 200000
     finally:
         remove_tree(d)
 
 
 def test_bad_path_is_a_value_error():
+    assert DirStorage is FileStorage
     for bad in ("", None):
         try:
-            DirStorage(bad)
+            LogStorage(bad)
             raise AssertionError("accepted %r" % (bad,))
         except ValueError:
             pass

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from roost.node.storage import DirStorage
+from roost.node.logstore import LogStorage
 
 ROOT = Path(__file__).resolve().parents[2]
 WRITER = str(ROOT / "tests/runtime/storage_writer.py")
@@ -58,7 +58,7 @@ def _torture(cmd: list[str], tmp: Path, sync: bool, seed: int) -> int:
                 if len(data) - last_start > 1:
                     log.write_bytes(data[:rnd.randrange(last_start + 1, len(data))])
                     chopped = True
-        st = DirStorage(str(d))
+        st = LogStorage(str(d))
         state = st.load_all()  # must decode: no torn value
         torn += st.stats["torn_dropped"]
         assert st.stats["torn_dropped"] >= chopped
