@@ -279,7 +279,9 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
             elif op == "put":
                 await c.op("put", key, tag + pad)
             elif op == "append":
-                await c.op("append", key, tag)
+                rec = await c.op("append", key, tag)
+                if rec["ok"] is False and rec.get("error") == "too_large":
+                    await c.op("put", key, tag)  # the value is full: start it again
             else:
                 last = [h for h in c.history if h["key"] == key and h["op"] == "get"
                         and h["ok"]]
