@@ -43,6 +43,16 @@ def _elapsed(t0):
     return _ticks() - t0
 
 
+def _mem_free():
+    try:
+        import gc
+
+        gc.collect()
+        return gc.mem_free()
+    except (ImportError, AttributeError):
+        return "?"
+
+
 def backoff_delays(first_ms, max_ms, attempts):
     """Waits between attempts: first_ms doubling up to max_ms (attempts - 1 of them)."""
     out = []
@@ -209,18 +219,17 @@ def main(root="", machine=None, network=None, runtime=None, idle_rounds=-1):
     log("roost: code slot %s%s%s" % (st[0], " version " + st[4] if st[4] else "",
                                      " (on trial)" if st[2] != bootsel.CONFIRMED else ""))
     log("roost: started %s" % cfg.node_id)
-    if runtime is None:
-        try:
-            from roost.node import runtime
-        except ImportError as e:
-            log("roost: node runtime not available (%s); idling" % e)
-            runtime = None
-    start = getattr(runtime, "run_board", None) if runtime is not None else None
-    if start is not None:
-        hooks = BoardHooks(cfg, wdt, watch, root, secrets.get("fleet_key", ""))
-        start(cfg, secrets, hooks)
-        return "stopped"
-    log("roost: node runtime has no run_board(); idling")
+    try:
+        if _start_node(cfg, secrets, BoardHooks(cfg, wdt, watch, root,
+                                                secrets.get("fleet_key", "")), runtime):
+            return "stopped"
+    except MemoryError:
+        if watch.joined:
+            raise  # it ran: main.py resets the board
+        # it never started, and a reset would fail the same way: say so once and idle
+        # (an update on trial still rolls back when its join deadline passes)
+        log("roost: the node does not fit in this board's memory (%s bytes free); it "
+            "idles: use a board with PSRAM or freeze roost into the firmware" % _mem_free())
     rounds = 0
     while idle_rounds < 0 or rounds < idle_rounds:
         wdt.feed()
@@ -230,6 +239,22 @@ def main(root="", machine=None, network=None, runtime=None, idle_rounds=-1):
         _sleep_ms(1000)
         rounds += 1
     return "idle"
+
+
+def _start_node(cfg, secrets, hooks, runtime=None):
+    """Run the node runtime's run_board until it stops (True), or say why not (False)."""
+    if runtime is None:
+        try:
+            from roost.node import runtime
+        except ImportError as e:
+            log("roost: node runtime not available (%s); idling" % e)
+            return False
+    start = getattr(runtime, "run_board", None)
+    if start is None:
+        log("roost: node runtime has no run_board(); idling")
+        return False
+    start(cfg, secrets, hooks)
+    return True
 
 
 def rollback_and_reset(root="", machine=None):

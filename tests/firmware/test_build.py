@@ -3,7 +3,9 @@ the real micropython with the esp32 profile's heap (CPython drives micropython).
 
 import json
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from roost.firmware import build
 
 HEAP = build.board_heap("esp32")
+NODE_HEAP = 256 * 1024  # what a whole node needs on the 64-bit unix port (docs/benchmarks.md)
 
 
 def _micropython() -> str:
@@ -98,14 +101,47 @@ def test_image_boots_under_the_esp32_heap(image: Path, tmp_path: Path):
         {"node_id": "n07", "fleet": "lab", "broker": "mqtt://127.0.0.1:1883"}))
     (flash / "secrets.json").write_text(json.dumps({"fleet_key": "k" * 16}))
     out = _boot_and_main(exe, flash)
-    assert "roost: started n07" in out and "END " in out, out
-    assert "Traceback" not in out, out
+    # boot.py, the config, Wi-Fi and the watchdog fit; the whole node does not fit the esp32's
+    # 100 KB on this 64-bit port (it needs NODE_HEAP): one sentence, then it idles, no loop
+    lines = [ln for ln in out.splitlines() if ln.startswith("roost:")]
+    assert lines[1:3] == ["roost: started n07"] + [
+        ln for ln in lines if ln.startswith("roost: the node does not fit in this board's memory")
+    ], out
+    assert "END idle" in out and "Traceback" not in out, out
     (flash / "config.json").write_text('{"node_id": "n07", "broker": "http://x"}')
     out = _boot_and_main(exe, flash)
     lines = [ln for ln in out.splitlines() if ln.startswith("roost:")]
     assert lines == ["roost: safe mode: config.json broker 'http://x' must start with "
                      "mqtt:// or mqtts://; fix it and reset the board."], out
     assert "END safe" in out and "Traceback" not in out
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_whole_node_starts_and_serves_in_the_measured_node_heap(image: Path, tmp_path: Path):
+    exe = _micropython()
+    flash = tmp_path / "flash"
+    shutil.copytree(image, flash)
+    (flash / "config.json").write_text(json.dumps(
+        {"node_id": "n07", "fleet": "lab", "broker": "mqtt://127.0.0.1:1", "udp_port": _free_udp_port(),
+         "runtime": {"sensors": "simulated", "storage": str(tmp_path / "store")}}))
+    (flash / "secrets.json").write_text(json.dumps({"fleet_key": "k" * 16}))
+    script = ("g = {'__name__': '__main__'}\nexec(open('boot.py').read(), g)\n"
+              "from roost.firmware import boardlib\nboardlib.main()\n")
+    p = subprocess.Popen([exe, "-X", "heapsize=%d" % NODE_HEAP, "-c", script], cwd=flash,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(6)  # the node serves: it takes readings and keeps trying the broker
+        assert p.poll() is None, p.communicate()[0]
+    finally:
+        p.terminate()
+        out = p.communicate(timeout=10)[0]
+    assert "roost: started n07 (boot 1" in out, out
+    assert "Traceback" not in out and "MemoryError" not in out, out
 
 
 def test_cli_parser_and_user_mistakes(tmp_path: Path, capsys):
