@@ -58,7 +58,7 @@ def flash_seconds(image: Path) -> float:
         fl = Path(tmp) / "flash"
         fl.mkdir()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "roost.firmware.vboard", "board", "serve", "--port", "0",
+            [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port", "0",
              "--dir", str(fl)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         try:
             ready, _, _ = select.select([proc.stdout], [], [], 20)
@@ -97,7 +97,7 @@ def flash_to_joined(image: Path, runs: int, heap_k: int) -> list[float]:
                 fl = Path(tmp) / ("flash%d" % i)
                 fl.mkdir()
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "roost.firmware.vboard", "board", "serve", "--port",
+                    [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port",
                      "0", "--dir", str(fl), "--heap", str(heap_k)],
                     cwd=ROOT, stdout=subprocess.PIPE, text=True)
                 try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -394,20 +393,3 @@ def add_chaos_parser(sub: Any) -> argparse.ArgumentParser:
     q.add_argument("--interval", type=float, default=2.0, help="mean seconds between faults")
     common(q)
     return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m roost.emulator.chaos kill n01 --dir DIR`` (until the roost CLI wires it)."""
-    ap = argparse.ArgumentParser(prog="roost")
-    sp = ap.add_subparsers()
-    add_chaos_parser(sp)
-    args = ap.parse_args(["chaos"] + (sys.argv[1:] if argv is None else argv))
-    try:
-        return args.handler(args)
-    except ValueError as e:
-        print("roost: %s" % e, file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -201,7 +201,7 @@ def node_argv(state: dict[str, Any], node_id: str) -> list[str]:
                 "m.main(%r)" % (path, cfg))
         return [state.get("micropython_exe") or "micropython", "-X",
                 "heapsize=%dK" % state["heap_k"], "-c", code]
-    return [sys.executable, "-m", "roost.gateway.node_cmd", "--config", cfg]
+    return [sys.executable, "-m", "roost.gateway.cli", "node", "--config", cfg]
 
 
 def add_board(d: str | Path, node_id: str, udp_port: int, pid: int | None, marker: str,
@@ -693,20 +693,3 @@ def add_emulate_parser(sub: Any) -> argparse.ArgumentParser:
     dn.add_argument("--json", action="store_true")
     dn.set_defaults(handler=_down_cmd)
     return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m roost.emulator.fleet up ...`` (until the roost CLI wires it)."""
-    ap = argparse.ArgumentParser(prog="roost")
-    sp = ap.add_subparsers()
-    add_emulate_parser(sp)
-    args = ap.parse_args(["emulate"] + (sys.argv[1:] if argv is None else argv))
-    try:
-        return args.handler(args)
-    except ValueError as e:
-        print("roost: %s" % e, file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

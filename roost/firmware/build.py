@@ -19,7 +19,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -352,10 +351,3 @@ def add_build_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--json", action="store_true", help="one JSON summary line")
     p.set_defaults(handler=_cmd_build)
     return p
-
-
-if __name__ == "__main__":  # pragma: no cover - python -m roost.firmware.build
-    ap = argparse.ArgumentParser(prog="roost")
-    add_build_parser(ap.add_subparsers())
-    a = ap.parse_args(sys.argv[1:])
-    sys.exit(a.handler(a))

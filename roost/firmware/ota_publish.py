@@ -16,7 +16,6 @@ on ``roost/<fleet>/node/<id>/ota`` and on its console.
 import argparse
 import json
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -178,14 +177,3 @@ def add_ota_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(handler=_cmd_publish)
     return p
-
-
-if __name__ == "__main__":  # python -m roost.firmware.ota_publish ota publish ...
-    ap = argparse.ArgumentParser(prog="roost")
-    add_ota_parser(ap.add_subparsers())
-    a = ap.parse_args(sys.argv[1:])
-    try:
-        sys.exit(a.handler(a))
-    except ValueError as e:
-        print("roost: %s" % e, file=sys.stderr)
-        sys.exit(2)

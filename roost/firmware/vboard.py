@@ -542,14 +542,3 @@ def add_board_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     s.add_argument("--verbose", action="store_true", help="log resets on stderr")
     s.set_defaults(handler=_cmd_serve)
     return p
-
-
-if __name__ == "__main__":  # python -m roost.firmware.vboard board serve --dir D
-    ap = argparse.ArgumentParser(prog="roost")
-    add_board_parser(ap.add_subparsers())
-    a = ap.parse_args(sys.argv[1:])
-    try:
-        sys.exit(a.handler(a))
-    except ValueError as e:
-        print("roost: %s" % e, file=sys.stderr)
-        sys.exit(2)

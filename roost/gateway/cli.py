@@ -52,12 +52,13 @@ def _check_parser(sub: argparse._SubParsersAction) -> None:
 
 def _board_parsers(sub: argparse._SubParsersAction) -> None:
     """Boards: build an image, list ports, flash, serve a virtual board; and the broker."""
-    from roost.firmware import build, flash, ports, vboard
+    from roost.firmware import build, flash, ota_publish, ports, vboard
     from roost.gateway import broker, discovery
 
     build.add_build_parser(sub)
     ports.add_ports_parser(sub)
     flash.add_flash_parser(sub)
+    ota_publish.add_ota_parser(sub)
     vboard.add_board_parser(sub)
     broker.add_broker_parser(sub)
     discovery.add_discover_parser(sub)

@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import socket
-import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -517,23 +516,3 @@ def add_load_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_load_cmd)
     return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m roost.gateway.client kv|status|load ...`` (until the roost CLI wires it)."""
-    ap = argparse.ArgumentParser(prog="roost")
-    sp = ap.add_subparsers(dest="command")
-    sp.required = True
-    add_kv_parser(sp)
-    add_status_parser(sp)
-    add_load_parser(sp)
-    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        return args.handler(args)
-    except ValueError as e:
-        print("roost: %s" % e, file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -31,22 +31,3 @@ def add_node_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--storage", help="flash directory (overrides the config's storage)")
     p.set_defaults(handler=_node_cmd)
     return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m roost.gateway.node_cmd --config FILE`` (until the roost CLI wires it)."""
-    ap = argparse.ArgumentParser(prog="roost")
-    sp = ap.add_subparsers()
-    add_node_parser(sp)
-    import sys
-
-    args = ap.parse_args(["node"] + (sys.argv[1:] if argv is None else argv))
-    try:
-        return args.handler(args)
-    except ValueError as e:
-        print("roost: %s" % e, file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -106,7 +106,7 @@ def setup(tmp_path):
         r = roost("emulate", "up", "--nodes", "3", "--dir", str(fleet), "--json")
         assert r.returncode == 0, r.stdout + r.stderr
         procs["board"] = subprocess.Popen(
-            [sys.executable, "-m", "roost.firmware.vboard", "board", "serve", "--port", "0",
+            [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port", "0",
              "--dir", str(flash), "--heap", str(BOARD_HEAP_K)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ready, _, _ = select.select([procs["board"].stdout], [], [], 20)
@@ -160,8 +160,7 @@ def test_flashed_board_joins_updates_over_mqtt_refuses_tampering_and_its_plug_is
         img = tmp_path / "img-v2"
         build.build("esp32", img, 1, "v2")
         r = roost("ota", "publish", "--dir", str(fleet), "--target", "n04", "--serial", "1",
-                  "--version", "v2", "--image", str(img), "--json",
-                  module="roost.firmware.ota_publish")  # `roost ota` once the CLI wires it
+                  "--version", "v2", "--image", str(img), "--json")
         assert r.returncode == 0, r.stdout + r.stderr
 
         def updated():

@@ -127,7 +127,8 @@ def test_whole_node_starts_and_serves_in_the_measured_node_heap(image: Path, tmp
     flash = tmp_path / "flash"
     shutil.copytree(image, flash)
     (flash / "config.json").write_text(json.dumps(
-        {"node_id": "n07", "fleet": "lab", "broker": "mqtt://127.0.0.1:1", "udp_port": _free_udp_port(),
+        {"node_id": "n07", "fleet": "lab", "broker": "mqtt://127.0.0.1:1",
+         "udp_port": _free_udp_port(),
          "runtime": {"sensors": "simulated", "storage": str(tmp_path / "store")}}))
     (flash / "secrets.json").write_text(json.dumps({"fleet_key": "k" * 16}))
     script = ("g = {'__name__': '__main__'}\nexec(open('boot.py').read(), g)\n"

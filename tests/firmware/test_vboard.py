@@ -31,7 +31,7 @@ class Served:
 
     def __init__(self, flash: Path, pins: Path) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "roost.firmware.vboard", "board", "serve", "--port", "0",
+            [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port", "0",
              "--dir", str(flash), "--pins", str(pins)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
