@@ -5,6 +5,8 @@ Prints one figure per line:
   smallest heap that imports the node's boot set from source and from .mpy (RAM saved)
   free heap after boot (boot.py + main.py up to "roost: started") under the esp32 profile's
   heap, on the real micropython unix port (64-bit: objects are bigger than on an ESP32)
+  smallest heap in which a whole node (gossip member, simulated sensors, MQTT) starts and
+  serves for 5 s from the .mpy image, on the same port
   seconds from `roost flash` to the started line on a virtual board (roost board serve)
   seconds from `roost flash --join-dir` to "joined" on a virtual board joining a running
   emulated fleet (roost emulate up --nodes 3), the board at --join-heap KB
@@ -32,7 +34,7 @@ import gc
 g = {'__name__': '__main__'}
 exec(open('boot.py').read(), g)
 from roost.firmware import boardlib
-r = boardlib.main(idle_rounds=0)
+r = boardlib.main(idle_rounds=0, runtime=object())  # boot only: the node is not started
 gc.collect()
 print('FREE', gc.mem_free(), r)
 """
@@ -51,6 +53,46 @@ def free_heap_after_boot(image: Path, heap: int) -> str:
         if line.startswith("FREE "):
             return line.split()[1]
     return "failed: " + (out.stdout + out.stderr).strip().splitlines()[-1]
+
+
+_NODE = """
+g = {'__name__': '__main__'}
+exec(open('boot.py').read(), g)
+from roost.firmware import boardlib
+boardlib.main()
+"""
+
+
+def node_serves(image: Path, heap: int, seconds: float = 5.0) -> bool:
+    """True when boot.py + main.py start a whole node that is still serving after seconds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fl = Path(tmp) / "flash"
+        shutil.copytree(image, fl)
+        (fl / "config.json").write_text(json.dumps(
+            {"node_id": "n01", "fleet": "bench", "broker": "mqtt://127.0.0.1:1",
+             "udp_port": 42117, "runtime": {"sensors": "simulated",
+                                            "storage": str(Path(tmp) / "store")}}))
+        (fl / "secrets.json").write_text(json.dumps({"fleet_key": "bench-key"}))
+        try:
+            subprocess.run(["micropython", "-X", "heapsize=%d" % heap, "-c", _NODE],
+                           capture_output=True, timeout=seconds, cwd=fl)
+            return False  # it ended: it did not keep serving
+        except subprocess.TimeoutExpired as e:
+            text = (e.stdout or b"").decode() + (e.stderr or b"").decode()
+    return "started n01 (boot 1" in text and "Error" not in text and "does not fit" not in text
+
+
+def node_min_heap(image: Path, lo_k: int = 64, hi_k: int = 1024, step_k: int = 16) -> int | None:
+    """The smallest heap (KB, to step_k) in which node_serves holds, by bisection."""
+    if not node_serves(image, hi_k * 1024):
+        return None
+    while hi_k - lo_k > step_k:
+        mid = (lo_k + hi_k) // 2 // step_k * step_k
+        if node_serves(image, mid * 1024):
+            hi_k = mid
+        else:
+            lo_k = mid
+    return hi_k
 
 
 def flash_seconds(image: Path) -> float:
@@ -142,6 +184,9 @@ def main() -> int:
         print("boot_set_min_heap_bytes source %d mpy %d saved %d" % (src, mpy, src - mpy))
         print("free_heap_after_boot_bytes %s (heap %d, %s)"
               % (free_heap_after_boot(image, heap), heap, a.board))
+        nk = node_min_heap(image)
+        print("whole_node_min_heap_kb %s (starts and serves 5 s; esp32 profile heap %d KB)"
+              % (nk if nk else "over 1024", heap // 1024))
         times = sorted(flash_seconds(image) for _ in range(a.flashes))
         print("flash_to_started_s %.2f (median of %d, virtual board)"
               % (times[len(times) // 2], len(times)))

@@ -13,13 +13,14 @@ from roost.common.replay import ReplayWindow
 
 
 class Channel:
-    def __init__(self, node_id, key, incarnation=0, max_bytes=MAX_DATAGRAM, replay_window=256):
+    def __init__(self, node_id, key, incarnation=0, max_bytes=MAX_DATAGRAM, replay_window=256,
+                 max_senders=256):
         self.node_id = check_id(node_id)
         self.mac = key if isinstance(key, Hmac) else Hmac(key)
         self.incarnation = incarnation
         self.max_bytes = max_bytes
         self.seq = 0
-        self.replay = ReplayWindow(replay_window)
+        self.replay = ReplayWindow(replay_window, max_senders)
         self.stats = {"tx": 0, "rx_ok": 0}
         for reason in _env.REASONS:
             self.stats["rx_rejected_" + reason] = 0

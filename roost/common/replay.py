@@ -14,8 +14,10 @@ _WINDOW = const(256)  # how far behind the newest seq a reordered message may ar
 class ReplayWindow:
     """Tracks, per sender, the newest incarnation, the highest seq and a bitmap of the last
     ``window`` seqs. A new incarnation (the sender rebooted) starts a fresh window; an older
-    incarnation is stale. Holds at most ``max_senders`` senders, evicting the least recently
-    heard one (a flood of forged senders cannot pass the HMAC, so this only bounds memory)."""
+    incarnation is stale. Holds at most ``max_senders`` senders: when full it evicts the
+    least recently heard eighth in one pass (amortised; a flood of forged senders cannot pass
+    the HMAC, so this only bounds memory). An evicted sender's old messages would be accepted
+    again, so size it to the fleet: a sender heard often is never evicted."""
 
     def __init__(self, window=_WINDOW, max_senders=256):
         if window < 1 or max_senders < 1:
@@ -56,12 +58,12 @@ class ReplayWindow:
         self._state.pop(sender, None)
 
     def _evict(self):
-        oldest = None
-        for name in self._state:
-            if oldest is None or self._state[name][3] < self._state[oldest][3]:
-                oldest = name
-        if oldest is not None:
-            del self._state[oldest]
+        n = len(self._state)
+        if not n:
+            return
+        ages = sorted([(st[3], name) for name, st in self._state.items()])
+        for i in range(max(1, n // 8)):
+            del self._state[ages[i][1]]
 
     def __len__(self):
         return len(self._state)

@@ -33,6 +33,11 @@ Effect = tuple
 Factory = Callable[[str, Channel, dict, Prng, int], Any]
 
 
+
+# senders a simulated node's replay window remembers: as many as gossip's default member
+# view (1,024), so a 1,000-node run neither evicts nor weakens replay protection
+REPLAY_SENDERS = 1024
+
 class NetConfig:
     """The network model of every link (one-way, per message)."""
 
@@ -228,7 +233,8 @@ class Simulator:
 
     def _boot(self, node: _Node) -> None:
         node.boot += 1
-        channel = Channel(node.node_id, self.key, incarnation=node.boot)
+        channel = Channel(node.node_id, self.key, incarnation=node.boot,
+                          max_senders=REPLAY_SENDERS)
         rng = self._node_rng.fork("%s/%d" % (node.node_id, node.boot))
         node.alive = True
         node.paused = False

@@ -32,6 +32,7 @@ from roost.common.prng import Prng
 from roost.common.stablehash import bucket
 from roost.emulator.fleet import FleetError, load_state, pid_alive, read_status
 from roost.node.effects import SEND
+from roost.node.kv import KvConfig
 from roost.node.kvclient import KvClient, KvClientConfig
 
 OPS = ("get", "put", "append", "cas")
@@ -236,12 +237,23 @@ def summarize(history: list[dict[str, Any]], duration_s: float,
         lat = [(r["return"] - r["call"]) * 1000 for r in ok]
     return {
         "ops": len(history), "ok": len(ok), "failed": sum(1 for r in history if r["ok"] is False),
-        "unknown": sum(1 for r in history if r["ok"] is None), "duration_s": round(duration_s, 3),
+        "unknown": sum(1 for r in history if r["ok"] is None), "errors": _errors(history),
+        "duration_s": round(duration_s, 3),
         "ops_per_s": round(len(ok) / duration_s, 1) if duration_s > 0 else 0.0,
         "writes_per_s": round(len(writes) / duration_s, 1) if duration_s > 0 else 0.0,
         "latency_ms": {"p50": _r(_percentile(lat, 50)), "p90": _r(_percentile(lat, 90)),
                        "p99": _r(_percentile(lat, 99)), "max": _r(max(lat) if lat else None)},
     }
+
+
+def _errors(history: list[dict[str, Any]]) -> dict[str, int]:
+    """Definite failures by the store's reason ("too_large": a value reached its limit)."""
+    out: dict[str, int] = {}
+    for r in history:
+        if r["ok"] is False:
+            why = str(r.get("error") or "error")
+            out[why] = out.get(why, 0) + 1
+    return out
 
 
 def _r(x: float | None) -> float | None:
@@ -278,9 +290,7 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
             elif op == "put":
                 await c.op("put", key, tag + pad)
             elif op == "append":
-                rec = await c.op("append", key, tag)
-                if rec["ok"] is False and rec.get("error") == "too_large":
-                    await c.op("put", key, tag)  # the value is full: start it again
+                await c.op("append", key, tag)  # never overwritten: every ack stays checkable
             else:
                 last = [h for h in c.history if h["key"] == key and h["op"] == "get"
                         and h["ok"]]
@@ -357,6 +367,12 @@ def _load_cmd(args: argparse.Namespace) -> int:
                  s["failed"], s["unknown"]))
         print("latency ms: p50 %s  p90 %s  p99 %s  max %s"
               % (lat["p50"], lat["p90"], lat["p99"], lat["max"]))
+        if s["errors"]:
+            print("failed by reason: %s" % ", ".join(
+                "%s %d" % kv for kv in sorted(s["errors"].items())))
+        if s["errors"].get("too_large"):
+            print("(too_large: appended values reached %d characters; use more --keys or "
+                  "fewer appends in --mix)" % KvConfig.max_value_len)
         if args.history:
             print("history: %s (check it: roost check %s)" % (args.history, args.history))
     return 0

@@ -86,6 +86,18 @@ def test_replay_window_bounded():
     assert len(w) == 3
 
 
+def test_replay_window_evicts_the_least_recently_heard_in_one_pass():
+    w = ReplayWindow(window=8, max_senders=16)
+    for i in range(16):
+        w.check("s%02d" % i, 0, 1)
+    assert w.check("s00", 0, 2) == "ok"  # heard again: now the most recent
+    assert w.check("new", 0, 1) == "ok"  # full: the two least recently heard go (16 // 8)
+    assert len(w) == 15
+    assert w.check("s00", 0, 2) == "replay"  # kept, with its window
+    assert w.check("s03", 0, 1) == "replay"
+    assert w.check("s01", 0, 1) == "ok"  # evicted: remembered afresh
+
+
 def test_channel_counts_everything():
     a = Channel("n01", "key")
     b = Channel("n02", "key")
