@@ -43,9 +43,11 @@ from roost.node.mqtt_codec import (
     encode_puback,
     encode_publish,
     encode_subscribe,
+    oversized,
     parse_url,
     split_packet,
 )
+from roost.node.ring import Ring
 
 try:
     from micropython import const
@@ -102,40 +104,6 @@ WIFI = {"keepalive_s": 60, "retry_ms": 5000, "connect_timeout_ms": 10000, "infli
         "outbox_max": 64, "max_packet": 4096}
 
 
-class Ring:
-    """A bounded FIFO that drops its oldest item when full and counts the drops."""
-
-    def __init__(self, size):
-        self.items = [None] * size
-        self.head = 0
-        self.n = 0
-        self.dropped = 0
-
-    def __len__(self):
-        return self.n
-
-    def push(self, item):
-        size = len(self.items)
-        if self.n == size:
-            self.head = (self.head + 1) % size
-            self.n -= 1
-            self.dropped += 1
-        self.items[(self.head + self.n) % size] = item
-        self.n += 1
-
-    def peek(self):
-        return self.items[self.head] if self.n else None
-
-    def pop(self):
-        if not self.n:
-            return None
-        item = self.items[self.head]
-        self.items[self.head] = None
-        self.head = (self.head + 1) % len(self.items)
-        self.n -= 1
-        return item
-
-
 class MQTTError(Exception):
     pass
 
@@ -183,8 +151,8 @@ class MQTTClient:
         self.stats = {
             "connects": 0, "connect_failures": 0, "disconnects": 0, "tx_publish": 0,
             "tx_retransmit": 0, "rx_publish": 0, "rx_puback": 0, "rx_malformed": 0,
-            "rx_unexpected": 0, "outbox_dropped": 0, "handler_errors": 0, "pings": 0,
-            "dead_timeouts": 0,
+            "rx_oversize": 0, "rx_unexpected": 0, "outbox_dropped": 0, "handler_errors": 0,
+            "pings": 0, "dead_timeouts": 0,
         }
 
     # -------------------------------------------------------- public API
@@ -439,19 +407,53 @@ class MQTTClient:
             self.stats["rx_unexpected"] += 1
 
     async def _read_packet(self):
-        buf = self._rx
         while True:
+            buf = self._rx
             status, start, end = split_packet(buf, self.config.max_packet)
             if status == 1:
                 pkt = decode_packet(buf[0], bytes(buf[start:end]))
-                buf = self._rx = buf[end:]  # MicroPython's bytearray has no slice deletion
+                self._rx = buf[end:]  # MicroPython's bytearray has no slice deletion
                 if pkt is None:
                     self.stats["rx_malformed"] += 1
                     raise MQTTError("malformed packet")
                 return pkt
             if status < 0:
+                big = oversized(buf, self.config.max_packet)
+                if big is None:
+                    self.stats["rx_malformed"] += 1
+                    raise MQTTError("malformed stream")
+                await self._skip_packet(buf[0], big[0], big[1])
+                continue
+            await self._recv_more()
+
+    async def _skip_packet(self, first, start, length):
+        """Drop a packet larger than max_packet as its bytes arrive (never buffered whole),
+        and acknowledge a QoS 1 PUBLISH so the broker does not send it again: a big
+        retained message must not make a board reconnect forever. Counted in rx_oversize."""
+        self.stats["rx_oversize"] += 1
+        pid = 0
+        if first >> 4 == PUBLISH and (first >> 1) & 3 == 1:
+            while len(self._rx) < start + 2:
+                await self._recv_more()
+            need = start + 2 + ((self._rx[start] << 8) | self._rx[start + 1]) + 2
+            if need - start > length or need > self.config.max_packet:
                 self.stats["rx_malformed"] += 1
-                raise MQTTError("malformed stream")
+                raise MQTTError("malformed packet")
+            while len(self._rx) < need:
+                await self._recv_more()
+            pid = (self._rx[need - 2] << 8) | self._rx[need - 1]
+        left = start + length
+        while len(self._rx) < left:
+            left -= len(self._rx)
+            self._rx = bytearray()
+            await self._recv_more()
+        self._rx = self._rx[left:]
+        if pid:
+            await self._write(encode_puback(pid))
+
+    async def _recv_more(self):
+        """Wait for bytes from the socket and append them to the receive buffer."""
+        while True:
             s = self._sock
             if s is None:
                 raise MQTTError("closed")
@@ -468,7 +470,8 @@ class MQTTClient:
                 continue
             if not n:
                 raise MQTTError("connection closed by broker")
-            buf.extend(self._chunk_mv[:n])
+            self._rx.extend(self._chunk_mv[:n])
+            return n
 
     async def _write(self, data):
         async with self._lock:

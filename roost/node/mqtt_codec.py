@@ -168,6 +168,23 @@ def encode_disconnect():
 # ---------------------------------------------------------------- decoding (never raises)
 
 
+def oversized(buf, max_len):
+    """(start, length) when buf starts with a whole, valid fixed header announcing a body
+    longer than max_len (a packet to skip, not a broken stream); None otherwise."""
+    n = len(buf)
+    value = 0
+    shift = 0
+    i = 1
+    while i < n and i <= 4:
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        shift += 7
+        i += 1
+        if not b & 0x80:
+            return (i, value) if value > max_len else None
+    return None
+
+
 def split_packet(buf, max_len=_MAX_REMAINING):
     """Frame the first packet of a byte stream.
 

@@ -79,6 +79,13 @@ def test_malformed_is_none_or_error_status():
     assert m.split_packet(b"\x30\xff\xff\xff\xff\x01") == (-1, 0, 0)  # varint of 5 bytes
     assert m.split_packet(b"\x30\x80\x01" + b"\x00" * 200, 100) == (-1, 0, 0)  # over max_len
     assert m.split_packet(b"\x30") == (0, 0, 0)
+
+
+def test_oversized_names_a_packet_to_skip_not_a_broken_stream():
+    assert m.oversized(b"\x30\x80\x01" + b"\x00" * 20, 100) == (3, 128)  # skip 128 body bytes
+    assert m.oversized(b"\x30\x80\x01", 200) is None  # fits: not oversized
+    assert m.oversized(b"\x30\xff\xff\xff\xff\x01", 100) is None  # varint of 5 bytes: broken
+    assert m.oversized(b"\x30\x80", 100) is None  # header not whole yet
     bad = [
         (0x36, b"\x00\x01a\x00\x01"),  # qos 3
         (0x32, b"\x00\x01a\x00\x00"),  # qos 1 with packet id 0
