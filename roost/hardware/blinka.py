@@ -6,6 +6,7 @@ on a machine that is not a Pi: that becomes ``NoHardware`` with one sentence.
 Driver libraries: ``adafruit-circuitpython-bme280`` and ``adafruit-circuitpython-dht``.
 """
 
+from roost.hardware.bme280 import ADDRESSES
 from roost.hardware.sensor import Sensor
 
 
@@ -59,16 +60,31 @@ class BME280(Sensor):
     units = {"temperature": "C", "humidity": "%", "pressure": "hPa"}
     sample_period_ms = 10000
 
-    def __init__(self, i2c=None, address=0x77, name=None, sample_period_ms=None):
+    def __init__(self, i2c=None, address=None, name=None, sample_period_ms=None):
         Sensor.__init__(self, name, sample_period_ms)
         self._driver_mod = _import_bme280()
         self.i2c = i2c if i2c is not None else default_i2c()
-        self.address = address
+        self.address = address  # None: 0x77 or 0x76, whichever holds a BME280
         self.device = None
+
+    def _open(self):
+        open_at = self._driver_mod.Adafruit_BME280_I2C
+        if self.address is not None:
+            return open_at(self.i2c, address=self.address)
+        err = None
+        for a in ADDRESSES:
+            try:
+                device = open_at(self.i2c, address=a)
+            except (OSError, RuntimeError, ValueError) as e:
+                err = e  # nothing there, or not a BME280: try the other address
+                continue
+            self.address = a
+            return device
+        raise err
 
     def _sample(self, now_ms):
         if self.device is None:
-            self.device = self._driver_mod.Adafruit_BME280_I2C(self.i2c, address=self.address)
+            self.device = self._open()
         d = self.device
         try:
             t = d.temperature

@@ -17,6 +17,7 @@ except ImportError:  # CPython
 
 
 CHIP_ID = const(0x60)
+ADDRESSES = (0x77, 0x76)  # SDO high (Adafruit's breakout) and SDO low (most cheap ones)
 REG_CALIB_TP = const(0x88)  # dig_T1..dig_P9, 24 bytes little-endian
 REG_CALIB_H1 = const(0xA1)
 REG_CHIP_ID = const(0xD0)

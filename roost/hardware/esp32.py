@@ -54,18 +54,19 @@ class BME280(Sensor):
     units = {"temperature": "C", "humidity": "%", "pressure": "hPa"}
     sample_period_ms = 10000
 
-    def __init__(self, i2c, address=0x77, name=None, sample_period_ms=None):
+    def __init__(self, i2c, address=None, name=None, sample_period_ms=None):
         Sensor.__init__(self, name, sample_period_ms)
         self.i2c = i2c
-        self.address = address
+        self.address = address  # None: 0x77 or 0x76, whichever holds a BME280 (breakouts differ)
         self.calib = None
         self._buf = bytearray(8)
         self._meas = (_OSRS_X1 << 5) | (_OSRS_X16 << 2) | _MODE_FORCED
 
     def _setup(self):
         i2c, a = self.i2c, self.address
-        chip = i2c.readfrom_mem(a, _b.REG_CHIP_ID, 1)[0]
-        if chip != _b.CHIP_ID:
+        if a is None:
+            a = self._find()
+        elif i2c.readfrom_mem(a, _b.REG_CHIP_ID, 1)[0] != _b.CHIP_ID:
             raise OSError(19)  # something else answers at this address
         i2c.writeto_mem(a, _b.REG_RESET, bytes((_b.RESET_WORD,)))
         tp = i2c.readfrom_mem(a, _b.REG_CALIB_TP, 24)
@@ -73,6 +74,17 @@ class BME280(Sensor):
         h = i2c.readfrom_mem(a, _b.REG_CALIB_H, 7)
         i2c.writeto_mem(a, _b.REG_CONFIG, b"\x00")  # no IIR filter, no standby
         self.calib = _b.parse_calib(tp, h1, h)
+        self.address = a
+
+    def _find(self):
+        err = OSError(19)
+        for a in _b.ADDRESSES:
+            try:
+                if self.i2c.readfrom_mem(a, _b.REG_CHIP_ID, 1)[0] == _b.CHIP_ID:
+                    return a
+            except OSError as e:
+                err = e
+        raise err  # no BME280 answers (yet): the next read tries again
 
     def _sample(self, now_ms):
         if self.calib is None:

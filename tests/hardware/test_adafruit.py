@@ -88,6 +88,15 @@ def test_blinka_bme280_wrapper_on_injected_bus():
     assert r.values["pressure"] == pytest.approx(1001.0, abs=0.5)
 
 
+def test_blinka_bme280_finds_a_breakout_at_0x76_by_itself():
+    dev, bus = _rig(address=0x76)
+    s = blinka.BME280(i2c=BusioI2C(bus))  # no address given: the real driver tries both
+    dev.set(temperature=-3.5, humidity=70.0, pressure=990.0)
+    r = s.read(0)
+    assert r.health == HEALTH_OK and s.address == 0x76
+    assert r.values["temperature"] == pytest.approx(-3.5, abs=0.05)
+
+
 def test_blinka_bme280_bus_error_and_recovery():
     dev, bus = _rig()
     s = blinka.BME280(i2c=BusioI2C(bus))

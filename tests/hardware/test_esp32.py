@@ -36,6 +36,20 @@ def test_bme280_at_the_other_address():
     assert abs(sensor.read(0).values["temperature"] - 18.0) < 0.05
 
 
+def test_bme280_without_an_address_finds_either_breakout():
+    for address in (0x77, 0x76):
+        dev = BME280Device(temperature=23.0)
+        sensor = esp32.BME280(MachineI2C(SimBus({address: dev})))
+        r = sensor.read(0)
+        assert r.health == HEALTH_OK and sensor.address == address
+        assert abs(r.values["temperature"] - 23.0) < 0.05
+    bus = SimBus({})
+    sensor = esp32.BME280(MachineI2C(bus))  # nothing on the bus yet: an error reading
+    assert sensor.read(0).health == HEALTH_ERROR and sensor.address is None
+    bus.devices[0x76] = BME280Device(temperature=5.0)  # plugged in later
+    assert abs(sensor.read(1).values["temperature"] - 5.0) < 0.05
+
+
 def test_bme280_bus_error_is_a_reading_not_an_exception():
     _, bus, sensor = _rig()
     assert sensor.read(0).health == HEALTH_OK
