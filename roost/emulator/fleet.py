@@ -254,6 +254,32 @@ def node_marker(state: dict[str, Any], node_id: str) -> str:
     return state["nodes"][node_id]["config"]
 
 
+def gateway_argv(state: dict[str, Any]) -> list[str]:
+    return [sys.executable, "-m", "roost.gateway.cli", "gateway", "--dir", state["dir"]]
+
+
+def gateway_marker(state: dict[str, Any]) -> str:
+    return "gateway --dir " + state["dir"]
+
+
+def start_gateway(d: Path, state: dict[str, Any]) -> int:
+    """Start the gateway process (it watches the broker; see roost.gateway.gateway)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    with open(d / "gateway.log", "ab") as log:
+        proc = subprocess.Popen(gateway_argv(state), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=d, env=env,
+                                start_new_session=True)
+    state["gateway"] = {"pid": proc.pid, "started": time.time()}
+    save_state(d, state)
+    return proc.pid
+
+
+def gateway_running(state: dict[str, Any]) -> bool:
+    g = state.get("gateway") or {}
+    return pid_alive(g.get("pid"), gateway_marker(state))
+
+
 def broker_marker(state: dict[str, Any]) -> str | None:
     b = state.get("broker") or {}
     return b.get("dir") if b.get("managed") else None
@@ -427,11 +453,20 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
     save_state(d, state)
     for n in p["ids"]:
         start_node(d, state, n)
+    if state["broker"]:
+        start_gateway(d, state)
+        say("gateway watching the broker (view in %s)" % (d / "gateway.json"))
     say("started %d nodes (%d on MicroPython, heap %d KB), %d replica group(s)"
         % (nodes, len(p["micropython"]), heap_k, len(p["groups"])))
     if not wait:
         return snapshot(state)
     return wait_healthy(d, timeout_s, say)
+
+
+def _stopped_line(res: dict[str, Any]) -> str:
+    extra = [w for w, k in (("the gateway", "gateway_stopped"), ("the broker", "broker_stopped"))
+             if res.get(k)]
+    return "stopped %d node(s)%s" % (len(res["stopped"]), "".join(", " + w for w in extra))
 
 
 def any_running(state: dict[str, Any]) -> bool:
@@ -440,6 +475,8 @@ def any_running(state: dict[str, Any]) -> bool:
             continue
         if pid_alive(state["nodes"][n].get("pid"), node_marker(state, n)):
             return True
+    if gateway_running(state):
+        return True
     b = state.get("broker") or {}
     return bool(b.get("managed") and pid_alive(b.get("pid"), broker_marker(state)))
 
@@ -456,6 +493,9 @@ def down(d: str | Path) -> dict[str, Any]:
         if stop_pid(info.get("pid"), node_marker(state, n)):
             stopped.append(n)
         info["pid"] = None
+    g = state.get("gateway") or {}
+    gateway_stopped = stop_pid(g.get("pid"), gateway_marker(state)) if g else False
+    g["pid"] = None
     b = state.get("broker") or {}
     broker_stopped = False
     if b.get("managed"):
@@ -464,7 +504,8 @@ def down(d: str | Path) -> dict[str, Any]:
     save_state(d, state)
     if state.get("netns"):
         _teardown_fabric(state)
-    return {"stopped": stopped, "broker_stopped": broker_stopped}
+    return {"stopped": stopped, "broker_stopped": broker_stopped,
+            "gateway_stopped": gateway_stopped}
 
 
 # ---------------------------------------------------------------- root mode (namespaces)
@@ -627,8 +668,7 @@ def _up_cmd(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, old_term)
         res = down(d)
         if not args.json:
-            print("stopped %d nodes%s" % (len(res["stopped"]),
-                                          " and the broker" if res["broker_stopped"] else ""))
+            print(_stopped_line(res))
     return 0
 
 
@@ -651,8 +691,7 @@ def _down_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res, sort_keys=True))
     else:
-        print("stopped %d node(s)%s" % (len(res["stopped"]),
-                                        " and the broker" if res["broker_stopped"] else ""))
+        print(_stopped_line(res))
     return 0
 
 

@@ -442,7 +442,23 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
                        "leader": leaders[0] if len(leaders) == 1 else None,
                        "commit": commits, "lag": lag})
     return {"fleet": state["fleet"], "dir": state["dir"], "broker": state.get("broker"),
-            "nodes": nodes, "members": members, "groups": groups}
+            "nodes": nodes, "members": members, "groups": groups, "gateway": _gateway(state)}
+
+
+def _gateway(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The gateway process and what it sees through the broker (None: the fleet has none)."""
+    from roost.emulator.fleet import gateway_running
+    from roost.gateway.gateway import read_view
+
+    if not state.get("gateway"):
+        return None
+    running = gateway_running(state)
+    view = read_view(state["dir"]) if running else None
+    out: dict[str, Any] = {"process": "running" if running else "down", "view": view}
+    if view is not None:
+        out["online"] = sorted(n for n, v in view["nodes"].items() if v["mqtt"] == "online")
+        out["offline"] = sorted(n for n, v in view["nodes"].items() if v["mqtt"] == "offline")
+    return out
 
 
 def _status_cmd(args: argparse.Namespace) -> int:
@@ -473,6 +489,14 @@ def _status_cmd(args: argparse.Namespace) -> int:
     if down:
         print("not alive in the views: " + ", ".join(
             "%s (%s)" % (m, st["members"][m]["state"]) for m in down))
+    gw = st["gateway"]
+    if gw is not None and gw["view"] is None:
+        print("gateway: %s, no fresh view" % gw["process"])
+    elif gw is not None:
+        readings = sum(v["readings"] for v in gw["view"]["nodes"].values())
+        print("gateway (through the broker%s): online %s; offline %s; %d readings" % (
+            "" if gw["view"]["broker_connected"] else ", now disconnected",
+            ", ".join(gw["online"]) or "none", ", ".join(gw["offline"]) or "none", readings))
     return 0
 
 

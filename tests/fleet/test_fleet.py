@@ -154,6 +154,9 @@ def test_sigkill_leader_under_load_writes_resume_and_history_is_linearizable(emu
 def test_restarted_node_catches_up_from_its_own_directory_and_rejoins(emu):
     d = emu
     killed = (d / "killed").read_text()
+    # the gateway saw the pulled plug through the broker: the killed node's Last Will
+    _wait(lambda: killed in ((_status(d)["gateway"] or {}).get("offline") or []), 25,
+          "the gateway to see %s offline" % killed)
     st0 = fleet.read_status(fleet.load_state(d), _leader(d))
     commit_before = st0["host"]["group"]["commit"]
     chaos.restart(d, killed)
@@ -173,6 +176,10 @@ def test_restarted_node_catches_up_from_its_own_directory_and_rejoins(emu):
     line = [x for x in log.splitlines() if "boot 2: recovered" in x]
     assert line and int(line[0].split("recovered ")[1].split()[0]) > 2, line
     _wait(lambda: _healthy(d), 20, "the fleet to be healthy again")
+    gw = _wait(lambda: (lambda g: g if g and len(g.get("online") or []) == 5 else None)(
+        _status(d)["gateway"]), 15, "the gateway to see every node online again")
+    assert gw["process"] == "running" and gw["view"]["broker_connected"]
+    assert all(v["readings"] > 0 for v in gw["view"]["nodes"].values()), gw
 
 
 # ---------------------------------------------------------------- broker outage

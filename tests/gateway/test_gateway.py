@@ -1,0 +1,26 @@
+"""The gateway's view of a fleet through the broker (pure part; the live part runs in
+tests/fleet/test_fleet.py against real node processes and a real broker)."""
+
+from roost.gateway.gateway import FleetView
+
+
+def test_status_and_readings_per_node_and_bad_input_counted():
+    v = FleetView("lab")
+    v.on_message(10.0, "roost/lab/node/n01/status", b"online")
+    v.on_message(11.0, "roost/lab/node/n01/data", b'{"sensor": "t", "values": {"t": 21.5}}')
+    v.on_message(12.0, "roost/lab/node/n02/status", b"offline")
+    v.on_message(13.0, "roost/lab/node/n01/status", b"online")  # no change: since stays
+    v.on_message(13.0, "roost/lab/node/n01/data", b"not json")
+    v.on_message(13.0, "roost/lab/node/n01/data", b"[1, 2]")
+    v.on_message(13.0, "roost/lab/node/n01/status", b"rebooting")
+    v.on_message(13.0, "roost/other/node/n09/status", b"online")
+    v.on_message(13.0, "roost/lab/node/n01/inbox", b"\x00")
+    doc = v.to_json(15.0, True)
+    n1, n2 = doc["nodes"]["n01"], doc["nodes"]["n02"]
+    assert (n1["mqtt"], n1["since"], n1["readings"]) == ("online", 10.0, 1)
+    assert n1["last_reading"]["values"] == {"t": 21.5} and n1["last_reading_age_s"] == 4.0
+    assert (n2["mqtt"], n2["readings"], n2["last_reading_age_s"]) == ("offline", 0, None)
+    assert doc["stats"] == {"messages": 9, "readings": 1, "ignored": 2, "malformed": 3}
+    assert sorted(doc["nodes"]) == ["n01", "n02"] and doc["broker_connected"] is True
+    v.on_message(20.0, "roost/lab/node/n02/status", b"online")  # plugged back in
+    assert v.to_json(21.0, True)["nodes"]["n02"]["since"] == 20.0
