@@ -46,13 +46,29 @@ class Fleet:
         self.dir = Path(self.state["dir"])
         self.key = (self.dir / "fleet.key").read_text().strip()
         self.groups = [(g[0], sorted(g[1])) for g in self.state["groups"]]
-        self.addr = {n: ("127.0.0.1", self.state["nodes"][n]["port"]) for n in self.state["ids"]}
+        nodes = self.state["nodes"]
+        self.addr = {n: (nodes[n].get("addr", "127.0.0.1"), nodes[n]["port"])
+                     for n in self.state["ids"]}
+        # a fleet in network namespaces (emulate up --netns) is reached from its "gw" one
+        self.bind = "0.0.0.0" if self.state.get("netns") else "127.0.0.1"
+        ns = (self.state.get("netns") or {}).get("ns", {}).get("gw")
+        if ns and not _in_netns(ns):
+            raise FleetError("the fleet in %s runs in network namespaces: run the client in "
+                             "its gw namespace: ip netns exec %s roost ..." % (self.dir, ns))
         if not self.groups:
             raise FleetError("the fleet in %s has no replica groups (emulate up --groups 1)"
                              % self.dir)
 
     def group_of(self, key: str) -> int:
         return bucket(key, len(self.groups))
+
+
+def _in_netns(name: str) -> bool:
+    """True when this process runs in the named network namespace (``ip netns``)."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino == os.stat("/run/netns/" + name).st_ino
+    except OSError:
+        return False
 
 
 class _Clock:
@@ -85,7 +101,7 @@ class UdpKvClient:
             for m in members:
                 self.owner[m] = i
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((fleet.bind, 0))
         self.sock.setblocking(False)
         self._rx: deque[bytes] = deque()
         self._fut: asyncio.Future | None = None
