@@ -111,6 +111,8 @@ class PaxosConfig:
     window = 32  # un-chosen slots in flight beyond the commit index (pipelining), and
     # the reconfiguration delay alpha: a config chosen at slot k governs slots >= k+window
     max_batch = 16  # commands packed into one slot when many are queued
+    pipeline = 2  # client batches the leader keeps un-chosen at once (<= window); past it
+    # commands wait and share the next slot: fewer accepts and log writes per command
     max_queue = 256  # commands waiting for a slot; propose() refuses beyond it
     snapshot_every = 1000  # applied slots between snapshots: the log window kept in memory
     catchup_datagrams = 8  # chosen-value or snapshot datagrams sent to a lagging peer per ACK
@@ -138,7 +140,7 @@ class PaxosConfig:
             raise ValueError("election_timeout_max_ms must not be below election_timeout_min_ms")
         if not 1 <= self.heartbeat_ms < self.election_timeout_min_ms:
             raise ValueError("heartbeat_ms must be at least 1 and below election_timeout_min_ms")
-        for name in ("retry_ms", "window", "max_batch", "max_queue", "snapshot_every",
+        for name in ("retry_ms", "window", "max_batch", "pipeline", "max_queue", "snapshot_every",
                      "catchup_datagrams", "max_snapshot_bytes", "max_members"):
             if getattr(self, name) < 1:
                 raise ValueError("paxos option %s must be at least 1" % name)
@@ -1207,6 +1209,8 @@ class PaxosCore:
                     and not self._cfg_in_flight():
                 value = ["c", list(self._cfg_pending)]
             elif self._queue:
+                if len(self._sent) >= self.config.pipeline:
+                    return  # enough in flight: the queue grows into a fuller batch
                 value = self._take_batch()
             else:
                 return
