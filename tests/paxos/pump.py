@@ -1,7 +1,11 @@
 """An in-process pump between PaxosCore replicas (MicroPython-safe): zero-latency FIFO
 delivery, cut links, crashes with durable storage, and an agreement check on every APPLY."""
 
-from binascii import crc32
+import json
+import os
+import sys
+from array import array
+from binascii import crc32, hexlify
 
 from roost.common.channel import Channel
 from roost.common.prng import Prng
@@ -32,6 +36,62 @@ class CountSM:
         self.count, self.sum, self.last = snap[0], snap[1], snap[2]
 
 
+class MemDisk:
+    """A replica's durable storage as JSON text in a dict (CPython runs)."""
+
+    def __init__(self):
+        self.d = {}
+
+    def __setitem__(self, key, value):
+        self.d[key] = json.dumps(value)
+
+    def pop(self, key, default=None):
+        return self.d.pop(key, default)
+
+    def __len__(self):
+        return len(self.d)
+
+    def load(self):
+        return {k: json.loads(v) for k, v in self.d.items()}
+
+
+class FlashDisk:
+    """A replica's durable storage as files, the way a board keeps it in flash: under
+    MicroPython the three replicas' disks stay out of the one small heap they share."""
+
+    def __init__(self, path):
+        from roost.node.storage import DirStorage
+
+        self.st = DirStorage(path, sync=False)
+
+    def __setitem__(self, key, value):
+        self.st.put(key, value)
+
+    def pop(self, key, default=None):
+        self.st.put(key, None)
+
+    def __len__(self):
+        return len(self.st.keys())
+
+    def load(self):
+        return self.st.load_all()
+
+
+_ON_BOARD = sys.implementation.name == "micropython"
+_ROOT = ((os.getenv("ROOST_PUMP_DIR") if hasattr(os, "getenv") else None) or "/tmp") + \
+    "/roost-pump-" + hexlify(os.urandom(4)).decode()
+
+
+def _rmtree(path):
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for name in names:
+        os.remove(path + "/" + name)
+    os.rmdir(path)
+
+
 class Cluster:
     def __init__(self, ids, config=None, seed=1, members=None, check=True):
         self.ids = sorted(ids)
@@ -47,13 +107,22 @@ class Cluster:
         self.down = set()
         self.drop_every = 0
         self._n = 0
+        if _ON_BOARD:  # one cluster at a time: the previous one's disks go
+            try:
+                subs = os.listdir(_ROOT)
+            except OSError:
+                subs = ()
+            for sub in subs:
+                _rmtree(_ROOT + "/" + sub)
         self.check = check  # keep every applied command for the agreement check
-        self.by_index = {}  # command index -> crc32 of the command (the agreement check)
+        # the agreement check: crc32 of command index i at position i - 1 (every replica
+        # applies in order, so the first to reach i has filled 1..i-1); 4 bytes a command
+        self.by_index = array("I")
         self.applied = {}  # node -> number of APPLY effects seen
         self.violations = 0
         self.delivered = 0
         for n in self.ids:
-            self.storage[n] = {}
+            self.storage[n] = self._new_disk(n)
             self.boots[n] = 0
             self.applied[n] = 0
             self.start(n)
@@ -61,7 +130,7 @@ class Cluster:
     def add(self, n, members=None):
         self.ids.append(n)
         self.ids.sort()
-        self.storage[n] = {}
+        self.storage[n] = self._new_disk(n)
         self.boots[n] = 0
         self.applied[n] = 0
         self.start(n, members)
@@ -70,10 +139,17 @@ class Cluster:
         self.boots[n] += 1
         ch = Channel(n, KEY, incarnation=self.boots[n])
         core = PaxosCore(n, ch, members or self.members, CountSM(), config=self.config,
-                         rng=self.rng.fork(n), storage=dict(self.storage[n]), now_ms=self.now)
+                         rng=self.rng.fork(n), storage=self._disk(n), now_ms=self.now)
         self.cores[n] = core
         self.down.discard(n)
         return core
+
+    def _new_disk(self, n):
+        return FlashDisk(_ROOT + "/" + n) if _ON_BOARD else MemDisk()
+
+    def _disk(self, n):
+        """What a restarting replica reads back from its storage."""
+        return self.storage[n].load()
 
     def crash(self, n):
         self.cores[n] = None
@@ -98,12 +174,12 @@ class Cluster:
                 self.applied[n] += 1
                 if not self.check:
                     continue
-                digest = crc32(repr(eff[2]).encode())  # a small int, not the command
-                prev = self.by_index.get(eff[1])
-                if prev is None:
-                    self.by_index[eff[1]] = digest
-                elif prev != digest:
-                    self.violations += 1
+                digest = crc32(repr(eff[2]).encode()) & 0xFFFFFFFF
+                i = eff[1] - 1
+                if i == len(self.by_index):
+                    self.by_index.append(digest)
+                elif i > len(self.by_index) or self.by_index[i] != digest:
+                    self.violations += 1  # a gap cannot happen: each replica applies in order
         return effects
 
     def call(self, n, fn):

@@ -1,6 +1,6 @@
 """PaxosCore cluster tests through the in-process pump: snapshots, reconfiguration, loss,
-partitions. MicroPython-safe, but several replicas in one heap need more than a board's
-100 KB: run with `micropython -X heapsize=256K tests/mpy_runner.py tests/paxos/test_cluster.py`.
+partitions. MicroPython-safe, but up to six replicas in one heap need more than a board's
+100 KB: `micropython -X heapsize=128K tests/mpy_runner.py tests/paxos/test_cluster.py`.
 """
 
 from roost.node.paxos import PaxosConfig
