@@ -455,6 +455,7 @@ class PaxosCore:
             "slots_chosen": 0,
             "applied": 0,
             "snapshots": 0,
+            "snapshot_failures": 0,
             "snapshots_installed": 0,
             "snapshots_sent": 0,
             "catchup_sent": 0,
@@ -482,6 +483,7 @@ class PaxosCore:
         self.configs = [[1, members]]  # [first slot governed, members], ascending
         self.members = members
         self._snap_data = None  # bytes of the latest snapshot (served to laggards)
+        self._snap_retry_at = 0  # applied slot before which no snapshot is tried again
         self._snap_rx = None  # [slot, total, crc, chunks, received]
         self._orphans = []  # durable "a/<slot>" keys under the snapshot, to delete
         self._reset_leader_state()
@@ -970,7 +972,8 @@ class PaxosCore:
             for s in sorted(d):
                 if s <= c:
                     del d[s]
-        if self.applied_slot - self.snap_slot >= self.config.snapshot_every:
+        if self.applied_slot - self.snap_slot >= self.config.snapshot_every and \
+                self.applied_slot >= self._snap_retry_at:
             self._take_snapshot(out)
 
     def _apply_slot(self, slot, out):
@@ -1007,12 +1010,22 @@ class PaxosCore:
                 keep.append(c)
         keep = [[c[0], list(c[1])] for c in keep]
         rec = [slot, self.applied_index, keep, self.sm.snapshot()]
-        text = _dumps(rec)
+        try:
+            text = _dumps(rec)
+            data = text.encode()
+        except MemoryError:
+            # a board's fragmented heap has no room for the whole store as one text: keep
+            # the log (the step goes on) and try again a quarter interval later
+            rec = None
+            self.stats["snapshot_failures"] += 1
+            self._snap_retry_at = slot + self.config.snapshot_every // 4 + 1
+            out.append((EVENT, "paxos.snapshot_failed", [self.node_id, slot]))
+            return
         out.append((PERSIST, "snap", text))
         self._drop_log_upto(slot, out)
         self.snap_slot = slot
         self.configs = keep
-        self._snap_data = text.encode()
+        self._snap_data = data
         self.stats["snapshots"] += 1
         out.append((EVENT, "paxos.snapshot", [self.node_id, slot]))
 

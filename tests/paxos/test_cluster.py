@@ -140,3 +140,33 @@ def test_restart_all_at_once_recovers_log():
     for n in IDS:
         assert cl.core(n).applied_index == 21
     assert cl.violations == 0
+
+
+def test_a_snapshot_that_does_not_fit_the_heap_is_skipped_and_tried_again():
+    from roost.node import paxos
+
+    cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
+    leader = _elect(cl)
+    real = paxos._dumps
+    fail = [2]  # the next two snapshot texts do not fit (a fragmented board heap)
+
+    def tight(x):
+        if fail[0] and isinstance(x, list) and len(x) == 4 and isinstance(x[2], list):
+            fail[0] -= 1
+            raise MemoryError("memory allocation failed")
+        return real(x)
+
+    paxos._dumps = tight
+    try:
+        for i in range(60):
+            assert cl.propose(leader, ["m", i])
+            cl.deliver()
+    finally:
+        paxos._dumps = real
+    cl.advance(300)  # heartbeats carry the last commit index
+    for n in IDS:
+        assert cl.core(n).applied_index == 60, (n, cl.core(n).stats)
+    failures = sum(cl.core(n).stats["snapshot_failures"] for n in IDS)
+    assert failures == 2
+    assert all(cl.core(n).stats["snapshots"] >= 1 for n in IDS)  # tried again, and taken
+    assert cl.violations == 0
