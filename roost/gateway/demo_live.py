@@ -32,8 +32,9 @@ from roost.emulator.linearize import check, load_history
 from roost.gateway import client
 
 _KEYS = 120  # a value holds at most 256 characters (a store 128 keys): spread the appends
-_CLIENTS = 2  # with a third of the operations appends, the store grows to ~12 KB in 18 s: a
+_CLIENTS = 2  # with a sixth of the operations appends, the store grows to ~12 KB in 18 s: a
 # MicroPython replica's snapshot must fit its heap (a 30 KB store failed in 1 MB once)
+_MIX = "append:1,get:5"  # (a third was enough before the leader batched: twice the writes)
 _READS_S = 30.0  # the final read-back of every key gives up after this (then: "unreadable")
 _POLL_S = 0.2  # status files are rewritten every second; polling faster only narrows the bound
 
@@ -175,7 +176,7 @@ def run_live(nodes: int = 5, micropython: int | None = None, duration_s: float =
         def _load() -> None:
             try:
                 load["s"] = client.run_load(d, clients=_CLIENTS, duration_s=duration_s,
-                                            history=str(hist), keys=_KEYS, mix="append:1,get:2",
+                                            history=str(hist), keys=_KEYS, mix=_MIX,
                                             seed=seed, key_prefix="demo")
             except Exception as e:  # reported, never swallowed silently
                 load["error"] = "%s: %s" % (type(e).__name__, e)

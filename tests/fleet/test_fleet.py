@@ -116,7 +116,7 @@ def test_sigkill_leader_under_load_writes_resume_and_history_is_linearizable(emu
 
     def load():
         result["s"] = client.run_load(d, clients=4, duration_s=9, history=str(hist), keys=120,
-                                      mix="append:1,get:2", seed=5, key_prefix="a")
+                                      mix="append:1,get:4", seed=5, key_prefix="a")
 
     th = threading.Thread(target=load)
     t0 = time.monotonic()
