@@ -42,7 +42,14 @@ import json
 import os
 import sys
 
-from roost.node.storage import StorageError, _exists, _makedirs, key_to_name, name_to_key
+from roost.node.storage import (
+    StorageError,
+    _exists,
+    _makedirs,
+    key_to_name,
+    name_to_key,
+    sync_dir,
+)
 
 try:
     from micropython import const
@@ -78,13 +85,8 @@ def encode_record(key, value):
     return h + body + b"\n"
 
 
-def decode_record(line):
-    """A log line (its newline optional) -> (key, value), or None if torn or not ours."""
-    n = len(line)
-    if n and line[n - 1] == 10:
-        n -= 1
-    if n < 12 or line[8] != 32:
-        return None
+def _checked_body(line, n):
+    """The record's body (a memoryview of line[9:n]) if its crc32 header holds, else None."""
     mv = memoryview(line)
     try:
         crc = int(bytes(mv[:8]), 16)
@@ -92,6 +94,19 @@ def decode_record(line):
         return None
     body = mv[9:n]
     if binascii.crc32(body) & 0xFFFFFFFF != crc:
+        return None
+    return body
+
+
+def decode_record(line):
+    """A log line (its newline optional) -> (key, value), or None if torn or not ours."""
+    n = len(line)
+    if n and line[n - 1] == 10:
+        n -= 1
+    if n < 12 or line[8] != 32:
+        return None
+    body = _checked_body(line, n)
+    if body is None:
         return None
     try:
         rec = json.loads(body if MICROPYTHON else bytes(body))
@@ -109,13 +124,9 @@ def _record_key(line):
     n = len(line) - 1
     if n < 12 or line[n] != 10 or line[8] != 32 or line[9] != 91 or line[10] != 34:
         return None
+    if _checked_body(line, n) is None:
+        return None
     mv = memoryview(line)
-    try:
-        crc = int(bytes(mv[:8]), 16)
-    except ValueError:
-        return None
-    if binascii.crc32(mv[9:n]) & 0xFFFFFFFF != crc:
-        return None
     i = 11
     while i < n:
         c = line[i]
@@ -401,15 +412,5 @@ class LogStorage:
         self._sync_dir()
 
     def _sync_dir(self):
-        if not self.sync:
-            return
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except (AttributeError, OSError):
-            return
-        try:
-            _fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        if self.sync:
+            sync_dir(self.path)

@@ -45,6 +45,22 @@ class StorageError(Exception):
     """A value on disk cannot be read (only possible if something else wrote the directory)."""
 
 
+def sync_dir(path):
+    """fsync a directory so a rename in it is durable (a no-op where that cannot be done)."""
+    if _fsync is None:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (AttributeError, OSError):
+        return
+    try:
+        _fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def key_to_name(key):
     """A key ("promised", "a/17") -> a safe file name stem; ValueError for a bad key."""
     if not isinstance(key, str) or not key or len(key) > _MAX_KEY_LEN:
@@ -174,18 +190,8 @@ class DirStorage:
         self._sync_dir()
 
     def _sync_dir(self):
-        if not self.sync:
-            return
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except (AttributeError, OSError):
-            return
-        try:
-            _fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
+        if self.sync:
+            sync_dir(self.path)
 
     def stage(self, key, value):
         """Queue a write; done (each durably, in order) by ``commit()``."""
