@@ -82,16 +82,6 @@ _ROOT = ((os.getenv("ROOST_PUMP_DIR") if hasattr(os, "getenv") else None) or "/t
     "/roost-pump-" + hexlify(os.urandom(4)).decode()
 
 
-def _rmtree(path):
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return
-    for name in names:
-        os.remove(path + "/" + name)
-    os.rmdir(path)
-
-
 class Cluster:
     def __init__(self, ids, config=None, seed=1, members=None, check=True):
         self.ids = sorted(ids)
@@ -108,12 +98,9 @@ class Cluster:
         self.drop_every = 0
         self._n = 0
         if _ON_BOARD:  # one cluster at a time: the previous one's disks go
-            try:
-                subs = os.listdir(_ROOT)
-            except OSError:
-                subs = ()
-            for sub in subs:
-                _rmtree(_ROOT + "/" + sub)
+            from tests.runtime._tmp import remove_tree
+
+            remove_tree(_ROOT)
         self.check = check  # keep every applied command for the agreement check
         # the agreement check: crc32 of command index i at position i - 1 (every replica
         # applies in order, so the first to reach i has filled 1..i-1); 4 bytes a command
