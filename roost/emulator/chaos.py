@@ -248,30 +248,21 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
     try:
         while time.monotonic() < t_end:
             choice = rng.randbelow(7)
-            if choice == 0:
+            if choice in (0, 2):  # kill or pause a node whose group keeps its majority
+                take, into, name = (kill, down, "kill") if choice == 0 else (pause, paused, "pause")
                 cands = [n for n in ids if n not in down and n not in paused and group_budget_ok(n)]
                 if cands:
                     n = cands[rng.randbelow(len(cands))]
-                    kill(d, n)
-                    down.add(n)
-                    record("kill", node=n)
-            elif choice == 1 and down:
-                n = sorted(down)[rng.randbelow(len(down))]
-                restart(d, n)
-                down.discard(n)
-                record("restart", node=n)
-            elif choice == 2:
-                cands = [n for n in ids if n not in down and n not in paused and group_budget_ok(n)]
-                if cands:
-                    n = cands[rng.randbelow(len(cands))]
-                    pause(d, n)
-                    paused.add(n)
-                    record("pause", node=n)
-            elif choice == 3 and paused:
-                n = sorted(paused)[rng.randbelow(len(paused))]
-                resume(d, n)
-                paused.discard(n)
-                record("resume", node=n)
+                    take(d, n)
+                    into.add(n)
+                    record(name, node=n)
+            elif choice in (1, 3) and (down if choice == 1 else paused):
+                back, out_of, name = ((restart, down, "restart") if choice == 1
+                                      else (resume, paused, "resume"))
+                n = sorted(out_of)[rng.randbelow(len(out_of))]
+                back(d, n)
+                out_of.discard(n)
+                record(name, node=n)
             elif choice == 4:
                 shuffled = list(ids)
                 rng.shuffle(shuffled)
@@ -347,8 +338,8 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
         out["events"] = nemesis(d, args.duration, args.seed, args.interval, say)
         out["seed"] = args.seed
         if not args.json:
-            print("replay the same schedule: roost chaos run --duration %s --seed %d --dir %s"
-                  % (args.duration, args.seed, d))
+            print("replay the same schedule: roost chaos run --duration %s --seed %d "
+                  "--interval %s --dir %s" % (args.duration, args.seed, args.interval, d))
             return 0
     if args.json:
         print(json.dumps(out, sort_keys=True))
