@@ -14,6 +14,7 @@ Run from the repository root: python bench/bench_firmware.py
 """
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -95,32 +96,43 @@ def node_min_heap(image: Path, lo_k: int = 64, hi_k: int = 1024, step_k: int = 1
     return hi_k
 
 
+@contextlib.contextmanager
+def _virtual_board(fl: Path, heap_k: int | None = None):
+    """A `roost board serve` on flash dir fl for the block; yields its socket:// URL."""
+    argv = [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port", "0",
+            "--dir", str(fl)] + (["--heap", str(heap_k)] if heap_k else [])
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline() if ready else ""
+        yield line.split(" on ", 1)[1].split(",", 1)[0]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _timed_flash(*argv: str) -> float:
+    """Seconds `roost flash ARGV` takes (it returns once the board printed its line)."""
+    ap = argparse.ArgumentParser()
+    flash.add_flash_parser(ap.add_subparsers())
+    args = ap.parse_args(["flash", *argv])
+    t0 = time.monotonic()
+    flash.flash(args, say=lambda s: None)
+    return time.monotonic() - t0
+
+
 def flash_seconds(image: Path) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         fl = Path(tmp) / "flash"
         fl.mkdir()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port", "0",
-             "--dir", str(fl)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        try:
-            ready, _, _ = select.select([proc.stdout], [], [], 20)
-            line = proc.stdout.readline() if ready else ""
-            url = line.split(" on ", 1)[1].split(",", 1)[0]
-            ap = argparse.ArgumentParser()
-            flash.add_flash_parser(ap.add_subparsers())
-            args = ap.parse_args(["flash", "--port", url, "--node-id", "n01", "--broker",
-                                  "mqtt://127.0.0.1:1883", "--image", str(image)])
-            os.environ.setdefault("ROOST_FLEET_KEY", "bench-key")
-            t0 = time.monotonic()
-            flash.flash(args, say=lambda s: None)
-            return time.monotonic() - t0
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+        os.environ.setdefault("ROOST_FLEET_KEY", "bench-key")
+        with _virtual_board(fl) as url:
+            return _timed_flash("--port", url, "--node-id", "n01", "--broker",
+                                "mqtt://127.0.0.1:1883", "--image", str(image))
 
 
 def flash_to_joined(image: Path, runs: int, heap_k: int) -> list[float]:
@@ -138,28 +150,9 @@ def flash_to_joined(image: Path, runs: int, heap_k: int) -> list[float]:
             for i in range(runs):
                 fl = Path(tmp) / ("flash%d" % i)
                 fl.mkdir()
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port",
-                     "0", "--dir", str(fl), "--heap", str(heap_k)],
-                    cwd=ROOT, stdout=subprocess.PIPE, text=True)
-                try:
-                    ready, _, _ = select.select([proc.stdout], [], [], 20)
-                    line = proc.stdout.readline() if ready else ""
-                    url = line.split(" on ", 1)[1].split(",", 1)[0]
-                    ap = argparse.ArgumentParser()
-                    flash.add_flash_parser(ap.add_subparsers())
-                    args = ap.parse_args(["flash", "--port", url, "--node-id", "b%02d" % i,
-                                          "--join-dir", str(d), "--image", str(image)])
-                    t0 = time.monotonic()
-                    flash.flash(args, say=lambda s: None)
-                    out.append(time.monotonic() - t0)
-                finally:
-                    proc.terminate()
-                    try:
-                        proc.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
-                        proc.wait(timeout=10)
+                with _virtual_board(fl, heap_k) as url:
+                    out.append(_timed_flash("--port", url, "--node-id", "b%02d" % i,
+                                            "--join-dir", str(d), "--image", str(image)))
         finally:
             fleet.down(d)
     return out
