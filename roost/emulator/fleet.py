@@ -224,15 +224,22 @@ def add_board(d: str | Path, node_id: str, udp_port: int, pid: int | None, marke
     save_state(d, state)
 
 
+def _child_env() -> dict[str, str]:
+    """A fleet process's environment: this checkout importable, no fleet key inherited
+    (each process reads the fleet's key file)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("ROOST_FLEET_KEY", None)
+    return env
+
+
 def start_node(d: Path, state: dict[str, Any], node_id: str) -> int:
     """Start one node process (its own session: a Ctrl-C in the terminal is not a kill)."""
     info = state["nodes"][node_id]
     if info.get("interp") == "board":
         raise FleetError("%s is a flashed board: power it up again (roost board serve), the "
                          "fleet does not start boards" % node_id)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("ROOST_FLEET_KEY", None)
+    env = _child_env()
     log = open(Path(info["dir"]) / "node.log", "ab")
     try:
         argv = node_argv(state, node_id)
@@ -264,11 +271,9 @@ def gateway_marker(state: dict[str, Any]) -> str:
 
 def start_gateway(d: Path, state: dict[str, Any]) -> int:
     """Start the gateway process (it watches the broker; see roost.gateway.gateway)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     with open(d / "gateway.log", "ab") as log:
         proc = subprocess.Popen(gateway_argv(state), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=d, env=env,
+                                stdin=subprocess.DEVNULL, cwd=d, env=_child_env(),
                                 start_new_session=True)
     state["gateway"] = {"pid": proc.pid, "started": time.time()}
     save_state(d, state)

@@ -110,19 +110,11 @@ SEEDS_MAX = 8  # fleet members a joining board is given addresses of (config.jso
 # the others learn its address from its authenticated datagrams, and it learns theirs
 
 
-def free_udp_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def join_settings(join_dir: str, udp_port: int | None = None) -> tuple[dict, str]:
     """An emulated fleet's directory -> (config.json additions, fleet key): the fleet name and
     broker, the board's UDP port, and in ``runtime`` the seeds with their UDP addresses (the
     fleet learns the board's address once its datagrams authenticate)."""
-    from roost.emulator.fleet import load_state
+    from roost.emulator.fleet import free_udp_port, load_state
 
     state = load_state(join_dir)
     try:

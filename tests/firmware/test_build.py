@@ -3,13 +3,13 @@ the real micropython with the esp32 profile's heap (CPython drives micropython).
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from roost.emulator.fleet import free_udp_port
 from roost.firmware import build
 
 HEAP = build.board_heap("esp32")
@@ -116,19 +116,13 @@ def test_image_boots_under_the_esp32_heap(image: Path, tmp_path: Path):
     assert "END safe" in out and "Traceback" not in out
 
 
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_whole_node_starts_and_serves_in_the_measured_node_heap(image: Path, tmp_path: Path):
     exe = _micropython()
     flash = tmp_path / "flash"
     shutil.copytree(image, flash)
     (flash / "config.json").write_text(json.dumps(
         {"node_id": "n07", "fleet": "lab", "broker": "mqtt://127.0.0.1:1",
-         "udp_port": _free_udp_port(),
+         "udp_port": free_udp_port(),
          "runtime": {"sensors": "simulated", "storage": str(tmp_path / "store")}}))
     (flash / "secrets.json").write_text(json.dumps({"fleet_key": "k" * 16}))
     script = ("g = {'__name__': '__main__'}\nexec(open('boot.py').read(), g)\n"
