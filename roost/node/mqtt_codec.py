@@ -168,32 +168,10 @@ def encode_disconnect():
 # ---------------------------------------------------------------- decoding (never raises)
 
 
-def oversized(buf, max_len):
-    """(start, length) when buf starts with a whole, valid fixed header announcing a body
-    longer than max_len (a packet to skip, not a broken stream); None otherwise."""
+def _remaining_length(buf):
+    """(1, start, length) for a whole fixed header at the start of buf, (0, 0, 0) if more
+    bytes are needed, (-1, 0, 0) for a remaining-length varint longer than 4 bytes."""
     n = len(buf)
-    value = 0
-    shift = 0
-    i = 1
-    while i < n and i <= 4:
-        b = buf[i]
-        value |= (b & 0x7F) << shift
-        shift += 7
-        i += 1
-        if not b & 0x80:
-            return (i, value) if value > max_len else None
-    return None
-
-
-def split_packet(buf, max_len=_MAX_REMAINING):
-    """Frame the first packet of a byte stream.
-
-    Returns (1, start, end) for a whole packet (its body is buf[start:end], its first byte
-    buf[0]), (0, 0, 0) if more bytes are needed, (-1, 0, 0) if the stream is malformed (a
-    varint longer than 4 bytes or a packet longer than max_len): close the connection."""
-    n = len(buf)
-    if n < 2:
-        return 0, 0, 0
     value = 0
     shift = 0
     i = 1
@@ -207,10 +185,28 @@ def split_packet(buf, max_len=_MAX_REMAINING):
         shift += 7
         i += 1
         if not b & 0x80:
-            break
+            return 1, i, value
+
+
+def oversized(buf, max_len):
+    """(start, length) when buf starts with a whole, valid fixed header announcing a body
+    longer than max_len (a packet to skip, not a broken stream); None otherwise."""
+    status, i, value = _remaining_length(buf)
+    return (i, value) if status == 1 and value > max_len else None
+
+
+def split_packet(buf, max_len=_MAX_REMAINING):
+    """Frame the first packet of a byte stream.
+
+    Returns (1, start, end) for a whole packet (its body is buf[start:end], its first byte
+    buf[0]), (0, 0, 0) if more bytes are needed, (-1, 0, 0) if the stream is malformed (a
+    varint longer than 4 bytes or a packet longer than max_len): close the connection."""
+    status, i, value = _remaining_length(buf)
+    if status != 1:
+        return status, 0, 0
     if value > max_len:
         return -1, 0, 0
-    if n < i + value:
+    if len(buf) < i + value:
         return 0, 0, 0
     return 1, i, i + value
 
