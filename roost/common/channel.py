@@ -6,7 +6,7 @@ one channel, so sequence numbers are unique per (node, incarnation).
 """
 
 from roost.common import envelope as _env
-from roost.common.auth import Hmac
+from roost.common.auth import TAG_LEN, Hmac
 from roost.common.ids import check_id
 from roost.common.limits import MAX_DATAGRAM
 from roost.common.replay import ReplayWindow
@@ -34,9 +34,13 @@ class Channel:
         return data
 
     def overhead(self, kind, receiver):
-        """Bytes an empty-bodied envelope takes (for cores that pack bodies up to the limit)."""
-        env = _env.Envelope(kind, self.node_id, receiver, self.incarnation, self.seq + 1, 0)
-        return len(_env.encode_json(env)) + 32 - 1
+        """Bytes the next envelope takes besides its body (for cores that pack bodies up to
+        the limit): the tag and ``[v,kind,"sender","receiver",inc,seq,`` and ``]``, counted
+        without encoding (ids need no JSON escapes), as cores ask before every send."""
+        return (
+            len(str(_env.WIRE_VERSION)) + len(str(kind)) + len(self.node_id) + len(receiver)
+            + len(str(self.incarnation)) + len(str(self.seq + 1)) + 12 + TAG_LEN
+        )
 
     def open(self, raw):
         """Bytes -> Envelope for this node, or None (the reason is counted)."""

@@ -114,6 +114,20 @@ def test_channel_counts_everything():
     assert a.overhead(7, "n02") + len("[\"hi\"]") >= len(a.seal(7, "n02", ["hi"])) - 2
 
 
+def test_overhead_is_exact():
+    """Cores pack bodies to the limit by overhead(), counted without encoding: it must equal
+    the sealed size minus the body's JSON, for any kind, receiver, incarnation and seq."""
+    for nid, rcv, inc, seq, kind in (
+        ("n01", "*", 0, 0, 1),
+        ("node-abc.1", "n0999", 123456, 99999, 31),
+        ("a", "b", 7, 9, 300),
+    ):
+        ch = Channel(nid, "k", incarnation=inc)
+        ch.seq = seq
+        want = ch.overhead(kind, rcv)
+        assert want == len(ch.seal(kind, rcv, [1, "x"])) - len('[1,"x"]')
+
+
 def test_hlc_monotonic_and_merges():
     h = Hlc()
     t1 = h.now(100)
