@@ -838,11 +838,10 @@ class PaxosCore:
                 if not self.log.put(slot, b[0], b[1], value, 0):
                     return self._reject("full")
                 persists.append((PERSIST, "a/%d" % slot, [b[0], b[1], value]))
-        applied = []
-        self._learn_commit(b, commit, applied)
+        self._learn_commit(b, commit, persists)  # what it applies follows the writes
         sends = []
         self._send(sends, ACCEPTED, src, [b[0], b[1], slot, self.commit_index])
-        self._persist_then_send(out, persists + applied, sends)
+        self._persist_then_send(out, persists, sends)
 
     def _log_cap(self):
         return self.config.snapshot_every + 4 * self.config.window + 64
