@@ -22,15 +22,7 @@ BOARD_FOLDERS = ["roost/common", "roost/node", "roost/hardware", "roost/firmware
 BOOT_SCRIPTS = {"boot.py", "main.py"}
 
 # Test files that need more heap than a board, each with its reason.
-HEAP_OVERRIDES: dict[str, str] = {
-    # up to six replicas (reconfiguration grows the group to five) and the harness in one
-    # interpreter: 128 KB; their disks are files, as on a board. A board holds one replica.
-    "tests/paxos/test_cluster.py": "128K",
-    # three replicas pumped in one interpreter sit at the edge of 100 KB on the 64-bit unix
-    # port: all pass there or one fails, as small changes move the heap (test_micropython_log
-    # keeps three replicas through 10,000 commands in 100 KB)
-    "tests/paxos/test_core.py": "128K",
-}
+HEAP_OVERRIDES: dict[str, str] = {}
 
 # Test files written to run on both interpreters.
 MPY_TEST_FILES = [
@@ -44,6 +36,7 @@ MPY_TEST_GLOBS = [
     "tests/paxos/test_core.py",
     "tests/paxos/test_micropython_log.py",
     "tests/paxos/test_cluster.py",
+    "tests/paxos/test_reconfigure.py",
     "tests/kv/test_store.py",
     "tests/kv/test_client.py",
     "tests/kv/test_client_more.py",

@@ -35,6 +35,18 @@ REASONS = (
     R_UNKNOWN_SENDER,
     R_STALE,
 )
+# Their counters' names, written out (a name built at run time is a new string every time).
+COUNTERS = (
+    "rx_rejected_malformed",
+    "rx_rejected_oversized",
+    "rx_rejected_auth",
+    "rx_rejected_version",
+    "rx_rejected_replay",
+    "rx_rejected_misdirected",
+    "rx_rejected_unknown_kind",
+    "rx_rejected_unknown_sender",
+    "rx_rejected_stale",
+)
 
 
 class Envelope:

@@ -99,6 +99,7 @@ _CHUNK = const(2048)  # bytes per log buffer; a record never spans two (a larger
 # a buffer of its own). Fixed-size buffers, not one growing one: a board's heap fragments
 _GROW = const(32)  # slots the log's index grows by
 _TAGS = ("b", "n", "c")  # value tag <-> the record's 2-bit tag field
+_VALUE_SLACK = const(200)  # bytes of a message besides the one log value it carries
 
 
 class PaxosConfig:
@@ -440,6 +441,8 @@ class PaxosCore:
         members = list(members)
         if not check_members(members):
             raise ValueError("paxos members must be a sorted list of distinct node ids")
+        # 37 attributes in all: MicroPython keeps them in a 37-slot table (592 bytes); a 38th
+        # grows it to 47 slots. Derived values are computed, not stored.
         self.node_id = node_id
         self.channel = channel
         self.sm = sm
@@ -463,17 +466,13 @@ class PaxosCore:
             "queue_full": 0,
         }
         # rx_rejected_<reason> counters appear on first use (a smaller dict on a board)
-        cfg = self.config
-        self._alpha = cfg.window
-        budget = channel.max_bytes - channel.overhead(PROMISE, "x" * 32) - 40
-        self._budget = budget  # bytes a body may take
-        self._value_budget = budget - 200  # bytes a log value may take (fits any message)
-        if self._value_budget < 64:
+        # bytes a body may take; a log value may take _VALUE_SLACK less (fits any message)
+        self._budget = channel.max_bytes - channel.overhead(PROMISE, "x" * 32) - 40
+        if self._budget - _VALUE_SLACK < 64:
             raise ValueError("channel.max_bytes is too small for paxos")
         self.role = FOLLOWER
         self.ballot = _ZERO  # the highest ballot promised (durable)
         self.leader = None  # who we believe leads (hint)
-        self._leader_ballot = _ZERO
         self._max_round = 0
         self.log = _Log(self._log_cap())  # slot -> (round, node, value, chosen), packed
         self.snap_slot = 0
@@ -481,7 +480,6 @@ class PaxosCore:
         self.applied_slot = 0
         self.applied_index = 0  # index of the last command applied
         self.configs = [[1, members]]  # [first slot governed, members], ascending
-        self.members = members
         self._snap_data = None  # bytes of the latest snapshot (served to laggards)
         self._snap_retry_at = 0  # applied slot before which no snapshot is tried again
         self._snap_rx = None  # [slot, total, crc, chunks, received]
@@ -543,12 +541,16 @@ class PaxosCore:
         self.snap_slot = self.commit_index = self.applied_slot = rec[0]
         self.applied_index = rec[1]
         self.configs = [[c[0], list(c[1])] for c in rec[2]]
-        self.members = self.configs[-1][1]
         self._snap_data = bytes(blob)
         self.log.drop_upto(self.snap_slot)
         self._refresh_known()
 
     # ---- configuration -------------------------------------------------------------------
+
+    @property
+    def members(self):
+        """Members of the latest configuration."""
+        return self.configs[-1][1]
 
     def config_of(self, slot):
         """Members of the configuration that governs a slot (known up to commit + window)."""
@@ -564,10 +566,10 @@ class PaxosCore:
             for m in c[1]:
                 known.add(m)
         self._known = known
-        self._joining = self.node_id not in known
 
     def _is_known(self, src):
-        return self._joining or src in self._known
+        # a node joining a group (in no configuration it knows yet) hears everyone
+        return src in self._known or self.node_id not in self._known
 
     def _peers(self, first_slot):
         """Members of every configuration from first_slot on, without this node."""
@@ -595,9 +597,9 @@ class PaxosCore:
             size = _size(command)
         except (TypeError, ValueError):
             raise ValueError("a paxos command must be a JSON value") from None
-        if size + 8 > self._value_budget:
-            raise ValueError("command of %d bytes exceeds the %d-byte limit"
-                             % (size, self._value_budget - 8))
+        limit = self._budget - _VALUE_SLACK - 8
+        if size > limit:
+            raise ValueError("command of %d bytes exceeds the %d-byte limit" % (size, limit))
         if self.role != LEADER or self.node_id not in self.config_of(self._next_slot):
             return False, []
         if len(self._queue) >= self.config.max_queue:
@@ -679,7 +681,7 @@ class PaxosCore:
                 self._leader_tick(now_ms, out)
             return out
         if now_ms >= self._election_at:
-            if self.node_id in self.members and not self._joining:
+            if self.node_id in self.members:  # members are known: not a joining node
                 self._start_election(now_ms, out)
             else:
                 self._election_at = now_ms + self._election_timeout()
@@ -754,7 +756,6 @@ class PaxosCore:
         if self.role != FOLLOWER and b != self.ballot:
             self._become_follower(now_ms, out)
         self.leader = src
-        self._leader_ballot = b
         self._see_round(b[0])
         self._election_at = now_ms + self._election_timeout()
 
@@ -837,14 +838,13 @@ class PaxosCore:
                 if not self.log.put(slot, b[0], b[1], value, 0):
                     return self._reject("full")
                 persists.append((PERSIST, "a/%d" % slot, [b[0], b[1], value]))
-        applied = []
-        self._learn_commit(b, commit, applied)
+        self._learn_commit(b, commit, persists)  # what it applies follows the writes
         sends = []
         self._send(sends, ACCEPTED, src, [b[0], b[1], slot, self.commit_index])
-        self._persist_then_send(out, persists + applied, sends)
+        self._persist_then_send(out, persists, sends)
 
     def _log_cap(self):
-        return self.config.snapshot_every + 4 * self._alpha + 64
+        return self.config.snapshot_every + 4 * self.config.window + 64
 
     def _learn_commit(self, b, commit, out):
         """Slots up to the leader's commit index that we hold under its ballot are chosen."""
@@ -989,10 +989,9 @@ class PaxosCore:
                 if self.on_apply is not None:
                     self.on_apply(idx, cmd, result)
         elif tag == "c":
-            start = slot + self._alpha
+            start = slot + self.config.window  # alpha
             members = list(v[1])
             self.configs.append([start, members])
-            self.members = members
             self._refresh_known()
             if self._cfg_pending is not None and self._cfg_pending == members:
                 self._cfg_pending = None
@@ -1131,7 +1130,7 @@ class PaxosCore:
         frm = self._p1_from
         if not self._p1_ok(frm):
             return False
-        top = self.commit_index + self._alpha
+        top = self.commit_index + self.config.window
         for c in self.configs:
             if frm < c[0] <= top and not self._p1_ok(c[0]):
                 return False
@@ -1142,7 +1141,6 @@ class PaxosCore:
     def _become_leader(self, now_ms, out):
         self.role = LEADER
         self.leader = self.node_id
-        self._leader_ballot = self.ballot
         self._next_slot = self._p1_from
         if self._next_slot <= self.commit_index:
             self._next_slot = self.commit_index + 1
@@ -1203,7 +1201,7 @@ class PaxosCore:
             return
         while True:
             s = self._next_slot
-            if s > self.commit_index + self._alpha:
+            if s > self.commit_index + self.config.window:
                 return
             cfg = self.config_of(s)
             if self.node_id not in cfg:
@@ -1244,7 +1242,7 @@ class PaxosCore:
         limit = self.config.max_batch
         while k < len(q) and k < limit:
             sz = q[k][1] + 1
-            if k and size + sz > self._value_budget:
+            if k and size + sz > self._budget - _VALUE_SLACK:
                 break
             size += sz
             k += 1

@@ -112,6 +112,9 @@ def test_channel_counts_everything():
     assert b.open(b"garbage") is None and b.stats["rx_rejected_malformed"] == 1
     assert b.rejected_total() == 2
     assert a.overhead(7, "n02") + len("[\"hi\"]") >= len(a.seal(7, "n02", ["hi"])) - 2
+    # a counter for every reason from the start, under the name reject() counts it by
+    assert envelope.COUNTERS == tuple("rx_rejected_" + r for r in envelope.REASONS)
+    assert sorted(a.stats) == sorted(("tx", "rx_ok") + envelope.COUNTERS)
 
 
 def test_overhead_is_exact():
