@@ -240,7 +240,8 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
         if kind not in KINDS:
             self.ch.reject("unknown_kind")
             return []
-        msg = decode_body(kind, env.body, self.cfg.max_summary_items, self._m)
+        rep = [] if kind != JOIN and kind != SYNC else None
+        msg = decode_body(kind, env.body, self.cfg.max_summary_items, self._m, rep)
         if msg is None:
             self.ch.reject("malformed")
             return []
@@ -252,6 +253,8 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
         if src == self.id:
             self.ch.reject("malformed")
             return []
+        if rep:
+            self._heard_again(rep)
         if kind == PING:
             seq, target, ms, ss = msg
             self._merge_all(now_ms, ms, ss, eff)

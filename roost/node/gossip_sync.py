@@ -89,6 +89,21 @@ class SyncMixin:
             else:
                 heappush(heap, (prio, kind, key, self._size(kind, key)))
 
+    def _heard_again(self, ids):
+        """Piggybacked repeats of member updates still queued here: each counts as one of
+        our sends of it (others are spreading it already)."""
+        qm = self._qm
+        limit = retransmit_limit(self._n(), self.cfg.retransmit_mult)
+        for nid in ids:
+            p = qm.get(nid)
+            if p is None:
+                continue
+            p += _ONE_SEND
+            if (p >> 22) >= limit:
+                del qm[nid]
+            else:
+                qm[nid] = p  # a kept heap's item for it is re-pushed when it surfaces
+
     def _has_fresh(self):
         return len(self._qm) > 0 or len(self._qs) > 0
 
@@ -143,7 +158,10 @@ class SyncMixin:
             e = heappop(heap)
             prio, kind, key, size = e
             q = qm if kind == Q_MEMBER else qs
-            if q.get(key) != prio:
+            cur = q.get(key)
+            if cur != prio:
+                if cur is not None and cur > prio and (cur ^ prio) & _GEN_MASK == 0:
+                    back.append((cur, kind, key, size))  # counted as heard since: requeue
                 continue  # stale: re-queued or dropped since
             if kind == Q_MEMBER and key == dst:  # it knows itself (and got our doubt above)
                 back.append(e)
@@ -326,3 +344,8 @@ class SyncMixin:
         elif phase == PH_REPLY and not self._joined:
             self._joined = True
             self._join_at = None
+            # the join was a full exchange: the next one comes an interval (scaled to the
+            # view just learned) later, at a random phase, so that a fleet booted together
+            # does not push-pull all at once (memberlist staggers its first one the same way)
+            i = self._pp_interval()
+            self._next_pp = now_ms + i // 2 + self.rng.randbelow(i)

@@ -252,7 +252,7 @@ def check_summary(s, max_items):
     return _vid(s[0]) and _is_int(s[1], 1, MAX_INC) and check_summary_value(s[2], max_items)
 
 
-def decode_gossip(g, max_items=16, known=None):
+def decode_gossip(g, max_items=16, known=None, repeats=None):
     """A gossip block -> (member updates, summary updates), or None when malformed.
 
     ``known`` (optional): member id -> the core's record ``[state, inc, board, domain, ..]``.
@@ -283,6 +283,8 @@ def decode_gossip(g, max_items=16, known=None):
                     and type(u[5]) is int
                     and u[5] == 0
                 ):
+                    if repeats is not None:
+                        repeats.append(u[0])
                     continue
             if not check_member(u):
                 return None
@@ -298,7 +300,7 @@ def decode_gossip(g, max_items=16, known=None):
     return ms, ss
 
 
-def decode_body(kind, body, max_items=16, known=None):
+def decode_body(kind, body, max_items=16, known=None, repeats=None):
     """(kind, body) -> a tuple of checked fields, or None when malformed. Never raises.
     ``known``: see ``decode_gossip`` (repeats of known member records are left out).
 
@@ -310,17 +312,17 @@ def decode_body(kind, body, max_items=16, known=None):
     if kind == PING or kind == PING_REQ:
         if len(body) != 3 or not _is_int(body[0], 0, MAX_SEQ) or not is_valid_id(body[1]):
             return None
-        g = decode_gossip(body[2], max_items, known)
+        g = decode_gossip(body[2], max_items, known, repeats)
         return None if g is None else (body[0], body[1], g[0], g[1])
     if kind == ACK:
         if len(body) != 2 or not _is_int(body[0], 0, MAX_SEQ):
             return None
-        g = decode_gossip(body[1], max_items, known)
+        g = decode_gossip(body[1], max_items, known, repeats)
         return None if g is None else (body[0], g[0], g[1])
     if kind == GOSSIP:
         if len(body) != 1:
             return None
-        return decode_gossip(body[0], max_items, known)
+        return decode_gossip(body[0], max_items, known, repeats)
     if kind == JOIN or kind == SYNC:
         if len(body) != 5:
             return None

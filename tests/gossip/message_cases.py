@@ -7,6 +7,7 @@ from roost.common.channel import Channel
 from roost.common.prng import Prng
 from roost.node import gossip as g
 from roost.node.effects import PERSIST, SEND
+from roost.node.gossip_wire import PH_REPLY, PH_SUMS
 
 # a full 1400-byte datagram on CPython; on the 100 KB MicroPython heap (fragmented after the
 # imports on the 64-bit unix port) a smaller limit proves the same packing rule
@@ -156,3 +157,39 @@ def test_config_validation():
     w = g.GossipConfig.wifi()
     assert w.probe_interval_ms > g.GossipConfig.lan().probe_interval_ms
     assert g.GossipConfig.wifi(max_members=64).max_members == 64
+
+
+def test_heard_repeats_count_as_sends():
+    """A piggybacked repeat of an update still queued here counts as one of our sends (others
+    are spreading it); a repeat in a full-state sync does not."""
+    c = _core()
+    u = ["m001", g.ALIVE, 1, "pi4", "lab", 0]
+    c._merge(0, u, [])
+    limit = g.retransmit_limit(c._n(), c.cfg.retransmit_mult)
+    peer = Channel("m002", "k")
+    c.receive(0, "m002", peer.seal(g.SYNC, "n01", [PH_SUMS, 1, [u], 0, []]))
+    assert c._qm["m001"] >> 22 == 0
+    for _ in range(limit - 1):
+        c.receive(0, "m002", peer.seal(g.GOSSIP, "n01", [[[u], []]]))
+    assert c._qm["m001"] >> 22 == limit - 1
+    c.receive(0, "m002", peer.seal(g.GOSSIP, "n01", [[[u], []]]))
+    assert "m001" not in c._qm
+    assert c.state_of("m001") == "alive"
+
+
+def test_first_push_pull_after_join_is_staggered():
+    """The join is a full exchange: the next push-pull comes an interval later, at a random
+    phase in [interval/2, 3*interval/2), so a fleet booted together does not sync at once."""
+    seen = set()
+    for seed in range(6):
+        c = g.GossipCore("n01", Channel("n01", "k"), g.GossipConfig(seeds=["n02"]),
+                         Prng(seed), {}, 0)
+        c.tick(0)
+        reply = Channel("n02", "k").seal(
+            g.SYNC, "n01", [PH_REPLY, 1, [["n02", g.ALIVE, 1, "", "", 0]], 0, []]
+        )
+        c.receive(40, "n02", reply)
+        i = c.cfg.push_pull_interval_ms
+        assert 40 + i // 2 <= c._next_pp < 40 + i // 2 + i
+        seen.add(c._next_pp)
+    assert len(seen) > 1
