@@ -122,7 +122,7 @@ seq = [0]
 def msg(src, kind, body):
     seq[0] += 1
     return envelope.encode(envelope.Envelope(kind, src, "n01", 0, seq[0], body), mac)
-ms = [[p, 0, 1, "esp32", "room1", 0] for p in peers]
+ms = [g.encode_member([p, 0, 1, "esp32", "room1", 0]) for p in peers]
 c.receive(0, "n02", msg("n02", g.GOSSIP, [[ms, []]]))
 for p in peers:
     c.receive(0, p, msg(p, g.GOSSIP, [[[], [[p, 1, [21.5, 40, 1013]]]]]))

@@ -34,12 +34,13 @@ from roost.node.gossip_wire import (  # noqa: F401  (re-exported: the public gos
     GossipConfig,
     _dumps,
     _is_int,
-    check_member,
     check_summary,
     check_summary_value,
     decode_body,
     decode_gossip,
+    encode_member,
     expected_confirmations,
+    parse_member,
     retransmit_limit,
     suspicion_timeout_ms,
 )
@@ -102,7 +103,10 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
         self._qm = {}  # member id -> queue priority (see _enqueue)
         self._qs = {}  # summary origin -> queue priority
         self._qh = None  # heap over a long queue (see _enqueue)
+        self._qi = {}  # newness rank -> (kind, key, size) of the heap's items
         self._meta = {}  # board/domain strings, shared between member records
+        self._wire = {}  # member id -> wire string of its alive/dead/left record (see _entry)
+        self._wids = {}  # the same, wire string -> member id: a repeat is one lookup
         self._gen = 0
         self._live = None  # cached sorted ids of probe-able members (alive/suspect)
         self._n_live = 1
@@ -241,7 +245,7 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
             self.ch.reject("unknown_kind")
             return []
         rep = [] if kind != JOIN and kind != SYNC else None
-        msg = decode_body(kind, env.body, self.cfg.max_summary_items, self._m, rep)
+        msg = decode_body(kind, env.body, self.cfg.max_summary_items, self._wids, rep)
         if msg is None:
             self.ch.reject("malformed")
             return []
@@ -254,7 +258,7 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
             self.ch.reject("malformed")
             return []
         if rep:
-            self._heard_again(rep)
+            self._heard_again(rep, self._qm)
         if kind == PING:
             seq, target, ms, ss = msg
             self._merge_all(now_ms, ms, ss, eff)

@@ -15,6 +15,7 @@ from roost.node.gossip_wire import (
     STATE_NAMES,
     SUSPECT,
     _dumps,
+    encode_member,
     expected_confirmations,
     suspicion_timeout_ms,
 )
@@ -178,6 +179,7 @@ class MembersMixin:
 
     def _forget(self, nid):
         self._dead.pop(nid, None)
+        self._wire_drop(nid)
         self._relive(nid, self._m[nid][0], -1)
         del self._m[nid]
         self._qm.pop(nid, None)
@@ -225,6 +227,9 @@ class MembersMixin:
             self._set(now_ms, nid, st, inc, [], now_ms + extra if st == SLEEPING else 0, extra)
             return
         lst, linc = r[0], r[1]
+        if (lst == ALIVE or lst == DEAD or lst == LEFT) and nid not in self._wire:
+            # the next repeat of this record is then dropped unparsed (decode_gossip)
+            self._wire_put(nid, encode_member((nid, lst, linc, r[2], r[3], 0)))
         if st == ALIVE:
             if inc <= linc:
                 return

@@ -36,6 +36,7 @@ from roost.node.gossip_wire import (
     SUSPECT,
     SYNC,
     _dumps,
+    encode_member,
     retransmit_limit,
 )
 
@@ -48,10 +49,16 @@ class SyncMixin:
     # ---- the update queue ---------------------------------------------------------------
 
     def _entry(self, kind, key, now_ms):
-        """The wire form of a queued update (built from the current record)."""
+        """The wire form of a queued update, from the current record: a summary's list, or
+        a member's string (see encode_member). A member string that cannot change until the
+        record does (alive, dead, left) is kept in _wire until _enqueue drops it, both for
+        the next send and to spot repeats on receive."""
         if kind == Q_SUMMARY:
             s = self._sums[key]
             return [key, s[0], s[1]]
+        w = self._wire.get(key)
+        if w is not None:
+            return w
         r = self._m[key]
         st = r[0]
         if st == SUSPECT:
@@ -66,18 +73,32 @@ class SyncMixin:
                 extra = MAX_SLEEP_MS
         else:
             extra = 0
-        return [key, st, r[1], r[2], r[3], extra]
+        w = encode_member((key, st, r[1], r[2], r[3], extra))
+        if st == r[0] and st != SUSPECT and st != SLEEPING:
+            self._wire_put(key, w)
+        return w
+
+    def _wire_put(self, nid, w):
+        self._wire[nid] = w
+        self._wids[w] = nid
+
+    def _wire_drop(self, nid):
+        w = self._wire.pop(nid, None)
+        if w is not None:
+            del self._wids[w]
 
     def _enqueue(self, kind, key):
         """Queue (or re-queue, as new) the update about key. The queue is a dict key -> one
         small int: sends << 22 | a newness rank, so sorting puts least sent, newest first.
-        A long queue (a join storm) also keeps a heap of (prio, kind, key, size) that
-        _gossip pops from; an item whose prio the dicts no longer hold is stale and skipped
-        when it surfaces. Every change of a record or summary re-queues it, so the size
-        taken here stays right (an upper bound: a sleeper's remaining sleep only shrinks)."""
+        A long queue (a join storm) also keeps a heap of prios that _gossip pops from, with
+        _qi: newness rank -> (kind, key, size); an item whose prio the dicts no longer hold
+        is stale and skipped when it surfaces (ints, not tuples, so the heap compares fast).
+        Every change of a record or summary re-queues it, so the size taken here stays
+        right (an upper bound: a sleeper's remaining sleep only shrinks)."""
         self._gen = (self._gen + 1) & _GEN_MASK
         prio = _GEN_MASK - self._gen
         if kind == Q_MEMBER:
+            self._wire_drop(key)  # the record changed: its wire string did too
             self._qm[key] = prio
         else:
             self._qs[key] = prio
@@ -87,36 +108,41 @@ class SyncMixin:
                 self._qh = None  # rebuilt on the next send: drops stale items, and no
                 # stale item outlives a wrap of the rank (so a prio is never ambiguous)
             else:
-                heappush(heap, (prio, kind, key, self._size(kind, key)))
+                heappush(heap, prio)
+                self._qi[prio & _GEN_MASK] = (kind, key, self._size(kind, key))
 
-    def _heard_again(self, ids):
-        """Piggybacked repeats of member updates still queued here: each counts as one of
-        our sends of it (others are spreading it already)."""
-        qm = self._qm
+    def _heard_again(self, ids, q):
+        """Piggybacked repeats of updates still queued here (q: the member queue): each
+        counts as one of our sends of it (others are spreading it already). Not summaries:
+        counting their repeats too pushed the 25-node dissemination max past 2 s."""
         limit = retransmit_limit(self._n(), self.cfg.retransmit_mult)
-        for nid in ids:
-            p = qm.get(nid)
+        for k in ids:
+            p = q.get(k)
             if p is None:
                 continue
             p += _ONE_SEND
             if (p >> 22) >= limit:
-                del qm[nid]
+                del q[k]
             else:
-                qm[nid] = p  # a kept heap's item for it is re-pushed when it surfaces
+                q[k] = p  # a kept heap's item for it is re-pushed when it surfaces
 
     def _has_fresh(self):
         return len(self._qm) > 0 or len(self._qs) > 0
 
     def _size(self, kind, key):
-        """An upper bound of the entry's JSON size plus a comma (no encoding)."""
+        """A bound of the entry's JSON size plus a comma: a summary's without encoding; a
+        member's string, quoted (exact for alive, dead and left)."""
         if kind == Q_SUMMARY:
             s = self._sums[key]
             return len(key) + len(str(s[0])) + s[2] + 7
+        w = self._wire.get(key)
+        if w is not None:
+            return len(w) + 3
         r = self._m[key]
-        n = len(key) + len(r[2]) + len(r[3]) + len(str(r[1])) + 16
+        n = len(key) + len(r[2]) + len(r[3]) + len(str(r[1])) + 9  # quotes, colons, comma
         if r[0] == SUSPECT:
             sp = self._susp.get(key)
-            return n + (len(sp[4]) + 2 if sp is not None else 34)
+            return n + (len(sp[4]) if sp is not None else 32)
         return n + 8 if r[0] == SLEEPING else n + 1
 
     def _gossip(self, now_ms, budget, dst):
@@ -141,33 +167,45 @@ class SyncMixin:
         if limit > 255:
             limit = 255
         heap = self._qh
+        qi = self._qi
         if heap is None:
-            heap = [None] * (len(qm) + len(qs))  # one allocation: a board's heap is fragmented
+            heap = [0] * (len(qm) + len(qs))  # one allocation: a board's heap is fragmented
+            qi.clear()
             i = 0
             for k in qm:
-                heap[i] = (qm[k], Q_MEMBER, k, self._size(Q_MEMBER, k))
+                p = qm[k]
+                heap[i] = p
+                qi[p & _GEN_MASK] = (Q_MEMBER, k, self._size(Q_MEMBER, k))
                 i += 1
             for k in qs:
-                heap[i] = (qs[k], Q_SUMMARY, k, self._size(Q_SUMMARY, k))
+                p = qs[k]
+                heap[i] = p
+                qi[p & _GEN_MASK] = (Q_SUMMARY, k, self._size(Q_SUMMARY, k))
                 i += 1
             heapify(heap)
-        back = []  # items that stay queued, pushed back after the scan
+        back = []  # prios that stay queued, pushed back after the scan
         used = 0
         misses = 0
         while heap:
-            e = heappop(heap)
-            prio, kind, key, size = e
+            prio = heappop(heap)
+            gen = prio & _GEN_MASK
+            it = qi.get(gen)
+            if it is None:
+                continue
+            kind, key, size = it
             q = qm if kind == Q_MEMBER else qs
             cur = q.get(key)
             if cur != prio:
-                if cur is not None and cur > prio and (cur ^ prio) & _GEN_MASK == 0:
-                    back.append((cur, kind, key, size))  # counted as heard since: requeue
-                continue  # stale: re-queued or dropped since
+                if cur is not None and cur > prio and cur & _GEN_MASK == gen:
+                    back.append(cur)  # counted as heard since (_heard_again): requeue
+                else:
+                    del qi[gen]  # stale: re-queued or dropped since
+                continue
             if kind == Q_MEMBER and key == dst:  # it knows itself (and got our doubt above)
-                back.append(e)
+                back.append(prio)
                 continue
             if size > budget:
-                back.append(e)
+                back.append(prio)
                 misses += 1
                 if misses >= 8 or budget < 40:  # full: do not scan the whole queue
                     break
@@ -177,17 +215,19 @@ class SyncMixin:
             prio += _ONE_SEND
             if (prio >> 22) >= limit:
                 del q[key]
+                del qi[gen]
             else:
                 q[key] = prio
-                back.append((prio, kind, key, size))
+                back.append(prio)
             (ms if kind == Q_MEMBER else ss).append(self._entry(kind, key, now_ms))
         self._bump("updates_sent", used)
         if len(qm) + len(qs) > _HEAP_MIN:  # keep the heap for the next message
-            for e in back:
-                heappush(heap, e)
+            for p in back:
+                heappush(heap, p)
             self._qh = heap
         else:
             self._qh = None
+            qi.clear()
         return [ms, ss]
 
     def _seal(self, now_ms, kind, dst, body, eff):

@@ -41,6 +41,7 @@ MAX_SEQ = const(0x3FFFFFFF)
 MAX_SLEEP_MS = const(86400000)  # a board sleeps at most a day per announcement
 _MAX_META = const(16)  # board kind / failure domain: short strings
 _MAX_STR = const(32)  # a string inside a summary
+_MAX_MEMBER = const(112)  # a member update's wire string: 32+1+1+10+16+16+32 and 5 colons
 Q_MEMBER = const(0)
 Q_SUMMARY = const(1)
 
@@ -212,20 +213,55 @@ def retransmit_limit(n, mult):
 # ---- body codecs (never raise on remote input) ---------------------------------------
 
 
-def check_member(u):
-    """A member update list -> True when every field has the right type and range."""
-    if type(u) is not list or len(u) != 6:
-        return False
-    nid, st, inc, board, dom, extra = u
-    if type(st) is not int or not 0 <= st <= 4 or type(inc) is not int or not 0 <= inc <= MAX_INC:
-        return False
-    if not _vid(nid) or not _is_meta(board) or not _is_meta(dom):
-        return False
+def encode_member(u):
+    """A member update [id, state, incarnation, board, domain, extra] -> its wire string
+    "id:state:incarnation:board:domain:extra". No field can hold ':' (ids and metas are
+    letters, digits, '-', '_', '.'), and a string is cheaper than a JSON list to pack, to
+    parse and, for the repeats that fill a big fleet's gossip, to compare whole."""
+    return "%s:%d:%d:%s:%s:%s" % (u[0], u[1], u[2], u[3], u[4], u[5])
+
+
+def _uint(s, hi):
+    """A canonical decimal (no sign, no leading zero) up to hi -> int, else -1."""
+    n = len(s)
+    if n == 0 or n > 10 or (n > 1 and s[0] == "0"):
+        return -1
+    for c in s:
+        if c not in "0123456789":
+            return -1
+    v = int(s)
+    return v if v <= hi else -1
+
+
+def parse_member(s):
+    """A member update's wire string -> [id, state, incarnation, board, domain, extra] with
+    every field checked (extra: the suspecter's id for a suspect, the remaining sleep in ms
+    for a sleeper, else 0), or None."""
+    if type(s) is not str or len(s) > _MAX_MEMBER:
+        return None
+    f = s.split(":")
+    if len(f) != 6:
+        return None
+    nid, st, inc, board, dom, extra = f
+    st = _uint(st, SLEEPING)
+    inc = _uint(inc, MAX_INC)
+    if st < 0 or inc < 0 or not _vid(nid) or not _is_meta(board) or not _is_meta(dom):
+        return None
     if st == SUSPECT:
-        return _vid(extra)
-    if st == SLEEPING:
-        return _is_int(extra, 0, MAX_SLEEP_MS)
-    return type(extra) is int and extra == 0
+        if not _vid(extra):
+            return None
+    elif st == SLEEPING:
+        extra = _uint(extra, MAX_SLEEP_MS)
+        if extra < 0:
+            return None
+    elif extra == "0":
+        extra = 0
+    else:
+        return None
+    f[1] = st  # the split list becomes the update: one allocation less per member
+    f[2] = inc
+    f[5] = extra
+    return f
 
 
 def check_summary_value(v, max_items):
@@ -253,56 +289,41 @@ def check_summary(s, max_items):
 
 
 def decode_gossip(g, max_items=16, known=None, repeats=None):
-    """A gossip block -> (member updates, summary updates), or None when malformed.
+    """A gossip block -> (member updates as checked lists, summary updates), or None when
+    malformed.
 
-    ``known`` (optional): member id -> the core's record ``[state, inc, board, domain, ..]``.
-    An alive/dead/left update equal to a known record field for field (ints as ints) is
-    valid (the record was checked when it was stored) and changes nothing, so it is left out
-    of the result instead of being checked again: in a big fleet most piggybacked updates
-    are such repeats."""
+    ``known`` (optional): wire string -> member id, for the core's records that a repeat
+    cannot change (alive, dead, left). An update found there is left out of the result
+    without parsing (in a big fleet most piggybacked updates are such repeats), and its id
+    is appended to ``repeats`` when that is a list."""
     if type(g) is not list or len(g) != 2:
         return None
     ms, ss = g
     if type(ms) is not list or type(ss) is not list:
         return None
-    if known is not None and ms:
-        keep = []
-        for u in ms:
-            if type(u) is list and len(u) == 6 and type(u[0]) is str:
-                r = known.get(u[0])
-                if (
-                    r is not None
-                    and u[1] == r[0]
-                    and u[2] == r[1]
-                    and u[3] == r[2]
-                    and u[4] == r[3]
-                    and r[0] != SUSPECT
-                    and r[0] != SLEEPING
-                    and type(u[1]) is int
-                    and type(u[2]) is int
-                    and type(u[5]) is int
-                    and u[5] == 0
-                ):
-                    if repeats is not None:
-                        repeats.append(u[0])
-                    continue
-            if not check_member(u):
-                return None
-            keep.append(u)
-        ms = keep
-    else:
-        for u in ms:
-            if not check_member(u):
-                return None
+    if known and ms:
+        try:
+            if repeats is not None:
+                repeats.extend([known[u] for u in ms if u in known])
+            ms = [u for u in ms if u not in known]
+        except TypeError:  # an unhashable item (malformed): parse_member rejects it below
+            pass
+    keep = []
+    for u in ms:
+        m = parse_member(u)
+        if m is None:
+            return None
+        keep.append(m)
     for s in ss:
         if not check_summary(s, max_items):
             return None
-    return ms, ss
+    return keep, ss
 
 
 def decode_body(kind, body, max_items=16, known=None, repeats=None):
     """(kind, body) -> a tuple of checked fields, or None when malformed. Never raises.
-    ``known``: see ``decode_gossip`` (repeats of known member records are left out).
+    ``known``, ``repeats``: see ``decode_gossip`` (repeats of known member records are left
+    out). Member updates come out as checked lists (see ``parse_member``).
 
     PING/PING_REQ -> (seq, target, members, sums); ACK -> (seq, members, sums);
     GOSSIP -> (members, sums); JOIN/SYNC -> (phase, last, members, digest, sums)

@@ -43,7 +43,7 @@ def _events(eff, name="member"):
 
 
 def _add(core, ids, now=0):
-    ms = [[n, g.ALIVE, 1, "esp32", "r1", 0] for n in ids]
+    ms = [g.encode_member([n, g.ALIVE, 1, "esp32", "r1", 0]) for n in ids]
     return core.receive(now, ids[0], _from(ids[0], g.GOSSIP, [[ms, []]]))
 
 
@@ -140,7 +140,8 @@ def test_refutes_suspicion_with_higher_incarnation():
     c = _core()
     _add(c, ["n02"])
     inc = c.inc
-    c.receive(10, "n02", _from("n02", g.GOSSIP, [[[["n01", g.SUSPECT, inc, "", "", "n02"]], []]]))
+    doubt = g.encode_member(["n01", g.SUSPECT, inc, "", "", "n02"])
+    c.receive(10, "n02", _from("n02", g.GOSSIP, [[[doubt], []]]))
     assert c.inc == inc + 1 and c.stats["refutations"] == 1
     eff = c.leave(20)  # any send now carries the new incarnation: persisted first
     kinds = [e[0] for e in eff if e[0] != EVENT]
@@ -148,5 +149,6 @@ def test_refutes_suspicion_with_higher_incarnation():
     # an old suspicion (lower incarnation) is ignored
     c2 = _core()
     c2.inc = 4
-    c2.receive(0, "n02", _from("n02", g.GOSSIP, [[[["n01", g.SUSPECT, 3, "", "", "n02"]], []]]))
+    doubt = g.encode_member(["n01", g.SUSPECT, 3, "", "", "n02"])
+    c2.receive(0, "n02", _from("n02", g.GOSSIP, [[[doubt], []]]))
     assert c2.inc == 4 and c2.stats["refutations"] == 0

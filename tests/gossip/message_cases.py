@@ -19,20 +19,37 @@ def _core(nid="n01", max_bytes=1400, **kw):
     return g.GossipCore(nid, ch, g.GossipConfig(**kw), Prng(7), {}, 0)
 
 
-def test_member_update_checks():
-    assert g.check_member(["n01", g.ALIVE, 3, "esp32", "r1", 0])
-    assert g.check_member(["n01", g.SUSPECT, 3, "", "", "n02"])
-    assert g.check_member(["n01", g.SLEEPING, 3, "", "", 5000])
-    assert not g.check_member(["n01", g.SUSPECT, 3, "", "", 0])  # suspecter missing
-    assert not g.check_member(["n01", 5, 3, "", "", 0])  # unknown state
-    assert not g.check_member(["n01", g.ALIVE, -1, "", "", 0])
-    assert not g.check_member(["n01", g.ALIVE, True, "", "", 0])  # bool is not an int
-    assert not g.check_member(["bad id", g.ALIVE, 1, "", "", 0])
-    assert not g.check_member(["n01", g.ALIVE, 1, "x" * 17, "", 0])  # meta too long
-    assert not g.check_member(["n01", g.ALIVE, 1, "", "", 1])
-    assert not g.check_member(["n01", g.SLEEPING, 1, "", "", 10**9])
-    assert not g.check_member({"id": "n01"})
-    assert not g.check_member(["n01", g.ALIVE, 1, "", ""])
+def test_member_update_wire_strings():
+    for u in (
+        ["n01", g.ALIVE, 3, "esp32", "r1", 0],
+        ["n01", g.SUSPECT, 3, "", "", "n02"],
+        ["n01", g.SLEEPING, 3, "", "", 5000],
+        ["n01", g.LEFT, 1073741823, "pi4", "", 0],
+    ):
+        assert g.parse_member(g.encode_member(u)) == u
+    assert g.encode_member(["n01", g.ALIVE, 3, "esp32", "r1", 0]) == "n01:0:3:esp32:r1:0"
+    for bad in (
+        "n01:1:3:::",  # a suspect without its suspecter
+        "n01:5:3:::0",  # unknown state
+        "n01:0:-1:::0",
+        "n01:0:+1:::0",  # only canonical decimals
+        "n01:0:01:::0",
+        "n01:0: 1:::0",
+        "n01:0:\u0661:::0",  # a non-ASCII digit
+        "n01:0:1073741824:::0",  # above MAX_INC
+        "bad id:0:1:::0",
+        "n01:0:1:" + "x" * 17 + "::0",  # meta too long
+        "n01:0:1:::1",  # extra must be 0 unless suspect or sleeping
+        "n01:4:1:::1000000000",  # sleeps past a day
+        "n01:0:1::",
+        "n01:0:1:::0:",
+        "n01:0:1:::0" + "x" * 120,
+        "",
+        ["n01", g.ALIVE, 1, "", "", 0],  # the old list form is not a wire string
+        {"id": "n01"},
+        7,
+    ):
+        assert g.parse_member(bad) is None, bad
 
 
 def test_summary_checks():
@@ -47,7 +64,8 @@ def test_summary_checks():
 
 def test_decode_body_shapes():
     ok = [["n02", 0, 1, "", "", 0]], [["n02", 2, [1]]]
-    assert g.decode_body(g.PING, [5, "n01", [ok[0], ok[1]]]) == (5, "n01", ok[0], ok[1])
+    wire = ["n02:0:1:::0"]
+    assert g.decode_body(g.PING, [5, "n01", [wire, ok[1]]]) == (5, "n01", ok[0], ok[1])
     assert g.decode_body(g.ACK, [5, [[], []]]) == (5, [], [])
     assert g.decode_body(g.GOSSIP, [[[], []]]) == ([], [])
     sync = g.decode_body(g.SYNC, [0, 1, [], ["", "", [["n03", 4]]], []])
@@ -60,6 +78,7 @@ def test_decode_body_shapes():
         (g.ACK, [-1, [[], []]]),
         (g.ACK, None),
         (g.GOSSIP, [[[["n02"]], []]]),
+        (g.GOSSIP, [[["n02:0:1:::0", "n03"], []]]),
         (g.SYNC, [3, 1, [], 0, []]),
         (g.SYNC, [0, 2, [], 0, []]),
         (g.SYNC, [0, 1, [], ["", "", [["n03", 0]]], []]),
@@ -81,7 +100,7 @@ def _sizes(effects):
 
 def test_piggyback_fills_but_never_exceeds_datagram():
     c = _core(max_bytes=_FULL)
-    for i in range(20):  # 20 members and 20 summaries waiting to be gossiped
+    for i in range(30):  # 30 members and 30 summaries waiting to be gossiped
         nid = "m%03d" % i
         c._merge(0, [nid, g.ALIVE, 1, "esp32", "room-%d" % (i % 4), 0], [])
         c._merge_summary([nid, 1, [i, 21.5, 1013, 40, "ok"]], [])
@@ -165,14 +184,15 @@ def test_heard_repeats_count_as_sends():
     c = _core()
     u = ["m001", g.ALIVE, 1, "pi4", "lab", 0]
     c._merge(0, u, [])
+    w = g.encode_member(u)
     limit = g.retransmit_limit(c._n(), c.cfg.retransmit_mult)
     peer = Channel("m002", "k")
-    c.receive(0, "m002", peer.seal(g.SYNC, "n01", [PH_SUMS, 1, [u], 0, []]))
+    c.receive(0, "m002", peer.seal(g.SYNC, "n01", [PH_SUMS, 1, [w], 0, []]))
     assert c._qm["m001"] >> 22 == 0
     for _ in range(limit - 1):
-        c.receive(0, "m002", peer.seal(g.GOSSIP, "n01", [[[u], []]]))
+        c.receive(0, "m002", peer.seal(g.GOSSIP, "n01", [[[w], []]]))
     assert c._qm["m001"] >> 22 == limit - 1
-    c.receive(0, "m002", peer.seal(g.GOSSIP, "n01", [[[u], []]]))
+    c.receive(0, "m002", peer.seal(g.GOSSIP, "n01", [[[w], []]]))
     assert "m001" not in c._qm
     assert c.state_of("m001") == "alive"
 
@@ -186,7 +206,7 @@ def test_first_push_pull_after_join_is_staggered():
                          Prng(seed), {}, 0)
         c.tick(0)
         reply = Channel("n02", "k").seal(
-            g.SYNC, "n01", [PH_REPLY, 1, [["n02", g.ALIVE, 1, "", "", 0]], 0, []]
+            g.SYNC, "n01", [PH_REPLY, 1, ["n02:0:1:::0"], 0, []]
         )
         c.receive(40, "n02", reply)
         i = c.cfg.push_pull_interval_ms

@@ -26,7 +26,8 @@ def _core():
 
 def _valid_messages():
     """One of each kind, as a peer would send them."""
-    m = [["n02", g.ALIVE, 1, "esp32", "r1", 0], ["n03", g.SUSPECT, 2, "", "", "n02"]]
+    m = [g.encode_member(["n02", g.ALIVE, 1, "esp32", "r1", 0]),
+         g.encode_member(["n03", g.SUSPECT, 2, "", "", "n02"])]
     s = [["n02", 3, [21.5, "ok", None]]]
     return [
         (g.PING, [7, "n01", [m, s]]),

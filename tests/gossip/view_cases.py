@@ -1,5 +1,5 @@
 """Merge rules, bad input, member caps, the 32-member view and sync (collected through
-test_core.py; runs on MicroPython too)."""
+test_view.py; runs on MicroPython too)."""
 
 from roost.node import gossip as g
 from tests.gossip.core_cases import _add, _answer_pings, _core, _from, _run_to, _sends
@@ -10,7 +10,7 @@ def test_merge_rules():
     _add(c, ["n02"])
 
     def feed(u):
-        return c.receive(0, "n03", _from("n03", g.GOSSIP, [[[u], []]]))
+        return c.receive(0, "n03", _from("n03", g.GOSSIP, [[[g.encode_member(u)], []]]))
 
     feed(["n02", g.ALIVE, 1, "", "", 0])  # same incarnation: no change
     assert c.members()[1][2] == 1
@@ -31,7 +31,7 @@ def test_bad_bodies_are_counted_never_raised():
     for kind, body in (
         (g.PING, [1]),
         (g.ACK, "x"),
-        (g.GOSSIP, [[[["n02", 9, 1, "", "", 0]], []]]),
+        (g.GOSSIP, [[["n02:9:1:::0"], []]]),
         (g.SYNC, [0, 1, [], [1], []]),
         (77, []),
     ):
@@ -47,7 +47,7 @@ def test_member_cap_evicts_tombstones_first():
     _add(c, ["n02", "n03", "n04"])
     _add(c, ["n05"])
     assert len(c.members()) == 4 and c.stats["members_dropped"] == 1
-    dead = [["n03", g.DEAD, 1, "", "", 0]]
+    dead = [g.encode_member(["n03", g.DEAD, 1, "", "", 0])]
     c.receive(0, "n02", _from("n02", g.GOSSIP, [[dead, []]]))
     _add(c, ["n05"])  # room made by forgetting the dead member
     ids = [m[0] for m in c.members()]
@@ -78,4 +78,4 @@ def test_sync_gives_full_state_and_answers_what_peer_lacks():
         sums.extend(env.body[4])
         members.extend(env.body[2])
     assert sorted(s[0] for s in sums) == ["n01", "n03"]
-    assert sorted(m[0] for m in members) == ["n01", "n02", "n03"]
+    assert sorted(g.parse_member(m)[0] for m in members) == ["n01", "n02", "n03"]
