@@ -92,9 +92,12 @@ def test_live_demo_pulls_plugs_and_loses_no_acknowledged_write():
 
 def test_live_demo_cleans_up_on_ctrl_c():
     _need_broker()
+    # Ctrl-C as at a terminal: a shell without job control starts background jobs with
+    # SIGINT ignored, and Python keeps an inherited SIG_IGN (then no KeyboardInterrupt)
     p = subprocess.Popen([sys.executable, "-m", "roost.gateway.cli", "demo", "--live"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                         start_new_session=True)
+                         start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     d = None
     lines = []
     try:
