@@ -183,6 +183,7 @@ class SyncMixin:
                 qi[p & _GEN_MASK] = (Q_SUMMARY, k, self._size(Q_SUMMARY, k))
                 i += 1
             heapify(heap)
+        wire = self._wire
         back = []  # prios that stay queued, pushed back after the scan
         used = 0
         misses = 0
@@ -219,7 +220,11 @@ class SyncMixin:
             else:
                 q[key] = prio
                 back.append(prio)
-            (ms if kind == Q_MEMBER else ss).append(self._entry(kind, key, now_ms))
+            if kind == Q_MEMBER:
+                w = wire.get(key)  # _entry's own first step, without the call
+                ms.append(w if w is not None else self._entry(kind, key, now_ms))
+            else:
+                ss.append(self._entry(kind, key, now_ms))
         self._bump("updates_sent", used)
         if len(qm) + len(qs) > _HEAP_MIN:  # keep the heap for the next message
             for p in back:

@@ -222,15 +222,15 @@ def encode_member(u):
 
 
 def _uint(s, hi):
-    """A canonical decimal (no sign, no leading zero) up to hi -> int, else -1."""
-    n = len(s)
-    if n == 0 or n > 10 or (n > 1 and s[0] == "0"):
+    """A canonical decimal (ASCII digits, no sign, space or leading zero) up to hi -> int,
+    else -1: int() parses, and only the canonical form prints back the same."""
+    if not 0 < len(s) <= 10:
         return -1
-    for c in s:
-        if c not in "0123456789":
-            return -1
-    v = int(s)
-    return v if v <= hi else -1
+    try:
+        v = int(s)
+    except ValueError:
+        return -1
+    return v if 0 <= v <= hi and str(v) == s else -1
 
 
 def parse_member(s):
