@@ -29,6 +29,7 @@ from pathlib import Path
 
 from roost.common.ids import check_id
 from roost.firmware import build, nodeconfig
+from roost.hardware.boards import get_profile
 
 FIRMWARE_OFFSET = {"esp32": 0x1000, "esp32-cam": 0x1000, "esp32-s3": 0x0}
 NETWORK_PORTS = ("socket://", "rfc2217://", "loop://")
@@ -148,8 +149,11 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
     if not cfg["broker"]:
         raise ValueError("no broker: give --broker mqtt://HOST:PORT (or --join-dir DIR of an "
                          "emulated fleet)")
-    if args.safe_pin is not None:
-        cfg["safe_pin"] = args.safe_pin
+    pin = args.safe_pin
+    if pin is None:  # the board profile's safe-mode pin (GPIO0, the BOOT button, on devkits)
+        pin = get_profile(args.board).pins.get("safe_mode")
+    if pin is not None and pin != nodeconfig.FirmwareConfig.safe_pin:
+        cfg["safe_pin"] = pin
     parsed, why = nodeconfig.validate(cfg)
     if why:
         raise ValueError(why.replace("config.json ", "the board's config: ", 1))
@@ -415,7 +419,8 @@ def add_flash_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    help="the board's UDP port with --join-dir (default: a free one)")
     p.add_argument("--fleet", default="roost", help="fleet name (default roost)")
     p.add_argument("--safe-pin", type=int, default=None,
-                   help="GPIO held low at reset for safe mode (default 0, the BOOT button)")
+                   help="GPIO held low at reset for safe mode (default: the board profile's, "
+                        "0 = the BOOT button on devkits, 12 on the esp32-cam)")
     p.add_argument("--image", default=None, help="an image from 'roost build' (default: build)")
     p.add_argument("--firmware", default=None, metavar="FILE",
                    help="also write this MicroPython firmware .bin first, with esptool")
