@@ -3,6 +3,11 @@ incarnation; suspect beats alive at the same one; dead and left beat both), Life
 confirmations, refutation, member caps and tombstones (a mixin, split out so each module
 compiles inside a 100 KB MicroPython heap)."""
 
+try:  # CPython: the C binary search; MicroPython has no bisect module
+    from bisect import bisect_left as _bisect
+except ImportError:
+    _bisect = None
+
 from roost.node.effects import EVENT
 from roost.node.gossip_wire import (
     ALIVE,
@@ -62,14 +67,17 @@ class MembersMixin:
         b = b and new != SLEEPING
         if a == b:
             return
-        lo = 0
-        hi = len(live)
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if live[mid] < nid:
-                lo = mid + 1
-            else:
-                hi = mid
+        if _bisect is not None:
+            lo = _bisect(live, nid)
+        else:
+            lo = 0
+            hi = len(live)
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if live[mid] < nid:
+                    lo = mid + 1
+                else:
+                    hi = mid
         if b:
             live.insert(lo, nid)
         elif lo < len(live) and live[lo] == nid:
