@@ -258,7 +258,7 @@ class GossipCore(MembersMixin, ProbeMixin, SyncMixin):
             self.ch.reject("malformed")
             return []
         if rep:
-            self._heard_again(rep, self._qm)
+            self._heard_again(rep)
         if kind == PING:
             seq, target, ms, ss = msg
             self._merge_all(now_ms, ms, ss, eff)

@@ -111,10 +111,11 @@ class SyncMixin:
                 heappush(heap, prio)
                 self._qi[prio & _GEN_MASK] = (kind, key, self._size(kind, key))
 
-    def _heard_again(self, ids, q):
-        """Piggybacked repeats of updates still queued here (q: the member queue): each
-        counts as one of our sends of it (others are spreading it already). Not summaries:
-        counting their repeats too pushed the 25-node dissemination max past 2 s."""
+    def _heard_again(self, ids):
+        """Piggybacked repeats of member updates still queued here: each counts as one of
+        our sends of it (others are spreading it already). Not summaries: counting their
+        repeats too pushed the 25-node dissemination max past 2 s."""
+        q = self._qm
         limit = retransmit_limit(self._n(), self.cfg.retransmit_mult)
         for k in ids:
             p = q.get(k)

@@ -41,7 +41,7 @@ MAX_SEQ = const(0x3FFFFFFF)
 MAX_SLEEP_MS = const(86400000)  # a board sleeps at most a day per announcement
 _MAX_META = const(16)  # board kind / failure domain: short strings
 _MAX_STR = const(32)  # a string inside a summary
-_MAX_MEMBER = const(112)  # a member update's wire string: 32+1+1+10+16+16+32 and 5 colons
+_MAX_MEMBER = const(112)  # a member update's wire string: 32+1+10+16+16+32 and 5 colons
 Q_MEMBER = const(0)
 Q_SUMMARY = const(1)
 
@@ -301,15 +301,14 @@ def decode_gossip(g, max_items=16, known=None, repeats=None):
     ms, ss = g
     if type(ms) is not list or type(ss) is not list:
         return None
-    if known and ms:
-        try:
-            if repeats is not None:
-                repeats.extend([known[u] for u in ms if u in known])
-            ms = [u for u in ms if u not in known]
-        except TypeError:  # an unhashable item (malformed): parse_member rejects it below
-            pass
     keep = []
     for u in ms:
+        if known and type(u) is str:
+            k = known.get(u)
+            if k is not None:
+                if repeats is not None:
+                    repeats.append(k)
+                continue
         m = parse_member(u)
         if m is None:
             return None
