@@ -13,6 +13,7 @@ except ImportError:  # CPython
 
 
 _MASK = const(0xFFFFFFFF)
+_HAS_BIT_LENGTH = hasattr(1, "bit_length")  # MicroPython's int has none
 
 
 def _splitmix32(x):
@@ -79,11 +80,12 @@ class Prng:
             raise ValueError("randbelow needs n >= 1")
         if n == 1:
             return 0
-        bits = (n - 1).bit_length() if hasattr(n, "bit_length") else _bitlen(n - 1)
+        bits = (n - 1).bit_length() if _HAS_BIT_LENGTH else _bitlen(n - 1)
         if bits > 32:
             raise ValueError("randbelow supports n <= 2**32")
+        shift = 32 - bits  # getrandbits(bits), without its checks on every draw
         while True:
-            r = self.getrandbits(bits)
+            r = self.next32() >> shift
             if r < n:
                 return r
 

@@ -284,6 +284,8 @@ class MembersMixin:
             return
         cur = self._sums.get(origin)
         if cur is not None and cur[0] >= ver:
+            if cur[0] == ver:
+                self._heard_summary_again(origin)
             return
         if cur is None and origin not in self._m and len(self._sums) >= self.cfg.max_members:
             self._bump("members_dropped")

@@ -42,6 +42,7 @@ from roost.node.gossip_wire import (
 
 _GEN_MASK = const(0x3FFFFF)  # newness rank: 22 bits, so sends << 22 stays a small int
 _ONE_SEND = const(0x400000)
+_OWN_SENDS = const(4)  # own sends of a summary before heard repeats count (see above)
 _HEAP_MIN = const(96)  # queued updates above which _gossip keeps a heap instead of sorting
 
 
@@ -113,8 +114,8 @@ class SyncMixin:
 
     def _heard_again(self, ids):
         """Piggybacked repeats of member updates still queued here: each counts as one of
-        our sends of it (others are spreading it already). Not summaries: counting their
-        repeats too pushed the 25-node dissemination max past 2 s."""
+        our sends of it (others are spreading it already). Summaries: see
+        _heard_summary_again."""
         q = self._qm
         limit = retransmit_limit(self._n(), self.cfg.retransmit_mult)
         for k in ids:
@@ -126,6 +127,22 @@ class SyncMixin:
                 del q[k]
             else:
                 q[k] = p  # a kept heap's item for it is re-pushed when it surfaces
+
+    def _heard_summary_again(self, origin):
+        """A repeat of a summary still queued here counts as one of our sends once we
+        have sent it _OWN_SENDS times ourselves. Counted from the first send, the 25-node
+        dissemination max went from 1.26 s to 2.58 s (the last few nodes then wait for
+        anti-entropy); after 4 own sends it is 1.59 s, and a 1,000-node fleet sends a
+        reading in ~8,000 datagrams instead of ~16,000."""
+        q = self._qs
+        p = q.get(origin)
+        if p is None or (p >> 22) < _OWN_SENDS:
+            return
+        p += _ONE_SEND
+        if (p >> 22) >= retransmit_limit(self._n(), self.cfg.retransmit_mult):
+            del q[origin]
+        else:
+            q[origin] = p
 
     def _has_fresh(self):
         return len(self._qm) > 0 or len(self._qs) > 0
@@ -310,14 +327,20 @@ class SyncMixin:
         sent = [0]
         cur = []
         used = 0
+        wire = self._wire
         for nid in sorted(self._m):
-            n = self._size(Q_MEMBER, nid)  # a bound of the entry's JSON size, no encoding
+            w = wire.get(nid)  # most records have their string: no calls for them
+            if w is None:
+                n = self._size(Q_MEMBER, nid)  # a bound of the entry's JSON size
+                w = self._entry(Q_MEMBER, nid, now_ms)
+            else:
+                n = len(w) + 3
             if used + n > cap and cur:
                 if self._state_chunk(now_ms, kind, dst, phase, cur, 0, sent, eff):
                     return
                 cur = []
                 used = 0
-            cur.append(self._entry(Q_MEMBER, nid, now_ms))
+            cur.append(w)
             used += n
         lo = ""
         items = []
