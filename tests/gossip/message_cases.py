@@ -197,6 +197,28 @@ def test_heard_repeats_count_as_sends():
     assert c.state_of("m001") == "alive"
 
 
+def test_heard_summary_repeats_count_after_our_own_first_sends():
+    """A repeat of a queued summary counts as one of our sends only once we have sent it
+    _OWN_SENDS times ourselves (the last nodes of a small fleet would otherwise wait)."""
+    c = _core()
+    c._merge(0, ["m002", g.ALIVE, 1, "", "", 0], [])
+    peer = Channel("m002", "k")
+    rep = [[[], [["m003", 1, [21.5]]]]]
+    c.receive(0, "m002", peer.seal(g.GOSSIP, "n01", rep))  # new: queued, not a repeat
+    limit = g.retransmit_limit(c._n(), c.cfg.retransmit_mult)
+    own = 4
+    for i in range(own):
+        c.receive(0, "m002", peer.seal(g.GOSSIP, "n01", rep))
+        assert c._qs["m003"] >> 22 == i  # heard, not counted: we have sent it i times
+        assert c._gossip(0, 1000, None)[1] == [["m003", 1, [21.5]]]
+    for i in range(own, limit - 1):
+        c.receive(0, "m002", peer.seal(g.GOSSIP, "n01", rep))
+        assert c._qs["m003"] >> 22 == i + 1
+    c.receive(0, "m002", peer.seal(g.GOSSIP, "n01", rep))
+    assert "m003" not in c._qs
+    assert c.summaries()["m003"] == (1, [21.5])
+
+
 def test_first_push_pull_after_join_is_staggered():
     """The join is a full exchange: the next push-pull comes an interval later, at a random
     phase in [interval/2, 3*interval/2), so a fleet booted together does not sync at once."""
