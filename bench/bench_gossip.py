@@ -182,15 +182,17 @@ def bench_mpy() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-1000", action="store_true", help="skip the 1,000-node speed run")
+    ap.add_argument("--only-1000", action="store_true", help="run only the 1,000-node speed run")
     ap.add_argument("--nodes-speed", type=int, default=1000)
     ap.add_argument("--virtual-s", type=int, default=60)
     ap.add_argument("--seeds", type=int, default=5)
     a = ap.parse_args()
     seeds = list(range(1, a.seeds + 1))
-    bench_25(seeds)
-    bench_100(1)
-    bench_detection(seeds)
-    bench_mpy()
+    if not a.only_1000:
+        bench_25(seeds)
+        bench_100(1)
+        bench_detection(seeds)
+        bench_mpy()
     if not a.skip_1000:
         bench_1000(a.nodes_speed, a.virtual_s)
     return 0
