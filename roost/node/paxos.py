@@ -32,10 +32,15 @@ Durable state, written incrementally through PERSIST effects *before* the reply 
 guard is sent (a value of None deletes the key):
   "promised"   [round, node]                    the highest ballot promised
   "a/<slot>"   [round, node, value]             the value accepted in a slot
-  "snap"       JSON text [slot, last_index, configs, sm_snapshot]
+  "snap"       [slot, last_index, configs, sm_snapshot] (a JSON list; older replicas
+               wrote the same list as JSON text, still read)
 A snapshot every ``snapshot_every`` applied slots is persisted first, then the "a/<slot>"
-keys it covers are deleted. The storage handed to the constructor must support ``get``
-and iteration over its keys (a dict does).
+keys it covers are deleted. The snapshot is handed to storage as a list, never as one text
+(a board's storage streams it to flash), and its JSON bytes for a laggard are built only
+when a laggard needs them: a fragmented board heap seldom holds the whole store in one
+piece. ``sm.snapshot()`` must return a structure the state machine does not change later.
+The storage handed to the constructor must support ``get`` and iteration over its keys (a
+dict does).
 
 Wire kinds 32-40 (bodies are JSON lists):
   PREPARE   [r, n, from_slot]
@@ -480,7 +485,8 @@ class PaxosCore:
         self.applied_slot = 0
         self.applied_index = 0  # index of the last command applied
         self.configs = [[1, members]]  # [first slot governed, members], ascending
-        self._snap_data = None  # bytes of the latest snapshot (served to laggards)
+        self._snap_rec = None  # the latest snapshot, [slot, index, configs, sm_snapshot]
+        self._snap_data = None  # (JSON bytes, crc32) of it, built when a laggard needs it
         self._snap_retry_at = 0  # applied slot before which no snapshot is tried again
         self._snap_rx = None  # [slot, total, crc, chunks, received]
         self._orphans = []  # durable "a/<slot>" keys under the snapshot, to delete
@@ -495,10 +501,12 @@ class PaxosCore:
 
     def _recover(self, storage):
         snap = storage.get("snap", None)
-        if isinstance(snap, str):
-            rec = self._decode_snapshot(snap.encode())
-            if rec is not None:
-                self._load_snapshot(rec, snap.encode())
+        if isinstance(snap, str):  # written by an older replica
+            snap = self._decode_snapshot(snap.encode())
+        rec = self._check_snapshot(snap)
+        if rec is not None:
+            self.sm.restore(rec[3])
+            self._load_snapshot(rec)
         p = storage.get("promised", None)
         if isinstance(p, list) and len(p) == 2 and _uint(p[0]) and is_valid_id(p[1]):
             self.ballot = (p[0], p[1])
@@ -525,6 +533,9 @@ class PaxosCore:
             rec = json.loads(blob)
         except Exception:  # ValueError, UnicodeError: a damaged snapshot
             return None
+        return self._check_snapshot(rec)
+
+    def _check_snapshot(self, rec):
         if not isinstance(rec, list) or len(rec) != 4:
             return None
         slot, index, configs = rec[0], rec[1], rec[2]
@@ -536,12 +547,13 @@ class PaxosCore:
                 return None
         return rec
 
-    def _load_snapshot(self, rec, blob):
-        self.sm.restore(rec[3])
+    def _load_snapshot(self, rec):
+        """Adopt a snapshot the state machine has just restored."""
         self.snap_slot = self.commit_index = self.applied_slot = rec[0]
         self.applied_index = rec[1]
         self.configs = [[c[0], list(c[1])] for c in rec[2]]
-        self._snap_data = bytes(blob)
+        self._snap_rec = rec
+        self._snap_data = None
         self.log.drop_upto(self.snap_slot)
         self._refresh_known()
 
@@ -928,17 +940,18 @@ class PaxosCore:
         rec = self._decode_snapshot(blob)
         if rec is None or rec[0] != slot:
             return self._reject("malformed")
-        self._install_snapshot(rec, blob, out)
+        blob = None
+        self._install_snapshot(rec, out)
 
-    def _install_snapshot(self, rec, blob, out):
+    def _install_snapshot(self, rec, out):
         try:
             self.sm.restore(rec[3])
         except Exception:  # a state machine refusing a foreign snapshot: drop it
             return self._reject("malformed")
         slot = rec[0]
-        out.append((PERSIST, "snap", blob.decode()))
+        out.append((PERSIST, "snap", rec))
         self._drop_log_upto(slot, out)
-        self._load_snapshot(rec, blob)
+        self._load_snapshot(rec)
         if self._next_slot <= slot:
             self._next_slot = slot + 1
         self.stats["snapshots_installed"] += 1
@@ -1008,23 +1021,21 @@ class PaxosCore:
             else:
                 keep.append(c)
         keep = [[c[0], list(c[1])] for c in keep]
-        rec = [slot, self.applied_index, keep, self.sm.snapshot()]
         try:
-            text = _dumps(rec)
-            data = text.encode()
+            rec = [slot, self.applied_index, keep, self.sm.snapshot()]
         except MemoryError:
-            # a board's fragmented heap has no room for the whole store as one text: keep
-            # the log (the step goes on) and try again a quarter interval later
-            rec = None
+            # a board's fragmented heap has no room for the store's copy: keep the log
+            # (the step goes on) and try again a quarter interval later
             self.stats["snapshot_failures"] += 1
             self._snap_retry_at = slot + self.config.snapshot_every // 4 + 1
             out.append((EVENT, "paxos.snapshot_failed", [self.node_id, slot]))
             return
-        out.append((PERSIST, "snap", text))
+        out.append((PERSIST, "snap", rec))
         self._drop_log_upto(slot, out)
         self.snap_slot = slot
         self.configs = keep
-        self._snap_data = data
+        self._snap_rec = rec
+        self._snap_data = None
         self.stats["snapshots"] += 1
         out.append((EVENT, "paxos.snapshot", [self.node_id, slot]))
 
@@ -1345,15 +1356,28 @@ class PaxosCore:
         if commit < self.commit_index:
             self._catch_up(src, p, out)
 
+    def _snap_transfer(self):
+        """(JSON bytes, crc32) of the latest snapshot for a laggard: built on first need and
+        kept until the next snapshot; None when there is none or the heap has no room."""
+        sd = self._snap_data
+        if sd is None and self._snap_rec is not None:
+            try:
+                data = _dumps(self._snap_rec).encode()
+            except MemoryError:
+                self.stats["snapshot_failures"] += 1
+                return None
+            sd = self._snap_data = (data, binascii.crc32(data) & 0xFFFFFFFF)
+        return sd
+
     def _catch_up(self, peer, p, out):
         commit = p[0]
         n = self.config.catchup_datagrams
         if commit < self.snap_slot:
-            data = self._snap_data
-            if data is None:
+            sd = self._snap_transfer()
+            if sd is None:
                 return
+            data, crc = sd
             total = len(data)
-            crc = binascii.crc32(data) & 0xFFFFFFFF
             off = p[3] if p[2] == self.snap_slot and p[3] <= total else 0
             chunk = (self._budget - 120) * 3 // 4
             self.stats["snapshots_sent"] += 1

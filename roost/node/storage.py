@@ -37,6 +37,8 @@ _SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _HEX = "0123456789abcdef"
 _DONE = ".j"  # a committed value
 _TEMP = ".t"  # a write in progress (removed at start-up if a crash left one)
+_PIECE = const(512)  # characters per write of a value (write_json)
+_MAX_DEPTH = const(4)  # lists nested deeper are encoded whole
 
 _fsync = getattr(os, "fsync", None)
 
@@ -103,6 +105,36 @@ def name_to_key(stem):
     return key or None
 
 
+def write_json(f, value, depth=0):
+    """Write value as JSON to the text file f in pieces of about _PIECE characters: a long
+    list (a Paxos snapshot holds the whole store) never becomes one string in RAM, and the
+    file gets a few hundred writes, not one per token as ``json.dump`` makes on MicroPython."""
+    pending = []
+    _write_list(f, value, depth, pending, [0])
+    if pending:
+        f.write("".join(pending))
+
+
+def _write_list(f, v, depth, pending, size):
+    if not isinstance(v, list) or depth >= _MAX_DEPTH:
+        piece = json.dumps(v)
+        pending.append(piece)
+        size[0] += len(piece)
+        if size[0] >= _PIECE:
+            f.write("".join(pending))
+            del pending[:]
+            size[0] = 0
+        return
+    pending.append("[")
+    first = True
+    for x in v:
+        if not first:
+            pending.append(",")
+        first = False
+        _write_list(f, x, depth + 1, pending, size)
+    pending.append("]")
+
+
 def _exists(path):
     try:
         os.stat(path)
@@ -154,14 +186,15 @@ class DirStorage:
     def get(self, key, default=None):
         """The value stored under key, or default."""
         try:
-            with open(self._file(key)) as f:
-                data = f.read()
+            f = open(self._file(key))
         except OSError:
             return default
         try:
-            return json.loads(data)
+            return json.load(f)  # parsed from the file: no copy of the whole text in RAM
         except ValueError:
             raise StorageError("unreadable value for key " + key) from None
+        finally:
+            f.close()
 
     def put(self, key, value):
         """Store value (any JSON value) under key, durably; None deletes the key."""
@@ -178,10 +211,9 @@ class DirStorage:
             self.stats["deletes"] += 1
             self._sync_dir()
             return
-        data = json.dumps(value)
         temp = final[: -len(_DONE)] + _TEMP
         with open(temp, "w") as f:
-            f.write(data)
+            write_json(f, value)
             if self.sync:
                 f.flush()
                 _fsync(f.fileno())

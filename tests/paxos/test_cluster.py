@@ -36,6 +36,38 @@ def test_snapshot_bounds_log_and_installs_on_laggard():
     assert cl.violations == 0
 
 
+def test_snapshot_goes_to_storage_as_a_list_and_its_transfer_copy_only_to_laggards():
+    """No whole-store text on the heap: the snapshot is persisted as a list, its JSON bytes
+    are built when a laggard needs them; a replica restarts from the list or from the
+    JSON text an older replica wrote."""
+    import json
+
+    cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
+    leader = _elect(cl)
+    lag = [n for n in IDS if n != leader][0]
+    cl.crash(lag)
+    for i in range(45):
+        assert cl.propose(leader, ["s", i])
+        cl.deliver()
+    core = cl.core(leader)
+    assert core.stats["snapshots"] >= 1 and core._snap_data is None
+    snap = cl._disk(leader)["snap"]
+    assert isinstance(snap, list) and snap[0] == core.snap_slot
+    cl.start(lag)
+    cl.advance(1500)
+    assert cl.core(lag).stats["snapshots_installed"] >= 1
+    assert cl.core(lag).applied_index == 45
+    assert core._snap_data is not None  # built for the laggard, kept for the next one
+    assert isinstance(cl._disk(lag)["snap"], list)
+    cl.storage[lag]["snap"] = json.dumps(cl._disk(lag)["snap"])  # an older replica's text
+    cl.crash(lag)
+    c = cl.start(lag)
+    assert c.snap_slot >= 20 and c.applied_index == c._snap_rec[1]  # recovered from the text
+    cl.advance(1500)
+    assert cl.core(lag).applied_index == 45
+    assert cl.violations == 0
+
+
 def test_isolated_leader_cannot_commit_and_rejoins():
     cl = Cluster(IDS)
     old = _elect(cl)
@@ -100,26 +132,26 @@ def test_restart_all_at_once_recovers_log():
 
 
 def test_a_snapshot_that_does_not_fit_the_heap_is_skipped_and_tried_again():
-    from roost.node import paxos
+    from tests.paxos import pump
 
     cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
     leader = _elect(cl)
-    real = paxos._dumps
-    fail = [2]  # the next two snapshot texts do not fit (a fragmented board heap)
+    real = pump.CountSM.snapshot
+    fail = [2]  # the next two copies of the store do not fit (a fragmented board heap)
 
-    def tight(x):
-        if fail[0] and isinstance(x, list) and len(x) == 4 and isinstance(x[2], list):
+    def tight(sm):
+        if fail[0]:
             fail[0] -= 1
             raise MemoryError("memory allocation failed")
-        return real(x)
+        return real(sm)
 
-    paxos._dumps = tight
+    pump.CountSM.snapshot = tight
     try:
         for i in range(60):
             assert cl.propose(leader, ["m", i])
             cl.deliver()
     finally:
-        paxos._dumps = real
+        pump.CountSM.snapshot = real
     cl.advance(300)  # heartbeats carry the last commit index
     for n in IDS:
         assert cl.core(n).applied_index == 60, (n, cl.core(n).stats)
