@@ -933,19 +933,32 @@ class PaxosCore:
         rx[4] += len(data)
         if rx[4] < total:
             return None
-        blob = b"".join(rx[3])
         self._snap_rx = None
-        if binascii.crc32(blob) & 0xFFFFFFFF != crc:
-            return self._reject("malformed")
-        rec = self._decode_snapshot(blob)
+        try:
+            blob = b"".join(rx[3])
+            rx[3] = None  # the chunks go before the decode: peak heap is blob + structure
+            if binascii.crc32(blob) & 0xFFFFFFFF != crc:
+                return self._reject("malformed")
+            rec = self._decode_snapshot(blob)
+        except MemoryError:
+            rec = blob = rx = None
+            return self._snapshot_too_big(slot, out)
+        blob = None
         if rec is None or rec[0] != slot:
             return self._reject("malformed")
-        blob = None
         self._install_snapshot(rec, out)
+
+    def _snapshot_too_big(self, slot, out):
+        """A board's heap could not hold an incoming snapshot: count it and start over at
+        the next ACK (the chunks are already freed) instead of holding half of one."""
+        self.stats["snapshot_failures"] += 1
+        out.append((EVENT, "paxos.snapshot_failed", [self.node_id, slot]))
 
     def _install_snapshot(self, rec, out):
         try:
             self.sm.restore(rec[3])
+        except MemoryError:  # the state machine keeps its old state (restore's contract)
+            return self._snapshot_too_big(rec[0], out)
         except Exception:  # a state machine refusing a foreign snapshot: drop it
             return self._reject("malformed")
         slot = rec[0]

@@ -68,6 +68,38 @@ def test_snapshot_goes_to_storage_as_a_list_and_its_transfer_copy_only_to_laggar
     assert cl.violations == 0
 
 
+def test_an_incoming_snapshot_that_does_not_fit_is_dropped_and_received_again():
+    from tests.paxos import pump
+
+    cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
+    leader = _elect(cl)
+    lag = [n for n in IDS if n != leader][0]
+    cl.crash(lag)
+    for i in range(45):
+        assert cl.propose(leader, ["s", i])
+        cl.deliver()
+    real = pump.CountSM.restore
+    fail = [1]  # the laggard's heap cannot hold the first one it receives
+
+    def tight(sm, snap):
+        if fail[0]:
+            fail[0] -= 1
+            raise MemoryError("memory allocation failed")
+        return real(sm, snap)
+
+    pump.CountSM.restore = tight
+    try:
+        cl.start(lag)
+        cl.advance(3000)
+    finally:
+        pump.CountSM.restore = real
+    c = cl.core(lag)
+    assert c.stats["snapshot_failures"] == 1 and c.stats["snapshots_installed"] >= 1
+    assert c._snap_rx is None or c._snap_rx[3] is not None
+    assert c.applied_index == 45
+    assert cl.violations == 0
+
+
 def test_isolated_leader_cannot_commit_and_rejoins():
     cl = Cluster(IDS)
     old = _elect(cl)
