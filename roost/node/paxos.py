@@ -121,6 +121,8 @@ class PaxosConfig:
     # commands wait and share the next slot: fewer accepts and log writes per command
     max_queue = 256  # commands waiting for a slot; propose() refuses beyond it
     snapshot_every = 1000  # applied slots between snapshots: the log window kept in memory
+    snapshot_log_bytes = 1048576  # ... or sooner, once the log holds this many bytes (big
+    # values in full batches: a board's log must stay a small part of its heap)
     catchup_datagrams = 8  # chosen-value or snapshot datagrams sent to a lagging peer per ACK
     max_snapshot_bytes = 262144  # a larger incoming snapshot is refused (heap bound)
     max_members = 9  # members of one configuration
@@ -147,7 +149,8 @@ class PaxosConfig:
         if not 1 <= self.heartbeat_ms < self.election_timeout_min_ms:
             raise ValueError("heartbeat_ms must be at least 1 and below election_timeout_min_ms")
         for name in ("retry_ms", "window", "max_batch", "pipeline", "max_queue", "snapshot_every",
-                     "catchup_datagrams", "max_snapshot_bytes", "max_members"):
+                     "snapshot_log_bytes", "catchup_datagrams", "max_snapshot_bytes",
+                     "max_members"):
             if getattr(self, name) < 1:
                 raise ValueError("paxos option %s must be at least 1" % name)
 
@@ -181,6 +184,7 @@ class PaxosConfig:
             "heartbeat_ms": 250,
             "retry_ms": 300,
             "snapshot_every": 64,
+            "snapshot_log_bytes": 16384,
             "max_queue": 32,
             "max_batch": 8,
             "max_snapshot_bytes": 16384,
@@ -295,6 +299,10 @@ class _Log:
 
     def __len__(self):
         return self._count
+
+    def live_bytes(self):
+        """Bytes of the records held (what the log costs beyond its index)."""
+        return self._live
 
     def __contains__(self, slot):
         return self.state(slot) >= 0
@@ -998,8 +1006,10 @@ class PaxosCore:
             for s in sorted(d):
                 if s <= c:
                     del d[s]
-        if self.applied_slot - self.snap_slot >= self.config.snapshot_every and \
-                self.applied_slot >= self._snap_retry_at:
+        cfg = self.config
+        if (self.applied_slot - self.snap_slot >= cfg.snapshot_every
+                or log.live_bytes() > cfg.snapshot_log_bytes) and \
+                self.applied_slot > self.snap_slot and self.applied_slot >= self._snap_retry_at:
             self._take_snapshot(out)
 
     def _apply_slot(self, slot, out):

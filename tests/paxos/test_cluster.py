@@ -100,6 +100,23 @@ def test_an_incoming_snapshot_that_does_not_fit_is_dropped_and_received_again():
     assert cl.violations == 0
 
 
+def test_a_log_of_big_values_is_snapshotted_by_its_bytes():
+    """snapshot_log_bytes: big values snapshot the log before snapshot_every slots."""
+    cl = Cluster(IDS, config=PaxosConfig(snapshot_every=1000, snapshot_log_bytes=2000,
+                                         window=4))
+    leader = _elect(cl)
+    peak = 0
+    for i in range(60):
+        assert cl.propose(leader, ["v" * 100, i])
+        cl.deliver()
+        peak = max(peak, max(cl.core(n).log.live_bytes() for n in IDS))
+    assert all(cl.core(n).stats["snapshots"] >= 2 for n in IDS)
+    assert peak <= 2000 + 4 * 130, peak  # the bound, plus what a few slots in flight hold
+    cl.advance(300)  # heartbeats carry the last commit index
+    assert all(cl.core(n).applied_index == 60 for n in IDS)
+    assert cl.violations == 0
+
+
 def test_isolated_leader_cannot_commit_and_rejoins():
     cl = Cluster(IDS)
     old = _elect(cl)

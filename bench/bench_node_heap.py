@@ -1,0 +1,102 @@
+"""Benchmark: the smallest MicroPython heap in which an ESP32-class node runs under load.
+
+The node is the emulated fleet's MicroPython node -- gossip member, Paxos replica, MQTT
+client and simulated sensors, on the real unix port with ``-X heapsize``. For each heap
+size: a 3-node fleet (that node and two CPython replicas of the same group), then a
+closed-loop load of puts and appends over 120 keys with 200-character values (a store near
+its limits, so snapshots are as large as they get) for --duration seconds. A heap passes
+when afterwards the node is still running, counted no memory error (runtime
+``memory_errors``, ``host_errors``, Paxos ``snapshot_failures``) and has applied every
+command the other replicas applied.
+
+    python bench/bench_node_heap.py                       # 256..640 KB, 60 s each
+    python bench/bench_node_heap.py --heaps 448 --duration 600   # ten minutes at one size
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _status(d: Path, node: str) -> dict:
+    try:
+        return json.loads((d / "nodes" / node / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8) -> dict:
+    """One fleet at heap_k; returns what the MicroPython node counted and the verdict."""
+    from roost.emulator import fleet
+    from roost.gateway import client
+
+    d = Path(tmp) / ("heap%d" % heap_k)
+    snap = fleet.up(d, 3, micropython=1, heap_k=heap_k, groups=1, replicas=3, timeout_s=90,
+                    opts={"fsync": False})
+    try:
+        if not snap["health"]["healthy"]:
+            return {"heap_k": heap_k, "ok": False,
+                    "why": "fleet not healthy: %s" % snap["health"]["problems"]}
+        state = fleet.load_state(d)
+        mpy = [n for n, v in state["nodes"].items() if v.get("interp") == "micropython"][0]
+        s = client.run_load(d, clients, duration, keys=120, mix="put:3,append:1,get:1",
+                            value_size=200)
+        time.sleep(5)  # the last commits and a status file or two
+        st = fleet.load_state(d)
+        alive = fleet.pid_alive(st["nodes"][mpy].get("pid"), fleet.node_marker(st, mpy))
+        applied = {}
+        for n in st["nodes"]:
+            g = _status(d, n).get("host", {}).get("group", {})
+            applied[n] = g.get("applied", -1)
+        ms = _status(d, mpy)
+        stats = ms.get("stats", {})
+        px = ms.get("host", {}).get("group", {}).get("paxos", {})
+        out = {"heap_k": heap_k, "node": mpy, "alive": alive, "ops": s["ops"],
+               "writes_per_s": s["writes_per_s"],
+               "memory_errors": stats.get("memory_errors", 0),
+               "host_errors": stats.get("host_errors", 0),
+               "snapshot_failures": px.get("snapshot_failures", 0),
+               "snapshots": px.get("snapshots", 0),
+               "snapshots_installed": px.get("snapshots_installed", 0),
+               "mem_free": ms.get("mem_free"), "applied": applied}
+        try:
+            log = (d / "nodes" / mpy / "node.log").read_text().splitlines()
+        except OSError:
+            log = []
+        errs = [x for x in log if "rror" in x and not x.startswith(" ")]
+        out["errors_logged"] = len(errs)
+        out["last_error"] = errs[-1][:160] if errs else None
+        out["ok"] = bool(alive and not out["memory_errors"] and not out["host_errors"]
+                         and not out["snapshot_failures"]
+                         and applied[mpy] == max(applied.values()) > 0)
+        return out
+    finally:
+        fleet.down(d)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--heaps", default="256,320,384,448,512,640", help="KB, comma-separated")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of load per heap")
+    a = ap.parse_args()
+    heaps = [int(x) for x in a.heaps.split(",")]
+    smallest = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for h in heaps:
+            r = run_one(h, a.duration, tmp)
+            print(json.dumps(r, sort_keys=True), flush=True)
+            if r["ok"] and smallest is None:
+                smallest = h
+    print("smallest_passing_heap_kb %s (of %s; %.0f s of load each)"
+          % (smallest, ",".join(map(str, heaps)), a.duration))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
