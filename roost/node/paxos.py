@@ -103,6 +103,7 @@ _ZERO = (0, "")
 _CHUNK = const(2048)  # bytes per log buffer; a record never spans two (a larger one gets
 # a buffer of its own). Fixed-size buffers, not one growing one: a board's heap fragments
 _GROW = const(32)  # slots the log's index grows by
+_POOL_BYTES = const(16384)  # freed log buffers kept for reuse (see _Log._write)
 _TAGS = ("b", "n", "c")  # value tag <-> the record's 2-bit tag field
 _VALUE_SLACK = const(200)  # bytes of a message besides the one log value it carries
 
@@ -295,7 +296,7 @@ class _Log:
         self._live = 0
         self._dead = 0
         self._nodes = []  # ballot node ids (a handful: the members that led)
-        self._spare = None  # a freed buffer kept for reuse
+        self._spare = []  # freed buffers kept for reuse (at most _POOL_BYTES of them)
 
     def __len__(self):
         return self._count
@@ -386,10 +387,11 @@ class _Log:
         need = len(head) + len(body)
         chunks = self._chunks
         if not chunks or self._fill + need > len(chunks[-1]):
-            sp = self._spare
-            if sp is not None and len(sp) >= need:  # reused: no churn in a small heap
-                chunks.append(sp)
-                self._spare = None
+            pool = self._spare
+            for j in range(len(pool)):
+                if len(pool[j]) >= need:  # reused: a board's heap is not churned (a hole
+                    chunks.append(pool.pop(j))  # left by a freed buffer soon holds small
+                    break  # objects, and the next 2 KB buffer no longer fits anywhere)
             else:  # small logs get small buffers; never one below need
                 chunks.append(bytearray(min(max(self._live, 128, need), max(_CHUNK, need))))
             self._fill = 0
@@ -440,8 +442,15 @@ class _Log:
         hi = (hi + _GROW - 1) // _GROW * _GROW  # give back the index past the last slot
         if hi < n:
             self._idx = idx[:hi]
-        if old_chunks:  # the last (largest) buffer is kept for the next one needed
-            self._spare = old_chunks[-1]
+        pool = self._spare  # the old buffers are the next ones needed
+        kept = 0
+        for b in pool:
+            kept += len(b)
+        for b in old_chunks:
+            if kept + len(b) > _POOL_BYTES:
+                break
+            pool.append(b)
+            kept += len(b)
 
 
 class PaxosCore:

@@ -160,6 +160,7 @@ class NodeRuntime:
         self._fault_rng = Prng(random_seed())
         self._held = []  # (now, effect) waiting for the staged PERSISTs to be written
         self._sleep_until = 0  # when the sleeping tick loop wakes anyway (-1: it is awake)
+        self._rebuild = False  # a step ran out of memory: rebuild the host from flash
         self.stats = {"rx": 0, "tx": 0, "tx_no_route": 0, "persists": 0, "flushes": 0,
                       "ticks": 0, "applies": 0, "events": 0, "host_errors": 0,
                       "fault_dropped": 0, "rx_batches": 0}
@@ -279,17 +280,50 @@ class NodeRuntime:
         if self.loss_ppm and self._fault_rng.chance(self.loss_ppm):
             self.stats["fault_dropped"] += 1
             return
+        host = self.host
+        if host is None:  # being rebuilt after a memory error (see rebuild)
+            self.stats["rx_while_rebuilding"] = self.stats.get("rx_while_rebuilding", 0) + 1
+            return
         self.stats["rx"] += 1
         now = now_ms()
         try:
-            effects = self.host.receive(now, src, payload)
+            effects = host.receive(now, src, payload)
+        except MemoryError:
+            self._step_out_of_memory()
+            effects = None
         except Exception as ex:  # a core bug on one message: count it, keep the node up
             self._error("receive", ex)
             effects = None
         self.execute(effects, now, flush)
 
+    def _step_out_of_memory(self):
+        self._rebuild = True
+        self._low_memory()
+
+    def rebuild(self):
+        """After a MemoryError inside a step. The cores may be half-changed by it (say, a
+        promise raised in RAM whose PERSIST was never written), so they are rebuilt from
+        flash, as a board's reset would, while the process keeps its sockets and its MQTT
+        session. The steps before the failing one are whole: their writes go first. If the
+        heap cannot hold the rebuild either, the next datagram or tick tries again."""
+        self.flush()
+        self.host = None
+        gc.collect()
+        try:
+            self.boot()
+        except MemoryError:
+            self.host = None
+            self._low_memory()
+            return False
+        self._rebuild = False
+        self.stats["memory_rebuilds"] = self.stats.get("memory_rebuilds", 0) + 1
+        return True
+
     def call(self, fn):
-        """Run a local command: ``fn(host, now_ms) -> effects``; carries them out."""
+        """Run a local command: ``fn(host, now_ms) -> effects``; carries them out (None
+        while the host is being rebuilt)."""
+        if self.host is None:
+            return None
         now = now_ms()
         effects = fn(self.host, now)
         self.execute(effects, now)
@@ -374,6 +408,8 @@ class NodeRuntime:
                 src, payload = got
         finally:
             self.flush()
+            if self._rebuild:
+                self.rebuild()
 
     def _low_memory(self):
         self.stats["memory_errors"] = self.stats.get("memory_errors", 0) + 1
@@ -390,12 +426,18 @@ class NodeRuntime:
     async def _tick_loop_inner(self):
         next_status = now_ms()
         while self.running:
+            if self._rebuild and not self.rebuild():
+                await wait_event_ms(self._stop, 100)
+                continue
             now = now_ms()
             d = self.host.next_deadline_ms()
             if d is not None and d <= now:
                 self.stats["ticks"] += 1
                 try:
                     effects = self.host.tick(now)
+                except MemoryError:
+                    self._step_out_of_memory()
+                    effects = None
                 except Exception as ex:
                     self._error("tick", ex)
                     effects = None

@@ -40,6 +40,8 @@ class ScriptHost:
     def receive(self, now_ms, src, payload):
         if payload == b"boom":
             raise RuntimeError("a core bug")
+        if payload == b"nomem":
+            raise MemoryError("memory allocation failed")
         return [(PERSIST, "x", 1), (SEND, "n2", b"after-1"), (PERSIST, "x", 2),
                 (SEND, "*", b"after-2"), (APPLY, 1, "cmd"), (EVENT, "e", [src])]
 
@@ -153,6 +155,31 @@ def test_fault_switch_and_host_errors_keep_the_node_up():
         st = rt.status()
         assert st["node"] == "n1" and st["incarnation"] == 1 and st["peers"] == ["n2", "n3"]
         assert st["stats"]["host_errors"] == 1 and "rx_rejected_auth" in st["stats"]
+    finally:
+        remove_tree(d)
+
+
+def test_a_step_out_of_memory_rebuilds_the_host_from_flash():
+    """A MemoryError inside a step may leave a core half-changed: the steps before it are
+    written, then the host is rebuilt from flash (a new incarnation), the process goes on."""
+    d = scratch_dir("rt")
+    try:
+        t = FakeTransport(["n2"], flash=d)
+        rt = _rt(d, [t])
+        first = rt.boot()
+        rt.deliver("n2", b"fine", False)  # staged: its write and sends wait for the flush
+        rt.deliver("n2", b"nomem", False)
+        assert rt.host is first and rt.stats["memory_errors"] == 1
+        rt.flush()
+        assert rt.rebuild()
+        assert rt.host is not first and rt.incarnation == 2
+        assert rt.stats["memory_rebuilds"] == 1 and rt.stats["host_errors"] == 0
+        assert rt.host.storage["x"] == 2  # the whole step before it was written
+        assert [s[2] for s in t.sent] == [2, 2]  # and its sends went after the write
+        rt._deliver_batch(t, "n2", b"nomem")  # the receive loop's path rebuilds by itself
+        assert rt.incarnation == 3 and rt.stats["memory_rebuilds"] == 2
+        rt.deliver("n2", b"fine")
+        assert len(t.sent) == 4
     finally:
         remove_tree(d)
 
