@@ -277,6 +277,8 @@ class LogStorage:
             out[k] = v
         return out
 
+    boot_state = load_all  # a Pi has the RAM (DirStorage reads a board's lazily)
+
     # -------------------------------------------------------- writing
 
     def stage(self, key, value):

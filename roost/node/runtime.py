@@ -169,7 +169,7 @@ class NodeRuntime:
 
     def boot(self):
         """Recover from the flash dir, bump the incarnation, build the host (synchronous)."""
-        state = self.storage.load_all()
+        state = self.storage.boot_state()
         boot = state.pop(_BOOT_KEY, 0)
         if not isinstance(boot, int) or boot < 0:
             boot = 0
@@ -314,6 +314,9 @@ class NodeRuntime:
         except MemoryError:
             self.host = None
             self._low_memory()
+            if self._rebuild is True:  # said once per episode, not at every try
+                self._rebuild = 2
+                self.log("%s: out of memory rebuilding from flash; trying again" % self.node_id)
             return False
         self._rebuild = False
         self.stats["memory_rebuilds"] = self.stats.get("memory_rebuilds", 0) + 1

@@ -261,13 +261,49 @@ class DirStorage:
         return [(k, self.get(k)) for k in self.keys()]
 
     def load_all(self):
-        """``{key: value}`` of everything stored: what a core's constructor reads at boot."""
+        """``{key: value}`` of everything stored."""
         out = {}
         for k in self.keys():
             v = self.get(k)
             if v is not None:
                 out[k] = v
         return out
+
+    def boot_state(self):
+        """What a core's constructor reads at boot: a read-only mapping that reads each
+        value from flash when asked, so a board never holds the whole log window parsed
+        at once (on a fragmented heap that was the difference between booting and not)."""
+        return LazyState(self, self.keys())
+
+
+class LazyState:
+    """Stored keys, each value read from its file on ``get``: ``get``, ``pop`` (hides a key),
+    iteration, ``in`` and ``len``, which is all the cores use of their storage at boot."""
+
+    def __init__(self, storage, keys):
+        self._st = storage
+        self._keys = keys
+
+    def get(self, key, default=None):
+        if key not in self._keys:
+            return default
+        v = self._st.get(key)
+        return default if v is None else v
+
+    def pop(self, key, default=None):
+        v = self.get(key, default)
+        if key in self._keys:
+            self._keys.remove(key)
+        return v
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __contains__(self, key):
+        return key in self._keys
+
+    def __len__(self):
+        return len(self._keys)
 
 
 FileStorage = DirStorage  # the one-file-per-key layout (logstore.LogStorage is the log)

@@ -66,7 +66,8 @@ def test_boot_counts_incarnations_and_hides_the_counter():
             assert rt.incarnation == expect and rt.channel.incarnation == expect
             assert "_boot" not in host.storage
             rt.storage.put("kept", expect)
-        assert _rt(d, []).boot().storage == {"kept": 3}
+        state = _rt(d, []).boot().storage  # a dict, or flash read lazily (MicroPython)
+        assert {k: state.get(k) for k in state} == {"kept": 3}
     finally:
         remove_tree(d)
 
@@ -174,7 +175,7 @@ def test_a_step_out_of_memory_rebuilds_the_host_from_flash():
         assert rt.rebuild()
         assert rt.host is not first and rt.incarnation == 2
         assert rt.stats["memory_rebuilds"] == 1 and rt.stats["host_errors"] == 0
-        assert rt.host.storage["x"] == 2  # the whole step before it was written
+        assert rt.host.storage.get("x") == 2  # the whole step before it was written
         assert [s[2] for s in t.sent] == [2, 2]  # and its sends went after the write
         rt._deliver_batch(t, "n2", b"nomem")  # the receive loop's path rebuilds by itself
         assert rt.incarnation == 3 and rt.stats["memory_rebuilds"] == 2

@@ -1,6 +1,7 @@
 """DirStorage: round trips, deletes, key escaping, crash leftovers, torn records, one write
 per step, compaction (CPython and MicroPython)."""
 
+import json
 import os
 
 from roost.node.logstore import LogStorage
@@ -32,6 +33,26 @@ def _round_trip(cls):
         again = cls(d)
         assert again.load_all() == {"a/17": {"x": [1, 2.5, None, True, "é"]}, "promised": [4, "n1"]}
         assert st.stats["puts"] == 4 and st.stats["deletes"] == 1
+    finally:
+        remove_tree(d)
+
+
+def test_boot_state_reads_each_value_when_asked_and_writes_big_lists_in_pieces():
+    d = scratch_dir("st")
+    try:
+        st = DirStorage(d)
+        big = [7, [["k%d" % i, "v" * 200] for i in range(40)], [[1, ["n1"]]]]
+        st.put("snap", big)
+        st.put("a/3", [1, "n1", ["b", [["put", "k", "v"]]]])
+        st.put("_boot", 2)
+        with open(d + "/snap.j") as f:
+            assert json.loads(f.read()) == big  # one JSON text, written in pieces
+        assert st.boot_state().get("nope", 5) == 5 and len(st.boot_state()) == 3
+        state = st.boot_state()
+        assert state.pop("_boot", 0) == 2 and "_boot" not in state
+        assert sorted(state) == ["a/3", "snap"] and len(state) == 2
+        st.put("a/3", [2, "n2", ["n"]])  # read when asked, not when the view was made
+        assert state.get("a/3") == [2, "n2", ["n"]] and state.get("snap") == big
     finally:
         remove_tree(d)
 
