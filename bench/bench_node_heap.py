@@ -64,7 +64,9 @@ def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8) -> dict:
                "snapshot_failures": px.get("snapshot_failures", 0),
                "snapshots": px.get("snapshots", 0),
                "snapshots_installed": px.get("snapshots_installed", 0),
-               "mem_free": ms.get("mem_free"), "applied": applied}
+               "mem_free": ms.get("mem_free"), "applied": applied,
+               "memory_rebuilds": stats.get("memory_rebuilds", 0),
+               "gave_up": bool(ms.get("out_of_memory"))}
         try:
             log = (d / "nodes" / mpy / "node.log").read_text().splitlines()
         except OSError:
@@ -72,8 +74,8 @@ def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8) -> dict:
         errs = [x for x in log if "rror" in x and not x.startswith(" ")]
         out["errors_logged"] = len(errs)
         out["last_error"] = errs[-1][:160] if errs else None
-        out["ok"] = bool(alive and not out["memory_errors"] and not out["host_errors"]
-                         and not out["snapshot_failures"]
+        out["ok"] = bool(alive and not out["memory_errors"] and not out["memory_rebuilds"]
+                         and not out["host_errors"] and not out["snapshot_failures"]
                          and applied[mpy] == max(applied.values()) > 0)
         return out
     finally:

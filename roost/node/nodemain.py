@@ -394,7 +394,7 @@ class Node:
             with open(path + ".t", "w") as f:
                 f.write(data)
             os.rename(path + ".t", path)
-        except (OSError, TypeError, ValueError) as ex:
+        except (OSError, TypeError, ValueError, MemoryError) as ex:
             self.log("roost: %s: status not written: %s" % (self.id, ex))
 
     async def _control_loop(self):
@@ -405,8 +405,8 @@ class Node:
             if t >= next_status:
                 next_status = t + 1000
                 self.write_status()
-                if self.hooks is not None:
-                    self.hooks.feed()
+                if self.hooks is not None and not self.runtime.out_of_memory:
+                    self.hooks.feed()  # a board given up for memory resets: a fresh heap
                     self.hooks.check()
                 if MICROPYTHON:
                     import gc

@@ -47,6 +47,8 @@ _MAX_SLEEP_MS = const(1000)  # the tick loop wakes at least this often (stop, st
 # datagrams handled per wake-up (and per durable write) at most; a board keeps the held
 # sends and staged records of few datagrams in its heap at once
 _RX_BATCH = 4 if MICROPYTHON else 32
+_MAX_REBUILDS = const(3)  # rebuilds after memory errors within the window before giving up
+_REBUILD_WINDOW_MS = const(60000)
 
 
 class RuntimeConfig:
@@ -161,6 +163,8 @@ class NodeRuntime:
         self._held = []  # (now, effect) waiting for the staged PERSISTs to be written
         self._sleep_until = 0  # when the sleeping tick loop wakes anyway (-1: it is awake)
         self._rebuild = False  # a step ran out of memory: rebuild the host from flash
+        self._oom = []  # when the last rebuilds were needed (ms)
+        self.out_of_memory = False  # given up: too many rebuilds (see _step_out_of_memory)
         self.stats = {"rx": 0, "tx": 0, "tx_no_route": 0, "persists": 0, "flushes": 0,
                       "ticks": 0, "applies": 0, "events": 0, "host_errors": 0,
                       "fault_dropped": 0, "rx_batches": 0}
@@ -297,8 +301,24 @@ class NodeRuntime:
         self.execute(effects, now, flush)
 
     def _step_out_of_memory(self):
-        self._rebuild = True
+        """Rebuild the host (see rebuild), unless that has been needed _MAX_REBUILDS times
+        within _REBUILD_WINDOW_MS: then the node stops taking part and says so once (a
+        node that reboots its cores over and over disrupts its group's elections; a board
+        stops feeding its watchdog and resets into a fresh heap)."""
+        now = now_ms()
+        self._oom = [t for t in self._oom if now - t < _REBUILD_WINDOW_MS] + [now]
         self._low_memory()
+        if len(self._oom) < _MAX_REBUILDS:
+            self._rebuild = True
+            return
+        self.flush()
+        self.host = None
+        self._rebuild = False
+        self.out_of_memory = True
+        gc.collect()
+        self.log("%s: ran out of memory %d times within %d s: the node stops taking part "
+                 "(its flash is intact; restart it with a larger heap)"
+                 % (self.node_id, len(self._oom), _REBUILD_WINDOW_MS // 1000))
 
     def rebuild(self):
         """After a MemoryError inside a step. The cores may be half-changed by it (say, a
@@ -313,10 +333,8 @@ class NodeRuntime:
             self.boot()
         except MemoryError:
             self.host = None
-            self._low_memory()
-            if self._rebuild is True:  # said once per episode, not at every try
-                self._rebuild = 2
-                self.log("%s: out of memory rebuilding from flash; trying again" % self.node_id)
+            self._rebuild = False
+            self._step_out_of_memory()  # counted as one more: tried again, or given up
             return False
         self._rebuild = False
         self.stats["memory_rebuilds"] = self.stats.get("memory_rebuilds", 0) + 1
@@ -344,6 +362,8 @@ class NodeRuntime:
         """A small dict a caller can publish: identity, peers, counters, the host's own."""
         st = {"node": self.node_id, "incarnation": self.incarnation,
               "uptime_ms": now_ms() - self.started_ms, "peers": self.peers(), "stats": {}}
+        if self.out_of_memory:
+            st["out_of_memory"] = True
         stats = st["stats"]
         for src in [self.stats, self.channel.stats if self.channel else {}]:
             for k in sorted(src):
@@ -429,8 +449,8 @@ class NodeRuntime:
     async def _tick_loop_inner(self):
         next_status = now_ms()
         while self.running:
-            if self._rebuild and not self.rebuild():
-                await wait_event_ms(self._stop, 100)
+            if self.out_of_memory or (self._rebuild and not self.rebuild()):
+                await wait_event_ms(self._stop, 100 if self._rebuild else _MAX_SLEEP_MS)
                 continue
             now = now_ms()
             d = self.host.next_deadline_ms()

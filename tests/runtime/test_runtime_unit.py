@@ -162,7 +162,8 @@ def test_fault_switch_and_host_errors_keep_the_node_up():
 
 def test_a_step_out_of_memory_rebuilds_the_host_from_flash():
     """A MemoryError inside a step may leave a core half-changed: the steps before it are
-    written, then the host is rebuilt from flash (a new incarnation), the process goes on."""
+    written, then the host is rebuilt from flash (a new incarnation), the process goes on;
+    the third time within a minute the node stops taking part instead."""
     d = scratch_dir("rt")
     try:
         t = FakeTransport(["n2"], flash=d)
@@ -181,6 +182,11 @@ def test_a_step_out_of_memory_rebuilds_the_host_from_flash():
         assert rt.incarnation == 3 and rt.stats["memory_rebuilds"] == 2
         rt.deliver("n2", b"fine")
         assert len(t.sent) == 4
+        rt._deliver_batch(t, "n2", b"nomem")  # a third time within a minute: it stops
+        assert rt.out_of_memory and rt.host is None and rt.status()["out_of_memory"]
+        assert not rt._rebuild and rt.incarnation == 3
+        rt.deliver("n2", b"fine")  # heard, not handled: the node takes no part any more
+        assert len(t.sent) == 4 and rt.stats["rx_while_rebuilding"] == 1
     finally:
         remove_tree(d)
 
