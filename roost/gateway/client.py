@@ -435,6 +435,8 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
             entry["sees_alive"] = sorted(m for m in views[n] if views[n][m] == "alive")
             if age > 5:
                 entry["process"] = "stalled"
+            elif st.get("out_of_memory"):
+                entry["process"] = "out-of-memory"  # stopped taking part (docs/fleet.md)
         nodes[n] = entry
     members = {}
     for m in state["ids"]:
