@@ -395,6 +395,7 @@ class Fabric:
         self._check_host(host)
         _run(["ip", "-n", self.bridge_ns, "link", "set", self.ports[host], "up"])
         self.down.discard(host)
+        self._forget_failed_neighbours()
         self.save()
 
     def partition(self, groups: Sequence[Sequence[str]]) -> None:
@@ -415,6 +416,7 @@ class Fabric:
             clean.append(rest)
         self.groups = clean if len(clean) > 1 else []
         self._apply_rules()
+        self._forget_failed_neighbours()
         self.save()
 
     def loss(self, host: str, rate: float) -> None:
@@ -446,7 +448,17 @@ class Fabric:
             for h in old_loss:
                 self._apply_netem(h, 0.0)
         self._apply_rules()
+        self._forget_failed_neighbours()
         self.save()
+
+    def _forget_failed_neighbours(self) -> None:
+        """After the links change, drop each host's address lookups that failed or are still
+        failing: a lookup started while a path was cut would otherwise hold the first
+        datagrams sent over the restored path, and drop them when it gives up (seen as 0 of 5
+        datagrams arriving right after a partition that joined two hosts)."""
+        for h in self.hosts:
+            for state in ("incomplete", "failed"):
+                _run(["ip", "-n", self.ns(h), "neigh", "flush", "nud", state], check=False)
 
     def _legs(self, host: str) -> list[tuple[str, str]]:
         """(namespace, device) of both ends of the host's veth."""
