@@ -109,50 +109,6 @@ else:
             loop.remove_writer(fd)
 
 
-class ReadWaiter:
-    """Waits, again and again, until one non-blocking socket is readable. On CPython the
-    socket stays registered with the loop between waits: adding and removing a reader for
-    every datagram costs two epoll_ctl calls and the selector's bookkeeping each time (3-4%
-    of a loaded replica's profile samples). Unregistered when it fires with nobody waiting,
-    and by ``release()``, which must come before the socket is closed."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self._loop = None
-        self._fut = None
-
-    async def wait(self):
-        if MICROPYTHON:
-            await _mp_wait_read(self.sock)
-            return
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            self.release()
-            loop.add_reader(self.sock.fileno(), self._ready)
-            self._loop = loop
-        fut = self._fut = loop.create_future()
-        try:
-            await fut
-        finally:
-            self._fut = None
-
-    def _ready(self):
-        fut = self._fut
-        if fut is None:
-            self.release()  # readable, nobody waiting: stop until someone waits again
-        elif not fut.done():
-            fut.set_result(None)
-
-    def release(self):
-        loop = self._loop
-        self._loop = None
-        if loop is not None:
-            try:
-                loop.remove_reader(self.sock.fileno())
-            except Exception:  # a closed loop or socket: nothing left registered
-                pass
-
-
 def random_seed():
     """A 32-bit seed from the OS (os.urandom exists on both interpreters and on boards)."""
     b = os.urandom(4)

@@ -14,7 +14,7 @@ counted: the socket reads ``max_bytes + 1`` so an oversized one is seen, not tru
 import socket
 
 from roost.common.limits import MAX_DATAGRAM
-from roost.node.aio import ReadWaiter
+from roost.node.aio import wait_readable
 
 _EAGAIN = (11, 35, 119)  # EAGAIN/EWOULDBLOCK on Linux, BSD and lwIP
 
@@ -42,7 +42,6 @@ class UdpTransport:
         self.addr = {}  # node id -> resolved socket address
         self.by_addr = {}  # resolved socket address -> node id
         self.sock = None
-        self._waiter = None
         self.stats = {"udp_tx": 0, "udp_rx": 0, "udp_tx_errors": 0, "udp_rx_oversize": 0,
                       "udp_rx_unknown_addr": 0, "udp_rx_errors": 0}
         for node_id in sorted(peers or {}):
@@ -84,7 +83,6 @@ class UdpTransport:
             raise
         s.setblocking(False)
         self.sock = s
-        self._waiter = ReadWaiter(s)
         if hasattr(s, "getsockname"):
             self.bind_port = s.getsockname()[1]
         return self.bind_port
@@ -133,13 +131,13 @@ class UdpTransport:
             got = self.poll()
             if got is not None:
                 return got
-            if self.sock is None:
+            s = self.sock
+            if s is None:
                 raise OSError(9, "transport closed")
-            await self._waiter.wait()
+            await wait_readable(s)
 
     def close(self):
         s = self.sock
         self.sock = None
         if s is not None:
-            self._waiter.release()
             s.close()
