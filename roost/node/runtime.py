@@ -311,32 +311,32 @@ class NodeRuntime:
         if len(self._oom) < _MAX_REBUILDS:
             self._rebuild = True
             return
-        self.flush()
-        self.host = None
         self._rebuild = False
         self.out_of_memory = True
-        gc.collect()
+        self._drop_host()
         self.log("%s: ran out of memory %d times within %d s: the node stops taking part "
                  "(its flash is intact; restart it with a larger heap)"
                  % (self.node_id, len(self._oom), _REBUILD_WINDOW_MS // 1000))
+
+    def _drop_host(self):
+        """Write the whole steps before the failing one, then let the host go."""
+        self.flush()
+        self.host = None
+        gc.collect()
 
     def rebuild(self):
         """After a MemoryError inside a step. The cores may be half-changed by it (say, a
         promise raised in RAM whose PERSIST was never written), so they are rebuilt from
         flash, as a board's reset would, while the process keeps its sockets and its MQTT
-        session. The steps before the failing one are whole: their writes go first. If the
-        heap cannot hold the rebuild either, the next datagram or tick tries again."""
-        self.flush()
-        self.host = None
-        gc.collect()
+        session. A rebuild that does not fit either counts as one more memory error."""
+        self._rebuild = False
+        self._drop_host()
         try:
             self.boot()
         except MemoryError:
             self.host = None
-            self._rebuild = False
-            self._step_out_of_memory()  # counted as one more: tried again, or given up
+            self._step_out_of_memory()
             return False
-        self._rebuild = False
         self.stats["memory_rebuilds"] = self.stats.get("memory_rebuilds", 0) + 1
         return True
 
