@@ -502,8 +502,9 @@ class PaxosCore:
         self.applied_slot = 0
         self.applied_index = 0  # index of the last command applied
         self.configs = [[1, members]]  # [first slot governed, members], ascending
-        self._snap_rec = None  # the latest snapshot, [slot, index, configs, sm_snapshot]
-        self._snap_data = None  # (JSON bytes, crc32) of it, built when a laggard needs it
+        # the latest snapshot [slot, index, configs, sm_snapshot], then its JSON bytes and
+        # their crc32 once a laggard needed them (one attribute: see the count above)
+        self._snap = None
         self._snap_retry_at = 0  # applied slot before which no snapshot is tried again
         self._snap_rx = None  # [slot, total, crc, chunks, received]
         self._orphans = []  # durable "a/<slot>" keys under the snapshot, to delete
@@ -569,8 +570,7 @@ class PaxosCore:
         self.snap_slot = self.commit_index = self.applied_slot = rec[0]
         self.applied_index = rec[1]
         self.configs = [[c[0], list(c[1])] for c in rec[2]]
-        self._snap_rec = rec
-        self._snap_data = None
+        self._snap = [rec, None, 0]
         self.log.drop_upto(self.snap_slot)
         self._refresh_known()
 
@@ -958,16 +958,16 @@ class PaxosCore:
                 return self._reject("malformed")
             rec = self._decode_snapshot(blob)
         except MemoryError:
-            rec = blob = rx = None
-            return self._snapshot_too_big(slot, out)
-        blob = None
+            return self._snapshot_failed(slot, out)
+        blob = None  # freed before the state machine builds its copy
         if rec is None or rec[0] != slot:
             return self._reject("malformed")
         self._install_snapshot(rec, out)
 
-    def _snapshot_too_big(self, slot, out):
-        """A board's heap could not hold an incoming snapshot: count it and start over at
-        the next ACK (the chunks are already freed) instead of holding half of one."""
+    def _snapshot_failed(self, slot, out):
+        """A board's heap could not hold a snapshot (taken here or received): count it. An
+        incoming one starts over at the next ACK, its chunks already freed, instead of
+        being held half received."""
         self.stats["snapshot_failures"] += 1
         out.append((EVENT, "paxos.snapshot_failed", [self.node_id, slot]))
 
@@ -975,7 +975,7 @@ class PaxosCore:
         try:
             self.sm.restore(rec[3])
         except MemoryError:  # the state machine keeps its old state (restore's contract)
-            return self._snapshot_too_big(rec[0], out)
+            return self._snapshot_failed(rec[0], out)
         except Exception:  # a state machine refusing a foreign snapshot: drop it
             return self._reject("malformed")
         slot = rec[0]
@@ -1058,16 +1058,13 @@ class PaxosCore:
         except MemoryError:
             # a board's fragmented heap has no room for the store's copy: keep the log
             # (the step goes on) and try again a quarter interval later
-            self.stats["snapshot_failures"] += 1
             self._snap_retry_at = slot + self.config.snapshot_every // 4 + 1
-            out.append((EVENT, "paxos.snapshot_failed", [self.node_id, slot]))
-            return
+            return self._snapshot_failed(slot, out)
         out.append((PERSIST, "snap", rec))
         self._drop_log_upto(slot, out)
         self.snap_slot = slot
         self.configs = keep
-        self._snap_rec = rec
-        self._snap_data = None
+        self._snap = [rec, None, 0]
         self.stats["snapshots"] += 1
         out.append((EVENT, "paxos.snapshot", [self.node_id, slot]))
 
@@ -1391,15 +1388,18 @@ class PaxosCore:
     def _snap_transfer(self):
         """(JSON bytes, crc32) of the latest snapshot for a laggard: built on first need and
         kept until the next snapshot; None when there is none or the heap has no room."""
-        sd = self._snap_data
-        if sd is None and self._snap_rec is not None:
+        sn = self._snap
+        if sn is None:
+            return None
+        if sn[1] is None:
             try:
-                data = _dumps(self._snap_rec).encode()
+                data = _dumps(sn[0]).encode()
             except MemoryError:
                 self.stats["snapshot_failures"] += 1
                 return None
-            sd = self._snap_data = (data, binascii.crc32(data) & 0xFFFFFFFF)
-        return sd
+            sn[1] = data
+            sn[2] = binascii.crc32(data) & 0xFFFFFFFF
+        return sn[1], sn[2]
 
     def _catch_up(self, peer, p, out):
         commit = p[0]
