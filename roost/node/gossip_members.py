@@ -14,6 +14,7 @@ from roost.node.gossip_wire import (
     DEAD,
     LEFT,
     MAX_INC,
+    OWN_SENDS,
     Q_MEMBER,
     Q_SUMMARY,
     SLEEPING,
@@ -285,7 +286,7 @@ class MembersMixin:
         cur = self._sums.get(origin)
         if cur is not None and cur[0] >= ver:
             if cur[0] == ver:
-                self._heard_summary_again(origin)
+                self._heard_again((origin,), self._qs, OWN_SENDS)
             return
         if cur is None and origin not in self._m and len(self._sums) >= self.cfg.max_members:
             self._bump("members_dropped")

@@ -42,7 +42,6 @@ from roost.node.gossip_wire import (
 
 _GEN_MASK = const(0x3FFFFF)  # newness rank: 22 bits, so sends << 22 stays a small int
 _ONE_SEND = const(0x400000)
-_OWN_SENDS = const(4)  # own sends of a summary before heard repeats count (see above)
 _HEAP_MIN = const(96)  # queued updates above which _gossip keeps a heap instead of sorting
 
 
@@ -112,37 +111,25 @@ class SyncMixin:
                 heappush(heap, prio)
                 self._qi[prio & _GEN_MASK] = (kind, key, self._size(kind, key))
 
-    def _heard_again(self, ids):
-        """Piggybacked repeats of member updates still queued here: each counts as one of
-        our sends of it (others are spreading it already). Summaries: see
-        _heard_summary_again."""
-        q = self._qm
+    def _heard_again(self, ids, q=None, own=0):
+        """Piggybacked repeats of updates still queued here (member ids, or with q=_qs
+        summary origins): each counts as one of our sends of it, as others are spreading it
+        already; only once we have sent it ``own`` times ourselves. Summaries take
+        OWN_SENDS: counted from the first send, the 25-node dissemination max went from
+        1.26 s to 2.58 s (the last few nodes then wait for anti-entropy); after 4 own sends
+        it is 1.59 s, and a 1,000-node fleet sends a reading in ~8,000 datagrams, not ~16,000."""
+        if q is None:
+            q = self._qm
         limit = retransmit_limit(self._n(), self.cfg.retransmit_mult)
         for k in ids:
             p = q.get(k)
-            if p is None:
+            if p is None or (p >> 22) < own:
                 continue
             p += _ONE_SEND
             if (p >> 22) >= limit:
                 del q[k]
             else:
                 q[k] = p  # a kept heap's item for it is re-pushed when it surfaces
-
-    def _heard_summary_again(self, origin):
-        """A repeat of a summary still queued here counts as one of our sends once we
-        have sent it _OWN_SENDS times ourselves. Counted from the first send, the 25-node
-        dissemination max went from 1.26 s to 2.58 s (the last few nodes then wait for
-        anti-entropy); after 4 own sends it is 1.59 s, and a 1,000-node fleet sends a
-        reading in ~8,000 datagrams instead of ~16,000."""
-        q = self._qs
-        p = q.get(origin)
-        if p is None or (p >> 22) < _OWN_SENDS:
-            return
-        p += _ONE_SEND
-        if (p >> 22) >= retransmit_limit(self._n(), self.cfg.retransmit_mult):
-            del q[origin]
-        else:
-            q[origin] = p
 
     def _has_fresh(self):
         return len(self._qm) > 0 or len(self._qs) > 0

@@ -44,6 +44,7 @@ _MAX_STR = const(32)  # a string inside a summary
 _MAX_MEMBER = const(112)  # a member update's wire string: 32+1+10+16+16+32 and 5 colons
 Q_MEMBER = const(0)
 Q_SUMMARY = const(1)
+OWN_SENDS = const(4)  # own sends of a summary before its heard repeats count
 
 _K_INC = "gossip/inc"
 _K_SVER = "gossip/sver"
