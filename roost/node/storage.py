@@ -105,17 +105,19 @@ def name_to_key(stem):
     return key or None
 
 
-def write_json(f, value, depth=0):
+def write_json(f, value):
     """Write value as JSON to the text file f in pieces of about _PIECE characters: a long
     list (a Paxos snapshot holds the whole store) never becomes one string in RAM, and the
     file gets a few hundred writes, not one per token as ``json.dump`` makes on MicroPython."""
     pending = []
-    _write_list(f, value, depth, pending, [0])
+    _write_piece(f, value, 0, pending, [0])
     if pending:
         f.write("".join(pending))
 
 
-def _write_list(f, v, depth, pending, size):
+def _write_piece(f, v, depth, pending, size):
+    """v into pending (lists element by element down to _MAX_DEPTH); pending goes to f
+    whenever it holds _PIECE characters (size[0] counts them)."""
     if not isinstance(v, list) or depth >= _MAX_DEPTH:
         piece = json.dumps(v)
         pending.append(piece)
@@ -131,7 +133,7 @@ def _write_list(f, v, depth, pending, size):
         if not first:
             pending.append(",")
         first = False
-        _write_list(f, x, depth + 1, pending, size)
+        _write_piece(f, x, depth + 1, pending, size)
     pending.append("]")
 
 
@@ -282,7 +284,7 @@ class LazyState:
 
     def __init__(self, storage, keys):
         self._st = storage
-        self._keys = keys
+        self._keys = dict.fromkeys(keys)  # "in" and pop without a scan (cores sort keys)
 
     def get(self, key, default=None):
         if key not in self._keys:
@@ -292,8 +294,7 @@ class LazyState:
 
     def pop(self, key, default=None):
         v = self.get(key, default)
-        if key in self._keys:
-            self._keys.remove(key)
+        self._keys.pop(key, None)
         return v
 
     def __iter__(self):
