@@ -15,14 +15,20 @@ def _elect(cl):
     return leader
 
 
+def _behind(cl, n, cmd):
+    """Elect, crash a follower, then commit n commands [cmd, i]: (leader, the laggard)."""
+    leader = _elect(cl)
+    lag = [m for m in IDS if m != leader][0]
+    cl.crash(lag)
+    for i in range(n):
+        assert cl.propose(leader, [cmd, i])
+        cl.deliver()
+    return leader, lag
+
+
 def test_snapshot_bounds_log_and_installs_on_laggard():
     cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
-    leader = _elect(cl)
-    lag = [n for n in IDS if n != leader][0]
-    cl.crash(lag)
-    for i in range(200):
-        assert cl.propose(leader, ["x" * 40, i])
-        cl.deliver()
+    leader, lag = _behind(cl, 200, "x" * 40)
     core = cl.core(leader)
     assert core.stats["snapshots"] >= 5
     assert len(core.log) <= 20 + 4
@@ -43,26 +49,21 @@ def test_snapshot_goes_to_storage_as_a_list_and_its_transfer_copy_only_to_laggar
     import json
 
     cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
-    leader = _elect(cl)
-    lag = [n for n in IDS if n != leader][0]
-    cl.crash(lag)
-    for i in range(45):
-        assert cl.propose(leader, ["s", i])
-        cl.deliver()
+    leader, lag = _behind(cl, 45, "s")
     core = cl.core(leader)
-    assert core.stats["snapshots"] >= 1 and core._snap_data is None
+    assert core.stats["snapshots"] >= 1 and core._snap[1] is None
     snap = cl._disk(leader)["snap"]
     assert isinstance(snap, list) and snap[0] == core.snap_slot
     cl.start(lag)
     cl.advance(1500)
     assert cl.core(lag).stats["snapshots_installed"] >= 1
     assert cl.core(lag).applied_index == 45
-    assert core._snap_data is not None  # built for the laggard, kept for the next one
+    assert core._snap[1] is not None  # built for the laggard, kept for the next one
     assert isinstance(cl._disk(lag)["snap"], list)
     cl.storage[lag]["snap"] = json.dumps(cl._disk(lag)["snap"])  # an older replica's text
     cl.crash(lag)
     c = cl.start(lag)
-    assert c.snap_slot >= 20 and c.applied_index == c._snap_rec[1]  # recovered from the text
+    assert c.snap_slot >= 20 and c.applied_index == c._snap[0][1]  # recovered from the text
     cl.advance(1500)
     assert cl.core(lag).applied_index == 45
     assert cl.violations == 0
@@ -72,12 +73,7 @@ def test_an_incoming_snapshot_that_does_not_fit_is_dropped_and_received_again():
     from tests.paxos import pump
 
     cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
-    leader = _elect(cl)
-    lag = [n for n in IDS if n != leader][0]
-    cl.crash(lag)
-    for i in range(45):
-        assert cl.propose(leader, ["s", i])
-        cl.deliver()
+    leader, lag = _behind(cl, 45, "s")
     real = pump.CountSM.restore
     fail = [1]  # the laggard's heap cannot hold the first one it receives
 
