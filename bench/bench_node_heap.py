@@ -42,7 +42,7 @@ def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8) -> dict:
                     opts={"fsync": False})
     try:
         if not snap["health"]["healthy"]:
-            return {"heap_k": heap_k, "ok": False,
+            return {"heap_k": heap_k, "keeps_up": False, "no_memory_error": False,
                     "why": "fleet not healthy: %s" % snap["health"]["problems"]}
         state = fleet.load_state(d)
         mpy = [n for n, v in state["nodes"].items() if v.get("interp") == "micropython"][0]

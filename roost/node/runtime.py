@@ -292,22 +292,28 @@ class NodeRuntime:
         now = now_ms()
         try:
             effects = host.receive(now, src, payload)
-        except MemoryError:
-            self._step_out_of_memory()
+        except MemoryError as ex:
+            self._step_out_of_memory("receive", ex)
             effects = None
         except Exception as ex:  # a core bug on one message: count it, keep the node up
             self._error("receive", ex)
             effects = None
         self.execute(effects, now, flush)
 
-    def _step_out_of_memory(self):
-        """Rebuild the host (see rebuild), unless that has been needed _MAX_REBUILDS times
-        within _REBUILD_WINDOW_MS: then the node stops taking part and says so once (a
-        node that reboots its cores over and over disrupts its group's elections; a board
-        stops feeding its watchdog and resets into a fresh heap)."""
+    def _step_out_of_memory(self, where, ex):
+        """Say where the heap ran out (one line, and the traceback where the interpreter
+        prints one), then rebuild the host (see rebuild), unless that has been needed
+        _MAX_REBUILDS times within _REBUILD_WINDOW_MS: then the node stops taking part and
+        says so once (a node that reboots its cores over and over disrupts its group's
+        elections; a board stops feeding its watchdog and resets into a fresh heap)."""
+        self._low_memory()
+        if self.out_of_memory:
+            return
+        self.log("%s: out of memory (%s): %s" % (self.node_id, where, ex))
+        if hasattr(sys, "print_exception"):
+            sys.print_exception(ex)
         now = now_ms()
         self._oom = [t for t in self._oom if now - t < _REBUILD_WINDOW_MS] + [now]
-        self._low_memory()
         if len(self._oom) < _MAX_REBUILDS:
             self._rebuild = True
             return
@@ -333,9 +339,9 @@ class NodeRuntime:
         self._drop_host()
         try:
             self.boot()
-        except MemoryError:
+        except MemoryError as ex:
             self.host = None
-            self._step_out_of_memory()
+            self._step_out_of_memory("rebuild", ex)
             return False
         self.stats["memory_rebuilds"] = self.stats.get("memory_rebuilds", 0) + 1
         return True
@@ -396,8 +402,10 @@ class NodeRuntime:
         while self.running:
             try:
                 src, payload = await t.recv()
-            except MemoryError:  # a board's heap ran out: free what we can, keep going
-                self._low_memory()
+            except MemoryError as ex:
+                # no room for a datagram: a node that cannot hear its group stalls it as
+                # leader and disrupts its elections as follower
+                self._step_out_of_memory("recv", ex)
                 await wait_event_ms(self._stop, 10)
                 continue
             except OSError:
@@ -409,9 +417,9 @@ class NodeRuntime:
                 return
             try:
                 self._deliver_batch(t, src, payload)
-            except MemoryError:
+            except MemoryError as ex:  # receiving the next datagram, or writing: as above
                 self._held = []
-                self._low_memory()
+                self._step_out_of_memory("recv", ex)
 
     def _deliver_batch(self, t, src, payload):
         """The datagram just received and every one already waiting (at most _RX_BATCH):
@@ -458,8 +466,8 @@ class NodeRuntime:
                 self.stats["ticks"] += 1
                 try:
                     effects = self.host.tick(now)
-                except MemoryError:
-                    self._step_out_of_memory()
+                except MemoryError as ex:
+                    self._step_out_of_memory("tick", ex)
                     effects = None
                 except Exception as ex:
                     self._error("tick", ex)

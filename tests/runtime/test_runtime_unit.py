@@ -191,6 +191,42 @@ def test_a_step_out_of_memory_rebuilds_the_host_from_flash():
         remove_tree(d)
 
 
+class StarvedTransport(FakeTransport):
+    """Its receive finds no heap for a datagram, every time, until the test has seen 3."""
+
+    def __init__(self, rt, peers):
+        FakeTransport.__init__(self, peers)
+        self.rt = rt
+        self.calls = 0
+
+    async def recv(self):
+        self.calls += 1
+        if self.calls > 3:
+            self.rt.stop()
+            raise OSError(9, "transport closed")
+        raise MemoryError("memory allocation failed, allocating 1401 bytes")
+
+
+def test_a_node_that_cannot_receive_for_want_of_memory_stops_taking_part():
+    """A node with no room for a datagram cannot hear its group: as leader it would keep
+    the group waiting, as follower it would keep calling elections it never wins. Such
+    memory errors count like a step's; the third within a minute stops the node."""
+    import asyncio
+
+    d = scratch_dir("rt")
+    try:
+        rt = _rt(d, [])
+        t = StarvedTransport(rt, ["n2"])
+        rt.transports = [t]
+        rt.boot()
+        rt.running = True
+        asyncio.run(rt._rx_loop(t))
+        assert t.calls == 4 and rt.stats["memory_errors"] == 3
+        assert rt.out_of_memory and rt.host is None and rt.status()["out_of_memory"]
+    finally:
+        remove_tree(d)
+
+
 def test_tiny_host_recovers_its_counter():
     d = scratch_dir("rt")
     try:
