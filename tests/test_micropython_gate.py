@@ -28,6 +28,7 @@ HEAP_OVERRIDES: dict[str, str] = {}
 MPY_TEST_FILES = [
     "tests/common/test_prng.py",
     "tests/common/test_wire.py",
+    "tests/common/test_jsonpieces.py",
 ]
 MPY_TEST_GLOBS = [
     "tests/gossip/test_messages.py",

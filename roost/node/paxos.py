@@ -73,6 +73,7 @@ except ImportError:  # CPython
 
 from roost.common.config import apply_overrides
 from roost.common.ids import is_valid_id
+from roost.common.jsonpieces import Pieces, piece_slice, write_json
 from roost.common.prng import Prng
 from roost.node.effects import APPLY, EVENT, PERSIST, SEND
 
@@ -126,6 +127,8 @@ class PaxosConfig:
     # values in full batches: a board's log must stay a small part of its heap)
     catchup_datagrams = 8  # chosen-value or snapshot datagrams sent to a lagging peer per ACK
     max_snapshot_bytes = 262144  # a larger incoming snapshot is refused (heap bound)
+    log_reserve_bytes = 0  # log buffers allocated up front and kept for reuse (a board: its
+    # heap fragments under load until no fresh 2 KB buffer fits; 0: allocated as needed)
     max_members = 9  # members of one configuration
     check_quorum = True  # a leader that hears no majority for election_timeout_max_ms
     # steps down, so clients of a partitioned leader are told to go elsewhere
@@ -154,6 +157,8 @@ class PaxosConfig:
                      "max_members"):
             if getattr(self, name) < 1:
                 raise ValueError("paxos option %s must be at least 1" % name)
+        if self.log_reserve_bytes < 0:
+            raise ValueError("paxos option log_reserve_bytes must not be negative")
 
     @classmethod
     def lan(cls, **overrides):
@@ -189,6 +194,7 @@ class PaxosConfig:
             "max_queue": 32,
             "max_batch": 8,
             "max_snapshot_bytes": 16384,
+            "log_reserve_bytes": 24576,
         }
         opts.update(overrides)
         return cls(**opts)
@@ -281,22 +287,33 @@ class _Log:
     (after a snapshot), or more dead than live bytes, copies the live records into fresh
     buffers, and rebuilds the node table (at most 255 ids; a put past it is refused until
     then). A slot costs its command's JSON plus about 8 bytes on any interpreter.
+    With a reserve, that many bytes of full-size buffers are allocated at once, while the
+    heap is young, and every freed buffer goes back to them: a log that stays within its
+    reserve never asks a fragmented heap for a fresh buffer.
     """
 
     __slots__ = ("base", "limit", "_idx", "_chunks", "_fill", "_count", "_live", "_dead",
-                 "_nodes", "_spare")
+                 "_nodes", "_spare", "_reserve")
 
-    def __init__(self, limit):
+    def __init__(self, limit, reserve=0):
         self.base = 1  # the first slot the index covers (snapshot slot + 1)
         self.limit = limit
-        self._idx = array("I")
+        self._idx = array("I")  # with a reserve: sized for limit slots at once, kept
+        if reserve:
+            self._idx = array("I", bytes(4 * ((limit + _GROW - 1) // _GROW * _GROW)))
         self._chunks = []
         self._fill = 0  # bytes used in the last buffer
         self._count = 0
         self._live = 0
         self._dead = 0
         self._nodes = []  # ballot node ids (a handful: the members that led)
-        self._spare = []  # freed buffers kept for reuse (at most _POOL_BYTES of them)
+        self._spare = []  # freed buffers kept for reuse (at most _POOL_BYTES, or the reserve)
+        self._reserve = reserve
+        try:
+            for _ in range((reserve + _CHUNK - 1) // _CHUNK):
+                self._spare.append(bytearray(_CHUNK))
+        except MemoryError:  # a rebuild on a crowded heap: the log starts with what fitted
+            pass
 
     def __len__(self):
         return self._count
@@ -392,8 +409,9 @@ class _Log:
                 if len(pool[j]) >= need:  # reused: a board's heap is not churned (a hole
                     chunks.append(pool.pop(j))  # left by a freed buffer soon holds small
                     break  # objects, and the next 2 KB buffer no longer fits anywhere)
-            else:  # small logs get small buffers; never one below need
-                chunks.append(bytearray(min(max(self._live, 128, need), max(_CHUNK, need))))
+            else:  # small logs get small buffers (full ones with a reserve); never below need
+                size = _CHUNK if self._reserve else min(max(self._live, 128, need), _CHUNK)
+                chunks.append(bytearray(max(size, need)))
             self._fill = 0
         ch = chunks[-1]
         p = self._fill
@@ -440,14 +458,15 @@ class _Log:
             self._count += 1
             hi = j + 1
         hi = (hi + _GROW - 1) // _GROW * _GROW  # give back the index past the last slot
-        if hi < n:
+        if hi < n and not self._reserve:
             self._idx = idx[:hi]
         pool = self._spare  # the old buffers are the next ones needed
+        keep = max(_POOL_BYTES, self._reserve)
         kept = 0
         for b in pool:
             kept += len(b)
         for b in old_chunks:
-            if kept + len(b) > _POOL_BYTES:
+            if kept + len(b) > keep:
                 break
             pool.append(b)
             kept += len(b)
@@ -496,14 +515,16 @@ class PaxosCore:
         self.ballot = _ZERO  # the highest ballot promised (durable)
         self.leader = None  # who we believe leads (hint)
         self._max_round = 0
-        self.log = _Log(self._log_cap())  # slot -> (round, node, value, chosen), packed
+        # slot -> (round, node, value, chosen), packed
+        self.log = _Log(self._log_cap(), self.config.log_reserve_bytes)
         self.snap_slot = 0
         self.commit_index = 0  # every slot up to it is chosen and known here
         self.applied_slot = 0
         self.applied_index = 0  # index of the last command applied
         self.configs = [[1, members]]  # [first slot governed, members], ascending
-        # the latest snapshot [slot, index, configs, sm_snapshot], then its JSON bytes and
-        # their crc32 once a laggard needed them (one attribute: see the count above)
+        # the latest snapshot [slot, index, configs, sm_snapshot], then its JSON (bytes in
+        # pieces), their crc32 and length once a laggard needed them (one attribute: see
+        # the count above)
         self._snap = None
         self._snap_retry_at = 0  # applied slot before which no snapshot is tried again
         self._snap_rx = None  # [slot, total, crc, chunks, received]
@@ -570,7 +591,7 @@ class PaxosCore:
         self.snap_slot = self.commit_index = self.applied_slot = rec[0]
         self.applied_index = rec[1]
         self.configs = [[c[0], list(c[1])] for c in rec[2]]
-        self._snap = [rec, None, 0]
+        self._snap = [rec, None, 0, 0]
         self.log.drop_upto(self.snap_slot)
         self._refresh_known()
 
@@ -1064,7 +1085,7 @@ class PaxosCore:
         self._drop_log_upto(slot, out)
         self.snap_slot = slot
         self.configs = keep
-        self._snap = [rec, None, 0]
+        self._snap = [rec, None, 0, 0]
         self.stats["snapshots"] += 1
         out.append((EVENT, "paxos.snapshot", [self.node_id, slot]))
 
@@ -1386,20 +1407,23 @@ class PaxosCore:
             self._catch_up(src, p, out)
 
     def _snap_transfer(self):
-        """(JSON bytes, crc32) of the latest snapshot for a laggard: built on first need and
-        kept until the next snapshot; None when there is none or the heap has no room."""
+        """(JSON pieces, total bytes, crc32) of the latest snapshot for a laggard: built on
+        first need, in pieces of about 512 bytes (no block of the whole size), and kept
+        until the next snapshot; None when there is none or the heap has no room."""
         sn = self._snap
         if sn is None:
             return None
         if sn[1] is None:
+            w = Pieces()
             try:
-                data = _dumps(sn[0]).encode()
+                write_json(w, sn[0])
             except MemoryError:
                 self.stats["snapshot_failures"] += 1
                 return None
-            sn[1] = data
-            sn[2] = binascii.crc32(data) & 0xFFFFFFFF
-        return sn[1], sn[2]
+            sn[1] = w.parts
+            sn[2] = w.crc
+            sn[3] = w.total
+        return sn[1], sn[3], sn[2]
 
     def _catch_up(self, peer, p, out):
         commit = p[0]
@@ -1408,13 +1432,12 @@ class PaxosCore:
             sd = self._snap_transfer()
             if sd is None:
                 return
-            data, crc = sd
-            total = len(data)
+            parts, total, crc = sd
             off = p[3] if p[2] == self.snap_slot and p[3] <= total else 0
             chunk = (self._budget - 120) * 3 // 4
             self.stats["snapshots_sent"] += 1
             while n > 0 and off < total:
-                raw = data[off:off + chunk]
+                raw = piece_slice(parts, off, chunk)
                 piece = binascii.b2a_base64(raw).decode().rstrip("\n")
                 self._send(out, SNAP, peer, [self.snap_slot, total, crc, off, piece])
                 off += len(raw)

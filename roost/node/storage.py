@@ -24,6 +24,8 @@ node with one write per step.
 import json
 import os
 
+from roost.common.jsonpieces import write_json
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -37,8 +39,6 @@ _SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _HEX = "0123456789abcdef"
 _DONE = ".j"  # a committed value
 _TEMP = ".t"  # a write in progress (removed at start-up if a crash left one)
-_PIECE = const(512)  # characters per write of a value (write_json)
-_MAX_DEPTH = const(4)  # lists nested deeper are encoded whole
 
 _fsync = getattr(os, "fsync", None)
 
@@ -103,38 +103,6 @@ def name_to_key(stem):
     except Exception:  # not UTF-8: not one of ours
         return None
     return key or None
-
-
-def write_json(f, value):
-    """Write value as JSON to the text file f in pieces of about _PIECE characters: a long
-    list (a Paxos snapshot holds the whole store) never becomes one string in RAM, and the
-    file gets a few hundred writes, not one per token as ``json.dump`` makes on MicroPython."""
-    pending = []
-    _write_piece(f, value, 0, pending, [0])
-    if pending:
-        f.write("".join(pending))
-
-
-def _write_piece(f, v, depth, pending, size):
-    """v into pending (lists element by element down to _MAX_DEPTH); pending goes to f
-    whenever it holds _PIECE characters (size[0] counts them)."""
-    if not isinstance(v, list) or depth >= _MAX_DEPTH:
-        piece = json.dumps(v)
-        pending.append(piece)
-        size[0] += len(piece)
-        if size[0] >= _PIECE:
-            f.write("".join(pending))
-            del pending[:]
-            size[0] = 0
-        return
-    pending.append("[")
-    first = True
-    for x in v:
-        if not first:
-            pending.append(",")
-        first = False
-        _write_piece(f, x, depth + 1, pending, size)
-    pending.append("]")
 
 
 def _exists(path):

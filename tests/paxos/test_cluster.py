@@ -44,21 +44,33 @@ def test_snapshot_bounds_log_and_installs_on_laggard():
 
 def test_snapshot_goes_to_storage_as_a_list_and_its_transfer_copy_only_to_laggards():
     """No whole-store text on the heap: the snapshot is persisted as a list, its JSON bytes
-    are built when a laggard needs them; a replica restarts from the list or from the
-    JSON text an older replica wrote."""
+    are built in pieces when a laggard needs them and sent in several datagrams; a replica
+    restarts from the list or from the JSON text an older replica wrote."""
     import json
 
-    cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
-    leader, lag = _behind(cl, 45, "s")
-    core = cl.core(leader)
-    assert core.stats["snapshots"] >= 1 and core._snap[1] is None
-    snap = cl._disk(leader)["snap"]
-    assert isinstance(snap, list) and snap[0] == core.snap_slot
-    cl.start(lag)
-    cl.advance(1500)
-    assert cl.core(lag).stats["snapshots_installed"] >= 1
-    assert cl.core(lag).applied_index == 45
-    assert core._snap[1] is not None  # built for the laggard, kept for the next one
+    from tests.paxos import pump
+
+    real = pump.CountSM.snapshot
+
+    def padded(sm):  # a store of some size: its copy takes several pieces and datagrams
+        return real(sm) + [["p%d" % i * 50 for i in range(8)]]
+
+    pump.CountSM.snapshot = padded
+    try:
+        cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
+        leader, lag = _behind(cl, 45, "s")
+        core = cl.core(leader)
+        assert core.stats["snapshots"] >= 1 and core._snap[1] is None
+        snap = cl._disk(leader)["snap"]
+        assert isinstance(snap, list) and snap[0] == core.snap_slot
+        cl.start(lag)
+        cl.advance(1500)
+        assert cl.core(lag).stats["snapshots_installed"] >= 1
+        assert cl.core(lag).applied_index == 45
+    finally:
+        pump.CountSM.snapshot = real
+    parts, total = core._snap[1], core._snap[3]  # built for the laggard, kept for the next
+    assert len(parts) > 1 and total > 800 and core.stats["snapshot_failures"] == 0
     assert isinstance(cl._disk(lag)["snap"], list)
     cl.storage[lag]["snap"] = json.dumps(cl._disk(lag)["snap"])  # an older replica's text
     cl.crash(lag)

@@ -181,3 +181,29 @@ def test_packed_log_ballot_node_table_is_rebuilt_by_snapshots():
         log.drop_upto(s - 100)
     assert len(log._nodes) <= 101 and log.get(599)[:2] == (1, "n599")
     assert log.get(500)[:2] == (1, "n500") and 498 not in log
+
+
+def test_packed_log_reserve_is_allocated_up_front_and_reused():
+    from roost.node.paxos import _CHUNK, PaxosConfig, _Log
+
+    log = _Log(300, 36864)  # more than the 16 KB a log without one keeps of its freed buffers
+    first = [id(b) for b in log._spare]
+    assert len(first) == 36864 // _CHUNK and all(len(b) == _CHUNK for b in log._spare)
+    index_len = len(log._idx)
+    assert index_len >= 300
+    value = ["b", [["c1", 1, 1, "k", "x" * 300, None]]]
+    for s in range(1, 2001):  # a snapshot every 40 slots keeps the last 30: 23 KB at most
+        assert log.put(s, 1, "n1", value, 0)
+        if s % 40 == 0:
+            log.drop_upto(s - 30)
+            assert log.base == s - 29 and len(log) == 30
+        held = log._chunks + log._spare
+        assert all(id(b) in first for b in held), "slot %d: a fresh buffer" % s
+    assert len(log._idx) == index_len  # the index is not given back and grown again
+    assert log.get(2000)[2] == value and log.get(1971)[2] == value and 1970 not in log
+    # without a reserve a small log gets small buffers, as before
+    small = _Log(300)
+    assert small.put(1, 1, "n1", ["b", [1]], 0) and len(small._chunks[0]) < _CHUNK
+    assert PaxosConfig.esp32().log_reserve_bytes > 0 == PaxosConfig().log_reserve_bytes
+    with pytest.raises(ValueError):
+        PaxosConfig(log_reserve_bytes=-1)
