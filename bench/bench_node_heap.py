@@ -12,6 +12,7 @@ command the other replicas applied; "no memory error" also asks for no skipped s
 
     python bench/bench_node_heap.py                       # 256..640 KB, 60 s each
     python bench/bench_node_heap.py --heaps 448 --duration 600   # ten minutes at one size
+    python bench/bench_node_heap.py --rate 50 --heaps 256,320    # a paced load: 50 ops/s
 """
 
 import argparse
@@ -32,7 +33,7 @@ def _status(d: Path, node: str) -> dict:
         return {}
 
 
-def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8) -> dict:
+def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8, rate: float = 0) -> dict:
     """One fleet at heap_k; returns what the MicroPython node counted and the verdict."""
     from roost.emulator import fleet
     from roost.gateway import client
@@ -47,7 +48,7 @@ def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8) -> dict:
         state = fleet.load_state(d)
         mpy = [n for n, v in state["nodes"].items() if v.get("interp") == "micropython"][0]
         s = client.run_load(d, clients, duration, keys=120, mix="put:3,append:1,get:1",
-                            value_size=200)
+                            value_size=200, rate=rate)
         time.sleep(5)  # the last commits and a status file or two
         st = fleet.load_state(d)
         alive = fleet.pid_alive(st["nodes"][mpy].get("pid"), fleet.node_marker(st, mpy))
@@ -88,20 +89,24 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heaps", default="256,320,384,448,512,640", help="KB, comma-separated")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load per heap")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--rate", type=float, default=0,
+                    help="operations/s in all (0: the clients as fast as the group answers)")
     a = ap.parse_args()
     heaps = [int(x) for x in a.heaps.split(",")]
     keeps = clean = None
     with tempfile.TemporaryDirectory() as tmp:
         for h in heaps:
-            r = run_one(h, a.duration, tmp)
+            r = run_one(h, a.duration, tmp, a.clients, a.rate)
             print(json.dumps(r, sort_keys=True), flush=True)
             if r["keeps_up"] and keeps is None:
                 keeps = h
             if r["no_memory_error"] and clean is None:
                 clean = h
     print("smallest heap (KB) where the node keeps up: %s; with no memory error at all (no "
-          "skipped snapshot either): %s (of %s; %.0f s of load each)"
-          % (keeps, clean, ",".join(map(str, heaps)), a.duration))
+          "skipped snapshot either): %s (of %s; %.0f s of load each, %d clients, %s)"
+          % (keeps, clean, ",".join(map(str, heaps)), a.duration, a.clients,
+             "%g ops/s" % a.rate if a.rate else "unpaced"))
     return 0
 
 

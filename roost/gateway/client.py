@@ -279,13 +279,18 @@ def _r(x: float | None) -> float | None:
 def run_load(d: str | Path, clients: int, duration_s: float, history: str | None = None,
              keys: int = 8, mix: str = "put:3,get:3,append:2,cas:1", seed: int = 0,
              value_size: int = 0, timeout_ms: int = 3000,
-             key_prefix: str = "k") -> dict[str, Any]:
-    """C closed-loop clients for duration_s seconds; returns the summary (and the history
-    in ``summary["history"]`` unless written to a file)."""
+             key_prefix: str = "k", rate: float = 0) -> dict[str, Any]:
+    """C closed-loop clients for duration_s seconds, each starting an operation as soon as
+    its last one ended or, with ``rate`` (operations/s, all clients together), at most at
+    its share of that pace (a sensor fleet's load, not a saturating one). Returns the
+    summary (and the history in ``summary["history"]`` unless written to a file)."""
     if clients < 1:
         raise ValueError("--clients must be at least 1")
     if duration_s <= 0:
         raise ValueError("--duration must be positive")
+    if rate < 0:
+        raise ValueError("--rate must not be negative (0: as fast as the fleet answers)")
+    gap = clients / rate if rate else 0.0  # seconds between one client's operations
     weights = _parse_mix(mix)
     fleet = Fleet(d)
     rng = Prng(seed or int.from_bytes(os.urandom(4), "big"))
@@ -296,7 +301,15 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
 
     async def one(c: UdpKvClient, i: int, r: Prng, t_end: float) -> None:
         n = 0
+        due = time.monotonic() + gap * i / clients  # paced clients start staggered
         while time.monotonic() < t_end:
+            if gap:
+                wait = due - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    if time.monotonic() >= t_end:
+                        break
+                due = max(due + gap, time.monotonic() - gap)  # no burst to catch up
             n += 1
             op = _pick(r, weights)
             key = keynames[r.randbelow(len(keynames))]
@@ -371,7 +384,7 @@ def _pick(r: Prng, weights: list[tuple[str, int]]) -> str:
 
 def _load_cmd(args: argparse.Namespace) -> int:
     s = run_load(args.dir, args.clients, args.duration, args.history, args.keys, args.mix,
-                 args.seed, args.value_size, key_prefix=args.key_prefix)
+                 args.seed, args.value_size, key_prefix=args.key_prefix, rate=args.rate)
     if not args.history:
         s.pop("history", None)
     if args.json:
@@ -561,7 +574,8 @@ def add_status_parser(sub: Any) -> argparse.ArgumentParser:
 
 def add_load_parser(sub: Any) -> argparse.ArgumentParser:
     """``roost load --dir DIR --clients C --duration S --history FILE``."""
-    p = sub.add_parser("load", help="closed-loop load on the key-value store, with a history")
+    p = sub.add_parser("load", help="closed-loop (or paced) load on the key-value store, "
+                       "with a history")
     p.add_argument("--dir", required=True, help="the fleet's directory (roost emulate)")
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--duration", type=float, default=10.0, help="seconds")
@@ -571,6 +585,8 @@ def add_load_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--mix", default="put:3,get:3,append:2,cas:1", help="op weights")
     p.add_argument("--value-size", type=int, default=0, help="padding bytes per put value")
     p.add_argument("--seed", type=int, default=0, help="op choice seed (0: random)")
+    p.add_argument("--rate", type=float, default=0,
+                   help="operations/s in all (0: each client as fast as the fleet answers)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_load_cmd)
     return p

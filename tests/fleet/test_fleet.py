@@ -182,6 +182,13 @@ def test_restarted_node_catches_up_from_its_own_directory_and_rejoins(emu):
     assert all(v["readings"] > 0 for v in gw["view"]["nodes"].values()), gw
 
 
+def test_a_paced_load_keeps_to_its_rate(emu):
+    """roost load --rate: a sensor fleet's pace, not as fast as the fleet answers."""
+    s = client.run_load(emu, clients=2, duration_s=2, keys=4, mix="put:1,get:1", rate=20)
+    ops = s["ok"] + s["failed"] + s["unknown"]
+    assert 30 <= ops <= 41 and s["ok"] >= 30, s  # 2 s at 20/s; unpaced: thousands
+
+
 # ---------------------------------------------------------------- broker outage
 
 

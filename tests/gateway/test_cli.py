@@ -43,6 +43,7 @@ def test_every_command_has_help(capsys):
         ["sim", "gossip", "--nodes", "-3"],
         ["sim", "gossip", "--loss", "7"],
         ["sim"],
+        ["load", "--dir", ".", "--rate", "-5"],
     ],
 )
 def test_mistakes_are_one_sentence_exit_2(argv, capsys):
