@@ -194,7 +194,7 @@ class PaxosConfig:
             "max_queue": 32,
             "max_batch": 8,
             "max_snapshot_bytes": 16384,
-            "log_reserve_bytes": 24576,
+            "log_reserve_bytes": 36864,
         }
         opts.update(overrides)
         return cls(**opts)
@@ -293,7 +293,7 @@ class _Log:
     """
 
     __slots__ = ("base", "limit", "_idx", "_chunks", "_fill", "_count", "_live", "_dead",
-                 "_nodes", "_spare", "_reserve")
+                 "_nodes", "_spare", "_reserve", "_held", "peak", "fresh")
 
     def __init__(self, limit, reserve=0):
         self.base = 1  # the first slot the index covers (snapshot slot + 1)
@@ -309,6 +309,9 @@ class _Log:
         self._nodes = []  # ballot node ids (a handful: the members that led)
         self._spare = []  # freed buffers kept for reuse (at most _POOL_BYTES, or the reserve)
         self._reserve = reserve
+        self._held = 0  # bytes of the buffers in use (the reserve's spares not counted)
+        self.peak = 0  # the most _held has been: what a reserve must cover
+        self.fresh = 0  # buffers allocated after the reserve (a board's risky moments)
         try:
             for _ in range((reserve + _CHUNK - 1) // _CHUNK):
                 self._spare.append(bytearray(_CHUNK))
@@ -412,7 +415,11 @@ class _Log:
             else:  # small logs get small buffers (full ones with a reserve); never below need
                 size = _CHUNK if self._reserve else min(max(self._live, 128, need), _CHUNK)
                 chunks.append(bytearray(max(size, need)))
+                self.fresh += 1
             self._fill = 0
+            self._held += len(chunks[-1])
+            if self._held > self.peak:
+                self.peak = self._held
         ch = chunks[-1]
         p = self._fill
         ch[p:p + len(head)] = head
@@ -465,6 +472,8 @@ class _Log:
         kept = 0
         for b in pool:
             kept += len(b)
+        for b in old_chunks:
+            self._held -= len(b)
         for b in old_chunks:
             if kept + len(b) > keep:
                 break
@@ -1083,6 +1092,8 @@ class PaxosCore:
             return self._snapshot_failed(slot, out)
         out.append((PERSIST, "snap", rec))
         self._drop_log_upto(slot, out)
+        self.stats["log_peak_bytes"] = self.log.peak
+        self.stats["log_new_buffers"] = self.log.fresh
         self.snap_slot = slot
         self.configs = keep
         self._snap = [rec, None, 0, 0]

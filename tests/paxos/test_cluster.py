@@ -31,7 +31,7 @@ def test_snapshot_bounds_log_and_installs_on_laggard():
     leader, lag = _behind(cl, 200, "x" * 40)
     core = cl.core(leader)
     assert core.stats["snapshots"] >= 5
-    assert len(core.log) <= 20 + 4
+    assert len(core.log) <= 20 + 4 and 0 < core.stats["log_peak_bytes"] < 20 * 1024
     assert len(cl.storage[leader]) <= 20 + 4 + 2
     cl.start(lag)
     cl.advance(1500)

@@ -200,10 +200,12 @@ def test_packed_log_reserve_is_allocated_up_front_and_reused():
         held = log._chunks + log._spare
         assert all(id(b) in first for b in held), "slot %d: a fresh buffer" % s
     assert len(log._idx) == index_len  # the index is not given back and grown again
+    assert log.fresh == 0 and 23 * 1024 < log.peak <= 36864  # what status reports
     assert log.get(2000)[2] == value and log.get(1971)[2] == value and 1970 not in log
     # without a reserve a small log gets small buffers, as before
     small = _Log(300)
     assert small.put(1, 1, "n1", ["b", [1]], 0) and len(small._chunks[0]) < _CHUNK
+    assert small.fresh == 1 and small.peak == len(small._chunks[0])
     assert PaxosConfig.esp32().log_reserve_bytes > 0 == PaxosConfig().log_reserve_bytes
     with pytest.raises(ValueError):
         PaxosConfig(log_reserve_bytes=-1)
