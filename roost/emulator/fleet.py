@@ -314,10 +314,11 @@ def write_configs(d: Path, state: dict[str, Any], opts: dict[str, Any]) -> None:
         }
         if mpy:
             cfg["mqtt"].update({"outbox_max": 64, "inflight_max": 8})
+            cfg["runtime"]["gc_threshold"] = 32768  # collected early: fewer heap holes
             # an ESP32-sized replica: a short log window, bounded in bytes too (a full batch
             # of 200-character values is 3 KB), a short queue and small batches
             cfg["paxos"] = {"snapshot_every": 100, "snapshot_log_bytes": 16384,
-                            "max_queue": 32, "max_batch": 8, "log_reserve_bytes": 24576}
+                            "max_queue": 32, "max_batch": 8, "log_reserve_bytes": 36864}
         for k, v in (opts.get("extra") or {}).items():
             cfg[k] = v
         info["config"] = str(nd / "config.json")

@@ -227,6 +227,27 @@ def test_a_node_that_cannot_receive_for_want_of_memory_stops_taking_part():
         remove_tree(d)
 
 
+def test_gc_threshold_is_set_on_micropython_and_checked_everywhere():
+    import gc
+
+    from roost.node.runtime import RuntimeConfig
+
+    d = scratch_dir("rt")
+    try:
+        NodeRuntime(ScriptHost, "n1", "k", d, [], config=RuntimeConfig(gc_threshold=32768),
+                    log=lambda m: None)
+        if hasattr(gc, "threshold"):  # MicroPython: collect after 32 KB allocated
+            assert gc.threshold() == 32768
+            gc.threshold(-1)
+        try:
+            RuntimeConfig(gc_threshold=-1)
+            raise AssertionError("a negative gc_threshold was accepted")
+        except ValueError as e:
+            assert "gc_threshold" in str(e)
+    finally:
+        remove_tree(d)
+
+
 def test_tiny_host_recovers_its_counter():
     d = scratch_dir("rt")
     try:
