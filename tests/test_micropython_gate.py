@@ -37,6 +37,7 @@ MPY_TEST_GLOBS = [
     "tests/paxos/test_core.py",
     "tests/paxos/test_micropython_log.py",
     "tests/paxos/test_cluster.py",
+    "tests/paxos/test_snapshots.py",
     "tests/paxos/test_reconfigure.py",
     "tests/kv/test_store.py",
     "tests/kv/test_client.py",

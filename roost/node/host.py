@@ -192,6 +192,9 @@ class NodeHost:
                            "commit": p.commit_index, "applied": p.applied_index,
                            "keys": len(r.store.data), "kv": _nonzero(r.stats),
                            "paxos": _nonzero(p.stats)}
+            px = st["group"]["paxos"]  # how far the log reached (what a reserve must cover)
+            px["log_peak_bytes"] = p.log.peak
+            px["log_new_buffers"] = p.log.fresh
         return st
 
 

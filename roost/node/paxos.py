@@ -1092,8 +1092,6 @@ class PaxosCore:
             return self._snapshot_failed(slot, out)
         out.append((PERSIST, "snap", rec))
         self._drop_log_upto(slot, out)
-        self.stats["log_peak_bytes"] = self.log.peak
-        self.stats["log_new_buffers"] = self.log.fresh
         self.snap_slot = slot
         self.configs = keep
         self._snap = [rec, None, 0, 0]

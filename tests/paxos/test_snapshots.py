@@ -1,0 +1,103 @@
+"""Snapshots sent to a laggard through the in-process pump: installed, built in pieces,
+dropped whole when they do not fit. MicroPython-safe, in a board's 100 KB:
+`micropython -X heapsize=100K tests/mpy_runner.py tests/paxos/test_snapshots.py`.
+"""
+
+from roost.node.paxos import PaxosConfig
+from tests.paxos.pump import Cluster
+
+IDS = ["n1", "n2", "n3"]
+
+
+def _behind(cl, n, cmd):
+    """Elect, crash a follower, then commit n commands [cmd, i]: (leader, the laggard)."""
+    leader = cl.wait_leader()
+    assert leader is not None, "no leader elected"
+    lag = [m for m in IDS if m != leader][0]
+    cl.crash(lag)
+    for i in range(n):
+        assert cl.propose(leader, [cmd, i])
+        cl.deliver()
+    return leader, lag
+
+
+def test_snapshot_bounds_log_and_installs_on_laggard():
+    cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
+    leader, lag = _behind(cl, 200, "x" * 40)
+    core = cl.core(leader)
+    assert core.stats["snapshots"] >= 5
+    assert len(core.log) <= 20 + 4 and 0 < core.log.peak < 20 * 1024
+    assert len(cl.storage[leader]) <= 20 + 4 + 2
+    cl.start(lag)
+    cl.advance(1500)
+    lc = cl.core(lag)
+    assert lc.stats["snapshots_installed"] >= 1
+    assert lc.applied_index == 200
+    assert lc.sm.snapshot() == core.sm.snapshot()
+    assert cl.violations == 0
+
+
+def test_snapshot_goes_to_storage_as_a_list_and_its_transfer_copy_only_to_laggards():
+    """No whole-store text on the heap: the snapshot is persisted as a list, its JSON bytes
+    are built in pieces when a laggard needs them and sent in several datagrams; a replica
+    restarts from the list or from the JSON text an older replica wrote."""
+    import json
+
+    from tests.paxos import pump
+
+    real = pump.CountSM.snapshot
+
+    def padded(sm):  # a store of some size: its copy takes several pieces and datagrams
+        return real(sm) + [["p%d" % i * 50 for i in range(8)]]
+
+    pump.CountSM.snapshot = padded
+    try:
+        cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
+        leader, lag = _behind(cl, 45, "s")
+        core = cl.core(leader)
+        assert core.stats["snapshots"] >= 1 and core._snap[1] is None
+        snap = cl._disk(leader)["snap"]
+        assert isinstance(snap, list) and snap[0] == core.snap_slot
+        cl.start(lag)
+        cl.advance(1500)
+        assert cl.core(lag).stats["snapshots_installed"] >= 1
+        assert cl.core(lag).applied_index == 45
+    finally:
+        pump.CountSM.snapshot = real
+    parts, total = core._snap[1], core._snap[3]  # built for the laggard, kept for the next
+    assert len(parts) > 1 and total > 800 and core.stats["snapshot_failures"] == 0
+    assert isinstance(cl._disk(lag)["snap"], list)
+    cl.storage[lag]["snap"] = json.dumps(cl._disk(lag)["snap"])  # an older replica's text
+    cl.crash(lag)
+    c = cl.start(lag)
+    assert c.snap_slot >= 20 and c.applied_index == c._snap[0][1]  # recovered from the text
+    cl.advance(1500)
+    assert cl.core(lag).applied_index == 45
+    assert cl.violations == 0
+
+
+def test_an_incoming_snapshot_that_does_not_fit_is_dropped_and_received_again():
+    from tests.paxos import pump
+
+    cl = Cluster(IDS, config=PaxosConfig(snapshot_every=20, window=4))
+    leader, lag = _behind(cl, 45, "s")
+    real = pump.CountSM.restore
+    fail = [1]  # the laggard's heap cannot hold the first one it receives
+
+    def tight(sm, snap):
+        if fail[0]:
+            fail[0] -= 1
+            raise MemoryError("memory allocation failed")
+        return real(sm, snap)
+
+    pump.CountSM.restore = tight
+    try:
+        cl.start(lag)
+        cl.advance(3000)
+    finally:
+        pump.CountSM.restore = real
+    c = cl.core(lag)
+    assert c.stats["snapshot_failures"] == 1 and c.stats["snapshots_installed"] >= 1
+    assert c._snap_rx is None or c._snap_rx[3] is not None
+    assert c.applied_index == 45
+    assert cl.violations == 0
