@@ -298,9 +298,9 @@ class _Log:
     def __init__(self, limit, reserve=0):
         self.base = 1  # the first slot the index covers (snapshot slot + 1)
         self.limit = limit
-        self._idx = array("I")  # with a reserve: sized for limit slots at once, kept
-        if reserve:
-            self._idx = array("I", bytes(4 * ((limit + _GROW - 1) // _GROW * _GROW)))
+        # slot -> record; with a reserve it is sized for limit slots at once and kept
+        n = (limit + _GROW - 1) // _GROW * _GROW if reserve else 0
+        self._idx = array("I", bytes(4 * n))
         self._chunks = []
         self._fill = 0  # bytes used in the last buffer
         self._count = 0
@@ -474,11 +474,9 @@ class _Log:
             kept += len(b)
         for b in old_chunks:
             self._held -= len(b)
-        for b in old_chunks:
-            if kept + len(b) > keep:
-                break
-            pool.append(b)
-            kept += len(b)
+            if kept + len(b) <= keep:
+                pool.append(b)
+                kept += len(b)
 
 
 class PaxosCore:
@@ -531,9 +529,8 @@ class PaxosCore:
         self.applied_slot = 0
         self.applied_index = 0  # index of the last command applied
         self.configs = [[1, members]]  # [first slot governed, members], ascending
-        # the latest snapshot [slot, index, configs, sm_snapshot], then its JSON (bytes in
-        # pieces), their crc32 and length once a laggard needed them (one attribute: see
-        # the count above)
+        # [the latest snapshot [slot, index, configs, sm_snapshot], its JSON as Pieces once
+        # a laggard needed it] (one attribute: see the count above)
         self._snap = None
         self._snap_retry_at = 0  # applied slot before which no snapshot is tried again
         self._snap_rx = None  # [slot, total, crc, chunks, received]
@@ -600,7 +597,7 @@ class PaxosCore:
         self.snap_slot = self.commit_index = self.applied_slot = rec[0]
         self.applied_index = rec[1]
         self.configs = [[c[0], list(c[1])] for c in rec[2]]
-        self._snap = [rec, None, 0, 0]
+        self._snap = [rec, None]
         self.log.drop_upto(self.snap_slot)
         self._refresh_known()
 
@@ -1094,7 +1091,7 @@ class PaxosCore:
         self._drop_log_upto(slot, out)
         self.snap_slot = slot
         self.configs = keep
-        self._snap = [rec, None, 0, 0]
+        self._snap = [rec, None]
         self.stats["snapshots"] += 1
         out.append((EVENT, "paxos.snapshot", [self.node_id, slot]))
 
@@ -1416,9 +1413,9 @@ class PaxosCore:
             self._catch_up(src, p, out)
 
     def _snap_transfer(self):
-        """(JSON pieces, total bytes, crc32) of the latest snapshot for a laggard: built on
-        first need, in pieces of about 512 bytes (no block of the whole size), and kept
-        until the next snapshot; None when there is none or the heap has no room."""
+        """The latest snapshot's JSON for a laggard (``Pieces``: bytes in pieces of about
+        512, no block of the whole size, their length and crc32): built on first need and
+        kept until the next snapshot; None when there is none or the heap has no room."""
         sn = self._snap
         if sn is None:
             return None
@@ -1429,19 +1426,17 @@ class PaxosCore:
             except MemoryError:
                 self.stats["snapshot_failures"] += 1
                 return None
-            sn[1] = w.parts
-            sn[2] = w.crc
-            sn[3] = w.total
-        return sn[1], sn[3], sn[2]
+            sn[1] = w
+        return sn[1]
 
     def _catch_up(self, peer, p, out):
         commit = p[0]
         n = self.config.catchup_datagrams
         if commit < self.snap_slot:
-            sd = self._snap_transfer()
-            if sd is None:
+            w = self._snap_transfer()
+            if w is None:
                 return
-            parts, total, crc = sd
+            parts, total, crc = w.parts, w.total, w.crc
             off = p[3] if p[2] == self.snap_slot and p[3] <= total else 0
             chunk = (self._budget - 120) * 3 // 4
             self.stats["snapshots_sent"] += 1
