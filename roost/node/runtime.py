@@ -47,7 +47,7 @@ _MAX_SLEEP_MS = const(1000)  # the tick loop wakes at least this often (stop, st
 # datagrams handled per wake-up (and per durable write) at most; a board keeps the held
 # sends and staged records of few datagrams in its heap at once
 _RX_BATCH = 4 if MICROPYTHON else 32
-_MAX_REBUILDS = const(3)  # rebuilds after memory errors within the window before giving up
+_MAX_REBUILDS = const(3)  # memory errors within the window that make a node give up
 _REBUILD_WINDOW_MS = const(60000)
 
 
@@ -170,7 +170,7 @@ class NodeRuntime:
         self._held = []  # (now, effect) waiting for the staged PERSISTs to be written
         self._sleep_until = 0  # when the sleeping tick loop wakes anyway (-1: it is awake)
         self._rebuild = False  # a step ran out of memory: rebuild the host from flash
-        self._oom = []  # when the last rebuilds were needed (ms)
+        self._oom = []  # when the last memory errors happened (ms)
         self.out_of_memory = False  # given up: too many rebuilds (see _step_out_of_memory)
         self.stats = {"rx": 0, "tx": 0, "tx_no_route": 0, "persists": 0, "flushes": 0,
                       "ticks": 0, "applies": 0, "events": 0, "host_errors": 0,
@@ -307,12 +307,13 @@ class NodeRuntime:
             effects = None
         self.execute(effects, now, flush)
 
-    def _step_out_of_memory(self, where, ex):
+    def _step_out_of_memory(self, where, ex, rebuild=True):
         """Say where the heap ran out (one line, and the traceback where the interpreter
-        prints one), then rebuild the host (see rebuild), unless that has been needed
-        _MAX_REBUILDS times within _REBUILD_WINDOW_MS: then the node stops taking part and
-        says so once (a node that reboots its cores over and over disrupts its group's
-        elections; a board stops feeding its watchdog and resets into a fresh heap)."""
+        prints one), then rebuild the host (see rebuild; not when no core was stepped),
+        unless this is the _MAX_REBUILDS-th memory error within _REBUILD_WINDOW_MS: then
+        the node stops taking part and says so once (a node that reboots its cores over and
+        over disrupts its group's elections; a board stops feeding its watchdog and resets
+        into a fresh heap)."""
         self._low_memory()
         if self.out_of_memory:
             return
@@ -322,7 +323,7 @@ class NodeRuntime:
         now = now_ms()
         self._oom = [t for t in self._oom if now - t < _REBUILD_WINDOW_MS] + [now]
         if len(self._oom) < _MAX_REBUILDS:
-            self._rebuild = True
+            self._rebuild = self._rebuild or rebuild
             return
         self._rebuild = False
         self.out_of_memory = True
@@ -411,8 +412,8 @@ class NodeRuntime:
                 src, payload = await t.recv()
             except MemoryError as ex:
                 # no room for a datagram: a node that cannot hear its group stalls it as
-                # leader and disrupts its elections as follower
-                self._step_out_of_memory("recv", ex)
+                # leader and disrupts its elections as follower (no core changed: no rebuild)
+                self._step_out_of_memory("recv", ex, False)
                 await wait_event_ms(self._stop, 10)
                 continue
             except OSError:
