@@ -16,7 +16,6 @@ Run from the repository root: python bench/bench_firmware.py
 import argparse
 import contextlib
 import json
-import os
 import select
 import shutil
 import subprocess
@@ -120,8 +119,13 @@ def _timed_flash(*argv: str) -> float:
     ap = argparse.ArgumentParser()
     flash.add_flash_parser(ap.add_subparsers())
     args = ap.parse_args(["flash", *argv])
+    lines: list[str] = []
     t0 = time.monotonic()
-    flash.flash(args, say=lambda s: None)
+    try:
+        flash.flash(args, say=lines.append)
+    except ValueError as e:  # the board's console says why: show its last lines
+        sys.stderr.write("".join("  %s\n" % x for x in lines[-40:]))
+        raise SystemExit("roost flash failed: %s" % e) from None
     return time.monotonic() - t0
 
 
@@ -129,10 +133,12 @@ def flash_seconds(image: Path) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         fl = Path(tmp) / "flash"
         fl.mkdir()
-        os.environ.setdefault("ROOST_FLEET_KEY", "bench-key")
+        secrets = Path(tmp) / "secrets.json"  # not ROOST_FLEET_KEY: the join step comes later
+        secrets.write_text(json.dumps({"fleet_key": "bench-key"}))
         with _virtual_board(fl) as url:
             return _timed_flash("--port", url, "--node-id", "n01", "--broker",
-                                "mqtt://127.0.0.1:1883", "--image", str(image))
+                                "mqtt://127.0.0.1:1883", "--image", str(image),
+                                "--secrets-file", str(secrets))
 
 
 def flash_to_joined(image: Path, runs: int, heap_k: int) -> list[float]:

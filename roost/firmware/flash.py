@@ -158,7 +158,15 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
     if why:
         raise ValueError(why.replace("config.json ", "the board's config: ", 1))
     sec = read_secrets(args.secrets_file)
-    if join_key and not sec.get("fleet_key"):
+    if join_key and sec.get("fleet_key") and sec["fleet_key"] != join_key:
+        # the fleet would drop every datagram of the board as unauthenticated: it would
+        # boot and never join, with nothing on its console to say why
+        raise ValueError("the fleet key from %s is not the key of the fleet in %s, so the "
+                         "board could never join it: leave the key out (--join-dir gives "
+                         "the fleet's own)"
+                         % ("ROOST_FLEET_KEY" if os.environ.get("ROOST_FLEET_KEY")
+                            else "--secrets-file", args.join_dir))
+    if join_key:
         sec["fleet_key"] = join_key
     if not sec.get("fleet_key"):
         raise ValueError("no fleet key: set ROOST_FLEET_KEY or give --secrets-file FILE "

@@ -32,3 +32,32 @@ def test_safe_pin_option_wins():
     assert cfg["safe_pin"] == 4
     cfg, _ = make_config(_args("esp32", safe_pin=13))
     assert cfg["safe_pin"] == 13
+
+
+def _fleet_dir(tmp_path, key):
+    from roost.emulator.fleet import save_state
+
+    save_state(tmp_path, {"fleet": "lab", "ids": ["n01"],
+                          "nodes": {"n01": {"port": 42001, "interp": "cpython"}}})
+    (tmp_path / "fleet.key").write_text(key + "\n")
+    return str(tmp_path)
+
+
+def test_join_dir_gives_the_fleets_own_key(tmp_path, monkeypatch):
+    monkeypatch.delenv("ROOST_FLEET_KEY")
+    a = _args("esp32")
+    a.join_dir = _fleet_dir(tmp_path, "f" * 32)
+    cfg, sec = make_config(a)
+    assert sec["fleet_key"] == "f" * 32
+    assert cfg["runtime"]["peers"] == {"n01": ["127.0.0.1", 42001]}
+
+
+def test_join_dir_refuses_another_fleets_key(tmp_path):
+    """ROOST_FLEET_KEY (set by the fixture) is not this fleet's: the board would boot and
+    never join, so flashing stops with one sentence instead."""
+    a = _args("esp32")
+    a.join_dir = _fleet_dir(tmp_path, "f" * 32)
+    with pytest.raises(ValueError, match="ROOST_FLEET_KEY is not the key of the fleet"):
+        make_config(a)
+    a.join_dir = _fleet_dir(tmp_path, "k" * 32)  # the same key is fine
+    assert make_config(a)[1]["fleet_key"] == "k" * 32
