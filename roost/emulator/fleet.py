@@ -20,6 +20,8 @@ alone).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -192,15 +194,44 @@ def compile_mpy(out: Path) -> bool:
     return True
 
 
+def build_romfs(mpy_dir: Path, out: Path) -> int | None:
+    """The compiled node code as a ROMFS image (mpremote's writer) at out; its size in
+    bytes, or None when mpremote is not installed."""
+    try:
+        from mpremote.romfs import make_romfs
+    except ImportError:
+        return None
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the tree it writes
+        img = make_romfs(str(mpy_dir), mpy_cross=True)
+    out.write_bytes(img)
+    return len(img)
+
+
+# A board with a ROMFS partition (MicroPython >= 1.25) runs its .mpy code in place from
+# memory-mapped flash, so the bytecode costs no RAM. The unix port has no flash to map: the
+# image is read into one block at the very start of the heap, and the heap is the board's
+# RAM plus the image (rounded up to a KB), so the node itself has the board's RAM. The GC's
+# tables for the image's blocks (~1% of it) come out of the node's share.
+_ROMFS_BOOT = (
+    "import sys, vfs\n_b = bytearray(%d)\n_f = open(%r, 'rb')\n_f.readinto(_b)\n"
+    "_f.close()\nvfs.mount(vfs.VfsRom(_b), '/rom')\nsys.path.insert(0, '/rom')\n"
+    "del _f\n")
+
+
 def node_argv(state: dict[str, Any], node_id: str) -> list[str]:
     info = state["nodes"][node_id]
     cfg = info["config"]
     if info["interp"] == "micropython":
-        path = state.get("mpy_path") or str(ROOT)
-        code = ("import sys\nsys.path.insert(0, %r)\nimport roost.node.nodemain as m\n"
-                "m.main(%r)" % (path, cfg))
-        return [state.get("micropython_exe") or "micropython", "-X",
-                "heapsize=%dK" % state["heap_k"], "-c", code]
+        heap = state["heap_k"] * 1024
+        rom = state.get("romfs")
+        if rom:
+            code = _ROMFS_BOOT % (rom["bytes"], rom["path"])
+            heap += (rom["bytes"] + 1023) // 1024 * 1024
+        else:
+            code = "import sys\nsys.path.insert(0, %r)\n" % (state.get("mpy_path") or str(ROOT))
+        code += "import roost.node.nodemain as m\nm.main(%r)" % cfg
+        return [state.get("micropython_exe") or "micropython", "-X", "heapsize=%d" % heap,
+                "-c", code]
     return [sys.executable, "-m", "roost.gateway.cli", "node", "--config", cfg]
 
 
@@ -409,8 +440,11 @@ def wait_healthy(d: Path, timeout_s: float, say=None) -> dict[str, Any]:
 def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replicas: int = 3,
        broker: str | None = None, fleet: str = "emu", heap_k: int = MPY_HEAP_K,
        timeout_s: float = 60.0, say=None, opts: dict[str, Any] | None = None,
-       wait: bool = True, netns: bool = False) -> dict[str, Any]:
+       wait: bool = True, netns: bool = False, code_in_rom: bool = True) -> dict[str, Any]:
     """Start a fleet in d; returns the final snapshot (``health`` says if it came up).
+
+    code_in_rom: MicroPython nodes run their code from a ROMFS image, in place, as a board
+    with a ROMFS partition does (False: the .mpy files are loaded into the heap).
 
     netns (root): every node in its own network namespace on one bridge
     (``roost.emulator.netns``), so ``roost chaos`` pulls real links; no broker is started
@@ -435,7 +469,8 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
         os.chmod(keyf, 0o600)
     state: dict[str, Any] = {
         "fleet": fleet, "dir": str(d), "ids": p["ids"], "groups": p["groups"],
-        "heap_k": heap_k, "micropython_exe": mpy_exe, "mpy_path": None, "created": time.time(),
+        "heap_k": heap_k, "micropython_exe": mpy_exe, "mpy_path": None, "romfs": None,
+        "created": time.time(),
         "nodes": {}, "broker": None, "opts": opts or {},
     }
     for n in p["ids"]:
@@ -446,7 +481,12 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
     if p["micropython"]:
         if compile_mpy(d / "mpy"):
             state["mpy_path"] = str(d / "mpy")
-        say("compiled the node code to .mpy for %d MicroPython node(s)" % len(p["micropython"]))
+            size = build_romfs(d / "mpy", d / "code.romfs") if code_in_rom else None
+            if size:
+                state["romfs"] = {"path": str(d / "code.romfs"), "bytes": size}
+        say("compiled the node code to .mpy for %d MicroPython node(s)%s"
+            % (len(p["micropython"]), ", run in place from a %d-byte ROMFS image"
+               % state["romfs"]["bytes"] if state.get("romfs") else " (loaded into the heap)"))
     if broker:
         state["broker"] = {"url": broker, "managed": False}
     elif netns:
@@ -640,7 +680,8 @@ def _up_cmd(args: argparse.Namespace) -> int:
     snap = up(d, args.nodes, args.micropython, args.groups, args.replicas, args.broker,
               args.fleet, args.heap, args.timeout, say,
               {"fsync": args.fsync, "sample_ms": args.sample_ms},
-              netns=getattr(args, "netns", False))
+              netns=getattr(args, "netns", False),
+              code_in_rom=not getattr(args, "code_in_ram", False))
     state = load_state(d)
     ok = snap["health"]["healthy"]
     if args.json:
@@ -722,6 +763,9 @@ def add_emulate_parser(sub: Any) -> argparse.ArgumentParser:
     u.add_argument("--fleet", default="emu", help="fleet name (MQTT topics roost/<fleet>/...)")
     u.add_argument("--heap", type=int, default=MPY_HEAP_K, metavar="KB",
                    help="MicroPython heap per node in KB (default %d)" % MPY_HEAP_K)
+    u.add_argument("--code-in-ram", action="store_true",
+                   help="MicroPython nodes load their .mpy code into the heap, as a board "
+                   "without a ROMFS partition does (default: run it in place from ROMFS)")
     u.add_argument("--sample-ms", type=int, default=2000, help="sensor period (ms)")
     u.add_argument("--fsync", action="store_true",
                    help="fsync every write (survives a power cut of this machine; slower)")
