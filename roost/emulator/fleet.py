@@ -37,11 +37,10 @@ from roost.common.ids import check_id, node_name
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = "fleet.json"
-MPY_HEAP_K = 1024  # KB: a unix-port heap in which an emulated ESP32 replica node survives
-# load and restarts: the 64-bit unix port's objects and bytecode are about twice an ESP32's
-# (the imports alone take ~165 KB), and a Paxos snapshot needs contiguous blocks the size of
-# the whole store (up to ~45 KB of JSON); 320-400 KB failed under load, 640 KB now and then
-# when the store had grown (see docs/fleet.md)
+MPY_HEAP_K = 1024  # KB beside the code (which runs in place from ROMFS): a unix-port heap
+# in which an emulated ESP32 replica node survives load and restarts with room to spare. The
+# 64-bit port's objects are twice an ESP32's; a replica under a saturating load needs
+# ~384 KB, a store of 120 long values alone ~54 KB (see docs/fleet.md)
 
 
 class FleetError(ValueError):
