@@ -761,7 +761,8 @@ def add_emulate_parser(sub: Any) -> argparse.ArgumentParser:
     u.add_argument("--broker", help="use this broker (mqtt://host:port) instead of starting one")
     u.add_argument("--fleet", default="emu", help="fleet name (MQTT topics roost/<fleet>/...)")
     u.add_argument("--heap", type=int, default=MPY_HEAP_K, metavar="KB",
-                   help="MicroPython heap per node in KB (default %d)" % MPY_HEAP_K)
+                   help="MicroPython heap per node in KB, beside its code (default %d)"
+                   % MPY_HEAP_K)
     u.add_argument("--code-in-ram", action="store_true",
                    help="MicroPython nodes load their .mpy code into the heap, as a board "
                    "without a ROMFS partition does (default: run it in place from ROMFS)")
