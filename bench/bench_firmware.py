@@ -77,7 +77,7 @@ def node_serves(image: Path, heap: int, seconds: float = 5.0, romfs: Path | None
         if romfs is not None:
             size = romfs.stat().st_size
             shutil.rmtree(fl / "slots" / "a" / "roost")
-            code = fleet._ROMFS_BOOT % (size, str(romfs)) + _NODE
+            code = fleet.romfs_boot(str(romfs), size) + _NODE
             heap += (size + 1023) // 1024 * 1024
         (fl / "config.json").write_text(json.dumps(
             {"node_id": "n01", "fleet": "bench", "broker": "mqtt://127.0.0.1:1",

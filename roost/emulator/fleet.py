@@ -211,10 +211,13 @@ def build_romfs(mpy_dir: Path, out: Path) -> int | None:
 # image is read into one block at the very start of the heap, and the heap is the board's
 # RAM plus the image (rounded up to a KB), so the node itself has the board's RAM. The GC's
 # tables for the image's blocks (~1% of it) come out of the node's share.
-_ROMFS_BOOT = (
-    "import sys, vfs\n_b = bytearray(%d)\n_f = open(%r, 'rb')\n_f.readinto(_b)\n"
-    "_f.close()\nvfs.mount(vfs.VfsRom(_b), '/rom')\nsys.path.insert(0, '/rom')\n"
-    "del _f\n")
+def romfs_boot(path: str, size: int) -> str:
+    """MicroPython code that reads the ROMFS image at path (size bytes) into the first block
+    of the heap, mounts it at /rom and puts /rom first on sys.path (the buffer stays
+    referenced by ``_b`` for the life of the process)."""
+    return ("import sys, vfs\n_b = bytearray(%d)\n_f = open(%r, 'rb')\n_f.readinto(_b)\n"
+            "_f.close()\nvfs.mount(vfs.VfsRom(_b), '/rom')\nsys.path.insert(0, '/rom')\n"
+            "del _f\n" % (size, path))
 
 
 def node_argv(state: dict[str, Any], node_id: str) -> list[str]:
@@ -224,7 +227,7 @@ def node_argv(state: dict[str, Any], node_id: str) -> list[str]:
         heap = state["heap_k"] * 1024
         rom = state.get("romfs")
         if rom:
-            code = _ROMFS_BOOT % (rom["bytes"], rom["path"])
+            code = romfs_boot(rom["path"], rom["bytes"])
             heap += (rom["bytes"] + 1023) // 1024 * 1024
         else:
             code = "import sys\nsys.path.insert(0, %r)\n" % (state.get("mpy_path") or str(ROOT))
@@ -483,9 +486,11 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
             size = build_romfs(d / "mpy", d / "code.romfs") if code_in_rom else None
             if size:
                 state["romfs"] = {"path": str(d / "code.romfs"), "bytes": size}
+        how = " (loaded into the heap)"
+        if state["romfs"]:
+            how = ", run in place from a %d-byte ROMFS image" % state["romfs"]["bytes"]
         say("compiled the node code to .mpy for %d MicroPython node(s)%s"
-            % (len(p["micropython"]), ", run in place from a %d-byte ROMFS image"
-               % state["romfs"]["bytes"] if state.get("romfs") else " (loaded into the heap)"))
+            % (len(p["micropython"]), how))
     if broker:
         state["broker"] = {"url": broker, "managed": False}
     elif netns:

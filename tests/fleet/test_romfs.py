@@ -55,7 +55,7 @@ def test_code_imported_from_romfs_runs_in_place(image):
     the heap from the same .mpy files, they do not fit in 64 KB."""
     d, size = image
     heap = 64 * 1024 + (size + 1023) // 1024 * 1024
-    r = _run(heap, fleet._ROMFS_BOOT % (size, str(d / "code.romfs")) + IMPORT)
+    r = _run(heap, fleet.romfs_boot(str(d / "code.romfs"), size) + IMPORT)
     assert r.returncode == 0, r.stderr
     where, free = r.stdout.split()
     assert where == "/rom/roost/node/nodemain.mpy"
