@@ -20,8 +20,6 @@ alone).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -196,12 +194,12 @@ def compile_mpy(out: Path) -> bool:
 def build_romfs(mpy_dir: Path, out: Path) -> int | None:
     """The compiled node code as a ROMFS image (mpremote's writer) at out; its size in
     bytes, or None when mpremote is not installed."""
+    from roost.firmware.build import romfs_image
+
     try:
-        from mpremote.romfs import make_romfs
+        img = romfs_image(mpy_dir)
     except ImportError:
         return None
-    with contextlib.redirect_stdout(io.StringIO()):  # it prints the tree it writes
-        img = make_romfs(str(mpy_dir), mpy_cross=True)
     out.write_bytes(img)
     return len(img)
 

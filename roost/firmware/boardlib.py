@@ -216,8 +216,13 @@ def main(root="", machine=None, network=None, runtime=None, idle_rounds=-1):
                  feed=wdt.feed)
     watch = ota.JoinWatch(_ticks(), cfg.ota_join_timeout_ms, ota.in_trial(root))
     st = bootsel.read_state(root)
-    log("roost: code slot %s%s%s" % (st[0], " version " + st[4] if st[4] else "",
-                                     " (on trial)" if st[2] != bootsel.CONFIRMED else ""))
+    import roost
+
+    log("roost: code slot %s%s%s%s" % (st[0], " version " + st[4] if st[4] else "",
+                                       " (on trial)" if st[2] != bootsel.CONFIRMED else "",
+                                       ", in place from ROMFS"
+                                       if getattr(roost, "__file__", "").startswith("/rom/")
+                                       else ""))
     log("roost: started %s" % cfg.node_id)
     try:
         if _start_node(cfg, secrets, BoardHooks(cfg, wdt, watch, root,

@@ -31,6 +31,18 @@ _CPYTHON_ONLY = re.compile(r"CPython[- ]only", re.I)
 FALLBACK_HEAP = {"esp32": 100 * 1024, "esp32-s3": 2048 * 1024, "esp32-cam": 1024 * 1024}
 
 
+def romfs_image(src: Path) -> bytes:
+    """The tree at src (a slot of .mpy files) as a ROMFS image, for a board whose firmware
+    has a ROMFS partition: its code then runs in place from flash (mpremote's writer)."""
+    import contextlib
+    import io
+
+    from mpremote.romfs import make_romfs
+
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints the tree it writes
+        return make_romfs(str(src), mpy_cross=True)
+
+
 def board_heap(board: str) -> int:
     """The board profile's heap in bytes (ValueError naming the boards for a bad name)."""
     try:

@@ -19,6 +19,8 @@ secret replaced by ``***``.
 """
 
 import argparse
+import binascii
+import hashlib
 import json
 import os
 import subprocess
@@ -50,6 +52,14 @@ def _h(p):
     return binascii.hexlify(h.digest()).decode()
 for _p in %r:
     print('HASH', _p, _h(_p))
+"""
+_VERIFY_ROM = """
+import hashlib, binascii
+_m = vfs.rom_ioctl(2, 0)
+_h = hashlib.sha256()
+for _o in range(0, %(n)d, 1024):
+    _h.update(_m[_o:min(_o + 1024, %(n)d)])
+print(binascii.hexlify(_h.digest()).decode())
 """
 _PREPARE = """
 import os
@@ -271,6 +281,33 @@ class Board:
         items += [(n, (staged / n).read_bytes()) for n in ("config.json", "secrets.json")]
         self.write_files(items)
 
+    def deploy_romfs(self, img: bytes) -> None:
+        """Write img to the board's ROMFS partition (``vfs.rom_ioctl``, as ``mpremote romfs
+        deploy`` does) and check its sha256 there (ValueError: no partition, too small, or
+        other bytes)."""
+        out = self.exec("import vfs\nprint('ROM', hasattr(vfs, 'rom_ioctl') and "
+                        "vfs.rom_ioctl(1) > 0 and len(vfs.rom_ioctl(2, 0)))",
+                        "looking for a ROMFS partition")
+        size = int(out.split()[-1]) if out.split()[-1:] != [b"False"] else 0
+        if not size:
+            raise ValueError("%s has no ROMFS partition (its firmware was built without "
+                             "ROMFS): flash without --romfs" % self.port)
+        if len(img) > size:
+            raise ValueError("the code's ROMFS image (%d bytes) does not fit the board's "
+                             "%d-byte partition: flash without --romfs" % (len(img), size))
+        self.exec("try:\n    vfs.umount('/rom')\nexcept OSError:\n    pass\n"
+                  "from binascii import a2b_base64\nvfs.rom_ioctl(3, 0, %d)" % len(img),
+                  "erasing the ROMFS partition")
+        step = 4096
+        for off in range(0, len(img), step):
+            b64 = binascii.b2a_base64(img[off:off + step]).strip().decode()
+            self.exec("vfs.rom_ioctl(4, 0, %d, a2b_base64(%r))" % (off, b64),
+                      "writing the ROMFS partition")
+        self.exec("vfs.rom_ioctl(5, 0)", "finishing the ROMFS partition")
+        out = self.exec(_VERIFY_ROM % {"n": len(img)}, "hashing the ROMFS partition")
+        if out.split()[-1:] != [hashlib.sha256(img).hexdigest().encode()]:
+            raise ValueError("the ROMFS partition does not hold what was sent: flash again")
+
     def host_info(self) -> tuple[int | None, str, str]:
         """(pid of the `roost board serve` powering a virtual board or None, its --dir
         argument, the board's working directory)."""
@@ -359,16 +396,25 @@ def flash(args: argparse.Namespace, say=print) -> dict:
         if args.firmware:
             write_firmware(args.port, args.board, args.firmware, say)
         files = [row[0] for row in m["files"]]
-        expected = {row[0]: row[2] for row in m["files"]}
+        romfs = None
+        if getattr(args, "romfs", False):  # the code goes to the ROMFS partition instead
+            romfs = build.romfs_image(image / "slots" / "a")
+            files = [f for f in files if not f.startswith("slots/a/roost/")]
+        expected = {row[0]: row[2] for row in m["files"] if row[0] in files}
         for name in ("config.json", "secrets.json"):
             expected[name] = build.sha256_file(staged / name)
         board = Board(args.port, args.timeout)
         try:
-            say("copying %d files (%d bytes of .mpy) and the config to %s"
-                % (len(expected), m["mpy_bytes"], args.port))
+            say("copying %d files (%s) and the config to %s"
+                % (len(expected), "the code goes to ROMFS" if romfs is not None
+                   else "%d bytes of .mpy" % m["mpy_bytes"], args.port))
+            if romfs is not None:
+                say("writing the code to the ROMFS partition (%d bytes)" % len(romfs))
+                board.deploy_romfs(romfs)
             board.copy(image, files, staged)
             board.verify(expected)
-            say("verified %d files on the board (sha256)" % len(expected))
+            say("verified %d files on the board (sha256)%s"
+                % (len(expected), " and the ROMFS image" if romfs is not None else ""))
             result = {"port": args.port, "node_id": args.node_id, "files": len(expected),
                       "copied_s": round(time.monotonic() - t0, 3)}
             host = board.host_info() if getattr(args, "join_dir", None) else None
@@ -438,6 +484,9 @@ def add_flash_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    help="console text that means the node is up (default 'roost: started', "
                    "or 'roost: joined fleet' with --join-dir)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per step (default 60)")
+    p.add_argument("--romfs", action="store_true",
+                   help="the board's firmware has a ROMFS partition (MicroPython >= 1.25 built "
+                   "with it): write the code there, where it runs in place and costs no heap")
     p.add_argument("--no-follow", action="store_true", help="do not reset and follow the log")
     p.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     p.set_defaults(handler=_cmd_flash)

@@ -60,11 +60,16 @@ class VirtualBoard:
 
     def __init__(self, flash_dir: Path, port: int, board: str = "esp32",
                  host: str = "127.0.0.1", pins_file: Path | None = None,
-                 log=None, heap: int | None = None, dir_arg: str | None = None) -> None:
+                 log=None, heap: int | None = None, dir_arg: str | None = None,
+                 romfs: int = 0) -> None:
         self.flash = Path(flash_dir).resolve()
         if not self.flash.is_dir():
             raise ValueError("flash directory %s does not exist: create it first" % flash_dir)
         self.heap = heap if heap else board_heap(board)
+        # a ROMFS build's partition (bytes; 0: none), kept in a file beside the flash dir and
+        # read into the first block of the heap, which grows by its size (shims/romfs.py)
+        self.romfs = romfs
+        self.romfs_file = self.flash.with_name(self.flash.name + ".romfs")
         self.dir_arg = dir_arg if dir_arg is not None else str(flash_dir)
         self.board = board
         self.host, self.port = host, port
@@ -129,8 +134,12 @@ class VirtualBoard:
         env["ROOST_VBOARD_HOST"] = "%d %s" % (os.getpid(), self.dir_arg)
         if self.pins_file is not None:
             env["ROOST_VBOARD_PINS"] = str(self.pins_file)
+        env.pop("ROOST_VBOARD_ROMFS", None)
+        if self.romfs:
+            env["ROOST_VBOARD_ROMFS"] = "%s %d" % (self.romfs_file, self.romfs)
         self.child = subprocess.Popen(
-            ["micropython", "-X", "heapsize=%d" % self.heap, str(AGENT), self.nonce.decode(),
+            ["micropython", "-X", "heapsize=%d" % (self.heap + self.romfs), str(AGENT),
+             self.nonce.decode(),
              str(SHIM_DIR)],
             cwd=self.flash, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent, bufsize=0,
@@ -487,10 +496,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         pins.write_text(json.dumps(held))
     if args.heap is not None and not 16 <= args.heap <= 65536:
         raise ValueError("--heap must be 16 to 65536 KB")
+    if not 0 <= args.romfs <= 16384 or args.romfs % 4:
+        raise ValueError("--romfs must be 0 to 16384 KB, a multiple of 4 (the erase block)")
     board = VirtualBoard(flash, args.port, args.board, pins_file=pins,
                          log=(lambda line: print("roost board: " + line, file=sys.stderr,
                                                  flush=True)) if args.verbose else None,
-                         heap=args.heap * 1024 if args.heap else None, dir_arg=args.dir)
+                         heap=args.heap * 1024 if args.heap else None, dir_arg=args.dir,
+                         romfs=args.romfs * 1024)
 
     def stop(_sig, _frame):
         board.stopping = True
@@ -499,8 +511,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         board.start()
-        print("roost: virtual %s board on socket://%s:%d, flash %s, heap %d bytes, pins %s"
-              % (args.board, board.host, board.port, board.flash, board.heap, pins), flush=True)
+        print("roost: virtual %s board on socket://%s:%d, flash %s, heap %d bytes, pins %s%s"
+              % (args.board, board.host, board.port, board.flash, board.heap, pins,
+                 ", ROMFS partition %d bytes in %s" % (board.romfs, board.romfs_file)
+                 if board.romfs else ""), flush=True)
         while not board.stopping:
             board.step()
     finally:
@@ -539,6 +553,10 @@ def add_board_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     s.add_argument("--heap", type=int, default=None, metavar="KB",
                    help="MicroPython heap in KB instead of the board profile's (the 64-bit "
                    "unix port needs more than an ESP32 for a whole node: see docs)")
+    s.add_argument("--romfs", type=int, default=0, metavar="KB",
+                   help="a firmware built with ROMFS: a partition of KB (kept in DIR.romfs) "
+                   "that mpremote romfs deploy and roost flash --romfs write, mounted at /rom; "
+                   "the heap grows by its size, as flash costs a board no RAM")
     s.add_argument("--verbose", action="store_true", help="log resets on stderr")
     s.set_defaults(handler=_cmd_serve)
     return p

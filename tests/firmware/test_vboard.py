@@ -29,10 +29,10 @@ pytestmark = pytest.mark.skipif(shutil.which("micropython") is None and not os.e
 class Served:
     """A `roost board serve` subprocess on a free loopback port."""
 
-    def __init__(self, flash: Path, pins: Path) -> None:
+    def __init__(self, flash: Path, pins: Path, *extra: str) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port", "0",
-             "--dir", str(flash), "--pins", str(pins)],
+             "--dir", str(flash), "--pins", str(pins), *extra],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         ready, _, _ = select.select([self.proc.stdout], [], [], 20)
@@ -181,6 +181,42 @@ def test_flash_writes_image_and_config_then_the_node_starts(board, image: Path):
     assert ls.returncode == 0 and "ota.mpy" in ls.stdout, ls.stdout + ls.stderr
     served = board.stop()
     assert FLEET_KEY not in served and WIFI_PASSWORD not in served
+
+
+def test_a_romfs_board_takes_the_code_in_its_partition_and_runs_it_in_place(tmp_path, image):
+    """--romfs on both sides: the real mpremote sees the partition, roost flash writes the
+    code there (not on the filesystem) and the node starts with its code in place."""
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    pins = tmp_path / "pins.json"
+    pins.write_text("{}")
+    b = Served(flash, pins, "--romfs", "192", "--heap", "192")
+    try:
+        assert "ROMFS partition 196608 bytes" in b.banner
+        q = _mpremote(b.url, "romfs", "query")
+        assert "ROMFS0 partition has size 196608 bytes" in q.stdout, q.stdout + q.stderr
+        out = _flash(b.url, image, "--romfs")
+        text = out.stdout + out.stderr
+        assert out.returncode == 0, text
+        assert "board: roost: code slot a version" in text and "in place from ROMFS" in text
+        assert "board: roost: started n07" in text
+        assert not (flash / "slots" / "a" / "roost").exists()
+        assert (flash / "boot.py").exists() and (flash / "config.json").exists()
+        img = build.romfs_image(image / "slots" / "a")
+        assert (tmp_path / "flash.romfs").read_bytes()[:len(img)] == img
+        r = _mpremote(b.url, "exec", "import roost.node.paxos as p; print(p.__file__)")
+        assert r.stdout.strip().endswith("/rom/roost/node/paxos.mpy"), r.stdout + r.stderr
+        q = _mpremote(b.url, "romfs", "query")
+        assert "ROMFS image size: " in q.stdout, q.stdout + q.stderr  # what the flash wrote
+    finally:
+        b.stop()
+
+
+def test_flash_romfs_on_a_board_without_the_partition_is_one_sentence(board, image: Path):
+    out = _flash(board.url, image, "--romfs")
+    text = out.stdout + out.stderr
+    assert out.returncode == 2, text
+    assert "has no ROMFS partition" in text and "Traceback" not in text
 
 
 def test_bad_config_gives_one_sentence_and_safe_mode_not_a_crash_loop(board, image: Path):

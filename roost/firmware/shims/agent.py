@@ -100,10 +100,28 @@ def _run(kind, payload, g):
         return b"E", "\n".join(ln for ln in lines if "shims/agent.py" not in ln)
 
 
+def _romfs_partition():
+    """A board built with ROMFS: the partition ("PATH SIZE" in ROOST_VBOARD_ROMFS) is the
+    first thing allocated, ``vfs`` gains rom_ioctl, and /rom (when it holds an image) comes
+    right after the current directory on sys.path, as the firmware mounts it at power-on."""
+    import os
+
+    spec = os.getenv("ROOST_VBOARD_ROMFS")
+    if not spec:
+        return
+    path, size = spec.rsplit(" ", 1)
+    import romfs
+
+    sys.modules["vfs"] = romfs
+    if romfs.setup(path, int(size)):
+        sys.path[1:1] = ["/rom", "/rom/lib"]
+
+
 def main():
     nonce = sys.argv[1].encode()
     shim_dir = sys.argv[2]
     sys.path[:] = ["", ".frozen", "lib", shim_dir]
+    _romfs_partition()
     reader = _Reader(sys.stdin.buffer)
     out = sys.stdout.buffer
     g = {"__name__": "__main__"}
