@@ -234,7 +234,8 @@ def main(root="", machine=None, network=None, runtime=None, idle_rounds=-1):
         # it never started, and a reset would fail the same way: say so once and idle
         # (an update on trial still rolls back when its join deadline passes)
         log("roost: the node does not fit in this board's memory (%s bytes free); it "
-            "idles: use a board with PSRAM or freeze roost into the firmware" % _mem_free())
+            "idles: use a board with PSRAM, or keep the code in flash (a ROMFS firmware and "
+            "roost flash --romfs)" % _mem_free())
     rounds = 0
     while idle_rounds < 0 or rounds < idle_rounds:
         wdt.feed()
