@@ -530,13 +530,31 @@ def run_node(cfg, log=_say):
     return 0
 
 
-def run_board(fcfg, secrets, hooks):
-    """A board's main.py (roost.firmware.boardlib): a FirmwareConfig, secrets, BoardHooks."""
+# A board collects garbage after every 32 KB allocated (runtime gc_threshold), not only when
+# the heap is full: fewer holes. A board joining a fleet with its code in ROMFS fitted in
+# 192 KB beside it with this, and needed 224 KB without (2026-12-06, docs/hardware/firmware.md).
+BOARD_GC_THRESHOLD = 32768
+
+
+def board_config(fcfg):
+    """A board's FirmwareConfig -> the node config it runs (its ``runtime`` section of
+    config.json merged over the board defaults)."""
     cfg = {"node_id": fcfg.node_id, "fleet": fcfg.fleet, "board": fcfg.board,
            "brokers": [fcfg.broker] if fcfg.broker else [], "udp": ["0.0.0.0", fcfg.udp_port],
            "sensors": "real", "storage": "/roost", "preset": "wifi"}
     extra = fcfg.runtime or {}
     for k in sorted(extra):
         cfg[k] = extra[k]
-    node = Node(cfg, key=secrets["fleet_key"], hooks=hooks)
+    rt = cfg.get("runtime")
+    rt = {} if rt is None else rt
+    if isinstance(rt, dict) and "gc_threshold" not in rt:  # check_config names a bad one
+        rt = dict(rt)
+        rt["gc_threshold"] = BOARD_GC_THRESHOLD
+    cfg["runtime"] = rt
+    return cfg
+
+
+def run_board(fcfg, secrets, hooks):
+    """A board's main.py (roost.firmware.boardlib): a FirmwareConfig, secrets, BoardHooks."""
+    node = Node(board_config(fcfg), key=secrets["fleet_key"], hooks=hooks)
     asyncio.run(node.serve())
