@@ -219,6 +219,28 @@ def test_flash_romfs_on_a_board_without_the_partition_is_one_sentence(board, ima
     assert "has no ROMFS partition" in text and "Traceback" not in text
 
 
+def test_romfs_mistakes_are_one_sentence(tmp_path: Path, image: Path):
+    """A partition too small for the code, and a partition size that is not whole blocks."""
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    pins = tmp_path / "pins.json"
+    pins.write_text("{}")
+    b = Served(flash, pins, "--romfs", "64")
+    try:
+        out = _flash(b.url, image, "--romfs")
+        text = out.stdout + out.stderr
+        assert out.returncode == 2, text
+        assert "does not fit the board's 65536-byte partition" in text
+        assert "Traceback" not in text
+    finally:
+        b.stop()
+    r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port",
+                        "0", "--dir", str(flash), "--romfs", "3"],
+                       capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "--romfs must be 0 to 16384 KB, a multiple of 4" in r.stdout + r.stderr
+
+
 def test_bad_config_gives_one_sentence_and_safe_mode_not_a_crash_loop(board, image: Path):
     assert _flash(board.url, image, "--no-follow").returncode == 0
     (board.flash / "config.json").write_text('{"node_id": "n07", "broker": "tcp://x"}')
