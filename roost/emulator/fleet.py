@@ -345,7 +345,6 @@ def write_configs(d: Path, state: dict[str, Any], opts: dict[str, Any]) -> None:
         }
         if mpy:
             cfg["mqtt"].update({"outbox_max": 64, "inflight_max": 8})
-            cfg["runtime"]["gc_threshold"] = 32768  # collected early: fewer heap holes
             # an ESP32-sized replica: a short log window, bounded in bytes too (a slot holds
             # up to a datagram's ~1.1 KB of commands: 100 of them would be ~110 KB), a short
             # queue, small batches and its log buffers reserved at start-up

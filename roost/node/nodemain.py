@@ -530,12 +530,6 @@ def run_node(cfg, log=_say):
     return 0
 
 
-# A board collects garbage after every 32 KB allocated (runtime gc_threshold), not only when
-# the heap is full: fewer holes. A board joining a fleet with its code in ROMFS fitted in
-# 192 KB beside it with this, and needed 224 KB without (2026-12-06, docs/hardware/firmware.md).
-BOARD_GC_THRESHOLD = 32768
-
-
 def board_config(fcfg):
     """A board's FirmwareConfig -> the node config it runs (its ``runtime`` section of
     config.json merged over the board defaults)."""
@@ -545,12 +539,6 @@ def board_config(fcfg):
     extra = fcfg.runtime or {}
     for k in sorted(extra):
         cfg[k] = extra[k]
-    rt = cfg.get("runtime")
-    rt = {} if rt is None else rt
-    if isinstance(rt, dict) and "gc_threshold" not in rt:  # check_config names a bad one
-        rt = dict(rt)
-        rt["gc_threshold"] = BOARD_GC_THRESHOLD
-    cfg["runtime"] = rt
     return cfg
 
 
