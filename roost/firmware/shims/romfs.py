@@ -11,10 +11,9 @@ persist in a file beside the flash directory. ``rom_ioctl`` answers the calls th
 
 import vfs as _vfs
 
-VfsRom = _vfs.VfsRom
-VfsPosix = getattr(_vfs, "VfsPosix", None)
-mount = _vfs.mount
-umount = _vfs.umount
+for _n in dir(_vfs):  # everything the real module has (VfsRom, VfsPosix, mount, ...)
+    if not _n.startswith("__"):
+        globals()[_n] = getattr(_vfs, _n)
 
 BLOCK = 4096  # erase block of the emulated flash
 MIN_WRITE = 4  # smallest write the partition takes
@@ -47,7 +46,7 @@ def setup(path, size):
         _erase(buf, 0, size)
     _part = [path, buf]
     try:
-        mount(VfsRom(buf), "/rom")
+        _vfs.mount(_vfs.VfsRom(buf), "/rom")
     except OSError:  # no ROMFS image in it (erased, or a half-written deploy)
         return False
     return True
