@@ -29,6 +29,7 @@ MPY_TEST_FILES = [
     "tests/common/test_prng.py",
     "tests/common/test_wire.py",
     "tests/common/test_jsonpieces.py",
+    "tests/common/test_jsoncodec.py",
 ]
 MPY_TEST_GLOBS = [
     "tests/gossip/test_messages.py",

@@ -6,10 +6,9 @@ objects: MicroPython dicts have no stable order, and the same message must be th
 on every interpreter. ``receiver`` is "*" for a broadcast. Decoding never raises.
 """
 
-import json
-
 from roost.common.auth import TAG_LEN
 from roost.common.ids import is_valid_id
+from roost.common.jsoncodec import dumps, loads
 from roost.common.limits import MAX_DATAGRAM, MIN_DATAGRAM, WIRE_VERSION
 
 BROADCAST = "*"
@@ -86,7 +85,7 @@ class Envelope:
 
 def encode_json(env):
     """The JSON bytes of an envelope (what the tag covers)."""
-    return json.dumps(env.to_list(), separators=(",", ":")).encode()
+    return dumps(env.to_list()).encode()
 
 
 def encode(env, mac, max_bytes=MAX_DATAGRAM):
@@ -118,7 +117,7 @@ def decode(raw, mac, max_bytes=MAX_DATAGRAM):
     if not mac.verify(data, tag):
         return None, R_AUTH
     try:
-        obj = json.loads(data)
+        obj = loads(data)
     except Exception:  # ValueError on both interpreters; UnicodeError on CPython
         return None, R_MALFORMED
     if not isinstance(obj, list) or len(obj) != 7:

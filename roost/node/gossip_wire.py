@@ -2,11 +2,11 @@
 with its presets and the suspicion maths. Split from ``roost.node.gossip`` (which re-exports
 all of it) so each module compiles inside a 100 KB MicroPython heap."""
 
-import json
 import math
 
 from roost.common.config import apply_overrides
 from roost.common.ids import is_valid_id
+from roost.common.jsoncodec import dumps as _dumps  # noqa: F401 (the gossip modules take it from here)
 
 try:
     from micropython import const
@@ -48,14 +48,6 @@ OWN_SENDS = const(4)  # own sends of a summary before its heard repeats count
 
 _K_INC = "gossip/inc"
 _K_SVER = "gossip/sver"
-
-
-try:  # CPython: build the compact encoder once (json.dumps(separators=) builds one per call)
-    _dumps = json.JSONEncoder(separators=(",", ":")).encode
-except AttributeError:  # MicroPython's json has no JSONEncoder
-
-    def _dumps(x):
-        return json.dumps(x, separators=(",", ":"))
 
 
 _ids_ok = {}  # ids already checked (a bounded cache: member ids repeat in every message)

@@ -42,6 +42,7 @@ import json
 import os
 import sys
 
+from roost.common.jsoncodec import dumps, loads
 from roost.node.storage import (
     StorageError,
     _exists,
@@ -75,7 +76,7 @@ _fsync = getattr(os, "fsync", None)
 def _encode(key, value):
     """(header, body) of one log record: the line is header + body + newline. Kept in two
     pieces so a board never copies a large value (a snapshot) into one more buffer."""
-    body = json.dumps([key, value]).encode()
+    body = dumps([key, value]).encode()
     return ("%08x " % (binascii.crc32(body) & 0xFFFFFFFF)).encode(), body
 
 
@@ -109,7 +110,7 @@ def decode_record(line):
     if body is None:
         return None
     try:
-        rec = json.loads(body if MICROPYTHON else bytes(body))
+        rec = loads(body if MICROPYTHON else bytes(body))
     except ValueError:
         return None
     if not isinstance(rec, list) or len(rec) != 2 or not isinstance(rec[0], str):
@@ -139,7 +140,7 @@ def _record_key(line):
     if i >= n:
         return None
     try:
-        key = json.loads(bytes(mv[10:i + 1]))
+        key = loads(bytes(mv[10:i + 1]))
     except ValueError:
         return None
     rest = n - i - 1

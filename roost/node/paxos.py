@@ -60,7 +60,6 @@ lead without promises. Both break agreement; the simulation tests prove the chec
 """
 
 import binascii
-import json
 from array import array
 
 try:
@@ -73,6 +72,8 @@ except ImportError:  # CPython
 
 from roost.common.config import apply_overrides
 from roost.common.ids import is_valid_id
+from roost.common.jsoncodec import dumps as _dumps
+from roost.common.jsoncodec import loads
 from roost.common.jsonpieces import Pieces, piece_slice, write_json
 from roost.common.prng import Prng
 from roost.node.effects import APPLY, EVENT, PERSIST, SEND
@@ -202,10 +203,6 @@ class PaxosConfig:
 
 def _uint(x):
     return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < _MAX_UINT
-
-
-def _dumps(x):
-    return json.dumps(x, separators=(",", ":"))
 
 
 def _size(x):
@@ -364,7 +361,7 @@ class _Log:
         tag = _TAGS[f >> 1]
         if tag == "n":
             return (rnd, self._nodes[ch[p + 1]], ["n"], f & 1, 5)
-        return (rnd, self._nodes[ch[p + 1]], [tag, json.loads(ch[a:b])], f & 1, b - a + 6)
+        return (rnd, self._nodes[ch[p + 1]], [tag, loads(ch[a:b])], f & 1, b - a + 6)
 
     def set_chosen(self, slot):
         ref = self._ref(slot)
@@ -575,7 +572,7 @@ class PaxosCore:
 
     def _decode_snapshot(self, blob):
         try:
-            rec = json.loads(blob)
+            rec = loads(blob)
         except Exception:  # ValueError, UnicodeError: a damaged snapshot
             return None
         return self._check_snapshot(rec)
