@@ -3,17 +3,23 @@
 Side by side in one run, the same value size, 3 replica processes each:
   committed writes/s with 1 and 16 concurrent clients, median and p99 latency,
   time until writes resume after SIGKILL of the leader; then the ratios.
+The two sides take turns, measurement by measurement, for --rounds rounds (default 3), and
+each ratio is the median of the rounds' ratios: this shared machine's speed drifts by tens
+of percent from one minute to the next, which one roost run then one PySyncObj run mistook
+for a difference between them.
 Like with like: PySyncObj keeps its log in memory and never fsyncs, so roost is measured
 without fsync (its default for emulation: a kill -9 loses nothing, a power cut of the
 machine may), then again with fsync on every write (--skip-fsync leaves that run out);
 each side says "fsync" in its output.
-roost: clients are a separate process speaking the kv protocol over UDP (roost load).
+roost: the clients run in this script's process, speaking the kv protocol over UDP
+(``roost load``).
 PySyncObj (appendEntriesUseBatch=False, its low-latency setting): clients are threads in a
 follower process calling a @replicated set(sync=True) (forwarded to the leader: one hop, as
 roost's client is one hop from the leader).
 Optionally (--scale 10,20,40): how many node processes one machine runs with the fleet healthy.
 
-Run from the repository root: python bench/bench_fleet.py [--duration S] [--scale 10,20,40]
+Run from the repository root:
+    python bench/bench_fleet.py [--duration S] [--rounds R] [--scale 10,20,40]
 """
 
 import argparse
@@ -40,42 +46,57 @@ def _pct(xs, p):
 # ---------------------------------------------------------------- roost
 
 
-def roost_bench(duration, value_size, tmp, fsync=False, failover=True):
-    from roost.emulator import chaos, fleet
-    from roost.gateway import client
+class RoostFleet:
+    """3 CPython replicas kept up across the rounds (a killed leader is restarted)."""
 
-    d = Path(tmp) / ("roost-fsync" if fsync else "roost")
-    out = {"fsync": fsync}
-    snap = fleet.up(d, 3, groups=1, replicas=3, timeout_s=60, opts={"fsync": fsync})
-    try:
-        if not snap["health"]["healthy"]:
-            return {"error": "fleet not healthy: %s" % snap["health"]["problems"]}
-        for c in (1, 16):
-            s = client.run_load(d, c, duration, keys=32, mix="put:1", value_size=value_size)
-            out["c%d" % c] = {"writes_per_s": s["writes_per_s"], "p50_ms": s["latency_ms"]["p50"],
-                              "p99_ms": s["latency_ms"]["p99"], "unknown": s["unknown"]}
-        if not failover:
-            return out
+    def __init__(self, tmp, fsync=False):
+        from roost.emulator import fleet
+
+        self.d = Path(tmp) / ("roost-fsync" if fsync else "roost")
+        self.fsync = fsync
+        self.snap = fleet.up(self.d, 3, groups=1, replicas=3, timeout_s=60,
+                             opts={"fsync": fsync})
+        self.error = None
+        if not self.snap["health"]["healthy"]:
+            self.error = "fleet not healthy: %s" % self.snap["health"]["problems"]
+
+    def load(self, clients, duration, value_size):
+        from roost.gateway import client
+
+        s = client.run_load(self.d, clients, duration, keys=32, mix="put:1",
+                            value_size=value_size)
+        return {"writes_per_s": s["writes_per_s"], "p50_ms": s["latency_ms"]["p50"],
+                "p99_ms": s["latency_ms"]["p99"], "unknown": s["unknown"]}
+
+    def failover(self, duration, value_size):
+        """Seconds without an acknowledged write around a SIGKILL of the leader."""
+        from roost.emulator import chaos, fleet
+        from roost.gateway import client
+
+        snap = fleet.wait_healthy(self.d, 30)
         leader = snap["health"]["leaders"]["g0"][0]
         res = {}
 
         def load():
-            res["s"] = client.run_load(d, 1, duration + 3, keys=32, mix="put:1",
+            res["s"] = client.run_load(self.d, 1, duration + 3, keys=32, mix="put:1",
                                        value_size=value_size, timeout_ms=10000)
 
         th = threading.Thread(target=load)
         th.start()
         time.sleep(1.5)
-        chaos.kill(d, leader)
+        chaos.kill(self.d, leader)
         th.join()
-        hist = res["s"]["history"]
+        chaos.restart(self.d, leader)  # the next round starts with three replicas again
+        fleet.wait_healthy(self.d, 30)
         # the longest pause between consecutive acknowledged writes: the kill's outage
-        rets = sorted(r["return"] for r in hist if r["ok"])
+        rets = sorted(r["return"] for r in res["s"]["history"] if r["ok"])
         gaps = [b - a for a, b in zip(rets, rets[1:])]
-        out["failover_s"] = round(max(gaps), 3) if gaps else None
-    finally:
-        fleet.down(d)
-    return out
+        return round(max(gaps), 3) if gaps else None
+
+    def down(self):
+        from roost.emulator import fleet
+
+        fleet.down(self.d)
 
 
 # ---------------------------------------------------------------- PySyncObj
@@ -205,16 +226,95 @@ def _r(x):
     return None if x is None else round(x, 3)
 
 
-def pso_bench(duration, value_size, tmp):
+def pso_available():
     try:
         import pysyncobj  # noqa: F401
     except ImportError:
-        return {"error": "pysyncobj is not installed (pip install pysyncobj)"}
-    out = {"fsync": False}  # PySyncObj keeps its log in memory (no journal file configured)
-    for c in (1, 16):
-        out["c%d" % c] = pso_run(c, duration, value_size, tmp)
-    out["failover_s"] = pso_run(1, duration + 3, value_size, tmp, 1.5).get("failover_s")
+        return False
+    return True
+
+
+def _median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    m = len(xs) // 2
+    return xs[m] if len(xs) % 2 else round((xs[m - 1] + xs[m]) / 2, 3)
+
+
+def _summary(runs):
+    """The round with the median writes/s (its latencies too), and every round's rate."""
+    ok = [r for r in runs if "writes_per_s" in r]
+    if not ok:
+        return runs[-1] if runs else {"error": "not measured"}
+    ok.sort(key=lambda r: r["writes_per_s"])
+    out = dict(ok[len(ok) // 2])
+    out["rounds_writes_per_s"] = [r.get("writes_per_s") for r in runs]
     return out
+
+
+def _ratio(a, b):
+    try:
+        return round(a / b, 2)
+    except (TypeError, ZeroDivisionError):
+        return None
+
+
+def interleaved(rounds, duration, value_size, tmp, say):
+    """Each round measures roost then PySyncObj at 1 client, at 16, then a leader kill:
+    the two sides see the machine within seconds of each other, and a ratio is taken per
+    round (this shared machine's speed drifts by tens of percent between minutes)."""
+    rf = RoostFleet(tmp)
+    roost = {"fsync": False}
+    pso = {"fsync": False}  # PySyncObj keeps its log in memory (no journal file configured)
+    have_pso = pso_available()
+    if not have_pso:
+        pso["error"] = "pysyncobj is not installed (pip install pysyncobj)"
+    runs = {"roost": {1: [], 16: [], "fo": []}, "pso": {1: [], 16: [], "fo": []}}
+    ratios = {1: [], 16: [], "fo": []}
+    try:
+        if rf.error:
+            roost["error"] = rf.error
+            return roost, pso, {}
+        for r in range(rounds):
+            for c in (1, 16):
+                a = rf.load(c, duration, value_size)
+                runs["roost"][c].append(a)
+                b = pso_run(c, duration, value_size, tmp) if have_pso else {}
+                runs["pso"][c].append(b)
+                ratios[c].append(_ratio(a.get("writes_per_s"), b.get("writes_per_s")))
+                say("round %d, %2d client(s): roost %s, PySyncObj %s writes/s"
+                    % (r + 1, c, a.get("writes_per_s"), b.get("writes_per_s", "-")))
+            a = rf.failover(duration, value_size)
+            b = pso_run(1, duration + 3, value_size, tmp, 1.5).get("failover_s") if have_pso \
+                else None
+            runs["roost"]["fo"].append(a)
+            runs["pso"]["fo"].append(b)
+            ratios["fo"].append(_ratio(b, a))
+            say("round %d, failover: roost %s s, PySyncObj %s s" % (r + 1, a, b))
+    finally:
+        rf.down()
+    for side, out in (("roost", roost), ("pso", pso)):
+        for c in (1, 16):
+            out["c%d" % c] = _summary(runs[side][c])
+        out["failover_s"] = _median(runs[side]["fo"])
+        out["rounds_failover_s"] = runs[side]["fo"]
+    med = {"writes_c1": _median(ratios[1]), "writes_c16": _median(ratios[16]),
+           "failover_speedup": _median(ratios["fo"]), "rounds": rounds,
+           "rounds_writes_c1": ratios[1], "rounds_writes_c16": ratios[16],
+           "rounds_failover_speedup": ratios["fo"]}
+    return roost, pso, med
+
+
+def fsync_run(duration, value_size, tmp):
+    rf = RoostFleet(tmp, fsync=True)
+    try:
+        if rf.error:
+            return {"fsync": True, "error": rf.error}
+        return {"fsync": True, "c1": rf.load(1, duration, value_size),
+                "c16": rf.load(16, duration, value_size)}
+    finally:
+        rf.down()
 
 
 # ---------------------------------------------------------------- scale
@@ -250,6 +350,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     ap.add_argument("--value-size", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of roost and PySyncObj measured in turn (medians reported)")
     ap.add_argument("--scale", default="", help="node counts to try, e.g. 10,20,40")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--skip-fsync", action="store_true",
@@ -262,31 +364,26 @@ def main():
     if a.pso_node is not None:
         pso_node(a)
         return 0
+    if a.rounds < 1:
+        ap.error("--rounds must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
-        roost = roost_bench(a.duration, a.value_size, tmp)
+        roost, pso, ratios = interleaved(a.rounds, a.duration, a.value_size, tmp,
+                                         lambda m: print(m, flush=True))
         print("roost (no fsync, as PySyncObj): %s" % json.dumps(roost, sort_keys=True),
               flush=True)
+        print("pysyncobj (no fsync):           %s" % json.dumps(pso, sort_keys=True), flush=True)
         roost_fs = None
         if not a.skip_fsync:
-            roost_fs = roost_bench(a.duration, a.value_size, tmp, fsync=True, failover=False)
+            roost_fs = fsync_run(a.duration, a.value_size, tmp)
             print("roost (fsync every write):      %s" % json.dumps(roost_fs, sort_keys=True),
                   flush=True)
-        pso = pso_bench(a.duration, a.value_size, tmp)
-        print("pysyncobj (no fsync):           %s" % json.dumps(pso, sort_keys=True), flush=True)
-        ratios = {}
-        for c in ("c1", "c16"):
-            for name, side in (("", roost), ("_fsync", roost_fs)):
-                try:
-                    ratios["writes_%s%s" % (c, name)] = round(side[c]["writes_per_s"]
-                                                              / pso[c]["writes_per_s"], 2)
-                except (KeyError, TypeError, ZeroDivisionError):
-                    ratios["writes_%s%s" % (c, name)] = None
-        try:
-            ratios["failover_speedup"] = round(pso["failover_s"] / roost["failover_s"], 2)
-        except (KeyError, TypeError, ZeroDivisionError):
-            ratios["failover_speedup"] = None
-        print("ratios (roost / pysyncobj; failover: pysyncobj time / roost time): %s"
-              % json.dumps(ratios, sort_keys=True), flush=True)
+            for c in ("c1", "c16"):  # against PySyncObj's median round (not paired)
+                ratios["writes_%s_fsync" % c] = _ratio(
+                    (roost_fs.get(c) or {}).get("writes_per_s"),
+                    (pso.get(c) or {}).get("writes_per_s"))
+        print("ratios (roost / pysyncobj, the median of the rounds' ratios; failover: "
+              "pysyncobj time / roost time): %s" % json.dumps(ratios, sort_keys=True),
+              flush=True)
         result = {"roost": roost, "roost_fsync": roost_fs, "pysyncobj": pso, "ratios": ratios}
         if a.scale:
             result["scale"] = scale_bench([int(x) for x in a.scale.split(",")], tmp)
