@@ -159,8 +159,10 @@ def pso_node(args):
     for t in ths:
         t.join()
     el = time.monotonic() - t0
-    (outdir / "result.json").write_text(json.dumps({"lat": lat, "acks": acks, "elapsed": el,
-                                                    "t0_wall": time.time() - el}))
+    tmp = outdir / "result.json.tmp"  # renamed when whole: the bench polls for the name
+    tmp.write_text(json.dumps({"lat": lat, "acks": acks, "elapsed": el,
+                               "t0_wall": time.time() - el}))
+    tmp.rename(outdir / "result.json")
     while True:
         time.sleep(1)
 
@@ -206,6 +208,8 @@ def pso_run(clients, duration, value_size, tmp, kill_leader_at=None):
         deadline = time.monotonic() + duration + 30
         while not (out / "result.json").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
+        if not (out / "result.json").exists():
+            return {"error": "PySyncObj's clients did not finish"}
         res = json.loads((out / "result.json").read_text())
     finally:
         for p in procs:

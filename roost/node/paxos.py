@@ -120,7 +120,7 @@ class PaxosConfig:
     window = 32  # un-chosen slots in flight beyond the commit index (pipelining), and
     # the reconfiguration delay alpha: a config chosen at slot k governs slots >= k+window
     max_batch = 16  # commands packed into one slot when many are queued
-    pipeline = 2  # client batches the leader keeps un-chosen at once (<= window); past it
+    pipeline = 1  # client batches the leader keeps un-chosen at once (<= window); past it
     # commands wait and share the next slot: fewer accepts and log writes per command
     max_queue = 256  # commands waiting for a slot; propose() refuses beyond it
     snapshot_every = 1000  # applied slots between snapshots: the log window kept in memory

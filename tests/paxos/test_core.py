@@ -79,7 +79,7 @@ def test_propose_commits_everywhere_and_follower_refuses():
 
 
 def test_batching_and_pipelining():
-    cl = Cluster(IDS, config=PaxosConfig(window=2, max_batch=6))
+    cl = Cluster(IDS, config=PaxosConfig(window=2, max_batch=6, pipeline=2))
     leader = _elect(cl)
     core = cl.core(leader)
     before = core.stats["slots_proposed"]
