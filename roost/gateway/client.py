@@ -178,6 +178,71 @@ class UdpKvClient:
         self.history.append(rec)
         return rec
 
+    # ---- back to back from callbacks (roost load): no future, timer or task per operation
+
+    def run_ops(self, loop: asyncio.AbstractEventLoop, next_op: Any, finished: Any) -> None:
+        """Run operations one after another until ``next_op()`` returns None, then call
+        ``finished(self)``. ``next_op()`` gives ``(op, key, value, old, new)``, or a
+        ``time.monotonic()`` time to be asked again at (a paced client). A reply that ends
+        an operation starts the next one in the same callback; retries and give-ups are
+        driven by ``tick()``, which the caller runs every few milliseconds."""
+        self._next_op = next_op
+        self._finished = finished
+        self._loop = loop
+        self._cur: KvClient | None = None
+        self._t0 = 0.0
+        loop.add_reader(self.sock.fileno(), self._on_readable)
+        self._start_next()
+
+    def _start_next(self) -> None:
+        while True:
+            nxt = self._next_op()
+            if nxt is None:
+                self._cur = None
+                self._finished(self)
+                return
+            if isinstance(nxt, float):
+                assert self._loop is not None
+                self._cur = None  # nothing running: tick() and replies start nothing
+                self._loop.call_at(nxt, self._start_next)  # the loop's clock is monotonic
+                return
+            op, key, value, old, new = nxt
+            core = self.cores[self.fleet.group_of(key)]
+            core.on_done = self._record
+            self._cur = core
+            self._t0 = time.perf_counter()
+            self._do(core.submit(self.clock.ms(), op, key, value=value, old=old, new=new))
+            if core.busy():
+                return
+            # refused at once (a value too large): recorded; go on with the next
+
+    def _record(self, rec: dict[str, Any]) -> None:
+        if rec["ok"] is True:
+            self.lat_ms.append((time.perf_counter() - self._t0) * 1000)
+        self.history.append(rec)
+
+    def _on_readable(self) -> None:
+        self._readable()
+        while self._rx:
+            env = self.channel.open(self._rx.popleft())
+            i = self.owner.get(env.sender) if env is not None else None
+            if i is not None:
+                self._do(self.cores[i].handle(self.clock.ms(), env))
+        if self._cur is not None and not self._cur.busy():
+            self._start_next()
+
+    def tick(self) -> None:
+        """Retry or give up the running operation when its core's deadline has passed."""
+        core = self._cur
+        if core is None:
+            return
+        now = self.clock.ms()
+        d = core.next_deadline_ms()
+        if d is not None and d <= now:
+            self._do(core.tick(now))
+        if not core.busy():
+            self._start_next()
+
 
 def _wake(fut: asyncio.Future) -> None:
     if not fut.done():
@@ -299,39 +364,59 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
     keynames = ["%s%d" % (key_prefix, i) for i in range(keys)]
     pad = "x" * max(0, value_size)
 
-    async def one(c: UdpKvClient, i: int, r: Prng, t_end: float) -> None:
-        n = 0
-        due = time.monotonic() + gap * i / clients  # paced clients start staggered
-        while time.monotonic() < t_end:
+    def plan(c: UdpKvClient, i: int, r: Prng, t_end: float) -> Any:
+        """Client i's next operation (see UdpKvClient.run_ops)."""
+        st = {"n": 0, "due": time.monotonic() + gap * i / clients}  # paced: staggered
+
+        def next_op() -> Any:
+            now = time.monotonic()
+            if now >= t_end:
+                return None
             if gap:
-                wait = due - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    if time.monotonic() >= t_end:
-                        break
-                due = max(due + gap, time.monotonic() - gap)  # no burst to catch up
-            n += 1
+                if st["due"] > now:
+                    return st["due"]
+                st["due"] = max(st["due"] + gap, now - gap)  # no burst to catch up
+            st["n"] += 1
             op = _pick(r, weights)
             key = keynames[r.randbelow(len(keynames))]
-            tag = "%d.%d;" % (i, n)  # short: values are at most 256 characters
+            tag = "%d.%d;" % (i, st["n"])  # short: values are at most 256 characters
             if op == "get":
-                await c.op("get", key)
-            elif op == "put":
-                await c.op("put", key, tag + pad)
-            elif op == "append":
-                await c.op("append", key, tag)  # never overwritten: every ack stays checkable
-            else:
-                last = [h for h in c.history if h["key"] == key and h["op"] == "get"
-                        and h["ok"]]
-                old = last[-1].get("output") if last else None
-                await c.op("cas", key, old=old, new=tag)
+                return "get", key, None, None, None
+            if op == "put":
+                return "put", key, tag + pad, None, None
+            if op == "append":  # never overwritten: every ack stays checkable
+                return "append", key, tag, None, None
+            last = [h for h in c.history if h["key"] == key and h["op"] == "get" and h["ok"]]
+            return "cas", key, None, (last[-1].get("output") if last else None), tag
+
+        return next_op
 
     async def go() -> list[UdpKvClient]:
+        loop = asyncio.get_running_loop()
         cs = [UdpKvClient(fleet, _client_id("L", i), clock, cfg, rng.next32())
               for i in range(clients)]
         t_end = time.monotonic() + duration_s
+        all_done = loop.create_future()
+        running = set(range(clients))
+
+        def finished_one(i: int) -> Any:
+            def finished(_c: UdpKvClient) -> None:
+                running.discard(i)
+                if not running and not all_done.done():
+                    all_done.set_result(None)
+            return finished
+
+        def tick() -> None:  # retries and give-ups of every client, every 5 ms
+            for c in cs:
+                c.tick()
+            if not all_done.done():
+                loop.call_later(0.005, tick)
+
         try:
-            await asyncio.gather(*[one(c, i, rng.fork(c.id), t_end) for i, c in enumerate(cs)])
+            for i, c in enumerate(cs):
+                c.run_ops(loop, plan(c, i, rng.fork(c.id), t_end), finished_one(i))
+            tick()
+            await all_done
         finally:
             for c in cs:
                 c.close()
