@@ -1337,7 +1337,13 @@ class PaxosCore:
         for m in cfg:
             if m != self.node_id:
                 self._send(sends, ACCEPT, m, body)
-        self._persist_then_send(out, persists, sends)
+        # The accepts go out BEFORE the leader's own record of the slot: a proposal promises
+        # nothing, so the followers may write theirs while the leader writes its own (with
+        # fsync, the two disk writes overlap instead of following each other). The leader's
+        # own vote is only counted with a follower's ACCEPTED, which arrives in a later step:
+        # by then the runtime has made this step's record durable.
+        out.extend(sends)
+        out.extend(persists)
         self._votes[s] = 1 << cfg.index(self.node_id) if self.node_id in cfg else 0
         self._sent[s] = now_ms
         self._check_chosen(s, cfg, out)
