@@ -1,8 +1,10 @@
 """JSON text written in pieces: a long list (a Paxos snapshot holds a whole store) never
 becomes one string in RAM. Flash files and a laggard's snapshot copy are written this way
-on a board, whose fragmented heap may hold the pieces but no single block of their size."""
+on a board, whose fragmented heap may hold the pieces but no single block of their size;
+``load_pieces`` reads such text back from its pieces (a snapshot received in datagrams)."""
 
 import binascii
+import io
 import json
 
 try:
@@ -80,3 +82,41 @@ def piece_slice(parts, off, n):
         if k >= n:
             break
     return b"".join(got)
+
+
+class _PiecesReader(io.IOBase):
+    """The pieces as one stream, for MicroPython's ``json.load`` (which reads a stream a
+    few bytes at a time through ``readinto``)."""
+
+    def __init__(self, parts):
+        self.parts = parts
+        self.i = 0  # the piece being read
+        self.off = 0  # and the offset in it
+
+    def readinto(self, buf):
+        n = 0
+        parts = self.parts
+        while n < len(buf) and self.i < len(parts):
+            b = parts[self.i]
+            k = min(len(buf) - n, len(b) - self.off)
+            buf[n:n + k] = b[self.off:self.off + k]
+            n += k
+            self.off += k
+            if self.off >= len(b):
+                self.i += 1
+                self.off = 0
+        return n
+
+    def read(self, n=-1):  # CPython's json.load reads it whole (CPython has the room)
+        rest = b"".join(self.parts[self.i:])[self.off:]
+        self.i = len(self.parts)
+        self.off = 0
+        return rest
+
+
+def load_pieces(parts):
+    """The value of the JSON text that the bytes pieces make up together, without joining
+    them into one block on MicroPython (ValueError when they are not one JSON text). Slower
+    there than ``json.loads`` of the joined text (~1.3 ms a KB on a laptop's unix port): for
+    when that block does not fit."""
+    return json.load(_PiecesReader(parts))

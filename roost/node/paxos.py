@@ -74,7 +74,7 @@ from roost.common.config import apply_overrides
 from roost.common.ids import is_valid_id
 from roost.common.jsoncodec import dumps as _dumps
 from roost.common.jsoncodec import loads
-from roost.common.jsonpieces import Pieces, piece_slice, write_json
+from roost.common.jsonpieces import Pieces, load_pieces, piece_slice, write_json
 from roost.common.prng import Prng
 from roost.node.effects import APPLY, EVENT, PERSIST, SEND
 
@@ -504,6 +504,7 @@ class PaxosCore:
             "applied": 0,
             "snapshots": 0,
             "snapshot_failures": 0,
+            "snapshot_streamed": 0,
             "snapshots_installed": 0,
             "snapshots_sent": 0,
             "catchup_sent": 0,
@@ -569,6 +570,24 @@ class PaxosCore:
             if (isinstance(v, list) and len(v) == 3 and _uint(v[0]) and isinstance(v[1], str)
                     and _check_value(v[2], self.config.max_members)):
                 self.log.put(slot, v[0], v[1], v[2], 0, True)
+
+    def _decode_parts(self, parts):
+        """A snapshot received in chunks: joined and decoded when one block of its size
+        fits (the chunks freed first), else decoded from the chunks themselves (slower on
+        MicroPython, but a fragmented heap holds chunks where it has no such block)."""
+        try:
+            blob = b"".join(parts)
+        except MemoryError:
+            blob = None
+        if blob is not None:
+            del parts[:]  # peak heap: the blob and the structure decoded from it
+            return self._decode_snapshot(blob)
+        self.stats["snapshot_streamed"] += 1
+        try:
+            rec = load_pieces(parts)
+        except ValueError:  # a damaged snapshot (UnicodeError is a ValueError)
+            return None
+        return self._check_snapshot(rec)
 
     def _decode_snapshot(self, blob):
         try:
@@ -975,15 +994,18 @@ class PaxosCore:
         if rx[4] < total:
             return None
         self._snap_rx = None
+        parts = rx[3]
+        rx[3] = None
+        c = 0
+        for b in parts:
+            c = binascii.crc32(b, c)
+        if c & 0xFFFFFFFF != crc:
+            return self._reject("malformed")
         try:
-            blob = b"".join(rx[3])
-            rx[3] = None  # the chunks go before the decode: peak heap is blob + structure
-            if binascii.crc32(blob) & 0xFFFFFFFF != crc:
-                return self._reject("malformed")
-            rec = self._decode_snapshot(blob)
+            rec = self._decode_parts(parts)
         except MemoryError:
             return self._snapshot_failed(slot, out)
-        blob = None  # freed before the state machine builds its copy
+        parts = None  # freed before the state machine builds its copy
         if rec is None or rec[0] != slot:
             return self._reject("malformed")
         self._install_snapshot(rec, out)

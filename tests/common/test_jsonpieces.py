@@ -33,3 +33,19 @@ def test_a_slice_of_the_pieces_is_the_slice_of_the_whole():
     for off in (0, 1, 511, 512, 513, len(whole) - 3, len(whole)):
         for n in (1, 100, 700, 5000):
             assert piece_slice(w.parts, off, n) == whole[off:off + n]
+
+
+def test_pieces_read_back_without_joining():
+    from roost.common.jsonpieces import load_pieces
+
+    value = [7, 3, [[1, ["n1", "n2"]]], [["k%d" % i, 'v"\\é' * (i % 9)] for i in range(30)]]
+    w, whole = _written(value)
+    assert load_pieces(w.parts) == value
+    for size in (3, 7, 700):  # any cut, even inside a string or an escape
+        assert load_pieces([whole[i:i + size] for i in range(0, len(whole), size)]) == value
+    for bad in ([b"[1,"], [b"[1,", b"2]]"], [b"nul", b"l x"]):
+        try:
+            load_pieces(bad)
+        except ValueError:
+            continue
+        raise AssertionError(bad)

@@ -101,3 +101,4 @@ def test_an_incoming_snapshot_that_does_not_fit_is_dropped_and_received_again():
     assert c._snap_rx is None or c._snap_rx[3] is not None
     assert c.applied_index == 45
     assert cl.violations == 0
+
