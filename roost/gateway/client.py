@@ -108,6 +108,10 @@ class UdpKvClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.history: list[dict[str, Any]] = []
         self.lat_ms: list[float] = []  # latency of each ok operation (perf_counter, ms)
+        self._cur: KvClient | None = None  # run_ops: the core running an operation
+        self._t0 = 0.0  # and when that operation started (perf_counter)
+        self._next_op: Any = None
+        self._finished: Any = None
 
     def close(self) -> None:
         if self._loop is not None:
@@ -189,8 +193,6 @@ class UdpKvClient:
         self._next_op = next_op
         self._finished = finished
         self._loop = loop
-        self._cur: KvClient | None = None
-        self._t0 = 0.0
         loop.add_reader(self.sock.fileno(), self._on_readable)
         self._start_next()
 
