@@ -160,27 +160,28 @@ class UdpKvClient:
         core = self.cores[self.fleet.group_of(key)]
         done: list[dict[str, Any]] = []
         core.on_done = done.append
-        t0 = time.perf_counter()
+        self._t0 = time.perf_counter()
         self._do(core.submit(self.clock.ms(), op, key, value=value, old=old, new=new))
         while core.busy():
             if not self._rx:
                 d = core.next_deadline_ms()
                 wait = max(0, d - self.clock.ms()) / 1000 if d is not None else 0.05
                 await self._wait(wait)
-            while self._rx:
-                env = self.channel.open(self._rx.popleft())
-                i = self.owner.get(env.sender) if env is not None else None
-                if i is not None:
-                    self._do(self.cores[i].handle(self.clock.ms(), env))
+            self._dispatch()
             now = self.clock.ms()
             d = core.next_deadline_ms()
             if core.busy() and d is not None and d <= now:
                 self._do(core.tick(now))
-        rec = done[-1]
-        if rec["ok"] is True:
-            self.lat_ms.append((time.perf_counter() - t0) * 1000)
-        self.history.append(rec)
-        return rec
+        self._record(done[-1])
+        return done[-1]
+
+    def _dispatch(self) -> None:
+        """Every received datagram to the core of the group its sender serves."""
+        while self._rx:
+            env = self.channel.open(self._rx.popleft())
+            i = self.owner.get(env.sender) if env is not None else None
+            if i is not None:
+                self._do(self.cores[i].handle(self.clock.ms(), env))
 
     # ---- back to back from callbacks (roost load): no future, timer or task per operation
 
@@ -225,11 +226,7 @@ class UdpKvClient:
 
     def _on_readable(self) -> None:
         self._readable()
-        while self._rx:
-            env = self.channel.open(self._rx.popleft())
-            i = self.owner.get(env.sender) if env is not None else None
-            if i is not None:
-                self._do(self.cores[i].handle(self.clock.ms(), env))
+        self._dispatch()
         if self._cur is not None and not self._cur.busy():
             self._start_next()
 
