@@ -60,7 +60,6 @@ lead without promises. Both break agreement; the simulation tests prove the chec
 """
 
 import binascii
-from array import array
 
 try:
     from micropython import const
@@ -77,6 +76,7 @@ from roost.common.jsoncodec import loads
 from roost.common.jsonpieces import Pieces, load_pieces, piece_slice, write_json
 from roost.common.prng import Prng
 from roost.node.effects import APPLY, EVENT, PERSIST, SEND
+from roost.node.paxos_log import SlotLog
 
 PREPARE = const(32)
 PROMISE = const(33)
@@ -102,11 +102,6 @@ _NACK_BEHIND = const(1)
 _MAX_UINT = const(1099511627776)  # 2**40: slots, rounds and offsets stay below it
 _FAR = const(1099511627776)
 _ZERO = (0, "")
-_CHUNK = const(2048)  # bytes per log buffer; a record never spans two (a larger one gets
-# a buffer of its own). Fixed-size buffers, not one growing one: a board's heap fragments
-_GROW = const(32)  # slots the log's index grows by
-_POOL_BYTES = const(16384)  # freed log buffers kept for reuse (see _Log._write)
-_TAGS = ("b", "n", "c")  # value tag <-> the record's 2-bit tag field
 _VALUE_SLACK = const(200)  # bytes of a message besides the one log value it carries
 
 
@@ -239,243 +234,6 @@ def _majority(members):
     return len(members) // 2 + 1
 
 
-def _varint(buf, x):
-    for _ in range(8):
-        if x < 0x80:
-            break
-        buf.append((x & 0x7F) | 0x80)
-        x >>= 7
-    buf.append(x)
-
-
-def _parse(chunks, ref):
-    """[buffer, start, round, body_start, body_end] of the log record ref points at."""
-    ref -= 1
-    ch = chunks[ref >> 12]
-    p = (ref & 0xFFF) + 2
-    out = [ch, p - 2, 0, 0, 0]
-    for k in (2, 4):
-        x = 0
-        for sh in range(0, 56, 7):
-            c = ch[p]
-            p += 1
-            x |= (c & 0x7F) << sh
-            if c < 0x80:
-                break
-        out[k] = x
-    out[3] = p
-    out[4] += p
-    return out
-
-
-class _Log:
-    """The log window, packed: slot -> (ballot, value, chosen) without objects per slot.
-
-    Each slot's record lives in one of a few bytearrays of up to ``_CHUNK`` bytes:
-      flags   1 byte   bit 0 chosen, bits 1-2 the value's tag (0 "b", 1 "n", 2 "c")
-      node    1 byte   the ballot's node id, as an index into ``_nodes``
-      round   varint   the ballot's round
-      length  varint   bytes of the body
-      body             JSON of value[1] ("b": the command list, "c": the members; "n": none)
-    so a value is held as its encoded JSON and decoded only when applied or sent.
-    ``_idx`` is an array over slots from base (at most limit of them, grown as needed): 0
-    for no record, else 1 + (buffer number << 12 | offset). A replaced record (a higher
-    ballot, the chosen value) is written anew and its old bytes counted dead; ``drop_upto``
-    (after a snapshot), or more dead than live bytes, copies the live records into fresh
-    buffers, and rebuilds the node table (at most 255 ids; a put past it is refused until
-    then). A slot costs its command's JSON plus about 8 bytes on any interpreter.
-    With a reserve, that many bytes of full-size buffers are allocated at once, while the
-    heap is young, and every freed buffer goes back to them: a log that stays within its
-    reserve never asks a fragmented heap for a fresh buffer.
-    """
-
-    __slots__ = ("base", "limit", "_idx", "_chunks", "_fill", "_count", "_live", "_dead",
-                 "_nodes", "_spare", "_reserve", "_held", "peak", "fresh")
-
-    def __init__(self, limit, reserve=0):
-        self.base = 1  # the first slot the index covers (snapshot slot + 1)
-        self.limit = limit
-        # slot -> record; with a reserve it is sized for limit slots at once and kept
-        n = (limit + _GROW - 1) // _GROW * _GROW if reserve else 0
-        self._idx = array("I", bytes(4 * n))
-        self._chunks = []
-        self._fill = 0  # bytes used in the last buffer
-        self._count = 0
-        self._live = 0
-        self._dead = 0
-        self._nodes = []  # ballot node ids (a handful: the members that led)
-        self._spare = []  # freed buffers kept for reuse (at most _POOL_BYTES, or the reserve)
-        self._reserve = reserve
-        self._held = 0  # bytes of the buffers in use (the reserve's spares not counted)
-        self.peak = 0  # the most _held has been: what a reserve must cover
-        self.fresh = 0  # buffers allocated after the reserve (a board's risky moments)
-        try:
-            for _ in range((reserve + _CHUNK - 1) // _CHUNK):
-                self._spare.append(bytearray(_CHUNK))
-        except MemoryError:  # a rebuild on a crowded heap: the log starts with what fitted
-            pass
-
-    def __len__(self):
-        return self._count
-
-    def live_bytes(self):
-        """Bytes of the records held (what the log costs beyond its index)."""
-        return self._live
-
-    def __contains__(self, slot):
-        return self.state(slot) >= 0
-
-    def __iter__(self):
-        return iter(self.slots(self.base))
-
-    def slots(self, first):
-        """Held slots >= first, ascending."""
-        idx = self._idx
-        out = []
-        for i in range(max(0, first - self.base), len(idx)):
-            if idx[i]:
-                out.append(self.base + i)
-        return out
-
-    def _ref(self, slot):
-        i = slot - self.base
-        if not isinstance(i, int) or i < 0 or i >= len(self._idx):
-            return 0
-        return self._idx[i]
-
-    def state(self, slot):
-        """-1 no record, 0 accepted, 1 chosen."""
-        ref = self._ref(slot)
-        if not ref:
-            return -1
-        ref -= 1
-        return self._chunks[ref >> 12][ref & 0xFFF] & 1
-
-    def get(self, slot):
-        """(round, node, value, chosen, bytes of the value's JSON) or None."""
-        ref = self._ref(slot)
-        if not ref:
-            return None
-        ch, p, rnd, a, b = _parse(self._chunks, ref)
-        f = ch[p]
-        tag = _TAGS[f >> 1]
-        if tag == "n":
-            return (rnd, self._nodes[ch[p + 1]], ["n"], f & 1, 5)
-        return (rnd, self._nodes[ch[p + 1]], [tag, loads(ch[a:b])], f & 1, b - a + 6)
-
-    def set_chosen(self, slot):
-        ref = self._ref(slot)
-        if ref:
-            ref -= 1
-            self._chunks[ref >> 12][ref & 0xFFF] |= 1
-
-    def put(self, slot, rnd, node, value, chosen, force=False):
-        """Hold (ballot, value, chosen) for a slot >= base. False when the slot lies limit
-        or more past base (unless force: recovery, the leader's own)."""
-        i = slot - self.base
-        if i < 0 or (i >= self.limit and not force):
-            return False
-        nodes = self._nodes
-        if node not in nodes:
-            if len(nodes) > 254:  # rebuilt by the next snapshot
-                return False
-            nodes.append(node)
-        t = _TAGS.index(value[0])
-        head = bytearray((t << 1 | (1 if chosen else 0), nodes.index(node)))
-        body = b"" if t == 1 else _dumps(value[1]).encode()
-        _varint(head, rnd)
-        _varint(head, len(body))
-        idx = self._idx
-        if i >= len(idx):  # grown in steps of _GROW slots
-            idx.extend(array("I", bytes(4 * ((i // _GROW + 1) * _GROW - len(idx)))))
-        old = idx[i]
-        if old:
-            r = _parse(self._chunks, old)
-            self._dead += r[4] - r[1]
-            self._live -= r[4] - r[1]
-        else:
-            self._count += 1
-        self._write(i, head, body)
-        if self._dead > 4096 and self._dead > self._live:
-            self._compact(self.base)
-        return True
-
-    def _write(self, i, head, body):
-        need = len(head) + len(body)
-        chunks = self._chunks
-        if not chunks or self._fill + need > len(chunks[-1]):
-            pool = self._spare
-            for j in range(len(pool)):
-                if len(pool[j]) >= need:  # reused: a board's heap is not churned (a hole
-                    chunks.append(pool.pop(j))  # left by a freed buffer soon holds small
-                    break  # objects, and the next 2 KB buffer no longer fits anywhere)
-            else:  # small logs get small buffers (full ones with a reserve); never below need
-                size = _CHUNK if self._reserve else min(max(self._live, 128, need), _CHUNK)
-                chunks.append(bytearray(max(size, need)))
-                self.fresh += 1
-            self._fill = 0
-            self._held += len(chunks[-1])
-            if self._held > self.peak:
-                self.peak = self._held
-        ch = chunks[-1]
-        p = self._fill
-        ch[p:p + len(head)] = head
-        ch[p + len(head):p + need] = body
-        self._idx[i] = ((len(chunks) - 1) << 12 | p) + 1
-        self._fill = p + need
-        self._live += need
-
-    def drop_upto(self, slot):
-        """Forget every slot <= slot; base becomes slot + 1. Returns the dropped slots."""
-        gone = self.slots(self.base)
-        while gone and gone[-1] > slot:
-            gone.pop()
-        if slot >= self.base:
-            self._compact(slot + 1)
-        return gone
-
-    def _compact(self, new_base):
-        """Copy the live records at or above new_base into fresh buffers, in slot order."""
-        old_chunks = self._chunks
-        old_nodes = self._nodes
-        idx = self._idx
-        shift = new_base - self.base
-        self._chunks = []
-        self._nodes = nodes = []
-        self._fill = self._live = self._dead = self._count = 0
-        self.base = new_base
-        n = len(idx)
-        hi = 0
-        for i in range(n):
-            ref = idx[i]
-            idx[i] = 0
-            j = i - shift
-            if not ref or j < 0:
-                continue
-            ch, p, _r, a, b = _parse(old_chunks, ref)
-            node = old_nodes[ch[p + 1]]
-            if node not in nodes:
-                nodes.append(node)
-            head = bytearray(ch[p:a])
-            head[1] = nodes.index(node)
-            self._write(j, head, ch[a:b])
-            self._count += 1
-            hi = j + 1
-        hi = (hi + _GROW - 1) // _GROW * _GROW  # give back the index past the last slot
-        if hi < n and not self._reserve:
-            self._idx = idx[:hi]
-        pool = self._spare  # the old buffers are the next ones needed
-        keep = max(_POOL_BYTES, self._reserve)
-        kept = 0
-        for b in pool:
-            kept += len(b)
-        for b in old_chunks:
-            self._held -= len(b)
-            if kept + len(b) <= keep:
-                pool.append(b)
-                kept += len(b)
-
-
 class PaxosCore:
     """One replica of a Multi-Paxos group (see the module docstring)."""
 
@@ -521,7 +279,7 @@ class PaxosCore:
         self.leader = None  # who we believe leads (hint)
         self._max_round = 0
         # slot -> (round, node, value, chosen), packed
-        self.log = _Log(self._log_cap(), self.config.log_reserve_bytes)
+        self.log = SlotLog(self._log_cap(), self.config.log_reserve_bytes)
         self.snap_slot = 0
         self.commit_index = 0  # every slot up to it is chosen and known here
         self.applied_slot = 0
@@ -906,8 +664,9 @@ class PaxosCore:
             self.ballot = b
             persists.append((PERSIST, "promised", [b[0], b[1]]))
         if slot > self.snap_slot:
-            if self.log.state(slot) != 1:
-                if not self.log.put(slot, b[0], b[1], value, 0):
+            if self.log.state(slot) != 1:  # the next slot to choose is always held (forced
+                # past a full reserve): without it a lagging replica could never move on
+                if not self.log.put(slot, b[0], b[1], value, 0, slot == self.commit_index + 1):
                     return self._reject("full")
                 persists.append((PERSIST, "a/%d" % slot, [b[0], b[1], value]))
         self._learn_commit(b, commit, persists)  # what it applies follows the writes
@@ -960,8 +719,11 @@ class PaxosCore:
             slot = item[0]
             if slot <= self.commit_index or slot > cap:
                 continue
-            if self.log.state(slot) != 1:
-                self.log.put(slot, 0, "", item[1], 1)
+            nxt = slot == self.commit_index + 1
+            if self.log.state(slot) != 1 and not self.log.put(slot, 0, "", item[1], 1, nxt):
+                self.stats["catchup_refused"] = self.stats.get("catchup_refused", 0) + 1
+            if nxt:  # applied now (and maybe a snapshot taken): room for the later ones
+                self._advance(out)
         self._advance(out)
 
     def _on_snap(self, now_ms, src, body, out):

@@ -133,9 +133,10 @@ def test_follower_log_window_fits_its_bound(figures):
 # ---- the packed log itself (CPython; the gate's MicroPython files drive it end to end) ----
 
 def test_packed_log_round_trips_overwrites_and_compacts():
-    from roost.node.paxos import _Log, _size
+    from roost.node.paxos import _size
+    from roost.node.paxos_log import SlotLog
 
-    log = _Log(200)
+    log = SlotLog(200)
     big = ["b", [["c1", 1, 1, "k", "x" * 300, None]]]
     for s in range(1, 151):
         assert log.put(s, s % 7, "n%d" % (s % 3), ["b", [s, "é", {"a": [s]}]], s % 2)
@@ -167,9 +168,9 @@ def test_packed_log_round_trips_overwrites_and_compacts():
 
 
 def test_packed_log_ballot_node_table_is_rebuilt_by_snapshots():
-    from roost.node.paxos import _Log
+    from roost.node.paxos_log import SlotLog
 
-    log = _Log(2000)
+    log = SlotLog(2000)
     for s in range(1, 256):  # 255 ballot node ids live at once is the most a log holds
         assert log.put(s, 1, "n%d" % s, ["n"], 0)
     assert not log.put(256, 1, "n256", ["n"], 0) and 256 not in log
@@ -184,11 +185,12 @@ def test_packed_log_ballot_node_table_is_rebuilt_by_snapshots():
 
 
 def test_packed_log_reserve_is_allocated_up_front_and_reused():
-    from roost.node.paxos import _CHUNK, PaxosConfig, _Log
+    from roost.node.paxos import PaxosConfig
+    from roost.node.paxos_log import CHUNK, SlotLog
 
-    log = _Log(300, 36864)  # more than the 16 KB a log without one keeps of its freed buffers
+    log = SlotLog(300, 36864)  # more than the 16 KB a log without one keeps of its freed buffers
     first = [id(b) for b in log._spare]
-    assert len(first) == 36864 // _CHUNK and all(len(b) == _CHUNK for b in log._spare)
+    assert len(first) == 36864 // CHUNK and all(len(b) == CHUNK for b in log._spare)
     index_len = len(log._idx)
     assert index_len >= 300
     value = ["b", [["c1", 1, 1, "k", "x" * 300, None]]]
@@ -203,8 +205,8 @@ def test_packed_log_reserve_is_allocated_up_front_and_reused():
     assert log.fresh == 0 and 23 * 1024 < log.peak <= 36864  # what status reports
     assert log.get(2000)[2] == value and log.get(1971)[2] == value and 1970 not in log
     # without a reserve a small log gets small buffers, as before
-    small = _Log(300)
-    assert small.put(1, 1, "n1", ["b", [1]], 0) and len(small._chunks[0]) < _CHUNK
+    small = SlotLog(300)
+    assert small.put(1, 1, "n1", ["b", [1]], 0) and len(small._chunks[0]) < CHUNK
     assert small.fresh == 1 and small.peak == len(small._chunks[0])
     assert PaxosConfig.esp32().log_reserve_bytes > 0 == PaxosConfig().log_reserve_bytes
     with pytest.raises(ValueError):
