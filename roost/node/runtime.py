@@ -294,7 +294,9 @@ class NodeRuntime:
             self.stats["fault_dropped"] += 1
             return
         host = self.host
-        if host is None:  # being rebuilt after a memory error (see rebuild)
+        if host is None or self._rebuild:  # being rebuilt after a memory error (see
+            # rebuild): a host that ran out of memory mid-step may be half-changed, and the
+            # rest of its batch of datagrams waits for (is dropped before) the rebuild
             self.stats["rx_while_rebuilding"] = self.stats.get("rx_while_rebuilding", 0) + 1
             return
         self.stats["rx"] += 1
@@ -359,7 +361,7 @@ class NodeRuntime:
     def call(self, fn):
         """Run a local command: ``fn(host, now_ms) -> effects``; carries them out (None
         while the host is being rebuilt)."""
-        if self.host is None:
+        if self.host is None or self._rebuild:
             return None
         now = now_ms()
         effects = fn(self.host, now)
