@@ -15,6 +15,7 @@ command the other replicas applied; "no memory error" also asks for no skipped s
     python bench/bench_node_heap.py                       # 256..640 KB, 60 s each
     python bench/bench_node_heap.py --heaps 448 --duration 600   # ten minutes at one size
     python bench/bench_node_heap.py --rate 50 --heaps 256,320    # a paced load: 50 ops/s
+    python bench/bench_node_heap.py --role follower --heaps 384  # behind a CPython leader
 """
 
 import argparse
@@ -35,8 +36,38 @@ def _status(d: Path, node: str) -> dict:
         return {}
 
 
+def _leader(d: Path, nodes) -> str | None:
+    for n in nodes:
+        g = _status(d, n).get("host", {}).get("group", {})
+        if g.get("is_leader"):
+            return n
+    return None
+
+
+def _set_role(d: Path, nodes, mpy: str, role: str) -> str | None:
+    """Pause the leader for a moment until the MicroPython node has the role asked for
+    (its group elects another); -> the leader at the end (None: no leader seen)."""
+    from roost.emulator import chaos
+
+    leader = None
+    for _ in range(12):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            leader = _leader(d, nodes)
+            if leader is not None:
+                break
+            time.sleep(0.5)
+        if leader is None or role == "any" or (leader == mpy) == (role == "leader"):
+            return leader
+        chaos.pause(d, leader)
+        time.sleep(2.5)
+        chaos.resume(d, leader)
+        time.sleep(6)  # its status file says it no longer leads
+    return leader
+
+
 def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8, rate: float = 0,
-            code_in_rom: bool = True) -> dict:
+            code_in_rom: bool = True, role: str = "any") -> dict:
     """One fleet at heap_k; returns what the MicroPython node counted and the verdict."""
     from roost.emulator import fleet
     from roost.gateway import client
@@ -50,6 +81,7 @@ def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8, rate: floa
                     "why": "fleet not healthy: %s" % snap["health"]["problems"]}
         state = fleet.load_state(d)
         mpy = [n for n, v in state["nodes"].items() if v.get("interp") == "micropython"][0]
+        first = _set_role(d, list(state["nodes"]), mpy, role)
         s = client.run_load(d, clients, duration, keys=120, mix="put:3,append:1,get:1",
                             value_size=200, rate=rate)
         time.sleep(5)  # the last commits and a status file or two
@@ -63,6 +95,8 @@ def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8, rate: floa
         stats = ms.get("stats", {})
         px = ms.get("host", {}).get("group", {}).get("paxos", {})
         out = {"heap_k": heap_k, "node": mpy, "alive": alive, "ops": s["ops"],
+               "role": "leader" if first == mpy else "follower",
+               "leader_at_end": _leader(d, list(st["nodes"])),
                "writes_per_s": s["writes_per_s"],
                "memory_errors": stats.get("memory_errors", 0),
                "host_errors": stats.get("host_errors", 0),
@@ -98,22 +132,26 @@ def main() -> int:
     ap.add_argument("--code-in-ram", action="store_true",
                     help="load the node's .mpy code into the heap (default: run it in place "
                     "from a ROMFS image, as a board with a ROMFS partition does)")
+    ap.add_argument("--role", choices=("any", "leader", "follower"), default="any",
+                    help="make the MicroPython node lead or follow before the load (by "
+                    "pausing the leader for a moment until it does; default: as elected)")
     a = ap.parse_args()
     heaps = [int(x) for x in a.heaps.split(",")]
     keeps = clean = None
     with tempfile.TemporaryDirectory() as tmp:
         for h in heaps:
-            r = run_one(h, a.duration, tmp, a.clients, a.rate, not a.code_in_ram)
+            r = run_one(h, a.duration, tmp, a.clients, a.rate, not a.code_in_ram, a.role)
             print(json.dumps(r, sort_keys=True), flush=True)
             if r["keeps_up"] and keeps is None:
                 keeps = h
             if r["no_memory_error"] and clean is None:
                 clean = h
     print("smallest heap (KB) where the node keeps up: %s; with no memory error at all (no "
-          "skipped snapshot either): %s (of %s; %.0f s of load each, %d clients, %s; code %s)"
+          "skipped snapshot either): %s (of %s; %.0f s of load each, %d clients, %s; code %s; "
+          "role %s)"
           % (keeps, clean, ",".join(map(str, heaps)), a.duration, a.clients,
              "%g ops/s" % a.rate if a.rate else "unpaced",
-             "in the heap" if a.code_in_ram else "in place from ROMFS, not counted"))
+             "in the heap" if a.code_in_ram else "in place from ROMFS, not counted", a.role))
     return 0
 
 
