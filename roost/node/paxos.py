@@ -824,9 +824,14 @@ class PaxosCore:
                 if s <= c:
                     del d[s]
         cfg = self.config
-        if (self.applied_slot - self.snap_slot >= cfg.snapshot_every
-                or log.live_bytes() > cfg.snapshot_log_bytes) and \
-                self.applied_slot > self.snap_slot and self.applied_slot >= self._snap_retry_at:
+        a = self.applied_slot
+        if a > self.snap_slot and a >= self._snap_retry_at and (
+                a - self.snap_slot >= cfg.snapshot_every
+                or (log.live_bytes() > cfg.snapshot_log_bytes
+                    and 2 * log.bytes_upto(a) > cfg.snapshot_log_bytes)):
+            # by bytes only once half the bound is in applied slots: the rest (accepted
+            # slots beyond a gap, a leader's window) a snapshot cannot drop, and one per
+            # applied slot would copy the whole store each time for nothing
             self._take_snapshot(out)
 
     def _apply_slot(self, slot, out):

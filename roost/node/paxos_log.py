@@ -21,10 +21,11 @@ costs its command's JSON plus about 10 bytes on any interpreter.
 
 With a reserve (a board), that many bytes of full-size buffers are allocated at once,
 while the heap is young, and every freed buffer goes back to them. The reserve is then
-also the log's budget: a record that would need a buffer beyond it is refused (the caller
-does not vote for the slot, or learns it later) unless forced -- the slot the replica must
-hold to make progress, its own proposals, recovery. So however far a fast leader runs
-ahead of a slow board, the board's log never asks a fragmented heap for a fresh buffer.
+also the log's budget: a record that would need a buffer beyond three quarters of it is
+refused (the caller does not vote for the slot, or learns it later) unless forced -- the
+slot the replica must hold to make progress, its own proposals, recovery -- and those take
+the last quarter. So however far a fast leader runs ahead of a slow board, the board's log
+seldom asks a fragmented heap for a fresh buffer.
 """
 
 from array import array
@@ -123,6 +124,19 @@ class SlotLog:
         """Bytes of the records held (what the log costs beyond its index)."""
         return self._live
 
+    def bytes_upto(self, slot):
+        """Bytes of the records of the slots <= slot (what a snapshot there would free)."""
+        idx = self._idx
+        chunks = self._chunks
+        total = 0
+        for i in range(min(slot - self.base + 1, len(idx))):
+            ref = idx[i]
+            if ref:
+                ref -= 1
+                p = ref & 0xFFF
+                total += _parse_at(chunks[ref >> 12], p)[3] - p
+        return total
+
     def __contains__(self, slot):
         return self.state(slot) >= 0
 
@@ -212,10 +226,15 @@ class SlotLog:
         return True
 
     def _room(self, need):
-        """True when a record of need bytes fits without a fresh buffer."""
+        """True when a record of need bytes that the log may refuse fits in the buffer
+        being filled, or in a spare one while the buffers in use stay within three
+        quarters of the reserve: the last quarter is kept for the records it must hold
+        (the next slot to be chosen, until a snapshot drops the applied ones)."""
         chunks = self._chunks
         if chunks and self._fill <= _MAX_OFF and self._fill + need <= len(chunks[-1]):
             return True
+        if 4 * (self._held + CHUNK) > 3 * self._reserve:
+            return False
         for b in self._spare:
             if len(b) >= need:
                 return True

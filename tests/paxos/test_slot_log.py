@@ -32,6 +32,12 @@ def _check(log, model):
     for s in model:
         live += log.get(s)[4]
     assert live <= log.live_bytes()
+    # what a snapshot at a slot would free: every live byte at the top, none below the base
+    assert log.bytes_upto(log.base - 1) == 0
+    assert log.bytes_upto(log.base + 100000) == log.live_bytes()
+    if model:
+        mid = sorted(model)[len(model) // 2]
+        assert 0 < log.bytes_upto(mid) <= log.live_bytes()
 
 
 def _run(seed, reserve):
@@ -94,14 +100,16 @@ def test_reserve_is_the_budget_and_compaction_needs_no_buffer():
         s += 1
         if not log.put(s, 1, "n1", value, 0):
             break
-    assert s == 13 and log.fresh == 0  # 12 records filled the 4 buffers; the 13th refused
-    assert log.put(s, 1, "n1", value, 0, True) and log.fresh == 1  # unless forced
+    assert s == 10 and log.fresh == 0  # 9 records filled 3 buffers; the 10th refused
+    for x in range(10, 14):  # unless forced: the reserve's last quarter, then a fresh one
+        assert log.put(x, 1, "n1", value, 0, True)
+    assert log.fresh == 1 and len(log._chunks) == 5
     assert log.drop_upto(1) == [1] and log.drop_upto(5) == [2, 3, 4, 5]
     # the remaining 8 records slid down into the first 3 buffers: 2 emptied, none new
     assert len(log._chunks) == 3 and log.fresh == 1 and log.base == 6
     assert [log.get(x)[2] for x in range(6, 14)] == [value] * 8
-    for x in range(14, 17):  # the freed room takes records again without a buffer
-        assert log.put(x, 2, "n2", value, 1)
-    assert log.fresh == 1 and log.get(16)[:4] == (2, "n2", value, 1)
+    assert log.put(14, 2, "n2", value, 1)  # room left in the third buffer
+    assert not log.put(15, 2, "n2", value, 1)  # a fourth would pass three quarters
+    assert log.fresh == 1 and log.get(14)[:4] == (2, "n2", value, 1)
     held = log._chunks + log._spare
     assert sum(1 for b in held if id(b) in spares) == 4
