@@ -100,5 +100,58 @@ def select(root=""):
         st[4] or "?", previous)
 
 
+def rom_slot(root, slot):
+    """Where slot's code runs from on a board flashed with --romfs (``slots/rom.json``
+    names the slot whose code its ROMFS partition holds): "rom" when the partition holds
+    it, "write" when romboot must put it there first, "none" on any other board."""
+    try:
+        with open(_path(root, "slots/rom.json")) as f:
+            held = f.read(8)
+    except OSError:
+        return "none"
+    return "rom" if held == '"%s"' % slot else "write"
+
+
+def start(root=""):
+    """boot.py's work before boardlib: pick the slot (select), put its code in the ROMFS
+    partition of a board flashed with --romfs when the slot changed (romboot writes it and
+    resets the board, so the firmware mounts it), and put the code on sys.path. -> slot.
+    Here rather than in boot.py: boot.py is compiled from source at every boot, in the
+    young heap a board's node needs whole."""
+    import sys
+
+    slot, note = select(root)
+    if note:
+        print(note)
+    where = "none"
+    try:
+        where = rom_slot(root, slot)
+        if where == "write":
+            import romboot
+
+            where, note = romboot.ensure(root, slot)
+            if note:
+                print(note)
+            if where == "reset":
+                refund(root)  # the reset is not the new code's: no trial boot spent
+                import machine
+
+                machine.reset()
+    except Exception as e:  # the partition could not be written: boot goes on
+        print("roost: the ROMFS partition could not be written (%s); slot %s runs from "
+              "the filesystem" % (e, slot))
+    sys.path.insert(0, "/rom" if where == "rom" else _path(root, "slots/" + slot))
+    return slot
+
+
+def refund(root=""):
+    """Give back the trial boot select() spent, for a reset that was not the code's doing
+    (romboot writing the slot's code into the ROMFS partition)."""
+    st = read_state(root)
+    if CONFIRMED < st[2] < 9:
+        st[2] += 1
+        write_state(root, st)
+
+
 def slot_path(root, slot):
     return _path(root, "slots/" + slot)

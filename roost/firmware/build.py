@@ -4,6 +4,7 @@ The image is a directory laid out as the board's flash::
 
     boot.py, main.py          source (MicroPython runs only these two as .py at boot)
     bootsel.mpy               the slot chooser, fixed part of the boot chain
+    romboot.mpy               puts the chosen slot's code in a ROMFS partition (--romfs)
     slots/a/roost/**.mpy      node code: roost/common, roost/node, board-side roost/hardware
                               and roost/firmware, compiled with mpy-cross
     slots/state.json          boot slot a (a flash undoes any earlier update)
@@ -168,7 +169,8 @@ def build(board: str, out: Path, serial: int = 0, version: str = "") -> dict:
         dst = slot / (rel[:-3] + ".mpy")
         _compile(src, dst, rel)
         mpy_bytes += dst.stat().st_size
-    _compile(PACKAGE / "firmware" / "bootsel.py", out / "bootsel.mpy", "bootsel.py")
+    for name in ("bootsel", "romboot"):  # the fixed part of the boot chain, at the root
+        _compile(PACKAGE / "firmware" / (name + ".py"), out / (name + ".mpy"), name + ".py")
     for name in ("boot.py", "main.py"):
         shutil.copyfile(PACKAGE / "firmware" / "esp32" / name, out / name)
     (out / "slots" / "state.json").write_text(json.dumps(["a", "", -1, serial, version]))

@@ -75,6 +75,7 @@ def _rm(p):
         pass
 _rm('slots/a')
 _rm('slots/staging')
+_rm('slots/rom.json')
 for _d in %r:
     try:
         os.mkdir(_d)
@@ -273,12 +274,12 @@ class Board:
         if code:
             self.exec("\n".join(code), "writing files")
 
-    def copy(self, image: Path, files: list[str], staged: Path) -> None:
+    def copy(self, image: Path, files: list[str], staged: Path, extra: list[str]) -> None:
         dirs = sorted({"/".join(f.split("/")[:i]) for f in files
                        for i in range(1, f.count("/") + 1)}, key=lambda d: (d.count("/"), d))
         self.exec(_PREPARE % (dirs,), "preparing the flash")
         items = [(f, (image / f).read_bytes()) for f in files]
-        items += [(n, (staged / n).read_bytes()) for n in ("config.json", "secrets.json")]
+        items += [(n, (staged / n).read_bytes()) for n in extra]
         self.write_files(items)
 
     def deploy_romfs(self, img: bytes) -> None:
@@ -396,12 +397,17 @@ def flash(args: argparse.Namespace, say=print) -> dict:
         if args.firmware:
             write_firmware(args.port, args.board, args.firmware, say)
         files = [row[0] for row in m["files"]]
+        extra = ["config.json", "secrets.json"]
         romfs = None
         if getattr(args, "romfs", False):  # the code goes to the ROMFS partition instead
             romfs = build.romfs_image(image / "slots" / "a")
             files = [f for f in files if not f.startswith("slots/a/roost/")]
+            # which slot the partition holds: boot.py rewrites it after an update (romboot)
+            (staged / "slots").mkdir()
+            (staged / "slots" / "rom.json").write_text(json.dumps("a"))
+            extra.append("slots/rom.json")
         expected = {row[0]: row[2] for row in m["files"] if row[0] in files}
-        for name in ("config.json", "secrets.json"):
+        for name in extra:
             expected[name] = build.sha256_file(staged / name)
         board = Board(args.port, args.timeout)
         try:
@@ -411,7 +417,7 @@ def flash(args: argparse.Namespace, say=print) -> dict:
             if romfs is not None:
                 say("writing the code to the ROMFS partition (%d bytes)" % len(romfs))
                 board.deploy_romfs(romfs)
-            board.copy(image, files, staged)
+            board.copy(image, files, staged, extra)
             board.verify(expected)
             say("verified %d files on the board (sha256)%s"
                 % (len(expected), " and the ROMFS image" if romfs is not None else ""))

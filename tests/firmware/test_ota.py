@@ -65,6 +65,20 @@ def test_trial_boots_run_out_then_roll_back():
         assert bootsel.read_state(d)[:2] == ["b", "a"]
 
 
+def test_a_reset_for_the_romfs_partition_spends_no_trial_boot():
+    with TmpDir() as d:
+        _flashed(d)
+        m, tag = _bundle(5, NEW)
+        assert ota.apply(d, KEY, m, tag, NEW) is None
+        assert bootsel.select(d) == ("b", "")
+        bootsel.refund(d)  # boot.py: romboot wrote slot b's code and resets
+        assert bootsel.read_state(d)[2] == ota.TRIAL_BOOTS
+        seen = [bootsel.select(d) for _ in range(ota.TRIAL_BOOTS)]
+        assert seen == [("b", "")] * ota.TRIAL_BOOTS and bootsel.select(d)[0] == "a"
+        bootsel.refund(d)  # confirmed (rolled back): nothing to give back
+        assert bootsel.read_state(d)[2] == bootsel.CONFIRMED
+
+
 def test_missed_join_deadline_rolls_back():
     with TmpDir() as d:
         _flashed(d)

@@ -212,6 +212,61 @@ def test_a_romfs_board_takes_the_code_in_its_partition_and_runs_it_in_place(tmp_
         b.stop()
 
 
+def test_an_update_on_a_romfs_board_runs_from_the_partition_and_rolls_back_into_it(
+        tmp_path, image):
+    """A board that fits only with its code in ROMFS (192 KB of heap): an update's files in
+    slot b are written into the partition at boot and run in place; when the update does
+    not join in time, the flashed code goes back into the partition."""
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    pins = tmp_path / "pins.json"
+    pins.write_text("{}")
+    b = Served(flash, pins, "--romfs", "192", "--heap", "192")
+    try:
+        out = _flash(b.url, image, "--romfs", "--no-follow")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert json.loads((flash / "slots" / "rom.json").read_text()) == "a"
+        flashed = (tmp_path / "flash.romfs").read_bytes()
+        # an update as OtaStager.finish leaves it: slot b's files, switched, on trial
+        v2 = tmp_path / "v2"
+        build.build("esp32", v2, 1, "v2")
+        shutil.copytree(v2 / "slots" / "a", flash / "slots" / "b")
+        (flash / "slots" / "state.json").write_text(json.dumps(["b", "a", 2, 1, "v2"]))
+        cfg = json.loads((flash / "config.json").read_text())
+        cfg["ota_join_timeout_ms"] = 4000  # no broker here: it never joins
+        (flash / "config.json").write_text(json.dumps(cfg))
+        c = Console(b.url)
+        try:
+            c.send(b"\r\x03\x03\x02")
+            c.read_for(0.5)
+            c.send(b"\x04")
+            got = c.read_for(90, b"roost: started n07\r\n").decode()
+            got += c.read_for(60, b"roost: code slot a").decode()
+            got += c.read_for(30, b"roost: started n07\r\n").decode()
+        finally:
+            c.close()
+        lines = [ln.strip() for ln in got.splitlines() if ln.startswith("roost:")]
+        want = ["the code of slot b is now in the ROMFS partition",
+                "code slot b version v2 (on trial), in place from ROMFS", "started n07",
+                "did not join in time; rolling back",
+                "the code of slot a is now in the ROMFS partition",
+                "code slot a version rollback, in place from ROMFS", "started n07"]
+        at = 0
+        for w in want:  # in this order
+            while at < len(lines) and w not in lines[at]:
+                at += 1
+            assert at < len(lines), "%r not found in order in:\n%s" % (w, "\n".join(lines))
+        assert "Traceback" not in got and "does not fit" not in got, got[-2000:]
+        assert json.loads((flash / "slots" / "state.json").read_text()) == [
+            "a", "b", -1, 1, "rollback"]
+        assert json.loads((flash / "slots" / "rom.json").read_text()) == "a"
+        assert (flash / "slots" / "a" / "rom.img").read_bytes() == flashed[:len(
+            (flash / "slots" / "a" / "rom.img").read_bytes())]
+        assert (tmp_path / "flash.romfs").read_bytes() == flashed  # the flashed code, again
+    finally:
+        b.stop()
+
+
 def test_flash_romfs_on_a_board_without_the_partition_is_one_sentence(board, image: Path):
     out = _flash(board.url, image, "--romfs")
     text = out.stdout + out.stderr
