@@ -26,9 +26,13 @@ HEAP_OVERRIDES: dict[str, str] = {
     # fills the heap with 1 KB blocks and frees three in four: it needs room beside the code
     # to leave holes in (a board's node has ~60 KB free after boot, the test runner less)
     "tests/paxos/test_snapshot_pieces.py": "160K",
-    # three replicas and the test pump in one interpreter (a board holds one replica): it
-    # ran within 1 KB of 100 KB before the log's in-place compaction added ~1.3 KB of code
+    # three to five replicas and the test pump in one interpreter (a board holds one
+    # replica): they ran within 1-2 KB of 100 KB (test_reconfigure failed at 98 KB) before
+    # the log's in-place compaction added ~1.3 KB of code, and then failed at 100 KB in CI
+    # (its longer paths) while passing here
     "tests/paxos/test_cluster.py": "108K",
+    "tests/paxos/test_reconfigure.py": "108K",
+    "tests/paxos/test_snapshots.py": "108K",
 }
 
 # Test files written to run on both interpreters.
