@@ -372,6 +372,8 @@ class MQTTClient:
                 await self._dispatch(pkt)
         except (OSError, MQTTError):
             pass
+        except MemoryError:  # a board's heap had no room for a packet: reconnect afresh
+            self.stats["memory_errors"] = self.stats.get("memory_errors", 0) + 1
         finally:
             self._reader_done = True
             self._kick.set()

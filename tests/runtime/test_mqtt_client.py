@@ -287,3 +287,42 @@ def test_client_survives_a_garbage_spewing_server():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_no_room_for_a_packet_ends_the_session_counted_and_it_reconnects(tmp_path):
+    """A board's heap with no block for an incoming packet: the reader ends the session
+    (counted in memory_errors, not an unretrieved task exception) and the client
+    reconnects and receives again."""
+    h = broker("mosquitto", tmp_path)
+
+    async def scenario():
+        got: list = []
+        sub = _client("sub", [h.url], got)
+        sub.subscribe("t/#", 1)
+        real = sub._read_packet
+        starved = [1]
+
+        async def read_packet():
+            if starved[0] and got:  # the packet after the first one finds no room
+                starved[0] = 0
+                raise MemoryError("memory allocation failed, allocating 4604 bytes")
+            return await real()
+
+        sub._read_packet = read_packet
+        pub = _client("pub", [h.url])
+        sub.start()
+        pub.start()
+        await until(lambda: sub.connected and pub.connected and not sub._sub_pending, 10, "up")
+        pub.publish("t/a", b"1", 1)
+        await until(lambda: got, 10, "the first message")
+        pub.publish("t/a", b"2", 1)  # its read fails: the session ends, QoS 1 comes again
+        await until(lambda: sub.stats.get("memory_errors") == 1, 10, "the memory error")
+        await until(lambda: [p for _, p, _ in got][-1:] == [b"2"], 15, "the second message")
+        assert sub.stats["connects"] == 2 and sub.connected  # a new session
+        for c in (pub, sub):
+            await c.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        h.stop()
