@@ -98,6 +98,18 @@ def board_status(flash):
 
 @pytest.fixture
 def setup(tmp_path):
+    yield from _fleet_and_board(tmp_path, "--heap", str(BOARD_HEAP_K))
+
+
+@pytest.fixture
+def romfs_setup(tmp_path):
+    """A board with a ROMFS partition. 256 KB of heap: at 192 KB (where test_vboard.py
+    shows an update running in place that would not fit from the filesystem) a node in a
+    fleet runs out of memory while it receives the update's frames."""
+    yield from _fleet_and_board(tmp_path, "--heap", "256", "--romfs", "192")
+
+
+def _fleet_and_board(tmp_path, *board_args):
     fleet = tmp_path / "fleet"
     flash = tmp_path / "flash"
     flash.mkdir()
@@ -107,7 +119,7 @@ def setup(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         procs["board"] = subprocess.Popen(
             [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port", "0",
-             "--dir", str(flash), "--heap", str(BOARD_HEAP_K)],
+             "--dir", str(flash), *board_args],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         ready, _, _ = select.select([procs["board"].stdout], [], [], 20)
         line = procs["board"].stdout.readline() if ready else ""
@@ -223,6 +235,49 @@ def test_flashed_board_joins_updates_over_mqtt_refuses_tampering_and_its_plug_is
     st = wait_for(n04_dead, 60, "the fleet to see n04 dead")
     for n in ("n01", "n02", "n03"):
         assert st["members"][n]["state"] == "alive"
+
+
+def test_a_romfs_board_takes_a_signed_update_over_mqtt_into_its_partition(romfs_setup,
+                                                                          tmp_path):
+    """The update arrives as files in slot b; at the reset into it, its code is written
+    into the ROMFS partition and runs in place there, joins, and is confirmed."""
+    fleet, flash, url, procs = romfs_setup
+    r = roost("flash", "--port", url, "--node-id", "n04", "--join-dir", str(fleet), "--romfs",
+              "--json", "--timeout", "60", timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "roost: joined fleet emu as n04" in json.loads(r.stdout)["line"]
+    before = wait_for(lambda: board_status(flash), 20, "the board's status")
+    con = Console(int(url.rsplit(":", 1)[1]))
+    try:
+        img = tmp_path / "img-v2"
+        build.build("esp32", img, 1, "v2")
+        r = roost("ota", "publish", "--dir", str(fleet), "--target", "n04", "--serial", "1",
+                  "--version", "v2", "--image", str(img), "--json")
+        assert r.returncode == 0, r.stdout + r.stderr
+
+        def updated():
+            b = board_status(flash)
+            if not b or not b.get("joined"):
+                return None
+            bd = b["board"]
+            return b if (bd["slot"] == "b" and bd["trial"] == -1
+                         and b["incarnation"] > before["incarnation"]) else None
+
+        wait_for(updated, 90, "the update to be switched, written to ROMFS and confirmed")
+        wait_for(lambda: con.has("update confirmed in slot b"), 20, "the confirm line")
+        assert con.has("the code of slot b is now in the ROMFS partition")
+        assert con.has("code slot b version v2 (on trial), in place from ROMFS")
+        assert not con.has("does not fit") and not con.has("Traceback")
+    except AssertionError:
+        print("board console:\n" + "\n".join(con.lines[-80:]))
+        raise
+    finally:
+        con.close()
+    assert json.loads((flash / "slots" / "state.json").read_text()) == ["b", "a", -1, 1, "v2"]
+    assert json.loads((flash / "slots" / "rom.json").read_text()) == "b"
+    assert (flash / "slots" / "a" / "rom.img").exists()  # the flashed code, for a roll-back
+    assert (tmp_path / "flash.romfs").read_bytes()[:8] == build.romfs_image(
+        flash / "slots" / "b")[:8]
 
 
 class _FakeClient:
