@@ -143,13 +143,18 @@ def _write_tree(out, path):
         else:
             out.write(_uint(_FILE) + _uint(len(head) + _record_len(size)) + head)
             out.write(_uint(_VERBATIM) + _uint(size))
-            with open(path + "/" + name, "rb") as f:
-                piece = bytearray(512)
-                while True:
-                    n = f.readinto(piece)
-                    if not n:
-                        break
-                    out.write(memoryview(piece)[:n])
+            _copy(out, path + "/" + name)
+
+
+def _copy(out, path):
+    """The bytes of the file at path into out, 512 at a time."""
+    with open(path, "rb") as f:
+        piece = bytearray(512)
+        while True:
+            n = f.readinto(piece)
+            if not n:
+                break
+            out.write(memoryview(piece)[:n])
 
 
 def write_tree(rom, path):
@@ -172,13 +177,7 @@ def write_file(rom, path):
     size = os.stat(path)[6]
     _prepare(rom, size)
     out = _Out(rom)
-    with open(path, "rb") as f:
-        piece = bytearray(512)
-        while True:
-            n = f.readinto(piece)
-            if not n:
-                break
-            out.write(memoryview(piece)[:n])
+    _copy(out, path)
     out.flush()
     rom(5, 0)
     return size

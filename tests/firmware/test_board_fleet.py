@@ -139,6 +139,25 @@ def _fleet_and_board(tmp_path, *board_args):
             roost("emulate", "down", "--dir", str(fleet), timeout=60)
 
 
+def _update_to_v2(fleet, flash, img, before, timeout):
+    """Build v2 into img, publish it to n04 signed over MQTT, and wait until the board runs
+    it, rejoined and confirmed (a new incarnation): -> the board's status then."""
+    build.build("esp32", img, 1, "v2")
+    r = roost("ota", "publish", "--dir", str(fleet), "--target", "n04", "--serial", "1",
+              "--version", "v2", "--image", str(img), "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    def updated():
+        b = board_status(flash)
+        if not b or not b.get("joined"):
+            return None
+        bd = b["board"]
+        return b if (bd["slot"] == "b" and bd["version"] == "v2" and bd["trial"] == -1
+                     and b["incarnation"] > before["incarnation"]) else None
+
+    return wait_for(updated, timeout, "the update to be switched and confirmed")
+
+
 def test_flashed_board_joins_updates_over_mqtt_refuses_tampering_and_its_plug_is_pulled(
         setup, tmp_path):
     fleet, flash, url, procs = setup
@@ -170,20 +189,7 @@ def test_flashed_board_joins_updates_over_mqtt_refuses_tampering_and_its_plug_is
     try:
         # 3. a signed update over MQTT: verified, staged, switched, confirmed on rejoin
         img = tmp_path / "img-v2"
-        build.build("esp32", img, 1, "v2")
-        r = roost("ota", "publish", "--dir", str(fleet), "--target", "n04", "--serial", "1",
-                  "--version", "v2", "--image", str(img), "--json")
-        assert r.returncode == 0, r.stdout + r.stderr
-
-        def updated():
-            b = board_status(flash)
-            if not b or not b.get("joined"):
-                return None
-            bd = b["board"]
-            return b if (bd["slot"] == "b" and bd["version"] == "v2" and bd["trial"] == -1
-                         and b["incarnation"] > before["incarnation"]) else None
-
-        after = wait_for(updated, 60, "the update to be switched and confirmed")
+        after = _update_to_v2(fleet, flash, img, before, 60)
         assert json.loads((flash / "slots" / "state.json").read_text()) == ["b", "a", -1, 1,
                                                                             "v2"]
         wait_for(lambda: con.has("update confirmed in slot b"), 20, "the confirm line")
@@ -249,21 +255,7 @@ def test_a_romfs_board_takes_a_signed_update_over_mqtt_into_its_partition(romfs_
     before = wait_for(lambda: board_status(flash), 20, "the board's status")
     con = Console(int(url.rsplit(":", 1)[1]))
     try:
-        img = tmp_path / "img-v2"
-        build.build("esp32", img, 1, "v2")
-        r = roost("ota", "publish", "--dir", str(fleet), "--target", "n04", "--serial", "1",
-                  "--version", "v2", "--image", str(img), "--json")
-        assert r.returncode == 0, r.stdout + r.stderr
-
-        def updated():
-            b = board_status(flash)
-            if not b or not b.get("joined"):
-                return None
-            bd = b["board"]
-            return b if (bd["slot"] == "b" and bd["trial"] == -1
-                         and b["incarnation"] > before["incarnation"]) else None
-
-        wait_for(updated, 90, "the update to be switched, written to ROMFS and confirmed")
+        _update_to_v2(fleet, flash, tmp_path / "img-v2", before, 90)
         wait_for(lambda: con.has("update confirmed in slot b"), 20, "the confirm line")
         assert con.has("the code of slot b is now in the ROMFS partition")
         assert con.has("code slot b version v2 (on trial), in place from ROMFS")

@@ -50,13 +50,17 @@ def image(tmp_path_factory) -> Path:
     return out
 
 
-def _board(tmp_path: Path, image: Path) -> str:
-    """A board's flash as `roost flash --romfs` leaves it: slot a's code only in ROMFS."""
+def _board(tmp_path: Path, image: Path) -> tuple[str, Partition, bytes]:
+    """A board as `roost flash --romfs` leaves it: slot a's code only in its partition
+    -> (flash root, partition, the flashed image)."""
     root = tmp_path / "flash"
     (root / "slots").mkdir(parents=True)  # no slots/a: its files are not copied
     (root / "slots" / "state.json").write_text(json.dumps(["a", "", -1, 0, ""]))
     romboot.write_marker(str(root), "a")
-    return str(root)
+    part = Partition(256 * 1024)
+    flashed = build.romfs_image(image / "slots" / "a")
+    part.mem[:len(flashed)] = flashed
+    return str(root), part, flashed
 
 
 def test_the_image_is_the_one_mpremote_writes(tmp_path, image):
@@ -73,10 +77,7 @@ def test_the_image_is_the_one_mpremote_writes(tmp_path, image):
 
 def test_an_update_is_written_at_boot_and_a_roll_back_restores_the_flashed_code(tmp_path,
                                                                                  image):
-    root = _board(tmp_path, image)
-    part = Partition(256 * 1024)
-    flashed = build.romfs_image(image / "slots" / "a")
-    part.mem[:len(flashed)] = flashed
+    root, part, flashed = _board(tmp_path, image)
     assert romboot.ensure(root, "a", part) == ("rom", "")  # nothing to do
     assert part.calls == []
     # an update arrived in slot b as files (what OtaStager.finish leaves)
@@ -99,10 +100,7 @@ def test_an_update_is_written_at_boot_and_a_roll_back_restores_the_flashed_code(
 
 def test_a_power_cut_while_writing_leaves_unknown_and_the_next_boot_writes_again(tmp_path,
                                                                                  image):
-    root = _board(tmp_path, image)
-    part = Partition(256 * 1024)
-    flashed = build.romfs_image(image / "slots" / "a")
-    part.mem[:len(flashed)] = flashed
+    root, part, flashed = _board(tmp_path, image)
     b = Path(root) / "slots" / "b"
     b.mkdir()
     (b / "roost").mkdir()
@@ -119,7 +117,7 @@ def test_a_power_cut_while_writing_leaves_unknown_and_the_next_boot_writes_again
 
 
 def test_no_partition_or_no_code_anywhere_means_the_filesystem_slot(tmp_path, image):
-    root = _board(tmp_path, image)
+    root = _board(tmp_path, image)[0]
     assert romboot.ensure(root, "a") == ("none", "")  # CPython: no vfs.rom_ioctl at all
     romboot.write_marker(root, "")
     empty = Partition(64 * 1024)

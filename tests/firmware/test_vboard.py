@@ -119,6 +119,12 @@ class Console:
                 break
         return out
 
+    def soft_reset(self) -> None:
+        """Ctrl-C twice, friendly REPL, then Ctrl-D: boot.py and main.py run again."""
+        self.send(b"\r\x03\x03\x02")
+        self.read_for(0.5)
+        self.send(b"\x04")
+
     def close(self) -> None:
         self.s.close()
 
@@ -183,14 +189,19 @@ def test_flash_writes_image_and_config_then_the_node_starts(board, image: Path):
     assert FLEET_KEY not in served and WIFI_PASSWORD not in served
 
 
-def test_a_romfs_board_takes_the_code_in_its_partition_and_runs_it_in_place(tmp_path, image):
-    """--romfs on both sides: the real mpremote sees the partition, roost flash writes the
-    code there (not on the filesystem) and the node starts with its code in place."""
+def _romfs_board(tmp_path: Path) -> tuple[Path, Served]:
+    """A virtual board with a 192 KB ROMFS partition and 192 KB of heap beside it."""
     flash = tmp_path / "flash"
     flash.mkdir()
     pins = tmp_path / "pins.json"
     pins.write_text("{}")
-    b = Served(flash, pins, "--romfs", "192", "--heap", "192")
+    return flash, Served(flash, pins, "--romfs", "192", "--heap", "192")
+
+
+def test_a_romfs_board_takes_the_code_in_its_partition_and_runs_it_in_place(tmp_path, image):
+    """--romfs on both sides: the real mpremote sees the partition, roost flash writes the
+    code there (not on the filesystem) and the node starts with its code in place."""
+    flash, b = _romfs_board(tmp_path)
     try:
         assert "ROMFS partition 196608 bytes" in b.banner
         q = _mpremote(b.url, "romfs", "query")
@@ -217,11 +228,7 @@ def test_an_update_on_a_romfs_board_runs_from_the_partition_and_rolls_back_into_
     """A board that fits only with its code in ROMFS (192 KB of heap): an update's files in
     slot b are written into the partition at boot and run in place; when the update does
     not join in time, the flashed code goes back into the partition."""
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    pins = tmp_path / "pins.json"
-    pins.write_text("{}")
-    b = Served(flash, pins, "--romfs", "192", "--heap", "192")
+    flash, b = _romfs_board(tmp_path)
     try:
         out = _flash(b.url, image, "--romfs", "--no-follow")
         assert out.returncode == 0, out.stdout + out.stderr
@@ -237,9 +244,7 @@ def test_an_update_on_a_romfs_board_runs_from_the_partition_and_rolls_back_into_
         (flash / "config.json").write_text(json.dumps(cfg))
         c = Console(b.url)
         try:
-            c.send(b"\r\x03\x03\x02")
-            c.read_for(0.5)
-            c.send(b"\x04")
+            c.soft_reset()
             got = c.read_for(90, b"roost: started n07\r\n").decode()
             got += c.read_for(60, b"roost: code slot a").decode()
             got += c.read_for(30, b"roost: started n07\r\n").decode()
@@ -301,9 +306,7 @@ def test_bad_config_gives_one_sentence_and_safe_mode_not_a_crash_loop(board, ima
     (board.flash / "config.json").write_text('{"node_id": "n07", "broker": "tcp://x"}')
     c = Console(board.url)
     try:
-        c.send(b"\r\x03\x03\x02")
-        c.read_for(0.5)
-        c.send(b"\x04")  # soft reset: boot.py then main.py
+        c.soft_reset()  # soft reset: boot.py then main.py
         got = c.read_for(4).decode()
         lines = [ln for ln in got.splitlines() if ln.startswith("roost:")]
         assert lines == ["roost: safe mode: config.json broker 'tcp://x' must start with "
@@ -328,9 +331,7 @@ def test_safe_mode_pin_skips_main(board, image: Path):
     board.pins.write_text(json.dumps({"0": 0}))  # hold GPIO0 (BOOT) low
     c = Console(board.url)
     try:
-        c.send(b"\r\x03\x03\x02")
-        c.read_for(0.5)
-        c.send(b"\x04")
+        c.soft_reset()
         got = c.read_for(4, b">>> ").decode()
         assert "roost: safe mode: pin 0 was held at reset, main.py skipped" in got, got
         assert "roost: started" not in got
