@@ -103,6 +103,8 @@ def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8, rate: floa
                "snapshot_failures": px.get("snapshot_failures", 0),
                "snapshots": px.get("snapshots", 0),
                "snapshots_installed": px.get("snapshots_installed", 0),
+               "log_peak_bytes": px.get("log_peak_bytes"),  # beside the 36 KB reserve
+               "log_new_buffers": px.get("log_new_buffers"),
                "mem_free": ms.get("mem_free"), "applied": applied,
                "memory_rebuilds": stats.get("memory_rebuilds", 0),
                "gave_up": bool(ms.get("out_of_memory"))}
