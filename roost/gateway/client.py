@@ -157,23 +157,34 @@ class UdpKvClient:
     async def op(self, op: str, key: str, value: str | None = None, old: str | None = None,
                  new: str | None = None) -> dict[str, Any]:
         """Run one operation to its end; returns its history record."""
-        core = self.cores[self.fleet.group_of(key)]
         done: list[dict[str, Any]] = []
-        core.on_done = done.append
-        self._t0 = time.perf_counter()
-        self._do(core.submit(self.clock.ms(), op, key, value=value, old=old, new=new))
+        core = self._begin(done.append, op, key, value, old, new)
         while core.busy():
             if not self._rx:
                 d = core.next_deadline_ms()
                 wait = max(0, d - self.clock.ms()) / 1000 if d is not None else 0.05
                 await self._wait(wait)
             self._dispatch()
-            now = self.clock.ms()
-            d = core.next_deadline_ms()
-            if core.busy() and d is not None and d <= now:
-                self._do(core.tick(now))
+            if core.busy():
+                self._tick_due(core)
         self._record(done[-1])
         return done[-1]
+
+    def _begin(self, on_done: Any, op: str, key: str, value: str | None, old: str | None,
+               new: str | None) -> KvClient:
+        """Submit an operation to the core of its key's group; -> that core."""
+        core = self.cores[self.fleet.group_of(key)]
+        core.on_done = on_done
+        self._t0 = time.perf_counter()
+        self._do(core.submit(self.clock.ms(), op, key, value=value, old=old, new=new))
+        return core
+
+    def _tick_due(self, core: KvClient) -> None:
+        """Retry or give up the core's operation when its deadline has passed."""
+        now = self.clock.ms()
+        d = core.next_deadline_ms()
+        if d is not None and d <= now:
+            self._do(core.tick(now))
 
     def _dispatch(self) -> None:
         """Every received datagram to the core of the group its sender serves."""
@@ -209,12 +220,7 @@ class UdpKvClient:
                 self._cur = None  # nothing running: tick() and replies start nothing
                 self._loop.call_at(nxt, self._start_next)  # the loop's clock is monotonic
                 return
-            op, key, value, old, new = nxt
-            core = self.cores[self.fleet.group_of(key)]
-            core.on_done = self._record
-            self._cur = core
-            self._t0 = time.perf_counter()
-            self._do(core.submit(self.clock.ms(), op, key, value=value, old=old, new=new))
+            core = self._cur = self._begin(self._record, *nxt)
             if core.busy():
                 return
             # refused at once (a value too large): recorded; go on with the next
@@ -235,10 +241,7 @@ class UdpKvClient:
         core = self._cur
         if core is None:
             return
-        now = self.clock.ms()
-        d = core.next_deadline_ms()
-        if d is not None and d <= now:
-            self._do(core.tick(now))
+        self._tick_due(core)
         if not core.busy():
             self._start_next()
 
