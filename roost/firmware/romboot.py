@@ -87,23 +87,33 @@ def _record_len(payload):
     return 1 + _uint_len(payload) + payload
 
 
-def _tree_len(path):
-    """Bytes of the records of every entry under path."""
+def _tree_len(path, sizes=None):
+    """Bytes of the records of every entry under path; each subdirectory's own into
+    sizes[its path], when given (the writer needs them before its contents)."""
     total = 0
     for name, d, size in _entries(path):
         head = _uint_len(len(name)) + len(name)
         if d:
-            total += _record_len(head + _tree_len(path + "/" + name))
+            sub = _tree_len(path + "/" + name, sizes)
+            if sizes is not None:
+                sizes[path + "/" + name] = sub
+            total += _record_len(head + sub)
         else:
             total += _record_len(head + _record_len(size))
     return total
 
 
+def _image_header(data):
+    """The image's header for data bytes of records: the whole padded to an even length
+    by a 0x80 before the length (as mpremote's writer does)."""
+    pad = (len(HEADER) + _uint_len(data) + data) & 1
+    return HEADER + (b"\x80" if pad else b"") + _uint(data)
+
+
 def image_len(path):
     """Bytes of the ROMFS image of the tree at path."""
     data = _tree_len(path)
-    n = len(HEADER) + _uint_len(data) + data
-    return n + (n & 1)  # the header pads the whole to an even length
+    return len(_image_header(data)) + data
 
 
 class _Out:
@@ -133,13 +143,13 @@ class _Out:
             self.fill = 0
 
 
-def _write_tree(out, path):
+def _write_tree(out, path, sizes):
     for name, d, size in _entries(path):
         head = _uint(len(name)) + name.encode()
         if d:
-            sub = _tree_len(path + "/" + name)
+            sub = sizes[path + "/" + name]
             out.write(_uint(_DIRECTORY) + _uint(len(head) + sub) + head)
-            _write_tree(out, path + "/" + name)
+            _write_tree(out, path + "/" + name, sizes)
         else:
             out.write(_uint(_FILE) + _uint(len(head) + _record_len(size)) + head)
             out.write(_uint(_VERBATIM) + _uint(size))
@@ -160,13 +170,14 @@ def _copy(out, path):
 def write_tree(rom, path):
     """Erase the partition and write the tree at path into it as a ROMFS image (the bytes
     mpremote's writer makes of the same tree). ``rom`` is ``vfs.rom_ioctl``. -> bytes."""
-    data = _tree_len(path)
-    n = len(HEADER) + _uint_len(data) + data
-    total = n + (n & 1)
+    sizes = {}
+    data = _tree_len(path, sizes)  # one walk of the tree for every directory's size
+    head = _image_header(data)
+    total = len(head) + data
     _prepare(rom, total)
     out = _Out(rom)
-    out.write(HEADER + (b"\x80" if n & 1 else b"") + _uint(data))
-    _write_tree(out, path)
+    out.write(head)
+    _write_tree(out, path, sizes)
     out.flush()
     rom(5, 0)
     return total
