@@ -25,6 +25,7 @@ Run from the repository root:
 import argparse
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -239,11 +240,8 @@ def pso_available():
 
 
 def _median(xs):
-    xs = sorted(x for x in xs if x is not None)
-    if not xs:
-        return None
-    m = len(xs) // 2
-    return xs[m] if len(xs) % 2 else round((xs[m - 1] + xs[m]) / 2, 3)
+    xs = [x for x in xs if x is not None]
+    return round(statistics.median(xs), 3) if xs else None
 
 
 def _summary(runs):
