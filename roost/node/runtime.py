@@ -26,7 +26,7 @@ import sys
 from roost.common.channel import Channel
 from roost.common.config import apply_overrides
 from roost.common.prng import Prng
-from roost.node.aio import MICROPYTHON, now_ms, random_seed, wait_event_ms
+from roost.node.aio import MICROPYTHON, now_ms, random_seed, unwatch, wait_event_ms, watch_readable
 from roost.node.effects import APPLY, EVENT, PERSIST, SEND
 
 if MICROPYTHON:  # a file per key: no index in RAM (a board's heap must not fragment)
@@ -433,6 +433,19 @@ class NodeRuntime:
                 self._held = []
                 self._step_out_of_memory("recv", ex)
 
+    def _on_readable(self, t):
+        """CPython: t's socket has datagrams (the event loop calls this; see run)."""
+        if not self.running:
+            return
+        got = t.poll()
+        if got is None:
+            return
+        try:
+            self._deliver_batch(t, got[0], got[1])
+        except MemoryError as ex:
+            self._held = []
+            self._step_out_of_memory("recv", ex)
+
     def _deliver_batch(self, t, src, payload):
         """The datagram just received and every one already waiting (at most _RX_BATCH):
         one flush, so their PERSISTs share one durable write and the loop wakes once."""
@@ -509,12 +522,22 @@ class NodeRuntime:
             self.boot()
         self.running = True
         self._stop = asyncio.Event()
+        watched = []
         for t in self.transports:
-            self._tasks.append(asyncio.create_task(self._rx_loop(t)))
+            # a UDP socket on CPython is read from the event loop's callback, without a
+            # task switch per datagram; other transports (and MicroPython) poll in a task
+            sock = getattr(t, "sock", None)
+            if sock is not None and hasattr(t, "poll") and \
+                    watch_readable(sock, self._on_readable, t) is not None:
+                watched.append(sock)
+            else:
+                self._tasks.append(asyncio.create_task(self._rx_loop(t)))
         try:
             await self._tick_loop()
         finally:
             self.running = False
+            for sock in watched:
+                unwatch(sock)
             for t in self.transports:
                 t.close()
             for task in self._tasks:
