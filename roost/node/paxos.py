@@ -38,7 +38,8 @@ A snapshot every ``snapshot_every`` applied slots is persisted first, then the "
 keys it covers are deleted. The snapshot is handed to storage as a list, never as one text
 (a board's storage streams it to flash), and its JSON bytes for a laggard are built only
 when a laggard needs them: a fragmented board heap seldom holds the whole store in one
-piece. ``sm.snapshot()`` must return a structure the state machine does not change later.
+piece; nor is the snapshot kept in memory once persisted (a leader takes a fresh one for a
+laggard). ``sm.snapshot()`` must return a structure the state machine does not change later.
 The storage handed to the constructor must support ``get`` and iteration over its keys (a
 dict does).
 
@@ -285,8 +286,9 @@ class PaxosCore:
         self.applied_slot = 0
         self.applied_index = 0  # index of the last command applied
         self.configs = [[1, members]]  # [first slot governed, members], ascending
-        # [the latest snapshot [slot, index, configs, sm_snapshot], its JSON as Pieces once
-        # a laggard needed it] (one attribute: see the count above)
+        # [slot, the JSON of the snapshot at that slot as Pieces] once a laggard needed it,
+        # until the next snapshot; the record itself is not kept once persisted (as the
+        # store changed it held a second copy of its values)
         self._snap = None
         self._snap_retry_at = 0  # applied slot before which no snapshot is tried again
         self._snap_rx = None  # [slot, total, crc, chunks, received]
@@ -371,7 +373,7 @@ class PaxosCore:
         self.snap_slot = self.commit_index = self.applied_slot = rec[0]
         self.applied_index = rec[1]
         self.configs = [[c[0], list(c[1])] for c in rec[2]]
-        self._snap = [rec, None]
+        self._snap = None
         self.log.drop_upto(self.snap_slot)
         self._refresh_known()
 
@@ -856,9 +858,10 @@ class PaxosCore:
             out.append((EVENT, "paxos.config", [slot, start, members]))
         self.applied_slot = slot
 
-    def _take_snapshot(self, out):
-        slot = self.applied_slot
-        # keep the configuration in force after the snapshot and every later one
+    def _snapshot_record(self, slot):
+        """[slot, last index, configurations, sm snapshot] of the state applied up to slot
+        (the configuration in force after it and every later one). MemoryError on a heap
+        with no room for the store's copy."""
         keep = []
         for c in self.configs:
             if c[0] <= slot + 1:
@@ -866,8 +869,13 @@ class PaxosCore:
             else:
                 keep.append(c)
         keep = [[c[0], list(c[1])] for c in keep]
+        return [slot, self.applied_index, keep, self.sm.snapshot()]
+
+    def _take_snapshot(self, out):
+        """Persist a snapshot of the applied state and drop the log it covers."""
+        slot = self.applied_slot
         try:
-            rec = [slot, self.applied_index, keep, self.sm.snapshot()]
+            rec = self._snapshot_record(slot)
         except MemoryError:
             # a board's fragmented heap has no room for the store's copy: keep the log
             # (the step goes on) and try again a quarter interval later
@@ -876,8 +884,8 @@ class PaxosCore:
         out.append((PERSIST, "snap", rec))
         self._drop_log_upto(slot, out)
         self.snap_slot = slot
-        self.configs = keep
-        self._snap = [rec, None]
+        self.configs = rec[2]
+        self._snap = None
         self.stats["snapshots"] += 1
         out.append((EVENT, "paxos.snapshot", [self.node_id, slot]))
 
@@ -1205,37 +1213,40 @@ class PaxosCore:
             self._catch_up(src, p, out)
 
     def _snap_transfer(self):
-        """The latest snapshot's JSON for a laggard (``Pieces``: bytes in pieces of about
-        512, no block of the whole size, their length and crc32): built on first need and
-        kept until the next snapshot; None when there is none or the heap has no room."""
+        """[slot, JSON] of a snapshot for a laggard: the state applied up to slot (at or
+        past snap_slot: the log holds every slot after it), its JSON as ``Pieces`` (bytes
+        in pieces of about 512, no block of the whole size, their length and crc32).
+        Built on first need, kept until the next snapshot; None when the heap has no room."""
         sn = self._snap
-        if sn is None:
-            return None
-        if sn[1] is None:
+        if sn is not None and sn[0] >= self.snap_slot:
+            return sn
+        self._snap = None
+        try:
+            rec = self._snapshot_record(self.applied_slot)
             w = Pieces()
-            try:
-                write_json(w, sn[0])
-            except MemoryError:
-                self.stats["snapshot_failures"] += 1
-                return None
-            sn[1] = w
-        return sn[1]
+            write_json(w, rec)
+        except MemoryError:
+            self.stats["snapshot_failures"] += 1
+            return None
+        self._snap = [rec[0], w]
+        return self._snap
 
     def _catch_up(self, peer, p, out):
         commit = p[0]
         n = self.config.catchup_datagrams
         if commit < self.snap_slot:
-            w = self._snap_transfer()
-            if w is None:
+            sn = self._snap_transfer()
+            if sn is None:
                 return
+            slot, w = sn
             parts, total, crc = w.parts, w.total, w.crc
-            off = p[3] if p[2] == self.snap_slot and p[3] <= total else 0
+            off = p[3] if p[2] == slot and p[3] <= total else 0
             chunk = (self._budget - 120) * 3 // 4
             self.stats["snapshots_sent"] += 1
             while n > 0 and off < total:
                 raw = piece_slice(parts, off, chunk)
                 piece = binascii.b2a_base64(raw).decode().rstrip("\n")
-                self._send(out, SNAP, peer, [self.snap_slot, total, crc, off, piece])
+                self._send(out, SNAP, peer, [slot, total, crc, off, piece])
                 off += len(raw)
                 n -= 1
             return
