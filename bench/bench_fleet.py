@@ -19,7 +19,7 @@ roost's client is one hop from the leader).
 Optionally (--scale 10,20,40): how many node processes one machine runs with the fleet healthy.
 
 Run from the repository root:
-    python bench/bench_fleet.py [--duration S] [--rounds R] [--scale 10,20,40]
+    python bench/bench_fleet.py [--duration S] [--rounds R] [--scale 10,20,40 [--scale-only]]
 """
 
 import argparse
@@ -322,7 +322,7 @@ def fsync_run(duration, value_size, tmp):
 # ---------------------------------------------------------------- scale
 
 
-def scale_bench(sizes, tmp):
+def scale_bench(sizes, tmp, preset="lan"):
     from roost.emulator import fleet
 
     out = {}
@@ -330,19 +330,23 @@ def scale_bench(sizes, tmp):
         d = Path(tmp) / ("scale%d" % n)
         t0 = time.monotonic()
         try:
-            snap = fleet.up(d, n, groups=max(1, n // 10), replicas=3, timeout_s=90)
+            snap = fleet.up(d, n, groups=max(1, n // 10), replicas=3, timeout_s=max(90, n),
+                            opts={"preset": preset})
             ok = snap["health"]["healthy"]
             took = round(time.monotonic() - t0, 1)
             still = None
+            later = []
             if ok:
                 time.sleep(10)
-                still = fleet.snapshot(fleet.load_state(d))["health"]["healthy"]
+                h = fleet.snapshot(fleet.load_state(d))["health"]
+                still = h["healthy"]
+                later = h["problems"][:3]
             out[n] = {"healthy": ok, "seconds_to_healthy": took if ok else None,
                       "healthy_10s_later": still,
-                      "problems": snap["health"]["problems"][:3]}
+                      "problems": snap["health"]["problems"][:3] + later}
         finally:
             fleet.down(d)
-        print("scale %d nodes: %s" % (n, out[n]), flush=True)
+        print("scale %d nodes (%s timers): %s" % (n, preset, out[n]), flush=True)
         if not out[n]["healthy"]:
             break
     return out
@@ -355,6 +359,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds of roost and PySyncObj measured in turn (medians reported)")
     ap.add_argument("--scale", default="", help="node counts to try, e.g. 10,20,40")
+    ap.add_argument("--preset", choices=("lan", "wifi"), default="lan",
+                    help="the nodes' timers in the --scale fleets")
+    ap.add_argument("--scale-only", action="store_true",
+                    help="with --scale: only the node counts, not the comparison")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--skip-fsync", action="store_true",
                     help="skip the extra roost run with fsync on every write")
@@ -368,6 +376,12 @@ def main():
         return 0
     if a.rounds < 1:
         ap.error("--rounds must be at least 1")
+    if a.scale_only:
+        if not a.scale:
+            ap.error("--scale-only needs --scale")
+        with tempfile.TemporaryDirectory() as tmp:
+            scale_bench([int(x) for x in a.scale.split(",")], tmp, a.preset)
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         roost, pso, ratios = interleaved(a.rounds, a.duration, a.value_size, tmp,
                                          lambda m: print(m, flush=True))
@@ -388,7 +402,7 @@ def main():
               flush=True)
         result = {"roost": roost, "roost_fsync": roost_fs, "pysyncobj": pso, "ratios": ratios}
         if a.scale:
-            result["scale"] = scale_bench([int(x) for x in a.scale.split(",")], tmp)
+            result["scale"] = scale_bench([int(x) for x in a.scale.split(",")], tmp, a.preset)
         if a.json:
             print(json.dumps(result, sort_keys=True))
     return 0

@@ -337,7 +337,7 @@ def write_configs(d: Path, state: dict[str, Any], opts: dict[str, Any]) -> None:
             "groups": state["groups"], "board": "esp32" if mpy else "pi-4",
             "sensors": "simulated", "storage": str(nd / "flash"),
             "control": str(nd / "control.json"), "status_file": str(nd / "status.json"),
-            "preset": "lan",
+            "preset": opts.get("preset", "lan"),
             "runtime": {"storage_sync": bool(opts.get("fsync", False)),
                         "status_interval_ms": 5000},
             "mqtt": {"backoff_max_ms": 2000, "keepalive_s": 10},
@@ -680,7 +680,7 @@ def _up_cmd(args: argparse.Namespace) -> int:
     d = Path(args.dir).resolve()
     snap = up(d, args.nodes, args.micropython, args.groups, args.replicas, args.broker,
               args.fleet, args.heap, args.timeout, say,
-              {"fsync": args.fsync, "sample_ms": args.sample_ms},
+              {"fsync": args.fsync, "sample_ms": args.sample_ms, "preset": args.preset},
               netns=getattr(args, "netns", False),
               code_in_rom=not getattr(args, "code_in_ram", False))
     state = load_state(d)
@@ -769,6 +769,11 @@ def add_emulate_parser(sub: Any) -> argparse.ArgumentParser:
                    help="MicroPython nodes load their .mpy code into the heap, as a board "
                    "without a ROMFS partition does (default: run it in place from ROMFS)")
     u.add_argument("--sample-ms", type=int, default=2000, help="sensor period (ms)")
+    u.add_argument("--preset", choices=("lan", "wifi"), default="lan",
+                   help="the nodes' timers: lan (default: quick detection and failover) or "
+                   "wifi (slower: for lossy links, and for more than ~120 node processes on "
+                   "a 2-core machine, where lan's elections do not survive the wait for a "
+                   "core)")
     u.add_argument("--fsync", action="store_true",
                    help="fsync every write (survives a power cut of this machine; slower)")
     u.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health")
