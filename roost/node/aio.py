@@ -110,20 +110,16 @@ else:
 
 
 def watch_readable(sock, fn, *args):
-    """CPython: call fn(*args) from the event loop whenever sock is readable, until
+    """CPython only: call fn(*args) from the event loop whenever sock is readable, until
     ``unwatch(sock)``; a busy receive loop then skips a task switch and two epoll_ctl
     calls per wake-up (``wait_readable`` registers and drops its reader each time).
-    None on MicroPython, whose transports keep their polling tasks."""
-    if MICROPYTHON:
-        return None
+    MicroPython's asyncio has no reader callbacks: its transports poll in a task."""
     asyncio.get_running_loop().add_reader(sock.fileno(), fn, *args)
-    return sock
 
 
 def unwatch(sock):
     """Stop calling the function ``watch_readable`` gave for sock (before closing it)."""
-    if not MICROPYTHON:
-        asyncio.get_running_loop().remove_reader(sock.fileno())
+    asyncio.get_running_loop().remove_reader(sock.fileno())
 
 
 def random_seed():

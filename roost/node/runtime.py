@@ -427,22 +427,20 @@ class NodeRuntime:
                 continue
             if not self.running:
                 return
-            try:
-                self._deliver_batch(t, src, payload)
-            except MemoryError as ex:  # receiving the next datagram, or writing: as above
-                self._held = []
-                self._step_out_of_memory("recv", ex)
+            self._receive(t, src, payload)
 
     def _on_readable(self, t):
         """CPython: t's socket has datagrams (the event loop calls this; see run)."""
         if not self.running:
             return
         got = t.poll()
-        if got is None:
-            return
+        if got is not None:
+            self._receive(t, got[0], got[1])
+
+    def _receive(self, t, src, payload):
         try:
-            self._deliver_batch(t, got[0], got[1])
-        except MemoryError as ex:
+            self._deliver_batch(t, src, payload)
+        except MemoryError as ex:  # receiving the next datagram, or writing: as above
             self._held = []
             self._step_out_of_memory("recv", ex)
 
@@ -527,8 +525,8 @@ class NodeRuntime:
             # a UDP socket on CPython is read from the event loop's callback, without a
             # task switch per datagram; other transports (and MicroPython) poll in a task
             sock = getattr(t, "sock", None)
-            if sock is not None and hasattr(t, "poll") and \
-                    watch_readable(sock, self._on_readable, t) is not None:
+            if not MICROPYTHON and sock is not None and hasattr(t, "poll"):
+                watch_readable(sock, self._on_readable, t)
                 watched.append(sock)
             else:
                 self._tasks.append(asyncio.create_task(self._rx_loop(t)))
