@@ -884,7 +884,8 @@ class PaxosCore:
         out.append((PERSIST, "snap", rec))
         self._drop_log_upto(slot, out)
         self.snap_slot = slot
-        self.configs = rec[2]
+        self.configs = list(rec[2])  # a list of its own: the record handed to PERSIST is
+        # never changed afterwards, and a later configuration is appended to this one
         self._snap = None
         self.stats["snapshots"] += 1
         out.append((EVENT, "paxos.snapshot", [self.node_id, slot]))
