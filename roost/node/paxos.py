@@ -284,6 +284,7 @@ class PaxosCore:
         self.snap_slot = 0
         self.commit_index = 0  # every slot up to it is chosen and known here
         self.applied_slot = 0
+        self._applied_bytes = 0  # bytes of the log's records of applied slots (snapshot trigger)
         self.applied_index = 0  # index of the last command applied
         self.configs = [[1, members]]  # [first slot governed, members], ascending
         # [slot, the JSON of the snapshot at that slot as Pieces] once a laggard needed it,
@@ -375,6 +376,7 @@ class PaxosCore:
         self.configs = [[c[0], list(c[1])] for c in rec[2]]
         self._snap = None
         self.log.drop_upto(self.snap_slot)
+        self._applied_bytes = 0
         self._refresh_known()
 
     # ---- configuration -------------------------------------------------------------------
@@ -830,7 +832,7 @@ class PaxosCore:
         if a > self.snap_slot and a >= self._snap_retry_at and (
                 a - self.snap_slot >= cfg.snapshot_every
                 or (log.live_bytes() > cfg.snapshot_log_bytes
-                    and 2 * log.bytes_upto(a) > cfg.snapshot_log_bytes)):
+                    and 2 * self._applied_bytes > cfg.snapshot_log_bytes)):
             # by bytes only once half the bound is in applied slots: the rest (accepted
             # slots beyond a gap, a leader's window) a snapshot cannot drop, and one per
             # applied slot would copy the whole store each time for nothing
@@ -838,6 +840,7 @@ class PaxosCore:
 
     def _apply_slot(self, slot, out):
         v = self.log.get(slot)[2]
+        self._applied_bytes += self.log.size(slot)
         tag = v[0]
         if tag == "b":
             for cmd in v[1]:
@@ -883,6 +886,7 @@ class PaxosCore:
             return self._snapshot_failed(slot, out)
         out.append((PERSIST, "snap", rec))
         self._drop_log_upto(slot, out)
+        self._applied_bytes = 0
         self.snap_slot = slot
         self.configs = list(rec[2])  # a list of its own: the record handed to PERSIST is
         # never changed afterwards, and a later configuration is appended to this one

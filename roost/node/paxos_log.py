@@ -124,8 +124,18 @@ class SlotLog:
         """Bytes of the records held (what the log costs beyond its index)."""
         return self._live
 
+    def size(self, slot):
+        """Bytes of the slot's record (0 for none): what dropping it frees."""
+        ref = self._ref(slot)
+        if not ref:
+            return 0
+        ref -= 1
+        p = ref & 0xFFF
+        return _parse_at(self._chunks[ref >> 12], p)[3] - p
+
     def bytes_upto(self, slot):
-        """Bytes of the records of the slots <= slot (what a snapshot there would free)."""
+        """Bytes of the records of the slots <= slot (what a snapshot there would free),
+        by a walk over them; a replica keeps this as a running count (Paxos._applied_bytes)."""
         idx = self._idx
         chunks = self._chunks
         total = 0

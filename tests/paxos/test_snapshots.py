@@ -147,3 +147,43 @@ def test_accepted_slots_beyond_a_gap_do_not_trigger_a_snapshot_per_applied_slot(
         core.receive(t, "n1", lch.seal(HEARTBEAT, "n2", [3, "n1", c]))
     assert core.applied_slot == 41 and core.applied_index == 41
     assert 2 <= core.stats["snapshots"] <= 5, core.stats["snapshots"]  # was 24 of 41
+
+
+
+def _exact(cl):
+    for n in IDS:
+        c = cl.core(n)
+        assert c._applied_bytes == c.log.bytes_upto(c.applied_slot), n
+
+
+def test_the_applied_bytes_count_is_the_log_walk_it_replaces():
+    """The snapshot-by-bytes trigger keeps a running count of the applied slots' record
+    bytes instead of walking the log at every applied step (0.65 ms a call over 150 records
+    on MicroPython): through snapshots taken and installed, it equals the walk."""
+    cl = Cluster(IDS, config=PaxosConfig(snapshot_every=1000, snapshot_log_bytes=3000,
+                                         window=4))
+    leader = cl.wait_leader()
+    lag = [m for m in IDS if m != leader][0]
+    for i in range(10):
+        assert cl.propose(leader, ["y" * 60, i])
+        cl.deliver()
+    _exact(cl)
+    assert cl.core(lag)._applied_bytes > 0
+    for m in IDS:  # the laggard is cut off, with slots applied
+        cl.cut.update(((lag, m), (m, lag)))
+    for i in range(60):
+        assert cl.propose(leader, ["y" * 60, i])
+        cl.deliver()
+        _exact(cl)
+    assert cl.core(leader).stats["snapshots"] >= 1  # by bytes: snapshot_every is far away
+    cl.cut.clear()
+    for _ in range(30):
+        cl.advance(50)
+        _exact(cl)
+    lc = cl.core(lag)
+    assert lc.stats["snapshots_installed"] >= 1 and lc.applied_index == 70
+    for i in range(30):
+        assert cl.propose(leader, ["z", i])
+        cl.deliver()
+        _exact(cl)
+    assert cl.violations == 0
