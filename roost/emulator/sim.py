@@ -142,6 +142,7 @@ class Simulator:
             "dropped_dead": 0,
             "dropped_capacity": 0,
             "dropped_paused": 0,
+            "delivered_together": 0,  # delivered in a host's hold() after the first
             "ticks": 0,
             "crashes": 0,
             "restarts": 0,
@@ -208,7 +209,7 @@ class Simulator:
             t, _seq, kind, node_id, a, b = heapq.heappop(heap)
             self.now_ms = t
             if kind == _DELIVER:
-                self._deliver(node_id, a, b)
+                self._deliver_together(node_id, a, b)
             elif kind == _TICK:
                 self._tick(node_id, a)
             else:
@@ -245,6 +246,28 @@ class Simulator:
         )
         self._record("boot %s %d" % (node.node_id, node.boot))
         self._after_step(node)
+
+    def _deliver_together(self, dst: str, src: str, payload: bytes) -> None:
+        """Deliver a message and every other one due at dst at this instant, as a node's
+        runtime hands over the datagrams it finds waiting together: between the host's
+        hold() and release() when it has them (see PaxosCore.hold)."""
+        heap = self._heap
+        node = self._nodes[dst]
+        host = node.host if node.alive and not node.paused else None
+        if host is None or not hasattr(host, "hold") or not (
+                heap and heap[0][0] == self.now_ms and heap[0][2] == _DELIVER
+                and heap[0][3] == dst):
+            self._deliver(dst, src, payload)
+            return
+        host.hold()
+        self._deliver(dst, src, payload)
+        while (heap and heap[0][0] == self.now_ms and heap[0][2] == _DELIVER
+               and heap[0][3] == dst and node.host is host and node.alive):
+            _t, _seq, _kind, _dst, src, payload = heapq.heappop(heap)
+            self.stats["delivered_together"] += 1
+            self._deliver(dst, src, payload)
+        if node.host is host and node.alive and not node.paused:
+            self._run(node, host.release(self.local_time(dst)))
 
     def _deliver(self, dst: str, src: str, payload: bytes) -> None:
         self._inflight[(src, dst)] -= 1

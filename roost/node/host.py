@@ -114,6 +114,15 @@ class NodeHost:
         self.channel.reject("unknown_kind")
         return []
 
+    def hold(self):
+        """The runtime is about to hand over datagrams that arrived together (see
+        PaxosCore.hold); release(now_ms) after the last one returns the batch's effects."""
+        if self.replica is not None:
+            self.replica.hold()
+
+    def release(self, now_ms):
+        return self.replica.release(now_ms) if self.replica is not None else []
+
     def tick(self, now_ms):
         eff = []
         d = self.gossip.next_deadline_ms()

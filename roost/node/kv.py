@@ -331,6 +331,13 @@ class KvReplica:
         self.channel.reject("unknown_kind")
         return []
 
+    def hold(self):
+        """See PaxosCore.hold: requests handled until release() share one batch."""
+        self.paxos.hold()
+
+    def release(self, now_ms):
+        return self._after(now_ms, list(self.paxos.release(now_ms)))
+
     def tick(self, now_ms):
         effects = list(self.paxos.tick(now_ms) or [])
         if self.pending:

@@ -293,6 +293,7 @@ class PaxosCore:
         self._snap = None
         self._snap_retry_at = 0  # applied slot before which no snapshot is tried again
         self._snap_rx = None  # [slot, total, crc, chunks, received]
+        self._holding = False  # hold(): new batches wait for release() (see hold)
         self._orphans = []  # durable "a/<slot>" keys under the snapshot, to delete
         self._reset_leader_state()
         self._recover(storage if storage is not None else {})
@@ -442,8 +443,23 @@ class PaxosCore:
         self._queue.append((command, size))
         self.stats["proposed"] += 1
         out = []
-        self._pump(now_ms, out)
+        if not self._holding:
+            self._pump(now_ms, out)
         return True, out
+
+    def hold(self):
+        """Commands proposed, and slots chosen, from now on start no new batch until
+        release(): a runtime holds while it handles the datagrams that arrived together, so
+        the requests among them share one slot, not the next round's (their sends go out
+        together after the batch anyway). Timers (tick) still start batches."""
+        self._holding = True
+
+    def release(self, now_ms):
+        """End a hold: start what the queue and the window allow. Effects."""
+        self._holding = False
+        out = []
+        self._pump(now_ms, out)
+        return out
 
     def reconfigure(self, now_ms, new_members):
         """Propose a new configuration (leader only, one change at a time). It governs the
@@ -1181,7 +1197,8 @@ class PaxosCore:
                 if not votes & bit:
                     self._votes[slot] = votes | bit
                     self._check_chosen(slot, cfg, out)
-        self._pump(now_ms, out)
+        if not self._holding:
+            self._pump(now_ms, out)
 
     def _on_nack(self, now_ms, src, body, out):
         if len(body) != 5:

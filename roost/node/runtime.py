@@ -300,14 +300,19 @@ class NodeRuntime:
             self.stats["rx_while_rebuilding"] = self.stats.get("rx_while_rebuilding", 0) + 1
             return
         self.stats["rx"] += 1
+        self._step("receive", host.receive, flush, src, payload)
+
+    def _step(self, where, fn, flush, *args):
+        """fn(now, *args) -> effects, carried out; a memory error or a core bug in it is
+        counted (and a rebuild asked for) and the node stays up."""
         now = now_ms()
         try:
-            effects = host.receive(now, src, payload)
+            effects = fn(now, *args)
         except MemoryError as ex:
-            self._step_out_of_memory("receive", ex)
+            self._step_out_of_memory(where, ex)
             effects = None
         except Exception as ex:  # a core bug on one message: count it, keep the node up
-            self._error("receive", ex)
+            self._error(where, ex)
             effects = None
         self.execute(effects, now, flush)
 
@@ -450,6 +455,10 @@ class NodeRuntime:
         self.stats["rx_batches"] += 1
         poll = getattr(t, "poll", None)
         n = 0
+        host = self.host  # requests among the batch share one Paxos slot (PaxosCore.hold)
+        held = host is not None and not self._rebuild and hasattr(host, "hold")
+        if held:
+            host.hold()
         try:
             while True:
                 self.deliver(src, payload, False)
@@ -461,6 +470,8 @@ class NodeRuntime:
                     break
                 src, payload = got
         finally:
+            if held and self.host is host and not self._rebuild:
+                self._step("release", host.release, False)
             self.flush()
             if self._rebuild:
                 self.rebuild()

@@ -96,6 +96,46 @@ def test_batching_and_pipelining():
     assert cl.violations == 0
 
 
+def _accepts(effects):
+    """The values of the ACCEPTs among effects (the body's 4th item; tag 32 bytes)."""
+    import json
+
+    out = []
+    for e in effects:
+        if e[0] == SEND:
+            env = json.loads(e[2][32:])
+            if env[1] == ACCEPT:
+                out.append(env[6][3])
+    return out
+
+
+def test_held_requests_share_the_next_slot():
+    """Between hold() and release() (a runtime handing over the datagrams that arrived
+    together) a chosen slot starts no new batch: the requests among them join the queue
+    and release() puts them all in one slot."""
+    cl = Cluster(IDS, config=PaxosConfig(max_batch=16, pipeline=1))
+    leader = _elect(cl)
+    core = cl.core(leader)
+    assert cl.propose(leader, "a")  # in flight: the next ones wait for it
+    assert cl.propose(leader, "b")
+    slots = core.stats["slots_proposed"]
+    core.hold()
+    cl.deliver()  # the accepts and their answers: "a" is chosen, nothing new is started
+    assert core.applied_index == 1 and core.stats["slots_proposed"] == slots
+    ok, effects = core.propose(cl.now, "c")
+    assert ok and _accepts(effects) == []
+    effects = cl.call(leader, lambda c, now: c.release(now))
+    assert _accepts(effects) == [["b", ["b", "c"]], ["b", ["b", "c"]]]  # to each follower
+    cl.advance(100)  # followers learn the commit index from the next heartbeat
+    assert [cl.core(n).applied_index for n in IDS] == [3, 3, 3]
+    # without a hold the chosen slot starts the next batch at once, with what is queued
+    assert cl.propose(leader, "d")
+    assert cl.propose(leader, "e")
+    cl.deliver()
+    assert core.applied_index == 5 and core.stats["slots_proposed"] == slots + 3
+    assert cl.violations == 0
+
+
 def test_accept_persists_before_reply():
     ch = Channel("n2", KEY)
     core = PaxosCore("n2", ch, IDS, CountSM(), now_ms=0)

@@ -121,6 +121,45 @@ def test_a_batch_of_datagrams_shares_one_write_and_sends_after_it():
         remove_tree(d)
 
 
+class HoldingHost(ScriptHost):
+    """Records hold/receive/release in order; release() sends what the batch started."""
+
+    def __init__(self, *args):
+        ScriptHost.__init__(self, *args)
+        self.calls = []
+
+    def hold(self):
+        self.calls.append("hold")
+
+    def receive(self, now_ms, src, payload):
+        self.calls.append(payload.decode())
+        if payload == b"boom":
+            raise RuntimeError("a core bug")
+        return [(PERSIST, "x", len(self.calls))]
+
+    def release(self, now_ms):
+        self.calls.append("release")
+        return [(SEND, "n2", b"batch")]
+
+
+def test_a_host_that_holds_hears_of_each_batch_and_sends_after_it():
+    """The runtime tells a host with hold()/release() where a batch of datagrams starts
+    and ends (Paxos puts the requests among them in one slot); release's sends follow the
+    batch's one write, and a core bug in the middle does not skip the release."""
+    d = scratch_dir("rt")
+    try:
+        t = QueueTransport(["n2", "n3"], d, [("n3", b"two"), ("n2", b"boom"), ("n3", b"four")])
+        rt = NodeRuntime(HoldingHost, "n1", "k", d, [t], log=lambda m: None)
+        host = rt.boot()
+        rt._deliver_batch(t, "n2", b"one")
+        assert host.calls == ["hold", "one", "two", "boom", "four", "release"]
+        assert t.sent == [("n2", b"batch", 5)] and rt.stats["host_errors"] == 1
+        rt.deliver("n3", b"alone")  # a single datagram, as the MQTT transport hands over
+        assert host.calls[-1] == "alone"
+    finally:
+        remove_tree(d)
+
+
 def test_routing_falls_back_to_the_next_transport_and_counts_no_route():
     d = scratch_dir("rt")
     try:
