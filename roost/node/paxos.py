@@ -74,7 +74,7 @@ from roost.common.config import apply_overrides
 from roost.common.ids import is_valid_id
 from roost.common.jsoncodec import dumps as _dumps
 from roost.common.jsoncodec import loads
-from roost.common.jsonpieces import Pieces, load_pieces, piece_slice, write_json
+from roost.common.jsonpieces import JsonFeed, Pieces, piece_slice, write_json
 from roost.common.prng import Prng
 from roost.node.effects import APPLY, EVENT, PERSIST, SEND
 from roost.node.paxos_log import SlotLog
@@ -263,7 +263,6 @@ class PaxosCore:
             "applied": 0,
             "snapshots": 0,
             "snapshot_failures": 0,
-            "snapshot_streamed": 0,
             "snapshots_installed": 0,
             "snapshots_sent": 0,
             "catchup_sent": 0,
@@ -292,7 +291,7 @@ class PaxosCore:
         # store changed it held a second copy of its values)
         self._snap = None
         self._snap_retry_at = 0  # applied slot before which no snapshot is tried again
-        self._snap_rx = None  # [slot, total, crc, chunks, received]
+        self._snap_rx = None  # [slot, total, crc, JsonFeed, received, crc so far]
         self._holding = False  # hold(): new batches wait for release() (see hold)
         self._orphans = []  # durable "a/<slot>" keys under the snapshot, to delete
         self._reset_leader_state()
@@ -332,24 +331,6 @@ class PaxosCore:
             if (isinstance(v, list) and len(v) == 3 and _uint(v[0]) and isinstance(v[1], str)
                     and _check_value(v[2], self.config.max_members)):
                 self.log.put(slot, v[0], v[1], v[2], 0, True)
-
-    def _decode_parts(self, parts):
-        """A snapshot received in chunks: joined and decoded when one block of its size
-        fits (the chunks freed first), else decoded from the chunks themselves (slower on
-        MicroPython, but a fragmented heap holds chunks where it has no such block)."""
-        try:
-            blob = b"".join(parts)
-        except MemoryError:
-            blob = None
-        if blob is not None:
-            del parts[:]  # peak heap: the blob and the structure decoded from it
-            return self._decode_snapshot(blob)
-        self.stats["snapshot_streamed"] += 1
-        try:
-            rec = load_pieces(parts)
-        except ValueError:  # a damaged snapshot (UnicodeError is a ValueError)
-            return None
-        return self._check_snapshot(rec)
 
     def _decode_snapshot(self, blob):
         try:
@@ -761,7 +742,7 @@ class PaxosCore:
         if rx is None or rx[0] != slot or rx[1] != total or rx[2] != crc:
             if off != 0:
                 return None
-            rx = self._snap_rx = [slot, total, crc, [], 0]
+            rx = self._snap_rx = [slot, total, crc, JsonFeed(), 0, 0]
         if off != rx[4]:
             return None  # a gap or a duplicate: the next ACK says where to resume
         try:
@@ -771,23 +752,27 @@ class PaxosCore:
         if not data or rx[4] + len(data) > total:
             self._snap_rx = None
             return self._reject("malformed")
-        rx[3].append(data)
+        # decoded as it arrives: the text is never held, only the value read so far
+        try:
+            rx[3].feed(data)
+        except MemoryError:  # dropped whole; the leader's next catch-up starts it over
+            self._snap_rx = None
+            return self._snapshot_failed(slot, out)
+        except ValueError:
+            self._snap_rx = None
+            return self._reject("malformed")
         rx[4] += len(data)
+        rx[5] = binascii.crc32(data, rx[5])
         if rx[4] < total:
             return None
         self._snap_rx = None
-        parts = rx[3]
-        rx[3] = None
-        c = 0
-        for b in parts:
-            c = binascii.crc32(b, c)
-        if c & 0xFFFFFFFF != crc:
+        if rx[5] & 0xFFFFFFFF != crc:
             return self._reject("malformed")
         try:
-            rec = self._decode_parts(parts)
-        except MemoryError:
-            return self._snapshot_failed(slot, out)
-        parts = None  # freed before the state machine builds its copy
+            rec = self._check_snapshot(rx[3].finish())
+        except ValueError:
+            rec = None
+        rx = None  # the decoder let go before the state machine builds its copy
         if rec is None or rec[0] != slot:
             return self._reject("malformed")
         self._install_snapshot(rec, out)

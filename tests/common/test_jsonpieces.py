@@ -35,17 +35,36 @@ def test_a_slice_of_the_pieces_is_the_slice_of_the_whole():
             assert piece_slice(w.parts, off, n) == whole[off:off + n]
 
 
-def test_pieces_read_back_without_joining():
-    from roost.common.jsonpieces import load_pieces
+def _fed(pieces):
+    from roost.common.jsonpieces import JsonFeed
 
-    value = [7, 3, [[1, ["n1", "n2"]]], [["k%d" % i, 'v"\\é' * (i % 9)] for i in range(30)]]
+    f = JsonFeed()
+    for b in pieces:
+        f.feed(b)
+    return f.finish()
+
+
+def test_pieces_are_decoded_as_they_arrive():
+    value = [7, 3, [[1, ["n1", "n2"]]], [["k%d" % i, 'v"\\é' * (i % 9)] for i in range(30)],
+             {"a": [1, -2.5e3, None, True, False, {}], 'b\\"': [], "": "x"}, "", -12]
     w, whole = _written(value)
-    assert load_pieces(w.parts) == value
-    for size in (3, 7, 700):  # any cut, even inside a string or an escape
-        assert load_pieces([whole[i:i + size] for i in range(0, len(whole), size)]) == value
-    for bad in ([b"[1,"], [b"[1,", b"2]]"], [b"nul", b"l x"]):
+    assert _fed(w.parts) == value
+    for size in (1, 2, 3, 7, 700):  # any cut, even inside a string, an escape, a number
+        assert _fed(whole[i:i + size] for i in range(0, len(whole), size)) == value
+    spaced = b' [ 1 ,\n\t{ "a" : [ true , null ] , "b":{ } } , "x y" ]\r\n'
+    assert _fed(spaced[i:i + 3] for i in range(0, len(spaced), 3)) == [
+        1, {"a": [True, None], "b": {}}, "x y"]
+    for v in (5, -1.5, "é", None, True, [], {}, [[[]]], {"k": {"j": [1, {"z": 2}]}}):
+        text = json.dumps(v).encode()
+        assert _fed([text[:1], text[1:]]) == v, v
+
+
+def test_what_is_not_one_json_text_is_refused():
+    for bad in (b"[1,", b"[1,2]]", b"nul", b"[1 2]", b"{1:2}", b'{"a" 1}', b"[,1]", b"[1,]",
+                b'{"a":1,}', b'"abc', b"[}", b"{]", b"tru", b"[1]x", b"", b'{"a"}', b"[1:2]",
+                b"[1],", b'["\xff"]'):
         try:
-            load_pieces(bad)
+            _fed([bad[:2], bad[2:]])
         except ValueError:
             continue
         raise AssertionError(bad)
