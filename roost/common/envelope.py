@@ -113,7 +113,7 @@ def decode(raw, mac, max_bytes=MAX_DATAGRAM):
         return None, R_MALFORMED
     raw = bytes(raw)
     tag = raw[:TAG_LEN]
-    data = raw[TAG_LEN:]
+    data = memoryview(raw)[TAG_LEN:]  # not a copy: a board's heap may have no block for one
     if not mac.verify(data, tag):
         return None, R_AUTH
     try:

@@ -66,11 +66,10 @@ class FleetUdp(UdpTransport):
 
     def poll(self):
         """Like UdpTransport.poll, but an unknown address comes in as src "@" (kept)."""
-        s = self.sock
-        if s is None:
+        if self.sock is None:
             return None
         try:
-            data, a = s.recvfrom(self.max_bytes + 1)
+            data, a = self._recvfrom()
         except OSError as e:
             if e.args and e.args[0] in _EAGAIN:
                 return None

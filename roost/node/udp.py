@@ -11,12 +11,14 @@ counted: the socket reads ``max_bytes + 1`` so an oversized one is seen, not tru
     src, payload = await t.recv()     # waits for the next datagram of acceptable size
 """
 
+import gc
 import socket
 
 from roost.common.limits import MAX_DATAGRAM
 from roost.node.aio import wait_readable
 
 _EAGAIN = (11, 35, 119)  # EAGAIN/EWOULDBLOCK on Linux, BSD and lwIP
+_RETAKE_READS = 32  # reads between tries to take the reserve again (a failed try collects)
 
 
 def _resolve(host, port):
@@ -42,8 +44,11 @@ class UdpTransport:
         self.addr = {}  # node id -> resolved socket address
         self.by_addr = {}  # resolved socket address -> node id
         self.sock = None
+        # a block of a datagram's size, kept for when the heap has none left (see _recvfrom)
+        self._reserve = None
+        self._retake = 0  # reads until the next try to take it again
         self.stats = {"udp_tx": 0, "udp_rx": 0, "udp_tx_errors": 0, "udp_rx_oversize": 0,
-                      "udp_rx_unknown_addr": 0, "udp_rx_errors": 0}
+                      "udp_rx_unknown_addr": 0, "udp_rx_errors": 0, "udp_rx_reserve_used": 0}
         for node_id in sorted(peers or {}):
             h, p = peers[node_id]
             self.add_peer(node_id, h, p)
@@ -83,6 +88,8 @@ class UdpTransport:
             raise
         s.setblocking(False)
         self.sock = s
+        if self._reserve is None:
+            self._keep_reserve()
         if hasattr(s, "getsockname"):
             self.bind_port = s.getsockname()[1]
         return self.bind_port
@@ -105,11 +112,10 @@ class UdpTransport:
     def poll(self):
         """One datagram if one is waiting: (src, payload), or None. Oversize ones are
         dropped and counted (and None returned for them too)."""
-        s = self.sock
-        if s is None:
+        if self.sock is None:
             return None
         try:
-            data, a = s.recvfrom(self.max_bytes + 1)
+            data, a = self._recvfrom()
         except OSError as e:
             if e.args and e.args[0] in _EAGAIN:
                 return None
@@ -124,6 +130,31 @@ class UdpTransport:
             self.stats["udp_rx_unknown_addr"] += 1
             src = ""
         return src, data
+
+    def _keep_reserve(self):
+        try:
+            self._reserve = bytearray(self.max_bytes + 1)
+        except MemoryError:  # tried again _RETAKE_READS reads later
+            self._retake = _RETAKE_READS
+
+    def _recvfrom(self):
+        """``sock.recvfrom`` of up to max_bytes + 1. A board's heap, fragmented under load,
+        can be left with plenty free and no block of a datagram's size: then the block kept
+        for it is let go and the read tried once more (a node that cannot read stalls its
+        group), and the block is taken again when there is room."""
+        if self._reserve is None:
+            self._retake -= 1
+            if self._retake <= 0:
+                self._keep_reserve()
+        try:
+            return self.sock.recvfrom(self.max_bytes + 1)
+        except MemoryError:
+            if self._reserve is None:
+                raise
+        self._reserve = None
+        gc.collect()
+        self.stats["udp_rx_reserve_used"] += 1
+        return self.sock.recvfrom(self.max_bytes + 1)
 
     async def recv(self):
         """Wait for the next acceptable datagram: (src, payload)."""

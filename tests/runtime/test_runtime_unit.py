@@ -347,3 +347,50 @@ def test_udp_drops_oversize_and_names_known_senders():
     finally:
         a.close()
         b.close()
+
+
+class TightSocket:
+    """A socket whose heap has no block for a datagram while `tight` reads remain, unless
+    the transport has just let its reserve go."""
+
+    def __init__(self, t, tight):
+        self.t = t
+        self.tight = tight
+        self.reads = 0
+
+    def recvfrom(self, n):
+        self.reads += 1
+        if self.tight > 0 and self.t._reserve is not None:
+            self.tight -= 1
+            raise MemoryError("memory allocation failed, allocating %d bytes" % n)
+        return b"payload", ("127.0.0.1", 7)
+
+    def close(self):
+        pass
+
+
+def test_a_datagram_with_no_block_left_for_it_takes_the_reserved_one():
+    """A board's heap fragmented under load can have room but no block of a datagram's
+    size: the transport lets go of the block it keeps for that and reads again; with none
+    kept, the memory error goes to the runtime (which counts it)."""
+    t = UdpTransport("127.0.0.1", 0, max_bytes=1200)
+    t._keep_reserve()
+    t.sock = TightSocket(t, 1)
+    assert t.poll() == ("", b"payload") and t.sock.reads == 2
+    assert t.stats["udp_rx_reserve_used"] == 1 and t.stats["udp_rx"] == 1
+    assert t.poll() == ("", b"payload")  # the next read takes the block again
+    assert t._reserve is not None and len(t._reserve) == 1201
+    t._reserve = None
+    t._retake = 5  # a try to take it again failed a few reads ago: none kept
+    t.sock = TightSocket(t, 1)
+    t.sock.recvfrom = _no_room
+    try:
+        t.poll()
+        raise AssertionError("the memory error was swallowed")
+    except MemoryError:
+        pass
+    assert t.stats["udp_rx_reserve_used"] == 1 and t._reserve is None
+
+
+def _no_room(n):
+    raise MemoryError("memory allocation failed, allocating %d bytes" % n)
