@@ -123,6 +123,9 @@ class PaxosConfig:
     snapshot_log_bytes = 1048576  # ... or sooner, once the log holds this many bytes (big
     # values in full batches: a board's log must stay a small part of its heap)
     catchup_datagrams = 8  # chosen-value or snapshot datagrams sent to a lagging peer per ACK
+    catchup_slots = 64  # applied slots a leader's snapshot leaves in its log for followers a
+    # little behind (at most half of snapshot_log_bytes): they catch up from the log, not
+    # with a whole snapshot (a board leader snapshotting every ~60 ms sent one per hiccup)
     max_snapshot_bytes = 262144  # a larger incoming snapshot is refused (heap bound)
     log_reserve_bytes = 0  # log buffers allocated up front and kept for reuse (a board: its
     # heap fragments under load until no fresh 2 KB buffer fits; 0: allocated as needed)
@@ -154,8 +157,9 @@ class PaxosConfig:
                      "max_members"):
             if getattr(self, name) < 1:
                 raise ValueError("paxos option %s must be at least 1" % name)
-        if self.log_reserve_bytes < 0:
-            raise ValueError("paxos option log_reserve_bytes must not be negative")
+        if self.log_reserve_bytes < 0 or self.catchup_slots < 0:
+            raise ValueError("paxos options log_reserve_bytes and catchup_slots must not be "
+                             "negative")
 
     @classmethod
     def lan(cls, **overrides):
@@ -886,14 +890,37 @@ class PaxosCore:
             self._snap_retry_at = slot + self.config.snapshot_every // 4 + 1
             return self._snapshot_failed(slot, out)
         out.append((PERSIST, "snap", rec))
-        self._drop_log_upto(slot, out)
-        self._applied_bytes = 0
+        self._drop_log_upto(self._keep_below(slot), out)
+        self._applied_bytes = 0  # applied since this snapshot (what the next one drops)
         self.snap_slot = slot
         self.configs = list(rec[2])  # a list of its own: the record handed to PERSIST is
         # never changed afterwards, and a later configuration is appended to this one
         self._snap = None
         self.stats["snapshots"] += 1
         out.append((EVENT, "paxos.snapshot", [self.node_id, slot]))
+
+    def _keep_below(self, slot):
+        """The slot up to which a snapshot at slot drops the log: slot itself on a follower;
+        on a leader, a little less, so that a follower a few slots behind (a lost datagram,
+        a pause) still finds its next slot in the log: from the lowest commit index its
+        peers reported, at most catchup_slots and half of snapshot_log_bytes back."""
+        if self.role != LEADER:
+            return slot
+        low = slot
+        for m in self.config_of(slot + 1):
+            p = self._peer.get(m)
+            if m != self.node_id and p is not None and p[0] < low:
+                low = p[0]
+        drop = max(low, slot - self.config.catchup_slots)
+        budget = self.config.snapshot_log_bytes // 2
+        kept = 0
+        s = slot
+        while s > drop:
+            kept += self.log.size(s)
+            if kept > budget:
+                return s
+            s -= 1
+        return drop
 
     # ---- candidate -----------------------------------------------------------------------
 
@@ -1241,7 +1268,7 @@ class PaxosCore:
     def _catch_up(self, peer, p, out):
         commit = p[0]
         n = self.config.catchup_datagrams
-        if commit < self.snap_slot:
+        if commit < self.snap_slot and self.log.state(commit + 1) != 1:
             sn = self._snap_transfer()
             if sn is None:
                 return

@@ -223,7 +223,8 @@ def test_snapshots_install_on_laggard_and_log_stays_bounded():
     g.sim.run_until(5000)
     assert g.host(lag).stats["snapshots_installed"] >= 1, replay("snapshots", 11)
     for n in IDS3:
-        assert peak[n] <= 100 + 16 + 4, (n, peak[n], replay("snapshots", 11))
+        # the log window, and the applied slots a leader keeps for followers a little behind
+        assert peak[n] <= 100 + 16 + 4 + cfg.catchup_slots, (n, peak[n], replay("snapshots", 11))
     g.check_safety("snapshots")
     g.check_converged("snapshots")
 
