@@ -287,7 +287,7 @@ class PaxosCore:
         self.snap_slot = 0
         self.commit_index = 0  # every slot up to it is chosen and known here
         self.applied_slot = 0
-        self._applied_bytes = 0  # bytes of the log's records of applied slots (snapshot trigger)
+        self._applied_bytes = 0  # log bytes of the slots applied since the snapshot (its trigger)
         self.applied_index = 0  # index of the last command applied
         self.configs = [[1, members]]  # [first slot governed, members], ascending
         # [slot, the JSON of the snapshot at that slot as Pieces] once a laggard needed it,
