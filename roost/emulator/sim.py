@@ -251,23 +251,25 @@ class Simulator:
         """Deliver a message and every other one due at dst at this instant, as a node's
         runtime hands over the datagrams it finds waiting together: between the host's
         hold() and release() when it has them (see PaxosCore.hold)."""
-        heap = self._heap
         node = self._nodes[dst]
         host = node.host if node.alive and not node.paused else None
-        if host is None or not hasattr(host, "hold") or not (
-                heap and heap[0][0] == self.now_ms and heap[0][2] == _DELIVER
-                and heap[0][3] == dst):
+        if host is None or not hasattr(host, "hold") or not self._due_now(dst):
             self._deliver(dst, src, payload)
             return
         host.hold()
         self._deliver(dst, src, payload)
-        while (heap and heap[0][0] == self.now_ms and heap[0][2] == _DELIVER
-               and heap[0][3] == dst and node.host is host and node.alive):
-            _t, _seq, _kind, _dst, src, payload = heapq.heappop(heap)
+        while self._due_now(dst) and node.host is host and node.alive:
+            _t, _seq, _kind, _dst, src, payload = heapq.heappop(self._heap)
             self.stats["delivered_together"] += 1
             self._deliver(dst, src, payload)
         if node.host is host and node.alive and not node.paused:
             self._run(node, host.release(self.local_time(dst)))
+
+    def _due_now(self, dst: str) -> bool:
+        """The next event is a message to dst at this instant."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] == self.now_ms and heap[0][2] == _DELIVER \
+            and heap[0][3] == dst
 
     def _deliver(self, dst: str, src: str, payload: bytes) -> None:
         self._inflight[(src, dst)] -= 1
