@@ -693,7 +693,7 @@ def _up_cmd(args: argparse.Namespace) -> int:
                          sort_keys=True), flush=True)
     else:
         print(_describe(state, snap))
-        if state.get("broker"):
+        if state.get("broker") and shutil.which("mosquitto_sub"):  # mosquitto-clients
             print("watch it:  roost status --dir %s     (or: mosquitto_sub -L '%s/roost/%s/#' -v)"
                   % (args.dir, state["broker"]["url"], state["fleet"]))
         else:
