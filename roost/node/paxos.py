@@ -103,6 +103,7 @@ _NACK_BEHIND = const(1)
 _MAX_UINT = const(1099511627776)  # 2**40: slots, rounds and offsets stay below it
 _FAR = const(1099511627776)
 _ZERO = (0, "")
+_P1_AHEAD_MAX = const(128)  # promise parts a candidate keeps that arrived ahead of a gap
 _VALUE_SLACK = const(200)  # bytes of a message besides the one log value it carries
 
 
@@ -566,7 +567,7 @@ class PaxosCore:
         self._sent = {}  # slot -> last send time
         self._rec = {}  # slot -> [round, node, value]: values found in phase 1
         self._rec_max = 0
-        self._p1 = {}  # acceptor -> [from_slot, covered_to, done]
+        self._p1 = {}  # acceptor -> [from_slot, covered_to, done, parts ahead or None]
         self._p1_from = 0
         self._p1_more_at = 0
         self._next_slot = self.commit_index + 1
@@ -940,7 +941,7 @@ class PaxosCore:
         out.append((PERSIST, "promised", [b[0], b[1]]))
         frm = self.commit_index + 1
         self._p1_from = frm
-        self._p1 = {self.node_id: [frm, _FAR, True]}
+        self._p1 = {self.node_id: [frm, _FAR, True, None]}
         for s in self.log.slots(frm):
             if self.log.state(s) == 0:  # chosen ones are known already
                 e = self.log.get(s)
@@ -997,19 +998,40 @@ class PaxosCore:
         self._touch(src, now_ms)
         st = self._p1.get(src)
         if st is None or st[0] != frm:
-            st = self._p1[src] = [frm, frm, False]
+            st = self._p1[src] = [frm, frm, False, None]
         for it in entries:
             self._merge(it[0], it[1], it[2], it[3], it[4])
-        if lo <= st[1] < hi:
-            st[1] = hi
-        if last and st[1] >= hi:
-            st[2] = True
+        self._p1_cover(st, lo, hi, last)
         self._advance(out)
         if self.role == CANDIDATE:
             if self._election_won():
                 self._become_leader(now_ms, out)
         else:
             self._pump(now_ms, out)
+
+    def _p1_cover(self, st, lo, hi, last):
+        """An acceptor's promise came in parts [lo, hi) (the last one flagged): its promise
+        is whole once the parts cover from_slot up to the last one's end. Parts that arrive
+        ahead of a gap wait in st[3] (a network may reorder them; before, a candidate whose
+        promises came reordered never finished phase 1, whatever it retried)."""
+        if lo > st[1]:
+            ahead = st[3]
+            if ahead is None:
+                ahead = st[3] = {}
+            if len(ahead) < _P1_AHEAD_MAX:
+                ahead[lo] = (hi, last)
+            return
+        while True:
+            if hi > st[1]:
+                st[1] = hi
+            if last:
+                st[2] = True
+            ahead = st[3]
+            if not ahead or st[1] not in ahead:
+                break
+            hi, last = ahead.pop(st[1])
+        if st[2]:
+            st[3] = None
 
     def _p1_ok(self, slot):
         cfg = self.config_of(slot)
@@ -1153,7 +1175,7 @@ class PaxosCore:
         for m in self.config_of(slot):
             st = self._p1.get(m)
             if m != self.node_id and (st is None or not st[2] or st[0] > slot):
-                self._p1[m] = [slot, slot, False]
+                self._p1[m] = [slot, slot, False, None]
                 self._send(out, PREPARE, m, [b[0], b[1], slot])
 
     def _propose_slot(self, now_ms, s, value, out):
