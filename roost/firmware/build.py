@@ -29,7 +29,8 @@ BOARD_DIRS = ("common", "node", "hardware", "firmware")
 # Host tools and host-side files inside those folders (never on a board).
 HOST_ONLY_DIRS = ("firmware/esp32", "firmware/pi", "firmware/shims")
 _CPYTHON_ONLY = re.compile(r"CPython[- ]only", re.I)
-FALLBACK_HEAP = {"esp32": 100 * 1024, "esp32-s3": 2048 * 1024, "esp32-cam": 1024 * 1024}
+FALLBACK_HEAP = {"esp32": 100 * 1024, "esp32-wrover": 2048 * 1024, "esp32-s3": 2048 * 1024,
+                 "esp32-cam": 1024 * 1024}
 
 
 def romfs_image(src: Path) -> bytes:

@@ -33,7 +33,8 @@ from roost.common.ids import check_id
 from roost.firmware import build, nodeconfig
 from roost.hardware.boards import get_profile
 
-FIRMWARE_OFFSET = {"esp32": 0x1000, "esp32-cam": 0x1000, "esp32-s3": 0x0}
+FIRMWARE_OFFSET = {"esp32": 0x1000, "esp32-wrover": 0x1000, "esp32-cam": 0x1000,
+                   "esp32-s3": 0x0}
 NETWORK_PORTS = ("socket://", "rfc2217://", "loop://")
 _VERIFY = """
 import hashlib, binascii

@@ -60,8 +60,17 @@ _PROFILES = (
         "esp32", "micropython", 100 * 1024, False,
         _pins(21, 22, 4, 27, 34, 0),
         ("bme280", "pir", "battery"),
+        ("gossip",),
+        "ESP32-WROOM devkit without PSRAM: about 100 KB of free heap after Wi-Fi; a gossip "
+        "member at most, with its code in flash (a replica needs PSRAM: esp32-wrover).",
+    ),
+    BoardProfile(
+        "esp32-wrover", "micropython", 2048 * 1024, True,
+        _pins(21, 22, 4, 27, 34, 0),
+        ("bme280", "pir", "battery"),
         ("gossip", "paxos"),
-        "ESP32-WROOM devkit without PSRAM: about 100 KB of free heap after Wi-Fi.",
+        "ESP32-WROVER devkit with 4 MB PSRAM (MicroPython's SPIRAM firmware keeps the heap "
+        "there): the esp32's pins and sensors, room for a replica.",
     ),
     BoardProfile(
         "esp32-s3", "micropython", 2048 * 1024, True,

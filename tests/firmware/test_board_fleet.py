@@ -22,7 +22,7 @@ import pytest
 from roost.firmware import build, ota_publish
 
 ROOT = Path(__file__).resolve().parents[2]
-BOARD_HEAP_K = 1024  # the unix port is 64-bit: a whole node needs more than the esp32's 100 KB
+BOARD = "esp32-wrover"  # the classroom kit's board: a replica needs PSRAM (its profile's heap)
 
 pytestmark = pytest.mark.skipif(
     (shutil.which("micropython") is None or shutil.which("mpy-cross") is None)
@@ -98,7 +98,7 @@ def board_status(flash):
 
 @pytest.fixture
 def setup(tmp_path):
-    yield from _fleet_and_board(tmp_path, "--heap", str(BOARD_HEAP_K))
+    yield from _fleet_and_board(tmp_path, "--board", BOARD)
 
 
 @pytest.fixture
@@ -139,12 +139,12 @@ def _fleet_and_board(tmp_path, *board_args):
             roost("emulate", "down", "--dir", str(fleet), timeout=60)
 
 
-def _update_to_v2(fleet, flash, img, before, timeout):
+def _update_to_v2(fleet, flash, img, before, timeout, board="esp32"):
     """Build v2 into img, publish it to n04 signed over MQTT, and wait until the board runs
     it, rejoined and confirmed (a new incarnation): -> the board's status then."""
-    build.build("esp32", img, 1, "v2")
+    build.build(board, img, 1, "v2")
     r = roost("ota", "publish", "--dir", str(fleet), "--target", "n04", "--serial", "1",
-              "--version", "v2", "--image", str(img), "--json")
+              "--version", "v2", "--image", str(img), "--board", board, "--json")
     assert r.returncode == 0, r.stdout + r.stderr
 
     def updated():
@@ -163,8 +163,8 @@ def test_flashed_board_joins_updates_over_mqtt_refuses_tampering_and_its_plug_is
     fleet, flash, url, procs = setup
     # 1. roost flash through mpremote, following the console until the node joined
     t0 = time.monotonic()
-    r = roost("flash", "--port", url, "--node-id", "n04", "--join-dir", str(fleet), "--json",
-              "--timeout", "60", timeout=240)
+    r = roost("flash", "--port", url, "--board", BOARD, "--node-id", "n04", "--join-dir",
+              str(fleet), "--json", "--timeout", "60", timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads(r.stdout)
     assert "roost: joined fleet emu as n04" in res["line"]
@@ -189,7 +189,7 @@ def test_flashed_board_joins_updates_over_mqtt_refuses_tampering_and_its_plug_is
     try:
         # 3. a signed update over MQTT: verified, staged, switched, confirmed on rejoin
         img = tmp_path / "img-v2"
-        after = _update_to_v2(fleet, flash, img, before, 60)
+        after = _update_to_v2(fleet, flash, img, before, 60, BOARD)
         assert json.loads((flash / "slots" / "state.json").read_text()) == ["b", "a", -1, 1,
                                                                             "v2"]
         wait_for(lambda: con.has("update confirmed in slot b"), 20, "the confirm line")
@@ -199,15 +199,15 @@ def test_flashed_board_joins_updates_over_mqtt_refuses_tampering_and_its_plug_is
         # 4. tampered updates: refused, counted, logged; the node keeps running v2
         files = ota_publish.image_files(img)
         broker = json.loads((fleet / "fleet.json").read_text())["broker"]["url"]
-        m, tag = ota_publish.make_bundle(files, key, 2, "v3-tampered")
+        m, tag = ota_publish.make_bundle(files, key, 2, "v3-tampered", BOARD)
         frames = ota_publish.frames(m, tag, files)
         bad = bytearray(frames[2])
         bad[-1] ^= 0x01  # one bit of one file
         frames[2] = bytes(bad)
         ota_publish.publish(broker, "roost/emu/ota/n04", frames)
-        m2, _ = ota_publish.make_bundle(files, key, 3, "v4-forged")
+        m2, _ = ota_publish.make_bundle(files, key, 3, "v4-forged", BOARD)
         forged = ota_publish.frames(m2, ota_publish.ota.sign("not-the-fleet-key", m2), files)
-        ota_publish.publish(broker, "roost/emu/ota/esp32", forged)  # by board kind
+        ota_publish.publish(broker, "roost/emu/ota/" + BOARD, forged)  # by board kind
 
         def refused():
             b = board_status(flash)

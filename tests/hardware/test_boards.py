@@ -5,7 +5,8 @@ from roost.hardware.sensor import Reading
 
 
 def test_known_profiles_load():
-    for name in ("esp32", "esp32-s3", "esp32-cam", "pi-zero-2w", "pi-4", "pi-5"):
+    for name in ("esp32", "esp32-wrover", "esp32-s3", "esp32-cam", "pi-zero-2w", "pi-4",
+                 "pi-5"):
         p = get_profile(name)
         assert p.name == name
         assert p.interpreter in ("micropython", "cpython")
@@ -14,7 +15,7 @@ def test_known_profiles_load():
             assert role in ("gossip", "paxos", "mapreduce")
         for key in ("i2c_sda", "i2c_scl", "dht", "pir", "adc", "safe_mode"):
             assert key in p.pins
-    assert len(PROFILE_NAMES) == 6
+    assert len(PROFILE_NAMES) == 7
 
 
 def test_unknown_profile_is_value_error_naming_valid_ones():
@@ -44,6 +45,12 @@ def test_heap_budgets():
 def test_roles_fit():
     assert get_profile("pi-4").fits("mapreduce")
     assert not get_profile("esp32-cam").fits("paxos")
+    # a replica does not fit a board without PSRAM (docs/hardware/firmware.md, "Heap");
+    # the WROVER is the same board and wiring with PSRAM
+    esp, wrover = get_profile("esp32"), get_profile("esp32-wrover")
+    assert esp.fits("gossip") and not esp.fits("paxos")
+    assert wrover.fits("paxos") and wrover.psram and wrover.heap_bytes > 1024 * 1024
+    assert wrover.pins == esp.pins and wrover.sensors == esp.sensors
 
 
 def test_make_sensors_simulated_defaults():
