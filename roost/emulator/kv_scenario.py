@@ -450,6 +450,12 @@ def add_kv_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--ops", type=int, default=200, help="operations in total")
     p.add_argument("--seed", type=int, default=1, help="seed of the whole run")
     p.add_argument(
+        "--seeds",
+        default=None,
+        help="A-B: run seeds A to B one after another instead of --seed; print only the "
+        "failing ones with their replay command, then a summary",
+    )
+    p.add_argument(
         "--nemesis", default="", help="comma-separated faults: " + ",".join(ALL_KINDS)
     )
     p.add_argument("--mode", default="paxos", help="paxos or primary-backup")
@@ -480,9 +486,58 @@ def _replay(args, kinds: tuple[str, ...]) -> str:
     return cmd + " --seed %d" % args.seed
 
 
+MAX_SWEEP = 100_000  # seeds one --seeds sweep may run
+
+
+def parse_seeds(text: str) -> range:
+    """'1-500' -> range(1, 501); ValueError with a sentence for anything else."""
+    lo, sep, hi = text.partition("-")
+    try:
+        a, b = int(lo), int(hi)
+    except ValueError:
+        raise ValueError("--seeds takes a range A-B of whole numbers, like 1-500") from None
+    if not sep or a < 0 or b < a:
+        raise ValueError("--seeds takes a range A-B with 0 <= A <= B, like 1-500")
+    if b - a + 1 > MAX_SWEEP:
+        raise ValueError("--seeds runs at most %d seeds at once" % MAX_SWEEP)
+    return range(a, b + 1)
+
+
+def _sweep(args, kinds: tuple[str, ...], seeds: range, pb_config: PbConfig | None) -> int:
+    """Run every seed; print the failing ones (their replay command) and a summary."""
+    failed: list[int] = []
+    t0 = time.perf_counter()
+    for seed in seeds:
+        args.seed = seed
+        run = KvRun(
+            args.replicas, args.clients, args.ops, seed, kinds, args.mode,
+            getattr(args, "latency_ms", 2), pb_config=pb_config,
+        ).run()
+        if run.verdict is not True or not run.liveness_ok:
+            failed.append(seed)
+            why = "not linearizable" if run.verdict is False else (
+                "undecided" if run.verdict is not True else "clients %s stalled" % ",".join(
+                    run.stalled))
+            if not args.json:
+                print("seed %d: %s; replay: %s" % (seed, why, _replay(args, kinds)), flush=True)
+    wall = round(time.perf_counter() - t0, 2)
+    if args.json:
+        print(json.dumps({"seeds": len(seeds), "first": seeds[0], "last": seeds[-1],
+                          "failed": failed, "wall_s": wall}, sort_keys=True))
+    elif failed:
+        print("%d of %d seeds (%d-%d) failed, nemesis %s, %.1f s" % (
+            len(failed), len(seeds), seeds[0], seeds[-1], ",".join(kinds) or "none", wall))
+    else:
+        print("%d seeds (%d-%d): every history linearizable, every client live after the "
+              "heal; nemesis %s, %.1f s" % (len(seeds), seeds[0], seeds[-1],
+                                           ",".join(kinds) or "none", wall))
+    return 1 if failed else 0
+
+
 def run_kv_cli(args) -> int:
     err = None
     kinds: tuple[str, ...] = ()
+    seeds = None
     if args.replicas < 1 or args.replicas > 9:
         err = "--replicas must be between 1 and 9 (3 or 5 are usual)."
     elif args.clients < 1 or args.clients > 64:
@@ -495,9 +550,13 @@ def run_kv_cli(args) -> int:
         err = "--unsafe-local-reads only applies to --mode primary-backup."
     elif getattr(args, "latency_ms", 2) < 0:
         err = "--latency-ms must not be negative."
+    elif getattr(args, "seeds", None) and args.history:
+        err = "--history writes one run's history: give --seed, not --seeds."
     else:
         try:
             kinds = parse_nemesis(args.nemesis)
+            if getattr(args, "seeds", None):
+                seeds = parse_seeds(args.seeds)
         except ValueError as e:
             err = str(e) + "."
     if err:
@@ -506,6 +565,8 @@ def run_kv_cli(args) -> int:
     pb_config = None
     if getattr(args, "unsafe_local_reads", False):
         pb_config = PbConfig(unsafe_local_reads=True)
+    if seeds is not None:
+        return _sweep(args, kinds, seeds, pb_config)
     run = KvRun(
         args.replicas, args.clients, args.ops, args.seed, kinds, args.mode,
         getattr(args, "latency_ms", 2), pb_config=pb_config,

@@ -44,7 +44,8 @@ def test_readable_output(capsys):
 
 def test_bad_arguments_one_sentence_exit_2(capsys):
     for argv in (["--replicas", "0"], ["--mode", "raft"], ["--nemesis", "meteor"],
-                 ["--ops", "0"], ["--unsafe-local-reads"]):
+                 ["--ops", "0"], ["--unsafe-local-reads"], ["--seeds", "5-2"], ["--seeds", "x"],
+                 ["--seeds", "1"], ["--seeds", "1-200000"], ["--seeds", "1-3", "--history", "h"]):
         args = _parse(argv)
         assert run_kv_cli(args) == 2, argv
         err = capsys.readouterr().err.strip()
@@ -59,3 +60,26 @@ def test_non_linearizable_prints_replay_and_exits_1(capsys):
     assert "NOT linearizable" in out
     assert ("replay: roost sim kv --replicas 3 --clients 4 --ops 200 --nemesis split-vs "
             "--mode primary-backup --unsafe-local-reads --seed 1") in out
+
+
+def test_a_sweep_of_seeds_prints_only_the_failures_and_a_summary(capsys):
+    args = _parse(["--seeds", "1-5", "--clients", "2", "--ops", "30", "--nemesis",
+                   "kill,partition,loss"])
+    assert run_kv_cli(args) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["5 seeds (1-5): every history linearizable, every client live after the "
+                   "heal; nemesis kill,partition,loss, %s" % out[0].rsplit(", ", 1)[1]]
+    # the teaching mode that reads from a cut-off primary fails: each seed with its replay
+    args = _parse(["--mode", "primary-backup", "--nemesis", "split-vs", "--unsafe-local-reads",
+                   "--seeds", "1-3"])
+    assert run_kv_cli(args) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    for seed, line in zip((1, 2, 3), out):
+        assert line == ("seed %d: not linearizable; replay: roost sim kv --replicas 3 --clients "
+                        "4 --ops 200 --nemesis split-vs --mode primary-backup "
+                        "--unsafe-local-reads --seed %d" % (seed, seed))
+    assert out[3].startswith("3 of 3 seeds (1-3) failed, nemesis split-vs, ")
+    args = _parse(["--seeds", "7-8", "--ops", "20", "--json"])
+    assert run_kv_cli(args) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["seeds"] == 2 and s["first"] == 7 and s["last"] == 8 and s["failed"] == []
