@@ -216,13 +216,16 @@ def _strike_followers_then_leader(sim):
 
 
 def test_acknowledged_writes_survive_whole_group_crashes():
+    # 40 seeds: the whole group restarting with a long log not yet chosen is where a
+    # candidate once never finished phase 1 (promise parts reordered): seeds 9, 21, 24, 27,
+    # 32, 34 and 36 (targeted) caught it, 1 to 8 did not
     crashes_mid = 0
-    for seed in range(1, 9):
+    for seed in range(1, 41):
         for targeted in (False, True):
             problems = _durability_run(seed, targeted=targeted)
             assert problems == [], "seed %d targeted %s: %s" % (seed, targeted, problems[:3])
             crashes_mid += 1
-    assert crashes_mid == 16
+    assert crashes_mid == 80
 
 
 # ---- the checker has teeth ---------------------------------------------------------------
