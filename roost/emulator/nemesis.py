@@ -4,7 +4,9 @@ A run has a safety phase, from ``start_ms`` to ``end_ms``, in which faults of th
 kinds strike at random moments, and then everything is healed (partitions removed, paused
 nodes resumed, crashed nodes restarted, the network back to its base model) so that a
 liveness phase can check that the system recovers. At most a minority of ``targets`` is
-down (crashed or paused) at any moment unless ``allow_majority_down`` is set.
+down (crashed or paused) at any moment unless ``allow_majority_down`` is set, or but for a
+``power-cut``: every target's plug at once (a power strip's master switch), some of them in
+the middle of a step, each back on 50 to 450 ms later.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 from roost.common.prng import Prng
 from roost.emulator.sim import Simulator
 
-KINDS = ("kill", "restart", "partition", "pause", "loss", "dup", "reorder", "crash-mid-step")
+KINDS = ("kill", "restart", "partition", "pause", "loss", "dup", "reorder", "crash-mid-step",
+         "power-cut")
 
 
 def parse_kinds(text: str | None) -> tuple[str, ...]:
@@ -103,6 +106,32 @@ class Nemesis:
         sim.crash(victim, after_effects=self.rng.randbelow(4))
         self.down.add(victim)
         self._note("crash-mid-step " + victim)
+
+    def _do_power_cut(self, sim: Simulator) -> None:
+        if self.down or self.paused:  # one outage at a time: everyone back first
+            for n in sorted(self.paused):
+                sim.resume(n)
+                self._note("resume " + n)
+            self.paused.clear()
+            return self._do_restart(sim)
+        for n in self.targets:
+            k = self.rng.randbelow(5)  # 0-3: after that many effects of its next step
+            sim.crash(n, after_effects=k if k < 4 else None)
+            self.down.add(n)
+            # each comes back on its own (boards boot at their own pace): the first ones
+            # back may elect a leader before the last one's log is heard
+            sim.at(sim.now_ms + 50 + self.rng.randbelow(400),
+                   lambda s, n=n: self._power_on(s, n))
+        self._note("power-cut " + ",".join(self.targets))
+
+    def _power_on(self, sim: Simulator, n: str) -> None:
+        if n not in self.down:
+            return  # brought back already (a restart or the heal)
+        sim.disarm(n)  # armed mid-step but never stepped: the plug is pulled now
+        sim.crash(n)
+        sim.restart(n)
+        self.down.discard(n)
+        self._note("power-on " + n)
 
     def _do_restart(self, sim: Simulator) -> None:
         for n in sorted(self.down):

@@ -20,6 +20,8 @@ SUITES = [
     ("many partitions", ("partition", "pause", "kill", "restart"), range(1, 51), 3, 40, 3),
     ("persist + partition + unreliable",
      ("kill", "restart", "crash-mid-step", "partition") + NET, range(1, 51), 4, 50, 3),
+    # the whole group's plugs at once (a power strip's switch), some mid-step
+    ("power cuts", ("power-cut", "reorder", "loss"), range(1, 31), 4, 80, 3),
 ]
 
 
@@ -73,6 +75,10 @@ def test_many_partitions():
 
 def test_persist_partition_unreliable():
     assert _suite("persist + partition + unreliable") == 50
+
+
+def test_power_cuts():
+    assert _suite("power cuts") == 30
 
 
 def test_seed_count():
