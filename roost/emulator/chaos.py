@@ -164,6 +164,33 @@ def restart(d: str | Path, node: str) -> int:
     return start_node(d, state, node)
 
 
+MAX_OFF_S = 600.0
+
+
+def power_cut(d: str | Path, off_s: float = 1.0) -> dict[str, Any]:
+    """The power strip's master switch: every node the fleet started loses power at once
+    (SIGKILL to all, then each reaped), and after off_s seconds all start again from their
+    own directories. The broker and the gateway stay on (the kit's gateway Pi has its own
+    supply); a flashed board is not on the fleet's switch. -> what was cut and restarted."""
+    if not 0 <= off_s <= MAX_OFF_S:
+        raise FleetError("--off must be between 0 and %d seconds" % MAX_OFF_S)
+    d = Path(d).resolve()
+    state = load_state(d)
+    ids = [n for n in state["ids"] if state["nodes"][n].get("interp") != "board"]
+    cut = [n for n in ids
+           if signal_pid(state["nodes"][n].get("pid"), signal.SIGKILL, node_marker(state, n))]
+    for n in cut:  # all signalled first, within a moment: now wait until each is gone
+        kill_pid(state["nodes"][n]["pid"], node_marker(state, n))
+    for n in ids:
+        state["nodes"][n]["pid"] = None
+    save_state(d, state)
+    time.sleep(off_s)
+    state = load_state(d)
+    pids = {n: start_node(d, state, n) for n in ids}
+    return {"cut": cut, "restarted": pids, "off_s": off_s,
+            "boards": [n for n in state["ids"] if n not in ids]}
+
+
 def pause(d: str | Path, node: str) -> bool:
     state = load_state(d)
     _node(state, node)
@@ -320,6 +347,8 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
     elif verb == "resume":
         out["resumed"] = resume(d, args.node)
         out["node"] = args.node
+    elif verb == "power-cut":
+        out.update(power_cut(d, args.off))
     elif verb == "partition":
         out["sides"] = partition(d, args.sides)
     elif verb == "heal":
@@ -349,7 +378,7 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
 
 
 def add_chaos_parser(sub: Any) -> argparse.ArgumentParser:
-    """``roost chaos kill|restart|pause|resume|partition|heal|loss|broker|run ...``."""
+    """``roost chaos kill|restart|pause|resume|power-cut|partition|heal|loss|broker|run``."""
     p = sub.add_parser("chaos", help="pull plugs on an emulated fleet (roost emulate)")
     cs = p.add_subparsers(dest="chaos_command", metavar="FAULT")
     cs.required = True
@@ -366,6 +395,10 @@ def add_chaos_parser(sub: Any) -> argparse.ArgumentParser:
         q = cs.add_parser(verb, help=text)
         q.add_argument("node")
         common(q)
+    q = cs.add_parser("power-cut", help="every node's plug at once, all back on after --off s "
+                      "(the power strip's master switch; the broker stays on)")
+    q.add_argument("--off", type=float, default=1.0, help="seconds without power (default 1)")
+    common(q)
     q = cs.add_parser("partition", help="cut the fleet: A,B/C,D")
     q.add_argument("sides")
     common(q)
