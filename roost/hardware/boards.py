@@ -54,12 +54,13 @@ def _pins(sda, scl, dht, pir, adc, safe_mode, camera=False):
 
 
 _ALL_ROLES = ("gossip", "paxos", "mapreduce")
+_ESP32_PINS = _pins(21, 22, 4, 27, 34, 0)  # an ESP32-DevKitC, WROOM or WROVER module
+_ESP32_SENSORS = ("bme280", "pir", "battery")
 
 _PROFILES = (
     BoardProfile(
         "esp32", "micropython", 100 * 1024, False,
-        _pins(21, 22, 4, 27, 34, 0),
-        ("bme280", "pir", "battery"),
+        _ESP32_PINS, _ESP32_SENSORS,
         ("gossip",),
         "ESP32-WROOM devkit without PSRAM: about 100 KB of free heap after Wi-Fi; a gossip "
         "member at most, with its code in flash (not measured on a real board: the 64-bit "
@@ -67,8 +68,7 @@ _PROFILES = (
     ),
     BoardProfile(
         "esp32-wrover", "micropython", 2048 * 1024, True,
-        _pins(21, 22, 4, 27, 34, 0),
-        ("bme280", "pir", "battery"),
+        _ESP32_PINS, _ESP32_SENSORS,
         ("gossip", "paxos"),
         "ESP32-WROVER devkit with 4 MB PSRAM (MicroPython's SPIRAM firmware keeps the heap "
         "there): the esp32's pins and sensors, room for a replica.",

@@ -44,11 +44,16 @@ def _brokers_available() -> bool:
 
 @pytest.fixture(scope="module")
 def emu(tmp_path_factory):
+    yield from fleet_for_test(tmp_path_factory.mktemp("fleet"), 5, 2)
+
+
+def fleet_for_test(d: Path, nodes: int, micropython: int):
+    """A fixture's body: a healthy fleet of one 3-replica group in d, then down with no
+    stray process left."""
     _need(shutil.which("micropython") is not None, "micropython is not installed")
     _need(_brokers_available(), "no MQTT broker (mosquitto or amqtt) is installed")
-    d = tmp_path_factory.mktemp("fleet")
     try:
-        snap = fleet.up(d, 5, micropython=2, groups=1, replicas=3, timeout_s=40)
+        snap = fleet.up(d, nodes, micropython=micropython, groups=1, replicas=3, timeout_s=40)
         assert snap["health"]["healthy"], "fleet did not come up: %s" % snap["health"]
         yield d
     finally:

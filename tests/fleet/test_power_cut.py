@@ -12,30 +12,12 @@ import pytest
 
 from roost.emulator import chaos, fleet
 from roost.gateway import client
-from tests.fleet.test_fleet import (
-    _brokers_available,
-    _healthy,
-    _need,
-    _nothing_acknowledged_lost,
-    _our_processes,
-    _wait,
-)
+from tests.fleet.test_fleet import _healthy, _nothing_acknowledged_lost, _wait, fleet_for_test
 
 
 @pytest.fixture
 def small(tmp_path):
-    import shutil
-
-    _need(shutil.which("micropython") is not None, "micropython is not installed")
-    _need(_brokers_available(), "no MQTT broker (mosquitto or amqtt) is installed")
-    d = tmp_path / "fleet"
-    try:
-        snap = fleet.up(d, 3, micropython=1, groups=1, replicas=3, timeout_s=40)
-        assert snap["health"]["healthy"], "fleet did not come up: %s" % snap["health"]
-        yield d
-    finally:
-        fleet.down(d)
-        assert not _our_processes(d), "stray processes after down: %s" % _our_processes(d)
+    yield from fleet_for_test(tmp_path / "fleet", 3, 1)
 
 
 def test_a_power_cut_of_the_whole_fleet_loses_no_acknowledged_write(small):
