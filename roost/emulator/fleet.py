@@ -334,7 +334,7 @@ def write_configs(d: Path, state: dict[str, Any], opts: dict[str, Any]) -> None:
             "node_id": n, "fleet": state["fleet"], "key_file": str(d / "fleet.key"),
             "udp": [info.get("addr", "127.0.0.1"), info["port"]], "peers": peers, "members": ids,
             "brokers": [state["broker"]["url"]] if state.get("broker") else [],
-            "groups": state["groups"], "board": "esp32" if mpy else "pi-4",
+            "groups": state["groups"], "board": "esp32-wrover" if mpy else "pi-4",
             "sensors": "simulated", "storage": str(nd / "flash"),
             "control": str(nd / "control.json"), "status_file": str(nd / "status.json"),
             "preset": opts.get("preset", "lan"),
