@@ -177,9 +177,11 @@ def power_cut(d: str | Path, off_s: float = 1.0) -> dict[str, Any]:
     d = Path(d).resolve()
     state = load_state(d)
     ids = [n for n in state["ids"] if state["nodes"][n].get("interp") != "board"]
-    cut = [n for n in ids
-           if signal_pid(state["nodes"][n].get("pid"), signal.SIGKILL, node_marker(state, n))]
-    for n in cut:  # all signalled first, within a moment: now wait until each is gone
+    cut = []
+    for n in ids:  # every plug within a moment...
+        if signal_pid(state["nodes"][n].get("pid"), signal.SIGKILL, node_marker(state, n)):
+            cut.append(n)
+    for n in cut:  # ...then wait until each process is gone
         kill_pid(state["nodes"][n]["pid"], node_marker(state, n))
     for n in ids:
         state["nodes"][n]["pid"] = None

@@ -515,9 +515,12 @@ def _sweep(args, kinds: tuple[str, ...], seeds: range, pb_config: PbConfig | Non
         ).run()
         if run.verdict is not True or not run.liveness_ok:
             failed.append(seed)
-            why = "not linearizable" if run.verdict is False else (
-                "undecided" if run.verdict is not True else "clients %s stalled" % ",".join(
-                    run.stalled))
+            if run.verdict is False:
+                why = "not linearizable"
+            elif run.verdict is not True:
+                why = "undecided (the checker ran out of time)"
+            else:
+                why = "clients %s stalled" % ",".join(run.stalled)
             if not args.json:
                 print("seed %d: %s; replay: %s" % (seed, why, _replay(args, kinds)), flush=True)
     wall = round(time.perf_counter() - t0, 2)

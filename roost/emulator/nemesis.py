@@ -4,7 +4,7 @@ A run has a safety phase, from ``start_ms`` to ``end_ms``, in which faults of th
 kinds strike at random moments, and then everything is healed (partitions removed, paused
 nodes resumed, crashed nodes restarted, the network back to its base model) so that a
 liveness phase can check that the system recovers. At most a minority of ``targets`` is
-down (crashed or paused) at any moment unless ``allow_majority_down`` is set, or but for a
+down (crashed or paused) at any moment unless ``allow_majority_down`` is set, except in a
 ``power-cut``: every target's plug at once (a power strip's master switch), some of them in
 the middle of a step, each back on 50 to 450 ms later.
 """

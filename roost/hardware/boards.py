@@ -68,7 +68,7 @@ _PROFILES = (
     ),
     BoardProfile(
         "esp32-wrover", "micropython", 2048 * 1024, True,
-        _ESP32_PINS, _ESP32_SENSORS,
+        dict(_ESP32_PINS), _ESP32_SENSORS,
         ("gossip", "paxos"),
         "ESP32-WROVER devkit with 4 MB PSRAM (MicroPython's SPIRAM firmware keeps the heap "
         "there): the esp32's pins and sensors, room for a replica.",
