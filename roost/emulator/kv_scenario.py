@@ -503,16 +503,21 @@ def parse_seeds(text: str) -> range:
     return range(a, b + 1)
 
 
+def _run_args(args, kinds: tuple[str, ...], pb_config: PbConfig | None) -> KvRun:
+    """The run the command line's arguments describe (its seed: args.seed), done."""
+    return KvRun(
+        args.replicas, args.clients, args.ops, args.seed, kinds, args.mode,
+        getattr(args, "latency_ms", 2), pb_config=pb_config,
+    ).run()
+
+
 def _sweep(args, kinds: tuple[str, ...], seeds: range, pb_config: PbConfig | None) -> int:
     """Run every seed; print the failing ones (their replay command) and a summary."""
     failed: list[int] = []
     t0 = time.perf_counter()
     for seed in seeds:
         args.seed = seed
-        run = KvRun(
-            args.replicas, args.clients, args.ops, seed, kinds, args.mode,
-            getattr(args, "latency_ms", 2), pb_config=pb_config,
-        ).run()
+        run = _run_args(args, kinds, pb_config)
         if run.verdict is not True or not run.liveness_ok:
             failed.append(seed)
             if run.verdict is False:
@@ -570,10 +575,7 @@ def run_kv_cli(args) -> int:
         pb_config = PbConfig(unsafe_local_reads=True)
     if seeds is not None:
         return _sweep(args, kinds, seeds, pb_config)
-    run = KvRun(
-        args.replicas, args.clients, args.ops, args.seed, kinds, args.mode,
-        getattr(args, "latency_ms", 2), pb_config=pb_config,
-    ).run()
+    run = _run_args(args, kinds, pb_config)
     if args.history:
         try:
             run.write_history(args.history)

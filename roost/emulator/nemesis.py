@@ -109,10 +109,7 @@ class Nemesis:
 
     def _do_power_cut(self, sim: Simulator) -> None:
         if self.down or self.paused:  # one outage at a time: everyone back first
-            for n in sorted(self.paused):
-                sim.resume(n)
-                self._note("resume " + n)
-            self.paused.clear()
+            self._resume_paused(sim)
             return self._do_restart(sim)
         for n in self.targets:
             k = self.rng.randbelow(5)  # 0-3: after that many effects of its next step
@@ -140,13 +137,15 @@ class Nemesis:
                 self._note("restart " + n)
         self.down.clear()
 
+    def _resume_paused(self, sim: Simulator) -> None:
+        for n in sorted(self.paused):
+            sim.resume(n)
+            self._note("resume " + n)
+        self.paused.clear()
+
     def _do_pause(self, sim: Simulator) -> None:
         if self.paused:
-            for n in sorted(self.paused):
-                sim.resume(n)
-                self._note("resume " + n)
-            self.paused.clear()
-            return
+            return self._resume_paused(sim)
         up = self._up_targets()
         if not up or len(self.down) >= self._max_down():
             return
