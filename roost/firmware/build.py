@@ -23,14 +23,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from roost.hardware.boards import get_profile
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "roost"
 BOARD_DIRS = ("common", "node", "hardware", "firmware")
 # Host tools and host-side files inside those folders (never on a board).
 HOST_ONLY_DIRS = ("firmware/esp32", "firmware/pi", "firmware/shims")
 _CPYTHON_ONLY = re.compile(r"CPython[- ]only", re.I)
-FALLBACK_HEAP = {"esp32": 100 * 1024, "esp32-wrover": 2048 * 1024, "esp32-s3": 2048 * 1024,
-                 "esp32-cam": 1024 * 1024}
 
 
 def romfs_image(src: Path) -> bytes:
@@ -47,14 +47,6 @@ def romfs_image(src: Path) -> bytes:
 
 def board_heap(board: str) -> int:
     """The board profile's heap in bytes (ValueError naming the boards for a bad name)."""
-    try:
-        from roost.hardware.boards import get_profile
-    except ImportError:
-        if board not in FALLBACK_HEAP:
-            raise ValueError(
-                "unknown board %r: choose one of %s" % (board, ", ".join(FALLBACK_HEAP))
-            ) from None
-        return FALLBACK_HEAP[board]
     p = get_profile(board)
     if p.heap_bytes is None:
         raise ValueError(
