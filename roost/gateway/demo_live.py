@@ -39,6 +39,18 @@ _READS_S = 30.0  # the final read-back of every key gives up after this (then: "
 _POLL_S = 0.2  # status files are rewritten every second; polling faster only narrows the bound
 
 
+# what the store's refusals mean, for the narration ("too_large": kv.py's max_value_len)
+_REFUSALS = {"too_large": "a key's appended value reached the store's size limit",
+             "full": "the store holds as many keys as it may"}
+
+
+def _why_refused(errors: dict[str, int]) -> str:
+    """' (218 too_large: a key's appended value reached ...)' for the load line, or ''."""
+    parts = ["%d %s%s" % (n, why, ": " + _REFUSALS[why] if why in _REFUSALS else "")
+             for why, n in sorted(errors.items())]
+    return " (%s)" % "; ".join(parts) if parts else ""
+
+
 def _views(d: Path, since_wall: float = 0.0) -> dict[str, dict[str, str]]:
     """{observer: {member: state}} from the status of every running node (written after
     since_wall: a view older than the fault says nothing about it)."""
@@ -257,9 +269,10 @@ def run_live(nodes: int = 5, micropython: int | None = None, duration_s: float =
             say("The load failed: %s" % result["error"])
             return result
         s = load["s"]
-        say("%s  load done: %d operations acknowledged (%.0f/s), %d refused, %d with an unknown"
-            " outcome (timed out: they may or may not have happened)"
-            % (at(time.monotonic() - t0), s["ok"], s["ops_per_s"], s["failed"], s["unknown"]))
+        say("%s  load done: %d operations acknowledged (%.0f/s), %d refused%s, %d with an "
+            "unknown outcome (timed out: they may or may not have happened)"
+            % (at(time.monotonic() - t0), s["ok"], s["ops_per_s"], s["failed"],
+               _why_refused(s["errors"]), s["unknown"]))
 
         # the outcome: read every key back, then judge
         ops = [json.loads(line) for line in hist.read_text().splitlines()]

@@ -136,3 +136,12 @@ def test_simulated_demo_stays_the_default():
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["nodes"] == 9 and "mode" not in res and res["converged_s"] is not None
+
+
+def test_refusals_are_named_with_what_they_mean():
+    from roost.gateway.demo_live import _why_refused
+
+    assert _why_refused({}) == ""
+    line = _why_refused({"too_large": 218, "stale": 1})
+    assert line == (" (1 stale; 218 too_large: a key's appended value reached the store's "
+                    "size limit)")
