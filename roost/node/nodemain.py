@@ -531,10 +531,12 @@ def run_node(cfg, log=_say):
 
 def board_config(fcfg):
     """A board's FirmwareConfig -> the node config it runs (its ``runtime`` section of
-    config.json merged over the board defaults)."""
+    config.json merged over the board defaults). The node's state lives in ``data`` beside
+    config.json: a board boots in its flash root, a virtual board in its flash directory
+    (an absolute ``/roost`` put a virtual board's state in the host's root directory)."""
     cfg = {"node_id": fcfg.node_id, "fleet": fcfg.fleet, "board": fcfg.board,
            "brokers": [fcfg.broker] if fcfg.broker else [], "udp": ["0.0.0.0", fcfg.udp_port],
-           "sensors": "real", "storage": "/roost", "preset": "wifi"}
+           "sensors": "real", "storage": "data", "preset": "wifi"}
     extra = fcfg.runtime or {}
     for k in sorted(extra):
         cfg[k] = extra[k]

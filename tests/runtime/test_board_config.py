@@ -36,3 +36,10 @@ def test_the_boards_own_runtime_section_wins():
     f.runtime = {"runtime": {"status_interval_ms": 900}}
     rc = _runtime(board_config(f))
     assert rc.status_interval_ms == 900 and rc.gc_threshold == (32768 if MICROPYTHON else 0)
+
+
+def test_a_board_keeps_its_state_beside_its_config():
+    # relative: a board boots in its flash root, a virtual board in its own flash directory
+    # (an absolute "/roost" put a virtual board's state in the host's root directory)
+    cfg = check_config(board_config(_Fcfg()))
+    assert cfg["storage"] == "data"
