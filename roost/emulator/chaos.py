@@ -242,6 +242,20 @@ def loss(d: str | Path, node: str, rate: float, backend: str | None = None) -> N
 # ---------------------------------------------------------------- the nemesis
 
 
+def groups_keep_majority(groups: list, out: set[str],
+                         sides: list[list[str]] | None = None) -> bool:
+    """True when every replica group still has a majority of its members up (not in out)
+    and able to reach each other: on one side of the partition, if there is one."""
+    for _name, members in groups:
+        need = len(members) // 2 + 1
+        for side in sides or [members]:
+            if sum(1 for m in members if m in side and m not in out) >= need:
+                break
+        else:
+            return False
+    return True
+
+
 def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0,
             say=None, backend: str | None = None) -> list[dict[str, Any]]:
     """A seeded mix of faults for duration_s seconds; every fault is undone at the end.
@@ -265,12 +279,11 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
         log.append(ev)
         say("%7.2fs %s %s" % (ev["t"], what, " ".join("%s=%s" % kv for kv in sorted(kw.items()))))
 
+    sides: list[list[str]] | None = None  # the partition in force (None: healed)
+
     def group_budget_ok(extra: str) -> bool:
         out = down | paused | {extra}
-        for _name, members in state["groups"]:
-            if sum(1 for m in members if m in out) > (len(members) - 1) // 2:
-                return False
-        return len(out) < len(ids)
+        return groups_keep_majority(state["groups"], out, sides) and len(out) < len(ids)
 
     broker_up = True
     managed = bool((state.get("broker") or {}).get("managed"))
@@ -296,12 +309,15 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
                 shuffled = list(ids)
                 rng.shuffle(shuffled)
                 k = 1 + rng.randbelow(max(1, (len(ids) - 1) // 2))
-                sides = [sorted(shuffled[:k]), sorted(shuffled[k:])]
-                _backend(d, backend).partition(sides)
-                record("partition", sides="/".join(",".join(s) for s in sides))
+                cut = [sorted(shuffled[:k]), sorted(shuffled[k:])]
+                if groups_keep_majority(state["groups"], down | paused, cut):
+                    _backend(d, backend).partition(cut)
+                    sides = cut
+                    record("partition", sides="/".join(",".join(s) for s in cut))
             elif choice == 5:
                 if rng.chance(1, 2):
                     _backend(d, backend).heal()
+                    sides = None
                     record("heal")
                 else:
                     n = ids[rng.randbelow(len(ids))]
