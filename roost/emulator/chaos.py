@@ -29,6 +29,7 @@ from roost.emulator.fleet import (
     FleetError,
     broker_kill,
     broker_restart,
+    emulated_state,
     kill_pid,
     load_state,
     node_marker,
@@ -352,6 +353,7 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
 def _chaos_cmd(args: argparse.Namespace) -> int:
     verb = args.chaos_command
     d = args.dir
+    emulated_state(d)
     out: dict[str, Any] = {"action": verb}
     if verb == "kill":
         out["killed"] = kill(d, args.node)

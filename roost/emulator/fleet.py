@@ -724,8 +724,18 @@ def _up_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def emulated_state(d: str | Path) -> dict[str, Any]:
+    """load_state for the commands that start and stop processes (FleetError for a plan)."""
+    state = load_state(d)
+    if state.get("kind") == "plan":
+        raise FleetError("%s holds a real fleet's plan (roost plan), whose nodes run on their "
+                         "own boards and Pis: pull their plugs by hand, and see them with "
+                         "roost status --dir %s" % (d, d))
+    return state
+
+
 def _status_cmd(args: argparse.Namespace) -> int:
-    state = load_state(args.dir)
+    state = emulated_state(args.dir)
     snap = snapshot(state)
     if args.json:
         print(json.dumps({"dir": state["dir"], "broker": state["broker"],
@@ -739,6 +749,7 @@ def _status_cmd(args: argparse.Namespace) -> int:
 
 
 def _down_cmd(args: argparse.Namespace) -> int:
+    emulated_state(args.dir)
     res = down(args.dir)
     if args.json:
         print(json.dumps(res, sort_keys=True))

@@ -123,11 +123,24 @@ SEEDS_MAX = 8  # fleet members a joining board is given addresses of (config.jso
 # the others learn its address from its authenticated datagrams, and it learns theirs
 
 
-def join_settings(join_dir: str, udp_port: int | None = None) -> tuple[dict, str]:
-    """An emulated fleet's directory -> (config.json additions, fleet key): the fleet name and
-    broker, the board's UDP port, and in ``runtime`` the seeds with their UDP addresses (the
-    fleet learns the board's address once its datagrams authenticate)."""
+def _is_plan_dir(d: str | None) -> bool:
+    if not d:
+        return False
+    from roost.emulator.fleet import load_state
+    from roost.gateway.plan import is_plan
+
+    return is_plan(load_state(d))
+
+
+def join_settings(join_dir: str, udp_port: int | None = None, node_id: str | None = None,
+                  port: str = "") -> tuple[dict, str]:
+    """A fleet's directory -> (config.json additions, fleet key): the fleet name and broker,
+    the board's UDP port, and in ``runtime`` what it needs to join. An emulated fleet gives
+    the seeds with their UDP addresses (the fleet learns the board's address once its
+    datagrams authenticate); a real fleet's plan (roost plan) gives the members, seeds and
+    replica groups by id, reached through the broker."""
     from roost.emulator.fleet import free_udp_port, load_state
+    from roost.gateway import plan
 
     state = load_state(join_dir)
     try:
@@ -135,6 +148,12 @@ def join_settings(join_dir: str, udp_port: int | None = None) -> tuple[dict, str
     except OSError as e:
         raise ValueError("cannot read the fleet key in %s (%s)" % (join_dir, e.strerror)) \
             from None
+    if plan.is_plan(state):
+        # a real board has the address to itself; virtual boards share this machine's
+        port_no = udp_port or (free_udp_port() if port.startswith(NETWORK_PORTS)
+                               else plan.UDP_PORT)
+        return {"fleet": state["fleet"], "udp_port": port_no, "broker": state["broker"]["url"],
+                "runtime": plan.shared(state, node_id or "")}, key
     seeds = [n for n in state["ids"] if state["nodes"][n].get("interp") != "board"][:SEEDS_MAX]
     peers = {n: ["127.0.0.1", state["nodes"][n]["port"]] for n in seeds}
     port = udp_port or free_udp_port()
@@ -147,20 +166,40 @@ def join_settings(join_dir: str, udp_port: int | None = None) -> tuple[dict, str
     return add, key
 
 
+def _board_of(args: argparse.Namespace) -> str:
+    """--board, or the board a fleet's plan gives the node (the two must agree), or esp32."""
+    board = getattr(args, "board", None)
+    if _is_plan_dir(getattr(args, "join_dir", None)):
+        from roost.emulator.fleet import load_state
+
+        nodes = load_state(args.join_dir)["nodes"]
+        if args.node_id not in nodes:
+            raise ValueError("%s is not in the plan in %s (its nodes: %s)"
+                             % (args.node_id, args.join_dir, ", ".join(sorted(nodes))))
+        planned = nodes[args.node_id]["board"]
+        if board and board != planned:
+            raise ValueError("the plan in %s says %s is a %s, not a %s: leave out --board"
+                             % (args.join_dir, args.node_id, planned, board))
+        return planned
+    return board or "esp32"
+
+
 def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
     """(config dict, secrets dict), both validated the way the board will (ValueError)."""
     check_id(args.node_id, "--node-id")
+    args.board = _board_of(args)
     cfg = {"node_id": args.node_id, "fleet": args.fleet, "board": args.board,
            "broker": args.broker or "", "wifi_ssid": args.wifi or ""}
     join_key = None
     if getattr(args, "join_dir", None):
-        add, join_key = join_settings(args.join_dir, getattr(args, "udp_port", None))
+        add, join_key = join_settings(args.join_dir, getattr(args, "udp_port", None),
+                                      args.node_id, getattr(args, "port", "") or "")
         if args.broker:
             add.pop("broker", None)
         cfg.update(add)
     if not cfg["broker"]:
-        raise ValueError("no broker: give --broker mqtt://HOST:PORT (or --join-dir DIR of an "
-                         "emulated fleet)")
+        raise ValueError("no broker: give --broker mqtt://HOST:PORT (or --join-dir DIR of a "
+                         "fleet: emulated, or planned with roost plan)")
     pin = args.safe_pin
     if pin is None:  # the board profile's safe-mode pin (GPIO0, the BOOT button, on devkits)
         pin = get_profile(args.board).pins.get("safe_mode")
@@ -433,7 +472,9 @@ def flash(args: argparse.Namespace, say=print) -> dict:
             board.close()
     result["line"] = line
     result["seconds"] = round(time.monotonic() - t0, 3)
-    if getattr(args, "join_dir", None):
+    if getattr(args, "join_dir", None) and _is_plan_dir(args.join_dir):
+        result["plan"] = str(args.join_dir)
+    elif getattr(args, "join_dir", None):
         from roost.emulator.fleet import add_board
 
         pid, marker, cwd = host or (None, "", "")
@@ -467,17 +508,21 @@ def add_flash_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     )
     p.add_argument("--port", required=True,
                    help="serial port (/dev/ttyUSB0, COM3) or socket://127.0.0.1:7777")
-    p.add_argument("--board", default="esp32", help="board profile (default esp32)")
+    p.add_argument("--board", default=None,
+                   help="board profile (default: the plan's with --join-dir, else esp32)")
     p.add_argument("--node-id", required=True, help="the node's id, e.g. n07")
     p.add_argument("--wifi", default="", metavar="SSID", help="Wi-Fi network name")
     p.add_argument("--broker", default=None,
                    help="mqtt://host:port of the fleet's broker (required without --join-dir)")
     p.add_argument("--join-dir", default=None, metavar="DIR",
-                   help="join the emulated fleet in DIR (roost emulate up --dir DIR): its "
-                   "name, broker, key and seeds go into the board's config, the board is "
-                   "registered for roost status, and the default --wait-for becomes joined")
+                   help="join the fleet in DIR: an emulated one (roost emulate up --dir "
+                   "DIR; the board is registered for roost status) or a real fleet's plan "
+                   "(roost plan --dir DIR: its members, replica groups and board for this "
+                   "node). Its name, broker, key and seeds go into the board's config, and "
+                   "the default --wait-for becomes joined")
     p.add_argument("--udp-port", type=int, default=None,
-                   help="the board's UDP port with --join-dir (default: a free one)")
+                   help="the board's UDP port with --join-dir (default: a free one; 4210 on a "
+                   "real board of a plan)")
     p.add_argument("--fleet", default="roost", help="fleet name (default roost)")
     p.add_argument("--safe-pin", type=int, default=None,
                    help="GPIO held low at reset for safe mode (default: the board profile's, "

@@ -67,9 +67,10 @@ def _board_parsers(sub: argparse._SubParsersAction) -> None:
 def _fleet_parsers(sub: argparse._SubParsersAction) -> None:
     """A fleet of real processes: run a node, emulate a fleet, pull plugs, use the store."""
     from roost.emulator import chaos, fleet
-    from roost.gateway import client, gateway, node_cmd
+    from roost.gateway import client, gateway, node_cmd, plan
 
     node_cmd.add_node_parser(sub)
+    plan.add_plan_parser(sub)
     gateway.add_gateway_parser(sub)
     fleet.add_emulate_parser(sub)
     chaos.add_chaos_parser(sub)

@@ -13,6 +13,10 @@ members and their state in each view, groups, leaders, commit indexes, lag, coun
 ``roost load --dir DIR --clients C --duration S --history FILE`` runs C closed-loop
 clients, records every operation in the shared history format (shared/spec/history.md)
 and prints throughput and latency.
+
+DIR may also hold a real fleet's plan (``roost plan``): then the clients reach the replicas
+through the fleet's broker (each node's inbox topic, a client's own inbox for the replies)
+and ``roost status`` reads the nodes' retained status and state topics there.
 """
 
 from __future__ import annotations
@@ -36,19 +40,27 @@ from roost.node.kv import KvConfig
 from roost.node.kvclient import KvClient, KvClientConfig
 
 OPS = ("get", "put", "append", "cas")
+DIR_HELP = "the fleet's directory: roost emulate up's, or a real fleet's plan (roost plan)"
 
 
 class Fleet:
     """What a client needs to know about the fleet in a directory."""
 
     def __init__(self, d: str | Path) -> None:
+        from roost.gateway.plan import is_plan
+
         self.state = load_state(d)
-        self.dir = Path(self.state["dir"])
+        # a plan may have been copied from the machine that wrote it: its key is beside it
+        self.dir = Path(d) if is_plan(self.state) else Path(self.state["dir"])
         self.key = (self.dir / "fleet.key").read_text().strip()
         self.groups = [(g[0], sorted(g[1])) for g in self.state["groups"]]
         nodes = self.state["nodes"]
-        self.addr = {n: (nodes[n].get("addr", "127.0.0.1"), nodes[n]["port"])
-                     for n in self.state["ids"]}
+        # a real fleet's plan: the replicas are reached through the broker
+        self.via_broker = is_plan(self.state)
+        self.name = self.state["fleet"]
+        self.broker_url = (self.state.get("broker") or {}).get("url")
+        self.addr = {} if self.via_broker else {
+            n: (nodes[n].get("addr", "127.0.0.1"), nodes[n]["port"]) for n in self.state["ids"]}
         # a fleet in network namespaces (emulate up --netns) is reached from its "gw" one
         self.bind = "0.0.0.0" if self.state.get("netns") else "127.0.0.1"
         ns = (self.state.get("netns") or {}).get("ns", {}).get("gw")
@@ -103,6 +115,7 @@ class UdpKvClient:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((fleet.bind, 0))
         self.sock.setblocking(False)
+        self.link: Any = None  # a plan's fleet: the broker (PahoClient), see open()
         self._rx: deque[bytes] = deque()
         self._fut: asyncio.Future | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -113,11 +126,43 @@ class UdpKvClient:
         self._next_op: Any = None
         self._finished: Any = None
 
+    async def open(self, timeout_s: float = 10.0) -> None:
+        """A plan's fleet: connect to its broker and subscribe to this client's inbox (the
+        replicas answer there). Nothing to do for an emulated fleet (UDP)."""
+        if not self.fleet.via_broker or self.link is not None:
+            return
+        from roost.gateway.mqtt_paho import PahoClient
+        from roost.node.mqtt import MQTTConfig
+        from roost.node.runtime import topic
+
+        self.link = PahoClient(self.id, [self.fleet.broker_url], on_message=self._on_mqtt,
+                               config=MQTTConfig(clean_session=True, keepalive_s=10))
+        self.link.subscribe(topic(self.fleet.name, self.id, "inbox"), 0)
+        self.link.start()
+        t_end = time.monotonic() + timeout_s
+        while not self.link.connected:
+            if time.monotonic() > t_end:
+                raise FleetError("cannot reach the fleet's broker %s" % self.fleet.broker_url)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # the subscription is in place before the first request
+
+    async def aclose(self) -> None:
+        if self.link is not None:
+            await self.link.stop(1000)
+            self.link = None
+        self.close()
+
     def close(self) -> None:
-        if self._loop is not None:
+        if self._loop is not None and self.link is None:
             self._loop.remove_reader(self.sock.fileno())
-            self._loop = None
+        self._loop = None
         self.sock.close()
+
+    def _on_mqtt(self, topic: str, payload: bytes, retained: bool) -> None:
+        if retained or len(self._rx) >= 256:
+            return
+        self._rx.append(payload)
+        self._woken()
 
     def _readable(self) -> None:
         while len(self._rx) < 256:
@@ -125,6 +170,14 @@ class UdpKvClient:
                 self._rx.append(self.sock.recv(2048))
             except OSError:  # BlockingIOError: drained; others (ICMP errors): the core retries
                 break
+        self._woken()
+
+    def _woken(self) -> None:
+        if self._next_op is not None:  # run_ops: the reply may start the next operation
+            self._dispatch()
+            if self._cur is not None and not self._cur.busy():
+                self._start_next()
+            return
         f = self._fut
         if f is not None and not f.done():
             f.set_result(None)
@@ -134,7 +187,8 @@ class UdpKvClient:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
-            loop.add_reader(self.sock.fileno(), self._readable)
+            if self.link is None:
+                loop.add_reader(self.sock.fileno(), self._readable)
         fut = loop.create_future()
         self._fut = fut
         h = loop.call_later(seconds, _wake, fut)
@@ -146,7 +200,11 @@ class UdpKvClient:
 
     def _do(self, effects: list) -> None:
         for e in effects or ():
-            if e[0] == SEND:
+            if e[0] == SEND and self.link is not None:
+                from roost.node.runtime import topic
+
+                self.link.publish(topic(self.fleet.name, e[1], "inbox"), e[2], 0)
+            elif e[0] == SEND:
                 a = self.fleet.addr.get(e[1])
                 if a is not None:
                     try:
@@ -205,7 +263,8 @@ class UdpKvClient:
         self._next_op = next_op
         self._finished = finished
         self._loop = loop
-        loop.add_reader(self.sock.fileno(), self._on_readable)
+        if self.link is None:
+            loop.add_reader(self.sock.fileno(), self._readable)
         self._start_next()
 
     def _start_next(self) -> None:
@@ -229,12 +288,6 @@ class UdpKvClient:
         if rec["ok"] is True:
             self.lat_ms.append((time.perf_counter() - self._t0) * 1000)
         self.history.append(rec)
-
-    def _on_readable(self) -> None:
-        self._readable()
-        self._dispatch()
-        if self._cur is not None and not self._cur.busy():
-            self._start_next()
 
     def tick(self) -> None:
         """Retry or give up the running operation when its core's deadline has passed."""
@@ -266,9 +319,10 @@ def kv_once(d: str | Path, op: str, key: str, value: str | None = None, old: str
     async def go() -> dict[str, Any]:
         c = UdpKvClient(fleet, _client_id("k"), _Clock(), cfg)
         try:
+            await c.open()
             return await c.op(op, key, value, old, new)
         finally:
-            c.close()
+            await c.aclose()
 
     return asyncio.run(go())
 
@@ -397,7 +451,6 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
         loop = asyncio.get_running_loop()
         cs = [UdpKvClient(fleet, _client_id("L", i), clock, cfg, rng.next32())
               for i in range(clients)]
-        t_end = time.monotonic() + duration_s
         all_done = loop.create_future()
         running = set(range(clients))
 
@@ -415,13 +468,16 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
                 loop.call_later(0.005, tick)
 
         try:
+            for c in cs:
+                await c.open()
+            t_end = time.monotonic() + duration_s
             for i, c in enumerate(cs):
                 c.run_ops(loop, plan(c, i, rng.fork(c.id), t_end), finished_one(i))
             tick()
             await all_done
         finally:
             for c in cs:
-                c.close()
+                await c.aclose()
         return cs
 
     t0 = time.monotonic()
@@ -497,21 +553,80 @@ def _load_cmd(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- roost status
 
 
+def _reports_through_broker(state: dict[str, Any],
+                            wait_s: float = 3.0) -> dict[str, tuple[str, Any]]:
+    """A plan's fleet: {node: (online|offline|unknown, its retained state or None)} from the
+    retained status (set by each node's Last Will) and state topics on its broker."""
+    from roost.gateway.mqtt_paho import PahoClient
+    from roost.node.mqtt import MQTTConfig
+
+    prefix = "roost/%s/node/" % state["fleet"]
+    words: dict[str, str] = {}
+    states: dict[str, Any] = {}
+
+    def on_message(t: str, payload: bytes, retained: bool) -> None:
+        node, _, leaf = t[len(prefix):].partition("/")
+        if leaf == "status":
+            words[node] = payload.decode("utf-8", "replace")
+        elif leaf == "state":
+            try:
+                states[node] = json.loads(payload)
+            except ValueError:
+                pass
+
+    async def go() -> None:
+        c = PahoClient("status-%s" % os.urandom(3).hex(), [state["broker"]["url"]],
+                       on_message=on_message, config=MQTTConfig(clean_session=True))
+        c.subscribe(prefix + "+/status", 1)
+        c.subscribe(prefix + "+/state", 1)
+        c.start()
+        t_end = time.monotonic() + wait_s
+        try:  # retained messages come at once; the wait bounds a slow or absent broker
+            while time.monotonic() < t_end:
+                if c.connected and all(n in words and (words[n] != "online" or n in states)
+                                       for n in state["ids"]):
+                    break
+                await asyncio.sleep(0.05)
+            if not c.connected:
+                raise FleetError("cannot reach the fleet's broker %s" % state["broker"]["url"])
+        finally:
+            await c.stop(500)
+
+    asyncio.run(go())
+    out = {}
+    for n in state["ids"]:
+        w = words.get(n, "unknown")
+        out[n] = (w, states.get(n) if w == "online" else None)
+    return out
+
+
 def fleet_status(d: str | Path) -> dict[str, Any]:
     """Members and their state, groups, leaders, commit indexes, lag, counters."""
+    from roost.gateway.plan import is_plan
+
     state = load_state(d)
+    planned = is_plan(state)
+    remote = _reports_through_broker(state) if planned else {}
     now = time.time()
     nodes: dict[str, Any] = {}
     views: dict[str, dict[str, str]] = {}
     for n in state["ids"]:
         info = state["nodes"][n]
-        alive = pid_alive(info.get("pid"), info["config"])
-        st = read_status(state, n) if alive else None
-        entry: dict[str, Any] = {"process": "running" if alive else "down",
+        if planned:  # a real node: alive while its broker status says online
+            word, st = remote[n]
+            alive = word == "online"
+            process = {"online": "running", "offline": "down"}.get(word, "unknown")
+        else:
+            alive = pid_alive(info.get("pid"), info["config"])
+            st = read_status(state, n) if alive else None
+            process = "running" if alive else "down"
+        entry: dict[str, Any] = {"process": process,
                                  "interp": info["interp"], "port": info["port"],
                                  "pid": info.get("pid") if alive else None}
         if st is not None:
-            age = now - st.get("wall", 0)
+            # a board's clock may not be set: a real node's report is as fresh as its broker
+            # status says
+            age = 0.0 if planned else now - st.get("wall", 0)
             host = st.get("host") or {}
             stats = st.get("stats") or {}
             rej = {k[len("rx_rejected_"):]: v for k, v in sorted(stats.items())
@@ -628,7 +743,7 @@ def add_kv_parser(sub: Any) -> argparse.ArgumentParser:
     ks.required = True
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--dir", required=True, help="the fleet's directory (roost emulate)")
+        q.add_argument("--dir", required=True, help=DIR_HELP)
         q.add_argument("--timeout", type=float, default=5.0, help="seconds before 'unknown'")
         q.add_argument("--json", action="store_true", help="print the history record")
         q.set_defaults(handler=_kv_cmd)
@@ -653,7 +768,7 @@ def add_kv_parser(sub: Any) -> argparse.ArgumentParser:
 def add_status_parser(sub: Any) -> argparse.ArgumentParser:
     """``roost status --dir DIR [--json]``."""
     p = sub.add_parser("status", help="members, groups, leaders, commit indexes, counters")
-    p.add_argument("--dir", required=True, help="the fleet's directory (roost emulate)")
+    p.add_argument("--dir", required=True, help=DIR_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_status_cmd)
     return p
@@ -663,7 +778,7 @@ def add_load_parser(sub: Any) -> argparse.ArgumentParser:
     """``roost load --dir DIR --clients C --duration S --history FILE``."""
     p = sub.add_parser("load", help="closed-loop (or paced) load on the key-value store, "
                        "with a history")
-    p.add_argument("--dir", required=True, help="the fleet's directory (roost emulate)")
+    p.add_argument("--dir", required=True, help=DIR_HELP)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--duration", type=float, default=10.0, help="seconds")
     p.add_argument("--history", help="write the history (JSON lines) here")

@@ -151,11 +151,12 @@ def _gateway_cmd(args: argparse.Namespace) -> int:
 
 def add_gateway_parser(sub: Any) -> argparse.ArgumentParser:
     """``roost gateway --dir DIR``."""
-    p = sub.add_parser("gateway", help="watch an emulated fleet through its MQTT broker",
+    p = sub.add_parser("gateway", help="watch a fleet through its MQTT broker",
                        description="Subscribe to every node's status (online, or offline "
                        "from its Last Will) and sensor data, and write the view to "
                        "DIR/gateway.json each second ('roost status' shows it). 'roost "
                        "emulate up' starts one; SIGTERM or Ctrl-C stops it.")
-    p.add_argument("--dir", required=True, help="the fleet directory (roost emulate up --dir)")
+    p.add_argument("--dir", required=True,
+                   help="the fleet directory (roost emulate up --dir, or roost plan --dir)")
     p.set_defaults(handler=_gateway_cmd)
     return p

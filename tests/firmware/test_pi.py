@@ -65,3 +65,27 @@ def test_install_script_is_valid_shell_and_refuses_without_root_or_args():
     out = subprocess.run([sh, str(PI / "install.sh"), "--bogus", "x"], capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 2 and "unknown option --bogus" in out.stderr
+
+
+def test_install_script_takes_the_node_from_a_plan(tmp_path: Path):
+    """It refuses, with one sentence, before touching the system: without a plan, with a
+    folder that holds none, without a node id (root is checked after these)."""
+    sh = shutil.which("sh")
+    script = str(PI / "install.sh")
+
+    def run(*args):
+        return subprocess.run([sh, script, *args], capture_output=True, text=True, timeout=30)
+
+    out = run("--node-id", "n01")
+    assert out.returncode == 2 and "give --plan DIR" in out.stderr
+    out = run("--plan", str(tmp_path), "--node-id", "n01")
+    assert out.returncode == 2 and "holds no plan" in out.stderr
+    from roost.gateway.plan import make
+
+    make(tmp_path / "class", "class", "mqtt://192.168.4.1:1883",
+         [("n01", "pi-zero-2w"), ("n02", "pi-zero-2w"), ("n03", "esp32-wrover")], key="k" * 32)
+    out = run("--plan", str(tmp_path / "class"))
+    assert out.returncode == 2 and "give --node-id" in out.stderr
+    # what it installs as /etc/roost/node.json is what this command prints
+    text = (PI / "install.sh").read_text()
+    assert 'roost plan --dir "$PLAN" --node-config "$NODE_ID"' in text

@@ -1,24 +1,24 @@
 #!/bin/sh
-# Install a roost node on a Raspberry Pi (Raspberry Pi OS Bookworm or later), as root:
-#   sudo sh roost/firmware/pi/install.sh --node-id n01 --broker mqtt://192.168.4.1:1883 [--fleet lab]
-# Secrets are read from the environment (ROOST_FLEET_KEY), never from the command line:
-#   sudo ROOST_FLEET_KEY=... sh roost/firmware/pi/install.sh ...
+# Install a roost node on a Raspberry Pi (Raspberry Pi OS Bookworm or later), as root, from
+# the fleet's plan (made once with 'roost plan --dir class ...' and copied to the Pi):
+#   sudo sh roost/firmware/pi/install.sh --plan class --node-id n01
+# The plan gives the node its board, broker, members and replica group; its fleet.key is
+# copied to /etc/roost/fleet.key (mode 0600), never shown.
 # Idempotent: run it again to upgrade the code or change the config.
 set -eu
 
-NODE_ID="" BROKER="" FLEET="roost" SRC="$(cd "$(dirname "$0")/../../.." && pwd)"
+NODE_ID="" PLAN="" SRC="$(cd "$(dirname "$0")/../../.." && pwd)"
 while [ $# -gt 0 ]; do
     case "$1" in
-        --node-id) NODE_ID="$2"; shift 2 ;;
-        --broker) BROKER="$2"; shift 2 ;;
-        --fleet) FLEET="$2"; shift 2 ;;
+        --node-id) NODE_ID="${2:-}"; shift 2 ;;
+        --plan) PLAN="${2:-}"; shift 2 ;;
         *) echo "install.sh: unknown option $1 (see the comment at the top)" >&2; exit 2 ;;
     esac
 done
-[ "$(id -u)" = 0 ] || { echo "install.sh: run it as root (sudo)" >&2; exit 2; }
+[ -n "$PLAN" ] || { echo "install.sh: give --plan DIR, the fleet's plan from 'roost plan'" >&2; exit 2; }
+[ -f "$PLAN/fleet.json" ] && [ -f "$PLAN/fleet.key" ] || { echo "install.sh: $PLAN holds no plan (fleet.json and fleet.key from 'roost plan')" >&2; exit 2; }
 [ -n "$NODE_ID" ] || { echo "install.sh: give --node-id, e.g. --node-id n01" >&2; exit 2; }
-[ -n "$BROKER" ] || { echo "install.sh: give --broker mqtt://HOST:1883" >&2; exit 2; }
-[ -n "${ROOST_FLEET_KEY:-}" ] || { echo "install.sh: set ROOST_FLEET_KEY in the environment" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "install.sh: run it as root (sudo)" >&2; exit 2; }
 
 # 1. system packages: Python, venv, I2C tools; enable I2C for the BME280
 apt-get install -y python3-venv python3-dev i2c-tools libgpiod2 >/dev/null
@@ -35,14 +35,15 @@ python3 -m venv /opt/roost/venv
 /opt/roost/venv/bin/pip install --quiet "$SRC[pi]"
 cp -r "$SRC/docs" /opt/roost/ 2>/dev/null || true
 
-# 4. config and secrets (the secrets file readable by roost only)
+# 4. the node's config from the plan (one sentence and exit 2 if the node is not in it),
+#    and the fleet key, readable by roost only
 install -d -m 0755 /etc/roost
-cat > /etc/roost/node.json <<JSON
-{"node_id": "$NODE_ID", "fleet": "$FLEET", "board": "pi-4", "broker": "$BROKER"}
-JSON
+/opt/roost/venv/bin/roost plan --dir "$PLAN" --node-config "$NODE_ID" \
+    --key-file /etc/roost/fleet.key > /etc/roost/node.json.new
+mv /etc/roost/node.json.new /etc/roost/node.json
 umask 077
-printf '{"fleet_key": "%s"}\n' "$ROOST_FLEET_KEY" > /etc/roost/secrets.json
-chown roost:roost /etc/roost/secrets.json
+cp "$PLAN/fleet.key" /etc/roost/fleet.key
+chown roost:roost /etc/roost/fleet.key
 umask 022
 
 # 5. the service

