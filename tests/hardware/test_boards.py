@@ -72,3 +72,15 @@ def test_make_sensors_seeded_and_shared_weather():
     bme, dht = a[0], a[1]
     assert bme.weather is dht.weather
     assert abs(bme.read(0).values["temperature"] - dht.read(0).values["temperature"]) < 2.0
+
+
+def test_a_board_without_a_camera_module_reads_errors_and_boots():
+    # stock MicroPython (and CPython) has no camera module: the ESP32-CAM's node still
+    # starts, and its camera sensor says "error" at each sample instead
+    from roost.hardware.boards import _board_camera
+    from roost.hardware.camera import CameraVisitSensor
+
+    s = CameraVisitSensor(_board_camera(), 96, 96)
+    r = s.read(1000)
+    assert r.health == "error" and s.stats["errors"] == 1
+    assert isinstance(s.last_error, OSError) and s.last_error.args[0] == 19
