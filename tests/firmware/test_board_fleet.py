@@ -109,6 +109,18 @@ def romfs_setup(tmp_path):
     yield from _fleet_and_board(tmp_path, "--heap", "256", "--romfs", "192")
 
 
+def start_board(procs, flash, *board_args):
+    """`roost board serve` on a free port, its process in procs["board"]: -> its socket:// URL."""
+    procs["board"] = subprocess.Popen(
+        [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port", "0",
+         "--dir", str(flash), *board_args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ready, _, _ = select.select([procs["board"].stdout], [], [], 20)
+    line = procs["board"].stdout.readline() if ready else ""
+    assert "socket://" in line, line
+    return line.split(" on ", 1)[1].split(",", 1)[0]
+
+
 def _fleet_and_board(tmp_path, *board_args):
     fleet = tmp_path / "fleet"
     flash = tmp_path / "flash"
@@ -117,14 +129,7 @@ def _fleet_and_board(tmp_path, *board_args):
     try:
         r = roost("emulate", "up", "--nodes", "3", "--dir", str(fleet), "--json")
         assert r.returncode == 0, r.stdout + r.stderr
-        procs["board"] = subprocess.Popen(
-            [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port", "0",
-             "--dir", str(flash), *board_args],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        ready, _, _ = select.select([procs["board"].stdout], [], [], 20)
-        line = procs["board"].stdout.readline() if ready else ""
-        assert "socket://" in line, line
-        url = line.split(" on ", 1)[1].split(",", 1)[0]
+        url = start_board(procs, flash, *board_args)
         yield fleet, flash, url, procs
     finally:
         p = procs.get("board")

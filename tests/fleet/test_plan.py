@@ -8,37 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.firmware.test_board_fleet import roost, start_board, wait_for
 from tests.runtime.brokers import broker
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def roost(*args, timeout=120):
-    env = dict(os.environ)
-    env.pop("ROOST_FLEET_KEY", None)
-    return subprocess.run([sys.executable, "-m", "roost.gateway.cli"] + list(args), cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError("timed out after %d s waiting for %s (last: %r)" % (timeout, what, last))
 
 
 def _stop(p):
@@ -97,14 +78,7 @@ def test_a_planned_fleet_runs_through_its_broker_and_a_flashed_board_joins(plann
         pytest.skip("micropython / mpy-cross are not installed")
     flash = tmp_path / "flash"
     flash.mkdir()
-    procs["board"] = subprocess.Popen(
-        [sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port", "0",
-         "--dir", str(flash), "--board", "esp32-wrover"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ready, _, _ = select.select([procs["board"].stdout], [], [], 20)
-    line = procs["board"].stdout.readline() if ready else ""
-    assert "socket://" in line, line
-    url = line.split(" on ", 1)[1].split(",", 1)[0]
+    url = start_board(procs, flash, "--board", "esp32-wrover")
 
     # the board: its board, members and group come from the plan (no --board, no --broker)
     r = roost("flash", "--port", url, "--node-id", "n04", "--join-dir", str(plan), "--json",
