@@ -109,6 +109,17 @@ def romfs_setup(tmp_path):
     yield from _fleet_and_board(tmp_path, "--heap", "256", "--romfs", "192")
 
 
+def stop_proc(p):
+    """SIGTERM a process started here, SIGKILL after 10 s."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+
+
 def start_board(procs, flash, *board_args):
     """`roost board serve` on a free port, its process in procs["board"]: -> its socket:// URL."""
     procs["board"] = subprocess.Popen(
@@ -132,14 +143,8 @@ def _fleet_and_board(tmp_path, *board_args):
         url = start_board(procs, flash, *board_args)
         yield fleet, flash, url, procs
     finally:
-        p = procs.get("board")
-        if p is not None and p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=10)
+        if procs.get("board") is not None:
+            stop_proc(procs["board"])
         if (fleet / "fleet.json").exists():
             roost("emulate", "down", "--dir", str(fleet), timeout=60)
 

@@ -16,20 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.firmware.test_board_fleet import roost, start_board, wait_for
+from tests.firmware.test_board_fleet import roost, start_board, stop_proc, wait_for
 from tests.runtime.brokers import broker
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _stop(p):
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=10)
 
 
 @pytest.fixture
@@ -60,7 +50,7 @@ def planned(tmp_path):
         yield plan, procs, tmp_path
     finally:
         for p in procs.values():
-            _stop(p)
+            stop_proc(p)
         b.stop()
 
 
