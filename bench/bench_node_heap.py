@@ -16,6 +16,14 @@ command the other replicas applied; "no memory error" also asks for no skipped s
     python bench/bench_node_heap.py --heaps 448 --duration 600   # ten minutes at one size
     python bench/bench_node_heap.py --rate 50 --heaps 256,320    # a paced load: 50 ops/s
     python bench/bench_node_heap.py --role follower --heaps 384  # behind a CPython leader
+    python bench/bench_node_heap.py --role member --heaps 128,160 --duration 600
+
+--role member measures the esp32 profile's role instead: the MicroPython node is a gossip
+member only (MQTT client and simulated sensors, no replica) in a fleet of --nodes (3 CPython
+replicas under a paced load, the rest CPython members). Every 60 s a CPython member is killed
+and restarted 10 s later, so the member's view changes. It keeps up when it is still
+running, counted no memory error, rebuild or host error, sees every other node alive at the
+end and kept publishing its readings.
 """
 
 import argparse
@@ -124,6 +132,63 @@ def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8, rate: floa
         fleet.down(d)
 
 
+def run_member(heap_k: int, duration: float, tmp: str, nodes: int = 6,
+               code_in_rom: bool = True) -> dict:
+    """One fleet with a MicroPython gossip member at heap_k; what it counted and the verdict."""
+    from roost.emulator import chaos, fleet
+    from roost.gateway import client
+
+    d = Path(tmp) / ("member%d" % heap_k)
+    snap = fleet.up(d, nodes, micropython=1, heap_k=heap_k, groups=1, replicas=3,
+                    timeout_s=90, opts={"fsync": False}, code_in_rom=code_in_rom)
+    try:
+        state = fleet.load_state(d)
+        mpy = [n for n, v in state["nodes"].items() if v.get("interp") == "micropython"][0]
+        if not snap["health"]["healthy"]:
+            log = (d / "nodes" / mpy / "node.log").read_text().splitlines()[-1:]
+            return {"heap_k": heap_k, "keeps_up": False, "no_memory_error": False,
+                    "why": "fleet not healthy: %s" % snap["health"]["problems"],
+                    "last_line": log[0][:160] if log else None}
+        replicas = state["groups"][0][1]
+        assert mpy not in replicas, "the MicroPython node should be a member only"
+        others = [n for n in state["ids"] if n not in replicas and n != mpy]
+        readings0 = _status(d, mpy).get("readings", 0)
+        t_end = time.time() + duration
+        cycles = ops = 0
+        while time.time() < t_end:  # a paced load on the group; a member's plug pulled
+            s = client.run_load(d, 2, min(50.0, max(1.0, t_end - time.time())), keys=16,
+                                mix="put:1,get:1", rate=20)
+            ops += s["ops"]
+            if others and time.time() < t_end - 20:
+                victim = others[cycles % len(others)]
+                chaos.kill(d, victim)
+                time.sleep(10)
+                chaos.restart(d, victim)
+                cycles += 1
+        time.sleep(8)  # the restarted member is alive again in every view
+        st = fleet.load_state(d)
+        alive = fleet.pid_alive(st["nodes"][mpy].get("pid"), fleet.node_marker(st, mpy))
+        ms = _status(d, mpy)
+        stats = ms.get("stats", {})
+        view = {m[0]: m[1] for m in ms.get("host", {}).get("members", [])}
+        not_alive = [n for n in st["ids"] if view.get(n) != "alive"]
+        out = {"heap_k": heap_k, "node": mpy, "nodes": nodes, "alive": alive,
+               "group_ops": ops, "member_kills": cycles,
+               "memory_errors": stats.get("memory_errors", 0),
+               "memory_rebuilds": stats.get("memory_rebuilds", 0),
+               "host_errors": stats.get("host_errors", 0),
+               "readings": ms.get("readings", 0) - readings0,
+               "not_alive_in_view": not_alive, "mem_free": ms.get("mem_free"),
+               "gave_up": bool(ms.get("out_of_memory"))}
+        out["keeps_up"] = bool(alive and not out["memory_errors"] and not out["memory_rebuilds"]
+                               and not out["host_errors"] and not not_alive
+                               and out["readings"] > 0)
+        out["no_memory_error"] = out["keeps_up"]
+        return out
+    finally:
+        fleet.down(d)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heaps", default="256,320,384,448,512,640", help="KB, comma-separated")
@@ -134,25 +199,34 @@ def main() -> int:
     ap.add_argument("--code-in-ram", action="store_true",
                     help="load the node's .mpy code into the heap (default: run it in place "
                     "from a ROMFS image, as a board with a ROMFS partition does)")
-    ap.add_argument("--role", choices=("any", "leader", "follower"), default="any",
+    ap.add_argument("--role", choices=("any", "leader", "follower", "member"), default="any",
                     help="make the MicroPython node lead or follow before the load (by "
-                    "pausing the leader for a moment until it does; default: as elected)")
+                    "pausing the leader for a moment until it does; default: as elected), "
+                    "or be a gossip member only (the esp32 profile's role)")
+    ap.add_argument("--nodes", type=int, default=6,
+                    help="with --role member: node processes in the fleet")
     a = ap.parse_args()
     heaps = [int(x) for x in a.heaps.split(",")]
     keeps = clean = None
     with tempfile.TemporaryDirectory() as tmp:
         for h in heaps:
-            r = run_one(h, a.duration, tmp, a.clients, a.rate, not a.code_in_ram, a.role)
+            if a.role == "member":
+                r = run_member(h, a.duration, tmp, a.nodes, not a.code_in_ram)
+            else:
+                r = run_one(h, a.duration, tmp, a.clients, a.rate, not a.code_in_ram, a.role)
             print(json.dumps(r, sort_keys=True), flush=True)
             if r["keeps_up"] and keeps is None:
                 keeps = h
             if r["no_memory_error"] and clean is None:
                 clean = h
+    if a.role == "member":
+        load = "%d nodes, 2 clients at 20 ops/s on the group, a member's plug pulled every 60 s" % (
+            a.nodes)
+    else:
+        load = "%d clients, %s" % (a.clients, "%g ops/s" % a.rate if a.rate else "unpaced")
     print("smallest heap (KB) where the node keeps up: %s; with no memory error at all (no "
-          "skipped snapshot either): %s (of %s; %.0f s of load each, %d clients, %s; code %s; "
-          "role %s)"
-          % (keeps, clean, ",".join(map(str, heaps)), a.duration, a.clients,
-             "%g ops/s" % a.rate if a.rate else "unpaced",
+          "skipped snapshot either): %s (of %s; %.0f s of load each, %s; code %s; role %s)"
+          % (keeps, clean, ",".join(map(str, heaps)), a.duration, load,
              "in the heap" if a.code_in_ram else "in place from ROMFS, not counted", a.role))
     return 0
 

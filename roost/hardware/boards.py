@@ -64,7 +64,8 @@ _PROFILES = (
         ("gossip",),
         "ESP32-WROOM devkit without PSRAM: about 100 KB of free heap after Wi-Fi; a gossip "
         "member at most, with its code in flash (not measured on a real board: the 64-bit "
-        "emulation needs ~190 KB for one), and a replica needs PSRAM (esp32-wrover).",
+        "emulation needs 152 KB for one from ROMFS, 224 KB with its code in the heap), and "
+        "a replica needs PSRAM (esp32-wrover).",
     ),
     BoardProfile(
         "esp32-wrover", "micropython", 2048 * 1024, True,
