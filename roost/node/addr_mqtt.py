@@ -1,0 +1,120 @@
+"""UDP addresses announced through the broker (MicroPython-safe).
+
+Nodes of a real fleet's plan know each other by id only: a classroom network hands out
+addresses by DHCP. Each node publishes its ``[host, port]``, sealed with the fleet key,
+retained on roost/<fleet>/node/<id>/udp each time its MQTT client connects, and adds the
+others' to its UDP address book. Gossip and Paxos then go peer to peer and keep working
+while the broker is away. A forged address fails the tag and is counted; an old one was
+still that node's own. Configured peers are never moved.
+"""
+
+from roost.common import envelope as _env
+from roost.node.mqtt_codec import parse_url
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+KIND_ADDR = const(120)  # outside the gossip and key-value kinds: never handed to a core
+
+
+def local_ip(toward):
+    """This node's address on the network that reaches host ``toward``: a board's Wi-Fi
+    station address, else the source address a UDP socket connected there would use (no
+    datagram is sent). None when neither can be told (the unix port has no getsockname)."""
+    try:
+        import network
+
+        w = network.WLAN(network.STA_IF)
+        if w.isconnected():
+            return w.ifconfig()[0]
+    except (ImportError, AttributeError, OSError):
+        pass
+    try:
+        import socket
+
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.connect(socket.getaddrinfo(toward, 9)[0][-1])
+            return s.getsockname()[0]
+        finally:
+            s.close()
+    except (AttributeError, OSError, IndexError):
+        return None
+
+
+def parse(payload, mac, node_id):
+    """A retained announcement of node_id -> ((host, port), None) or (None, reason)."""
+    env, why = _env.decode(payload, mac)
+    if env is None:
+        return None, why
+    b = env.body
+    if (env.kind != KIND_ADDR or env.sender != node_id or not isinstance(b, list)
+            or len(b) != 2 or not isinstance(b[0], str) or not b[0]
+            or not isinstance(b[1], int) or isinstance(b[1], bool) or not 0 < b[1] < 65536):
+        return None, _env.R_MALFORMED
+    return (b[0], b[1]), None
+
+
+class AddrBook:
+    """Announce this node's UDP address and learn the fleet's, over one MQTT client."""
+
+    def __init__(self, client, fleet, node_id, udp, static, stats, channel_of,
+                 broker_url=None):
+        self.client = client
+        self.channel_of = channel_of  # -> the node's channel now (None before it booted)
+        self.node_id = node_id
+        self.udp = udp
+        self.static = static  # ids with configured addresses: never moved
+        self.stats = stats  # the runtime's counters: addr_learned, rx_rejected_addr
+        self.topic = "roost/%s/node/%s/udp" % (fleet, node_id)
+        self.prefix = "roost/%s/node/" % fleet
+        self.toward = "127.0.0.1"
+        if broker_url:
+            try:
+                self.toward = parse_url(broker_url)[0]
+            except ValueError:
+                pass
+        stats["addr_learned"] = 0
+        stats["rx_rejected_addr"] = 0
+        self._prev = client.on_message
+        client.on_message = self._on_message
+        client.subscribe(self.prefix + "+/udp", 0)
+
+    def announce(self, client=None):
+        """Publish this node's address (an MQTT on_connect callback)."""
+        ch = self.channel_of()
+        if ch is None or self.udp.sock is None:
+            return
+        host = self.udp.bind_host
+        if host in ("0.0.0.0", ""):
+            host = local_ip(self.toward)
+        if not host or not self.udp.bind_port:
+            return  # the fleet learns this node's address from its datagrams instead
+        self.client.publish(self.topic, ch.seal(KIND_ADDR, _env.BROADCAST,
+                                                [host, self.udp.bind_port]), 1, True)
+
+    def _on_message(self, t, payload, retained):
+        if not (t.startswith(self.prefix) and t.endswith("/udp")):
+            if self._prev is not None:
+                self._prev(t, payload, retained)
+            return
+        node = t[len(self.prefix):-4]
+        ch = self.channel_of()
+        if node == self.node_id or node in self.static or ch is None:
+            return
+        got, _why = parse(bytes(payload), ch.mac, node)
+        if got is None:
+            self.stats["rx_rejected_addr"] += 1
+            return
+        if self.udp.book.get(node) != got:
+            try:
+                self.udp.add_peer(node, got[0], got[1])
+            except (ValueError, OSError, IndexError):  # an address that does not resolve
+                self.stats["rx_rejected_addr"] += 1
+                return
+            self.stats["addr_learned"] += 1
