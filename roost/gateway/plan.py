@@ -6,9 +6,11 @@ node ids and their boards, the groups, the broker) and ``fleet.key`` (mode 0600)
 runs from it on this machine: ``roost flash --join-dir DIR`` writes a board's share into its
 config.json, ``roost plan --dir DIR --node-config ID`` prints a Pi's node config (what
 ``install.sh --plan DIR`` installs), and ``roost status``, ``roost kv`` and ``roost load``
-reach the running fleet through its broker. Nodes of a plan know each other by id only
-(addresses on a classroom network come from DHCP): their traffic goes through the broker,
-each node's inbox topic, until the plan names their UDP addresses (``--addr``).
+reach the running fleet through its broker. Nodes of a plan start out knowing each other by
+id only (addresses on a classroom network come from DHCP): their traffic goes through the
+broker, each node's inbox topic, until they learn each other's UDP addresses from the
+sealed announcements they publish there (roost.node.addr_mqtt), or the plan names them
+(``--addr``).
 """
 
 from __future__ import annotations
