@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from roost.firmware import build, ota
+from roost.hardware.boards import PROFILE_NAMES
 from roost.node.mqtt_codec import parse_url
 from roost.node.ota_mqtt import frame_begin, frame_bundle, frame_end, frame_file, ota_topic
 
@@ -123,14 +124,20 @@ def _key(args: argparse.Namespace) -> str:
 def _cmd_publish(args: argparse.Namespace) -> int:
     key = _key(args)
     broker, fleet = args.broker, args.fleet
+    planned = {}
     if args.dir:
         from roost.emulator.fleet import load_state
 
         state = load_state(args.dir)
         fleet = fleet or state["fleet"]
         broker = broker or (state.get("broker") or {}).get("url")
+        if state.get("kind") == "plan":
+            planned = state["nodes"].get(args.target) or {}
     if not broker or not fleet:
-        raise ValueError("give --broker and --fleet (or --dir of an emulated fleet)")
+        raise ValueError("give --broker and --fleet (or --dir of a fleet)")
+    if args.board is None:  # the plan's board for that node, or the board kind targeted
+        args.board = planned.get("board") or (args.target if args.target in PROFILE_NAMES
+                                              else "esp32")
     if args.image:
         image = Path(args.image)
         files = image_files(image)
@@ -145,7 +152,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     payloads = frames(manifest, tag, files, args.single)
     t = ota_topic(fleet, args.target)
     publish(broker, t, payloads, args.retain)
-    out = {"topic": t, "serial": args.serial, "version": version, "files": len(files),
+    out = {"topic": t, "serial": args.serial, "version": version, "board": args.board,
+           "files": len(files),
            "bytes": sum(len(v) for v in files.values()), "messages": len(payloads)}
     if args.json:
         print(json.dumps(out, sort_keys=True))
@@ -167,8 +175,11 @@ def add_ota_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="update serial: must be newer than the board's (old ones are refused)")
     s.add_argument("--version", default="", help="a version label shown by the board")
     s.add_argument("--image", default=None, help="an image from 'roost build' (default: build)")
-    s.add_argument("--board", default="esp32", help="board kind the bundle is for")
-    s.add_argument("--dir", default=None, help="an emulated fleet's directory (broker, key)")
+    s.add_argument("--board", default=None, help="board kind the bundle is for (default: "
+                   "the plan's for the target node, the target if it is a board kind, else "
+                   "esp32)")
+    s.add_argument("--dir", default=None,
+                   help="a fleet's directory, emulated or a plan (broker, key)")
     s.add_argument("--broker", default=None, help="mqtt://host:port")
     s.add_argument("--fleet", default=None, help="fleet name")
     s.add_argument("--key-file", default=None, help="file holding the fleet key")

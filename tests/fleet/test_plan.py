@@ -137,3 +137,9 @@ def test_a_planned_fleet_runs_through_its_broker_and_a_flashed_board_joins(plann
     procs["n04"].send_signal(signal.SIGKILL)
     procs["n04"].wait(timeout=10)
     wait_for(lambda: status(plan)["nodes"]["n04"]["process"] == "down", 30, "n04 down")
+
+    # an update for the board: the plan says which board kind the bundle is for
+    r = roost("ota", "publish", "--dir", str(plan), "--target", "n04", "--serial", "1",
+              "--version", "v2", "--json", timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["board"] == "esp32-wrover"
