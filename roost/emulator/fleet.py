@@ -53,8 +53,9 @@ def load_state(d: str | Path) -> dict[str, Any]:
     try:
         return json.loads(p.read_text())
     except FileNotFoundError:
-        raise FleetError("no fleet in %s (start one with 'roost emulate up --dir %s')"
-                         % (d, d)) from None
+        raise FleetError("no fleet in %s (start one with 'roost emulate up --dir %s', or "
+                         "write a real fleet's plan with 'roost plan --dir %s')"
+                         % (d, d, d)) from None
     except ValueError:
         raise FleetError("%s is damaged (not JSON)" % p) from None
 

@@ -425,22 +425,26 @@ def _broker_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(info, sort_keys=True), flush=True)
     else:
+        where = h.url if args.host != "0.0.0.0" else (
+            "every interface, port %d (mqtt://THIS-MACHINE'S-IP:%d for boards and Pis, %s "
+            "here)" % (h.port, h.port, h.url))
         print("%s broker listening on %s (pid %s, config in %s); Ctrl-C stops it"
-              % (h.kind, h.url, h.pid, d), flush=True)
-        if args.host != "127.0.0.1":
-            print("listening on %s port %d: boards and Pis use mqtt://THIS-MACHINE'S-IP:%d%s"
-                  % ("every interface" if args.host == "0.0.0.0" else args.host, h.port, h.port,
-                     "" if creds else "; anyone on the network may connect (every node "
-                     "message is still checked against the fleet key; --credentials gives "
-                     "each node its own password)"), flush=True)
+              % (h.kind, where, h.pid, d), flush=True)
+        if args.host != "127.0.0.1" and not creds:
+            print("anyone on the network may connect: every node message is still checked "
+                  "against the fleet key (--credentials gives each node its own password)",
+                  flush=True)
+    pid = h.pid
     try:
         while h.running():
             time.sleep(0.5)
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         h.stop()
-    return 0
+    print("roost broker: the %s broker (pid %s) stopped by itself; its log is %s"
+          % (h.kind, pid, h.log), file=sys.stderr, flush=True)
+    return 1
 
 
 def add_broker_parser(sub: Any) -> argparse.ArgumentParser:

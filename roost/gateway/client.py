@@ -678,7 +678,8 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
         groups.append({"name": name, "members": gm, "leaders": leaders,
                        "leader": leaders[0] if len(leaders) == 1 else None,
                        "commit": commits, "lag": lag})
-    return {"fleet": state["fleet"], "dir": state["dir"], "broker": state.get("broker"),
+    where = str(Path(d).resolve()) if planned else state["dir"]  # a plan may be a copy
+    return {"fleet": state["fleet"], "dir": where, "broker": state.get("broker"),
             "nodes": nodes, "members": members, "groups": groups, "gateway": _gateway(state)}
 
 

@@ -78,6 +78,21 @@ def _parse_addrs(text: str, ids: list[str]) -> dict[str, list[Any]]:
     return out
 
 
+def _check_broker_host(url: str) -> None:
+    """The broker's host must resolve here (a placeholder such as GATEWAY-IP copied from the
+    docs would leave every node unable to connect)."""
+    import socket
+
+    from roost.node.mqtt_codec import parse_url
+
+    try:
+        host, port = parse_url(url.replace("mqtts://", "mqtt://", 1))[:2]
+        socket.getaddrinfo(host, port)
+    except (ValueError, OSError):
+        raise PlanError("the broker in %s does not resolve to an address: give the gateway's "
+                        "address (hostname -I on the gateway prints it)" % url) from None
+
+
 def make(d: str | Path, fleet: str, broker: str, nodes: list[tuple[str, str]],
          groups: int = 1, replicas: int = 3, addrs: dict[str, list[Any]] | None = None,
          key: str | None = None) -> dict[str, Any]:
@@ -88,6 +103,7 @@ def make(d: str | Path, fleet: str, broker: str, nodes: list[tuple[str, str]],
     if not broker.startswith(("mqtt://", "mqtts://")):
         raise PlanError("--broker must be mqtt://HOST:PORT (the gateway's broker), got %r"
                         % broker)
+    _check_broker_host(broker)
     if replicas < 1 or replicas % 2 == 0:
         raise PlanError("--replicas must be odd (3 or 5): a group needs a majority")
     able = [n for n, b in nodes if "paxos" in get_profile(b).roles]
@@ -134,8 +150,12 @@ def node_config(state: dict[str, Any], node_id: str, key_file: str,
                 storage: str = "/var/lib/roost/data") -> dict[str, Any]:
     """A Pi's ``roost node`` config (``/etc/roost/node.json``)."""
     common = shared(state, node_id)  # PlanError for a node the plan does not hold
+    board = state["nodes"][node_id]["board"]
+    if state["nodes"][node_id]["interp"] != "cpython":
+        raise PlanError("%s is a %s board, not a Pi: flash it with roost flash --join-dir %s "
+                        "--node-id %s" % (node_id, board, state["dir"], node_id))
     cfg = {"node_id": node_id, "fleet": state["fleet"],
-           "board": state["nodes"][node_id]["board"], "brokers": [state["broker"]["url"]],
+           "board": board, "brokers": [state["broker"]["url"]],
            "key_file": key_file, "udp": ["0.0.0.0", UDP_PORT], "sensors": "real",
            "storage": storage}
     cfg.update(common)

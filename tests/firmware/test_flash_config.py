@@ -61,3 +61,12 @@ def test_join_dir_refuses_another_fleets_key(tmp_path):
         make_config(a)
     a.join_dir = _fleet_dir(tmp_path, "k" * 32)  # the same key is fine
     assert make_config(a)[1]["fleet_key"] == "k" * 32
+
+
+def test_a_board_on_a_serial_port_needs_wifi():
+    a = _args("esp32-wrover")
+    a.wifi, a.port = "", "/dev/ttyUSB0"
+    with pytest.raises(ValueError, match="give --wifi SSID"):
+        make_config(a)
+    a.port = "socket://127.0.0.1:7777"  # a virtual board shares this machine's network
+    assert make_config(a)[0]["wifi_ssid"] == ""

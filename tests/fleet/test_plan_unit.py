@@ -25,9 +25,9 @@ def test_groups_take_the_boards_that_hold_a_replica(tmp_path, monkeypatch):
     assert len(key.read_text().strip()) == 32 and key.stat().st_mode & 0o077 == 0
     with pytest.raises(PlanError, match="need 6 nodes whose boards hold a replica; the plan "
                        "has 4"):
-        make(tmp_path / "q", "class", "mqtt://h:1883", KIT, groups=2)
+        make(tmp_path / "q", "class", "mqtt://192.168.4.1:1883", KIT, groups=2)
     with pytest.raises(PlanError, match="already holds a fleet"):
-        make(tmp_path / "p", "class", "mqtt://h:1883", KIT)
+        make(tmp_path / "p", "class", "mqtt://192.168.4.1:1883", KIT)
 
 
 def test_a_pi_node_config_is_one_roost_node_accepts(tmp_path):
@@ -40,6 +40,8 @@ def test_a_pi_node_config_is_one_roost_node_accepts(tmp_path):
     assert "peers" not in node_config(st, "n02", "/k")  # not its own address
     with pytest.raises(PlanError, match="n09 is not in the plan"):
         node_config(st, "n09", "/k")
+    with pytest.raises(PlanError, match="n03 is a esp32-wrover board, not a Pi: flash it"):
+        node_config(st, "n03", "/k")
 
 
 def _flash_args(plan, node, board=None):
@@ -77,7 +79,7 @@ def test_commands_that_start_processes_refuse_a_plan(tmp_path, capsys):
 
 def test_the_command_line(tmp_path, capsys):
     d = str(tmp_path / "p")
-    assert main(["plan", "--dir", d, "--fleet", "class", "--broker", "mqtt://gw:1883",
+    assert main(["plan", "--dir", d, "--fleet", "class", "--broker", "mqtt://192.168.4.1:1883",
                  "--nodes", "n01:pi-4,n02:pi-4,n03:pi-5,n04:esp32"]) == 0
     out = capsys.readouterr().out
     assert "n04   esp32         gossip member" in out and "install.sh --plan" in out
@@ -85,10 +87,12 @@ def test_the_command_line(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["key_file"] == "/etc/roost/fleet.key"
     base = ["plan", "--dir", str(tmp_path / "x"), "--fleet", "c"]
     for extra, says in (
-            (["--broker", "mqtt://gw:1883", "--nodes", "n01"], "ID:BOARD"),
-            (["--broker", "mqtt://gw:1883", "--nodes", "n01:pi-9"], "unknown board"),
+            (["--broker", "mqtt://192.168.4.1:1883", "--nodes", "n01"], "ID:BOARD"),
+            (["--broker", "mqtt://192.168.4.1:1883", "--nodes", "n01:pi-9"], "unknown board"),
             (["--broker", "http://x", "--nodes", "n01:pi-4"], "mqtt://"),
-            (["--broker", "mqtt://gw:1883", "--nodes", "n01:pi-4", "--replicas", "2"], "odd"),
-            (["--broker", "mqtt://gw:1883"], "needs --fleet, --broker and --nodes")):
+            (["--broker", "mqtt://192.168.4.1:1883", "--nodes", "n01:pi-4", "--replicas", "2"],
+             "odd"),
+            (["--broker", "mqtt://GATEWAY-IP:1883", "--nodes", "n01:pi-4"], "does not resolve"),
+            (["--broker", "mqtt://192.168.4.1:1883"], "needs --fleet, --broker and --nodes")):
         assert main(base + extra) == 2
         assert says in capsys.readouterr().err
