@@ -200,10 +200,6 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
     if not cfg["broker"]:
         raise ValueError("no broker: give --broker mqtt://HOST:PORT (or --join-dir DIR of a "
                          "fleet: emulated, or planned with roost plan)")
-    if not cfg["wifi_ssid"] and not str(getattr(args, "port", "") or "").startswith(
-            NETWORK_PORTS):  # a virtual board shares this machine's network
-        raise ValueError("a board reaches its broker over Wi-Fi: give --wifi SSID (and its "
-                         "password in ROOST_WIFI_PASSWORD)")
     pin = args.safe_pin
     if pin is None:  # the board profile's safe-mode pin (GPIO0, the BOOT button, on devkits)
         pin = get_profile(args.board).pins.get("safe_mode")
@@ -212,6 +208,10 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
     parsed, why = nodeconfig.validate(cfg)
     if why:
         raise ValueError(why.replace("config.json ", "the board's config: ", 1))
+    if not cfg["wifi_ssid"] and not str(getattr(args, "port", "") or "").startswith(
+            NETWORK_PORTS):  # a virtual board shares this machine's network
+        raise ValueError("a board reaches its broker over Wi-Fi: give --wifi SSID (and its "
+                         "password in ROOST_WIFI_PASSWORD)")
     sec = read_secrets(args.secrets_file)
     if join_key and sec.get("fleet_key") and sec["fleet_key"] != join_key:
         # the fleet would drop every datagram of the board as unauthenticated: it would
