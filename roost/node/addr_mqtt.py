@@ -5,7 +5,9 @@ addresses by DHCP. Each node publishes its ``[host, port]``, sealed with the fle
 retained on roost/<fleet>/node/<id>/udp each time its MQTT client connects, and adds the
 others' to its UDP address book. Gossip and Paxos then go peer to peer and keep working
 while the broker is away. A forged address fails the tag and is counted; an old one was
-still that node's own. Configured peers are never moved.
+still that node's own. Configured peers are never moved. A node that hears another node
+announce itself under its own id (two boards flashed with the same --node-id, a classroom
+mistake that otherwise shows only as rejected replays) says so once on its console.
 """
 
 from roost.common import envelope as _env
@@ -64,8 +66,9 @@ class AddrBook:
     """Announce this node's UDP address and learn the fleet's, over one MQTT client."""
 
     def __init__(self, client, fleet, node_id, udp, static, stats, channel_of,
-                 broker_url=None):
+                 broker_url=None, log=None):
         self.client = client
+        self.log = log
         self.channel_of = channel_of  # -> the node's channel now (None before it booted)
         self.node_id = node_id
         self.udp = udp
@@ -81,6 +84,9 @@ class AddrBook:
                 pass
         stats["addr_learned"] = 0
         stats["rx_rejected_addr"] = 0
+        stats["duplicate_id"] = 0
+        self._sent = []  # (incarnation, seq) of this node's last announcements
+        self._mine = None  # the [host, port] it announced
         self._prev = client.on_message
         client.on_message = self._on_message
         client.subscribe(self.prefix + "+/udp", 0)
@@ -95,8 +101,10 @@ class AddrBook:
             host = local_ip(self.toward)
         if not host or not self.udp.bind_port:
             return  # the fleet learns this node's address from its datagrams instead
-        self.client.publish(self.topic, ch.seal(KIND_ADDR, _env.BROADCAST,
-                                                [host, self.udp.bind_port]), 1, True)
+        data = ch.seal(KIND_ADDR, _env.BROADCAST, [host, self.udp.bind_port])
+        self._sent = self._sent[-3:] + [(ch.incarnation, ch.seq)]
+        self._mine = [host, self.udp.bind_port]
+        self.client.publish(self.topic, data, 1, True)
 
     def _on_message(self, t, payload, retained):
         if not (t.startswith(self.prefix) and t.endswith("/udp")):
@@ -105,7 +113,12 @@ class AddrBook:
             return
         node = t[len(self.prefix):-4]
         ch = self.channel_of()
-        if node == self.node_id or node in self.static or ch is None:
+        if ch is None:
+            return
+        if node == self.node_id:
+            self._check_twin(bytes(payload), retained, ch)
+            return
+        if node in self.static:
             return
         got, _why = parse(bytes(payload), ch.mac, node)
         if got is None:
@@ -118,3 +131,23 @@ class AddrBook:
                 self.stats["rx_rejected_addr"] += 1
                 return
             self.stats["addr_learned"] += 1
+
+    def _check_twin(self, payload, retained, ch):
+        """An announcement under this node's own id: its own (one it sent, heard back, or a
+        retained one from an earlier boot) or another node's that uses the same id: any it
+        did not send once it has announced (the broker hands a twin's connection and ours
+        the same client id in turn, so a twin shows as the retained announcement found at a
+        reconnect), or one from a later boot than this."""
+        env, _why = _env.decode(payload, ch.mac)
+        if env is None or env.kind != KIND_ADDR or env.sender != self.node_id:
+            return
+        inc = env.incarnation
+        if (inc, env.seq) in self._sent or env.body == self._mine:
+            return  # its own (a board whose flash was erased counts its boots from 1 again)
+        if retained and (inc < ch.incarnation or (inc == ch.incarnation and not self._sent)):
+            return
+        self.stats["duplicate_id"] += 1
+        if self.stats["duplicate_id"] == 1 and self.log is not None:
+            b = env.body if isinstance(env.body, list) and len(env.body) == 2 else ["?", "?"]
+            self.log("roost: another node also calls itself %s (at %s:%s): give each board "
+                     "its own --node-id" % (self.node_id, b[0], b[1]))

@@ -298,7 +298,8 @@ class Node:
             from roost.node.addr_mqtt import AddrBook
 
             self.addrs = AddrBook(self.mqtt, self.fleet, self.id, self.udp, set(peers),
-                                  self.runtime.stats, self._channel, cfg["brokers"][0])
+                                  self.runtime.stats, self._channel, cfg["brokers"][0],
+                                  self.log)
             online = self.mqtt.on_connect
 
             def on_connect(c):

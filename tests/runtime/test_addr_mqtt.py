@@ -68,3 +68,30 @@ def test_configured_peers_stay_and_other_topics_pass_through():
     assert udp.book["n01"] == ("127.0.0.1", 4999) and stats["addr_learned"] == 0
     c.on_message("roost/lab/node/n01/inbox", b"x", False)
     assert seen == ["roost/lab/node/n01/inbox"]
+
+
+def test_another_node_with_the_same_id_is_named_once():
+    said = []
+    mine = Channel("n03", KEY, incarnation=1)
+    c = _Client()
+    stats = {}
+    udp = UdpTransport("10.0.0.3", 47392)
+    udp.sock = True  # stands for an open socket: announce() only asks that there is one
+    book = AddrBook(c, "lab", "n03", udp, set(), stats, lambda: mine, None, said.append)
+    t = "roost/lab/node/n03/udp"
+    book.announce()
+    c.on_message(t, c.sent[0][1], False)  # its own, heard back
+    c.on_message(t, c.sent[0][1], True)  # and retained, after a reconnect
+    c.on_message(t, Channel("n03", KEY, incarnation=0).seal(KIND_ADDR, "*", ["10.0.0.3", 4210]),
+                 True)  # an earlier boot's, retained
+    c.on_message(t, Channel("n03", KEY, incarnation=5).seal(KIND_ADDR, "*", ["10.0.0.3", 47392]),
+                 True)  # from before its flash was erased: a higher boot, the same address
+    assert stats["duplicate_id"] == 0 and said == []
+    # a second board flashed as n03, freshly, so with the same boot count
+    twin = Channel("n03", KEY, incarnation=1)
+    twin.seq = 7
+    c.on_message(t, twin.seal(KIND_ADDR, "*", ["10.0.0.9", 4210]), False)
+    c.on_message(t, twin.seal(KIND_ADDR, "*", ["10.0.0.9", 4210]), True)  # at a reconnect
+    assert stats["duplicate_id"] == 2
+    assert said == ["roost: another node also calls itself n03 (at 10.0.0.9:4210): give each "
+                    "board its own --node-id"]
