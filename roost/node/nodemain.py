@@ -414,11 +414,26 @@ class Node:
         except (OSError, TypeError, ValueError, MemoryError) as ex:
             self.log("roost: %s: status not written: %s" % (self.id, ex))
 
+    def _say_broker(self, was):
+        """One line when the broker connection goes or comes back (not at each retry): a
+        Pi's journal and a board's console show why readings wait. was: True, False, or None
+        before the first connection. -> the state to pass next time."""
+        now = bool(self.mqtt.connected)
+        if was is True and not now:
+            self.log("roost: %s lost the broker: readings wait in its outbox; node traffic "
+                     "goes peer to peer where it can" % self.id)
+        elif was is False and now:
+            self.log("roost: %s is back on the broker" % self.id)
+        return None if (was is None and not now) else now
+
     async def _control_loop(self):
         next_status = 0
+        broker_up = None
         while not self._stop.is_set():
             self.apply_control()
             t = now_ms()
+            if self.mqtt is not None:
+                broker_up = self._say_broker(broker_up)
             if t >= next_status:
                 next_status = t + 1000
                 self.write_status()
