@@ -62,7 +62,8 @@ class Fleet:
         self.addr = {} if self.via_broker else {
             n: (nodes[n].get("addr", "127.0.0.1"), nodes[n]["port"]) for n in self.state["ids"]}
         # a fleet in network namespaces (emulate up --netns) is reached from its "gw" one
-        self.bind = "0.0.0.0" if self.state.get("netns") else "127.0.0.1"
+        # a fleet in network namespaces, or a plan's on a real network
+        self.bind = "0.0.0.0" if self.state.get("netns") or self.via_broker else "127.0.0.1"
         ns = (self.state.get("netns") or {}).get("ns", {}).get("gw")
         if ns and not _in_netns(ns):
             raise FleetError("the fleet in %s runs in network namespaces: run the client in "
@@ -138,6 +139,9 @@ class UdpKvClient:
         self.link = PahoClient(self.id, [self.fleet.broker_url], on_message=self._on_mqtt,
                                config=MQTTConfig(clean_session=True, keepalive_s=10))
         self.link.subscribe(topic(self.fleet.name, self.id, "inbox"), 0)
+        # the replicas' UDP addresses, which they announce there (roost.node.addr_mqtt):
+        # requests to a replica whose address is known go straight to it
+        self.link.subscribe(topic(self.fleet.name, "+", "udp"), 0)
         self.link.start()
         t_end = time.monotonic() + timeout_s
         while not self.link.connected:
@@ -153,16 +157,31 @@ class UdpKvClient:
         self.close()
 
     def close(self) -> None:
-        if self._loop is not None and self.link is None:
+        if self._loop is not None:
             self._loop.remove_reader(self.sock.fileno())
         self._loop = None
         self.sock.close()
 
     def _on_mqtt(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic.endswith("/udp"):
+            self._learn(topic, payload)
+            return
         if retained or len(self._rx) >= 256:
             return
         self._rx.append(payload)
         self._woken()
+
+    def _learn(self, topic: str, payload: bytes) -> None:
+        from roost.node.addr_mqtt import parse
+
+        node = topic.split("/")[-2]
+        got, _why = parse(payload, self.channel.mac, node)
+        if got is not None and node in self.owner:  # a replica, whose announcement is sealed
+            try:
+                a = socket.getaddrinfo(got[0], got[1], socket.AF_INET, socket.SOCK_DGRAM)
+            except OSError:
+                return
+            self.fleet.addr[node] = a[0][-1]
 
     def _readable(self) -> None:
         while len(self._rx) < 256:
@@ -187,8 +206,7 @@ class UdpKvClient:
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop
-            if self.link is None:
-                loop.add_reader(self.sock.fileno(), self._readable)
+            loop.add_reader(self.sock.fileno(), self._readable)
         fut = loop.create_future()
         self._fut = fut
         h = loop.call_later(seconds, _wake, fut)
@@ -200,7 +218,7 @@ class UdpKvClient:
 
     def _do(self, effects: list) -> None:
         for e in effects or ():
-            if e[0] == SEND and self.link is not None:
+            if e[0] == SEND and self.link is not None and e[1] not in self.fleet.addr:
                 from roost.node.runtime import topic
 
                 self.link.publish(topic(self.fleet.name, e[1], "inbox"), e[2], 0)
@@ -263,8 +281,7 @@ class UdpKvClient:
         self._next_op = next_op
         self._finished = finished
         self._loop = loop
-        if self.link is None:
-            loop.add_reader(self.sock.fileno(), self._readable)
+        loop.add_reader(self.sock.fileno(), self._readable)
         self._start_next()
 
     def _start_next(self) -> None:

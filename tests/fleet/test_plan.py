@@ -97,20 +97,26 @@ def test_a_planned_fleet_runs_through_its_broker_and_a_flashed_board_joins(plann
     assert r.returncode == 0, r.stdout + r.stderr
     r = roost("kv", "get", "t/room1", "--dir", str(plan), "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["output"] == "21.5", r.stdout + r.stderr
+    def view(n):  # what a Pi node reports in its status file
+        return json.loads((tmp_path / (n + ".status.json")).read_text())
+
+    # a load: the clients learn the replicas' announced addresses and talk to them directly
+    leader = st["groups"][0]["leader"]
+    before = view(leader)["stats"]["mqtt_rx"]
     hist = tmp_path / "h.jsonl"
     r = roost("load", "--dir", str(plan), "--clients", "2", "--duration", "3", "--history",
               str(hist), "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["ok"] > 20
+    ops = json.loads(r.stdout)["ok"]
+    assert ops > 20
+    time.sleep(1.5)  # the leader's next status file
+    assert view(leader)["stats"]["mqtt_rx"] - before < ops / 10, (before, view(leader)["stats"])
     r = roost("check", str(hist))
     assert r.returncode == 0 and "linearizable" in r.stdout, r.stdout
 
     # the nodes announced their UDP addresses through the broker and learned each other's
     # (the board, whose unix port cannot tell its address, from its datagrams): with the
     # broker's plug pulled, gossip goes on peer to peer and nobody is suspected
-    def view(n):  # what a Pi node reports in its status file
-        return json.loads((tmp_path / (n + ".status.json")).read_text())
-
     for n in ("n01", "n02", "n03"):
         assert view(n)["stats"]["addr_learned"] >= 2, view(n)["stats"]
     b.kill()
