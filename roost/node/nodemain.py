@@ -277,6 +277,7 @@ class Node:
         self.udp = FleetUdp(bind[0], bind[1], peers)
         transports = [self.udp]
         self.mqtt = None
+        by_mqtt = []
         if cfg.get("brokers"):
             from roost.node.mqtt import WIFI, MQTTConfig
 
@@ -294,7 +295,10 @@ class Node:
             self.id, key, cfg.get("storage") or "roost-" + self.id, transports,
             RuntimeConfig(**rcfg), observers=[self._observe], mqtt=self.mqtt, log=self._quiet)
         self.addrs = None
-        if self.mqtt is not None:  # UDP addresses announced and learned through the broker
+        if self.mqtt is not None and by_mqtt:
+            # members without a UDP address (a plan's): announce ours and learn theirs
+            # through the broker. A fleet whose book holds every member (an emulated one)
+            # skips it: N retained announcements to each of N nodes would only cost.
             from roost.node.addr_mqtt import AddrBook
 
             self.addrs = AddrBook(self.mqtt, self.fleet, self.id, self.udp, set(peers),
