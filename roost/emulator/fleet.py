@@ -51,13 +51,17 @@ class FleetError(ValueError):
 def load_state(d: str | Path) -> dict[str, Any]:
     p = Path(d) / STATE
     try:
-        return json.loads(p.read_text())
+        state = json.loads(p.read_text())
     except FileNotFoundError:
         raise FleetError("no fleet in %s (start one with 'roost emulate up --dir %s', or "
                          "write a real fleet's plan with 'roost plan --dir %s')"
                          % (d, d, d)) from None
     except ValueError:
         raise FleetError("%s is damaged (not JSON)" % p) from None
+    if isinstance(state, dict) and state.get("kind") == "plan":
+        # a plan is copied to the machines of its fleet: it lies where it was found
+        state["dir"] = str(Path(d).resolve())
+    return state
 
 
 def save_state(d: str | Path, state: dict[str, Any]) -> None:

@@ -50,8 +50,7 @@ class Fleet:
         from roost.gateway.plan import is_plan
 
         self.state = load_state(d)
-        # a plan may have been copied from the machine that wrote it: its key is beside it
-        self.dir = Path(d) if is_plan(self.state) else Path(self.state["dir"])
+        self.dir = Path(self.state["dir"])
         self.key = (self.dir / "fleet.key").read_text().strip()
         self.groups = [(g[0], sorted(g[1])) for g in self.state["groups"]]
         nodes = self.state["nodes"]
@@ -695,8 +694,7 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
         groups.append({"name": name, "members": gm, "leaders": leaders,
                        "leader": leaders[0] if len(leaders) == 1 else None,
                        "commit": commits, "lag": lag})
-    where = str(Path(d).resolve()) if planned else state["dir"]  # a plan may be a copy
-    return {"fleet": state["fleet"], "dir": where, "broker": state.get("broker"),
+    return {"fleet": state["fleet"], "dir": state["dir"], "broker": state.get("broker"),
             "nodes": nodes, "members": members, "groups": groups, "gateway": _gateway(state)}
 
 

@@ -96,3 +96,16 @@ def test_the_command_line(tmp_path, capsys):
             (["--broker", "mqtt://192.168.4.1:1883"], "needs --fleet, --broker and --nodes")):
         assert main(base + extra) == 2
         assert says in capsys.readouterr().err
+
+
+def test_a_copied_plan_is_where_it_was_found(tmp_path):
+    import shutil
+
+    from roost.emulator.fleet import load_state
+    from roost.gateway.client import Fleet
+
+    make(tmp_path / "p", "class", "mqtt://192.168.4.1:1883", KIT, key="k" * 32)
+    shutil.copytree(tmp_path / "p", tmp_path / "copy")
+    shutil.rmtree(tmp_path / "p")
+    assert load_state(tmp_path / "copy")["dir"] == str((tmp_path / "copy").resolve())
+    assert Fleet(tmp_path / "copy").key == "k" * 32
