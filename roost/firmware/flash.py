@@ -123,26 +123,17 @@ SEEDS_MAX = 8  # fleet members a joining board is given addresses of (config.jso
 # the others learn its address from its authenticated datagrams, and it learns theirs
 
 
-def _is_plan_dir(d: str | None) -> bool:
-    if not d:
-        return False
-    from roost.emulator.fleet import load_state
-    from roost.gateway.plan import is_plan
-
-    return is_plan(load_state(d))
-
-
 def join_settings(join_dir: str, udp_port: int | None = None, node_id: str | None = None,
-                  port: str = "") -> tuple[dict, str]:
+                  port: str = "", state: dict | None = None) -> tuple[dict, str]:
     """A fleet's directory -> (config.json additions, fleet key): the fleet name and broker,
     the board's UDP port, and in ``runtime`` what it needs to join. An emulated fleet gives
     the seeds with their UDP addresses (the fleet learns the board's address once its
     datagrams authenticate); a real fleet's plan (roost plan) gives the members, seeds and
-    replica groups by id, reached through the broker."""
+    replica groups by id, reached through the broker. ``state``: the directory's, if read."""
     from roost.emulator.fleet import free_udp_port, load_state
     from roost.gateway import plan
 
-    state = load_state(join_dir)
+    state = state or load_state(join_dir)
     try:
         key = (Path(join_dir) / "fleet.key").read_text().strip()
     except OSError as e:
@@ -166,17 +157,22 @@ def join_settings(join_dir: str, udp_port: int | None = None, node_id: str | Non
     return add, key
 
 
-def _board_of(args: argparse.Namespace) -> str:
-    """--board, or the board a fleet's plan gives the node (the two must agree), or esp32."""
-    board = getattr(args, "board", None)
-    if _is_plan_dir(getattr(args, "join_dir", None)):
-        from roost.emulator.fleet import load_state
+def _join_state(args: argparse.Namespace) -> dict | None:
+    """The fleet directory's state with --join-dir (read once per flash), else None."""
+    if not getattr(args, "join_dir", None):
+        return None
+    from roost.emulator.fleet import load_state
 
-        nodes = load_state(args.join_dir)["nodes"]
-        if args.node_id not in nodes:
-            raise ValueError("%s is not in the plan in %s (its nodes: %s)"
-                             % (args.node_id, args.join_dir, ", ".join(sorted(nodes))))
-        planned = nodes[args.node_id]["board"]
+    return load_state(args.join_dir)
+
+
+def _board_of(args: argparse.Namespace, state: dict | None) -> str:
+    """--board, or the board a fleet's plan gives the node (the two must agree), or esp32."""
+    from roost.gateway.plan import board_of, is_plan
+
+    board = getattr(args, "board", None)
+    if state is not None and is_plan(state):
+        planned = board_of(state, args.node_id)
         if board and board != planned:
             raise ValueError("the plan in %s says %s is a %s, not a %s: leave out --board"
                              % (args.join_dir, args.node_id, planned, board))
@@ -187,13 +183,17 @@ def _board_of(args: argparse.Namespace) -> str:
 def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
     """(config dict, secrets dict), both validated the way the board will (ValueError)."""
     check_id(args.node_id, "--node-id")
-    args.board = _board_of(args)
+    from roost.gateway.plan import is_plan
+
+    state = _join_state(args)
+    args.join_plan = state is not None and is_plan(state)  # flash() registers no plan's board
+    args.board = _board_of(args, state)
     cfg = {"node_id": args.node_id, "fleet": args.fleet, "board": args.board,
            "broker": args.broker or "", "wifi_ssid": args.wifi or ""}
     join_key = None
     if getattr(args, "join_dir", None):
         add, join_key = join_settings(args.join_dir, getattr(args, "udp_port", None),
-                                      args.node_id, getattr(args, "port", "") or "")
+                                      args.node_id, getattr(args, "port", "") or "", state)
         if args.broker:
             add.pop("broker", None)
         cfg.update(add)
@@ -476,7 +476,7 @@ def flash(args: argparse.Namespace, say=print) -> dict:
             board.close()
     result["line"] = line
     result["seconds"] = round(time.monotonic() - t0, 3)
-    if getattr(args, "join_dir", None) and _is_plan_dir(args.join_dir):
+    if getattr(args, "join_plan", False):  # a real board: nothing to register
         result["plan"] = str(args.join_dir)
     elif getattr(args, "join_dir", None):
         from roost.emulator.fleet import add_board

@@ -132,11 +132,17 @@ def make(d: str | Path, fleet: str, broker: str, nodes: list[tuple[str, str]],
     return state
 
 
+def board_of(state: dict[str, Any], node_id: str) -> str:
+    """The board the plan gives node_id (PlanError for a node it does not hold)."""
+    if node_id not in state["ids"]:
+        raise PlanError("%s is not in the plan in %s (its nodes: %s)"
+                        % (node_id, state["dir"], ", ".join(state["ids"])))
+    return state["nodes"][node_id]["board"]
+
+
 def shared(state: dict[str, Any], node_id: str) -> dict[str, Any]:
     """What every node of the plan is told: members, seeds, groups and known addresses."""
-    if node_id not in state["ids"]:
-        raise PlanError("%s is not in the plan (its nodes: %s)" % (node_id,
-                                                                  ", ".join(state["ids"])))
+    board_of(state, node_id)  # PlanError for a node the plan does not hold
     out: dict[str, Any] = {"members": list(state["ids"]),
                            "seeds": [n for n in state["ids"] if n != node_id][:SEEDS_MAX],
                            "groups": state["groups"], "preset": "wifi"}
@@ -149,8 +155,8 @@ def shared(state: dict[str, Any], node_id: str) -> dict[str, Any]:
 def node_config(state: dict[str, Any], node_id: str, key_file: str,
                 storage: str = "/var/lib/roost/data") -> dict[str, Any]:
     """A Pi's ``roost node`` config (``/etc/roost/node.json``)."""
-    common = shared(state, node_id)  # PlanError for a node the plan does not hold
-    board = state["nodes"][node_id]["board"]
+    board = board_of(state, node_id)
+    common = shared(state, node_id)
     if state["nodes"][node_id]["interp"] != "cpython":
         raise PlanError("%s is a %s board, not a Pi: flash it with roost flash --join-dir %s "
                         "--node-id %s" % (node_id, board, state["dir"], node_id))
