@@ -60,8 +60,7 @@ def amqtt_available() -> bool:
 
 
 def _wait_listening(port: int, proc: subprocess.Popen, timeout_s: float, log: Path,
-                    host: str = "127.0.0.1") -> None:
-    addr = "127.0.0.1" if host == "0.0.0.0" else host
+                    addr: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -131,7 +130,7 @@ class BrokerHandle:
             self.proc = subprocess.Popen(self.argv, stdout=logf, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=str(self.dir), env=env)
         try:
-            _wait_listening(self.port, self.proc, timeout_s, self.log, self.host)
+            _wait_listening(self.port, self.proc, timeout_s, self.log, self._local())
         except BrokerError:
             self.kill()
             raise

@@ -38,6 +38,7 @@ from roost.emulator.fleet import FleetError, load_state, pid_alive, read_status
 from roost.node.effects import SEND
 from roost.node.kv import KvConfig
 from roost.node.kvclient import KvClient, KvClientConfig
+from roost.node.runtime import topic
 
 OPS = ("get", "put", "append", "cas")
 DIR_HELP = "the fleet's directory: roost emulate up's, or a real fleet's plan (roost plan)"
@@ -133,7 +134,6 @@ class UdpKvClient:
             return
         from roost.gateway.mqtt_paho import PahoClient
         from roost.node.mqtt import MQTTConfig
-        from roost.node.runtime import topic
 
         self.link = PahoClient(self.id, [self.fleet.broker_url], on_message=self._on_mqtt,
                                config=MQTTConfig(clean_session=True, keepalive_s=10))
@@ -161,19 +161,19 @@ class UdpKvClient:
         self._loop = None
         self.sock.close()
 
-    def _on_mqtt(self, topic: str, payload: bytes, retained: bool) -> None:
-        if topic.endswith("/udp"):
-            self._learn(topic, payload)
+    def _on_mqtt(self, t: str, payload: bytes, retained: bool) -> None:
+        if t.endswith("/udp"):
+            self._learn(t, payload)
             return
         if retained or len(self._rx) >= 256:
             return
         self._rx.append(payload)
         self._woken()
 
-    def _learn(self, topic: str, payload: bytes) -> None:
+    def _learn(self, t: str, payload: bytes) -> None:
         from roost.node.addr_mqtt import parse
 
-        node = topic.split("/")[-2]
+        node = t.split("/")[-2]
         got, _why = parse(payload, self.channel.mac, node)
         if got is not None and node in self.owner:  # a replica, whose announcement is sealed
             try:
@@ -218,8 +218,6 @@ class UdpKvClient:
     def _do(self, effects: list) -> None:
         for e in effects or ():
             if e[0] == SEND and self.link is not None and e[1] not in self.fleet.addr:
-                from roost.node.runtime import topic
-
                 self.link.publish(topic(self.fleet.name, e[1], "inbox"), e[2], 0)
             elif e[0] == SEND:
                 a = self.fleet.addr.get(e[1])
