@@ -74,6 +74,26 @@ def _set_role(d: Path, nodes, mpy: str, role: str) -> str | None:
     return leader
 
 
+def _memory_report(d: Path, mpy: str) -> dict:
+    """What the MicroPython node says of its heap: running, memory errors, rebuilds, host
+    errors, free heap, given up. -> (those fields, its status)."""
+    from roost.emulator import fleet
+
+    st = fleet.load_state(d)
+    ms = _status(d, mpy)
+    stats = ms.get("stats", {})
+    return {"alive": fleet.pid_alive(st["nodes"][mpy].get("pid"), fleet.node_marker(st, mpy)),
+            "memory_errors": stats.get("memory_errors", 0),
+            "memory_rebuilds": stats.get("memory_rebuilds", 0),
+            "host_errors": stats.get("host_errors", 0), "mem_free": ms.get("mem_free"),
+            "gave_up": bool(ms.get("out_of_memory"))}, ms
+
+
+def _kept_up(out: dict) -> bool:
+    return bool(out["alive"] and not out["memory_errors"] and not out["memory_rebuilds"]
+                and not out["host_errors"])
+
+
 def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8, rate: float = 0,
             code_in_rom: bool = True, role: str = "any") -> dict:
     """One fleet at heap_k; returns what the MicroPython node counted and the verdict."""
@@ -94,28 +114,21 @@ def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8, rate: floa
                             value_size=200, rate=rate)
         time.sleep(5)  # the last commits and a status file or two
         st = fleet.load_state(d)
-        alive = fleet.pid_alive(st["nodes"][mpy].get("pid"), fleet.node_marker(st, mpy))
         applied = {}
         for n in st["nodes"]:
             g = _status(d, n).get("host", {}).get("group", {})
             applied[n] = g.get("applied", -1)
-        ms = _status(d, mpy)
-        stats = ms.get("stats", {})
+        mem, ms = _memory_report(d, mpy)
         px = ms.get("host", {}).get("group", {}).get("paxos", {})
-        out = {"heap_k": heap_k, "node": mpy, "alive": alive, "ops": s["ops"],
+        out = {"heap_k": heap_k, "node": mpy, "ops": s["ops"],
                "role": "leader" if first == mpy else "follower",
                "leader_at_end": _leader(d, list(st["nodes"])),
                "writes_per_s": s["writes_per_s"],
-               "memory_errors": stats.get("memory_errors", 0),
-               "host_errors": stats.get("host_errors", 0),
                "snapshot_failures": px.get("snapshot_failures", 0),
                "snapshots": px.get("snapshots", 0),
                "snapshots_installed": px.get("snapshots_installed", 0),
                "log_peak_bytes": px.get("log_peak_bytes"),  # beside the 36 KB reserve
-               "log_new_buffers": px.get("log_new_buffers"),
-               "mem_free": ms.get("mem_free"), "applied": applied,
-               "memory_rebuilds": stats.get("memory_rebuilds", 0),
-               "gave_up": bool(ms.get("out_of_memory"))}
+               "log_new_buffers": px.get("log_new_buffers"), "applied": applied, **mem}
         try:
             log = (d / "nodes" / mpy / "node.log").read_text().splitlines()
         except OSError:
@@ -123,9 +136,7 @@ def run_one(heap_k: int, duration: float, tmp: str, clients: int = 8, rate: floa
         errs = [x for x in log if "rror" in x and not x.startswith(" ")]
         out["errors_logged"] = len(errs)
         out["last_error"] = errs[-1][:160] if errs else None
-        out["keeps_up"] = bool(alive and not out["memory_errors"] and not out["memory_rebuilds"]
-                               and not out["host_errors"]
-                               and applied[mpy] == max(applied.values()) > 0)
+        out["keeps_up"] = _kept_up(out) and applied[mpy] == max(applied.values()) > 0
         out["no_memory_error"] = out["keeps_up"] and not out["snapshot_failures"]
         return out
     finally:
@@ -166,23 +177,13 @@ def run_member(heap_k: int, duration: float, tmp: str, nodes: int = 6,
                 chaos.restart(d, victim)
                 cycles += 1
         time.sleep(8)  # the restarted member is alive again in every view
-        st = fleet.load_state(d)
-        alive = fleet.pid_alive(st["nodes"][mpy].get("pid"), fleet.node_marker(st, mpy))
-        ms = _status(d, mpy)
-        stats = ms.get("stats", {})
+        mem, ms = _memory_report(d, mpy)
         view = {m[0]: m[1] for m in ms.get("host", {}).get("members", [])}
-        not_alive = [n for n in st["ids"] if view.get(n) != "alive"]
-        out = {"heap_k": heap_k, "node": mpy, "nodes": nodes, "alive": alive,
-               "group_ops": ops, "member_kills": cycles,
-               "memory_errors": stats.get("memory_errors", 0),
-               "memory_rebuilds": stats.get("memory_rebuilds", 0),
-               "host_errors": stats.get("host_errors", 0),
-               "readings": ms.get("readings", 0) - readings0,
-               "not_alive_in_view": not_alive, "mem_free": ms.get("mem_free"),
-               "gave_up": bool(ms.get("out_of_memory"))}
-        out["keeps_up"] = bool(alive and not out["memory_errors"] and not out["memory_rebuilds"]
-                               and not out["host_errors"] and not not_alive
-                               and out["readings"] > 0)
+        not_alive = [n for n in state["ids"] if view.get(n) != "alive"]
+        out = {"heap_k": heap_k, "node": mpy, "nodes": nodes, "group_ops": ops,
+               "member_kills": cycles, "readings": ms.get("readings", 0) - readings0,
+               "not_alive_in_view": not_alive, **mem}
+        out["keeps_up"] = _kept_up(out) and not not_alive and out["readings"] > 0
         out["no_memory_error"] = out["keeps_up"]
         return out
     finally:
