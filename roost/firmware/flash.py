@@ -2,7 +2,8 @@
 
     roost flash --port PORT --board esp32 --node-id n07 --wifi SSID --broker mqtt://HOST:1883
 
-1. ``--firmware FILE`` only: write MicroPython itself with esptool (a real serial port only).
+1. ``--firmware FILE`` only: erase the chip and write MicroPython itself with esptool (on a
+   virtual board too: it plays the ESP32's ROM loader, ``roost/firmware/romloader.py``).
 2. Copy the image (``roost build``; built on the fly without ``--image``), ``config.json``
    and ``secrets.json`` through mpremote's transport (its Python API, one connection for
    every step, 1 KB per write instead of mpremote's 256 bytes: four times fewer round trips).
@@ -237,24 +238,42 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
 
 
 def write_firmware(port: str, board: str, firmware: str, say) -> None:
-    if port.startswith(NETWORK_PORTS):
-        raise ValueError("writing MicroPython firmware needs a real serial port, and %s is a "
-                         "network socket: leave out --firmware (a virtual board already runs "
-                         "MicroPython)" % port)
-    if not Path(firmware).is_file():
+    """Erase the chip and write MicroPython with esptool (which checks what it wrote).
+
+    On a serial port esptool resets the board into its ROM loader itself; a virtual board
+    (socket://) enters it when esptool's first frame arrives, and resets when it lets go."""
+    path = Path(firmware)
+    if not path.is_file():
         raise ValueError("--firmware %s is not a file" % firmware)
     if board not in FIRMWARE_OFFSET:
         raise ValueError("no firmware offset known for board %r" % board)
+    with path.open("rb") as f:
+        head = f.read(1)
+    if head != b"\xe9":
+        raise ValueError("--firmware %s is not an ESP32 firmware image (it does not start with "
+                         "0xE9): take the .bin for your board from micropython.org/download"
+                         % firmware)
     say("writing MicroPython %s with esptool (erase, then write at 0x%x)"
-        % (Path(firmware).name, FIRMWARE_OFFSET[board]))
+        % (path.name, FIRMWARE_OFFSET[board]))
     for cmd in (["erase-flash"],
                 ["--baud", "460800", "write-flash", hex(FIRMWARE_OFFSET[board]), firmware]):
         out = subprocess.run([sys.executable, "-m", "esptool", "--port", port] + cmd,
                              capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
-            raise ValueError("esptool %s failed: %s" % (cmd[-1] if len(cmd) < 3 else "write-flash",
-                             (out.stderr or out.stdout).strip().splitlines()[-1:]))
+            raise ValueError("esptool %s failed: %s" % (cmd[-3] if len(cmd) > 1 else cmd[0],
+                                                        _esptool_error(out.stdout + out.stderr)))
+    say("firmware written at 0x%x and verified by esptool" % FIRMWARE_OFFSET[board])
     time.sleep(2)  # the board boots MicroPython after the write
+
+
+def _esptool_error(text: str) -> str:
+    """The sentence esptool gave for its failure (the line after 'A fatal error occurred')."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        if "fatal error occurred" in line:
+            rest = line.split("fatal error occurred:", 1)[-1].strip()
+            return rest or (lines[i + 1] if i + 1 < len(lines) else line)
+    return lines[-1] if lines else "no output"
 
 
 CHUNK = 2048  # bytes per exec on the board: 8 KB of source at most, fine in a 100 KB heap

@@ -16,12 +16,17 @@ output on the serial stream; ``machine.reset()`` is a hard reset. Simulated part
 and ``network`` shims, outside the flash) are described in ``shims/machine.py``. Differences
 from a real ESP32: a Ctrl-C during boot.py also skips main.py; the watchdog is not enforced.
 
+A connection that opens with a SLIP frame (esptool's) finds the board in download mode:
+``romloader.RomLoader`` answers as an ESP32's ROM loader until that connection closes, then
+the board resets.
+
 Killing this process is pulling the plug: the interpreter dies with it.
 """
 
 import argparse
 import collections
 import ctypes
+import hashlib
 import json
 import os
 import secrets
@@ -30,11 +35,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from roost.firmware.build import board_heap
+from roost.firmware.romloader import RomLoader
 
 SHIM_DIR = Path(__file__).resolve().parent / "shims"
 AGENT = SHIM_DIR / "agent.py"
@@ -97,6 +102,9 @@ class VirtualBoard:
         self.last_cr = False
         self.resets = 0
         self.stopping = False
+        self.fresh_client = False  # no byte read yet from the newest connection
+        self.loader: RomLoader | None = None  # download mode: esptool is talking to the ROM
+        self.flash_image = self.flash.with_name(self.flash.name + ".flash.bin")
 
     # ------------------------------------------------------------------ serial output
 
@@ -411,6 +419,36 @@ class VirtualBoard:
                 pass
             c.close()
         self.inbuf.clear()
+        if self.loader is not None:  # esptool let go: the board resets into what it holds
+            self.loader.close()
+            self.loader = None
+            if not self.stopping:
+                self.hard_reset(b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)")
+
+    # ------------------------------------------------------------------ download mode
+
+    def _enter_download_mode(self) -> None:
+        """esptool's first bytes (a SLIP frame) on a fresh connection: as if the board had
+        been reset with GPIO0 held low, the ROM loader answers instead of MicroPython (a
+        TCP port has no DTR/RTS lines for esptool's automatic reset)."""
+        self.log("download mode (esptool)")
+        self._kill_child()
+        self.jobs.clear()
+        self.current = None
+        self.mode = "friendly"
+        # an Espressif MAC, the same for this flash directory every time
+        mac = b"\x24\x0a\xc4" + hashlib.sha256(str(self.flash).encode()).digest()[:3]
+        self.loader = RomLoader(self.flash_image, mac, self._erase_files, self.log)
+
+    def _erase_files(self) -> None:
+        """The chip's filesystem partition was erased: so are the board's files."""
+        for path in sorted(self.flash.rglob("*"), reverse=True):
+            if path.is_dir() and not path.is_symlink():
+                path.rmdir()
+            else:
+                path.unlink()
+        if self.romfs_file.exists():
+            self.romfs_file.unlink()
 
     def start(self) -> None:
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -437,6 +475,7 @@ class VirtualBoard:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 conn.settimeout(5)
                 self.client = conn
+                self.fresh_client = True
                 self.sel.register(conn, selectors.EVENT_READ, "client")
             elif key.data == "client":
                 try:
@@ -445,6 +484,12 @@ class VirtualBoard:
                     data = b""
                 if not data:
                     self._drop_client()
+                    continue
+                if self.fresh_client and data[0] == 0xC0:
+                    self._enter_download_mode()
+                self.fresh_client = False
+                if self.loader is not None:
+                    self._send(self.loader.feed(data))
                     continue
                 self.inbuf += data
                 self._process_input()
@@ -486,11 +531,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     flash = Path(args.dir)
     if not flash.exists():
         flash.mkdir(parents=True)
-    tmp = None
     pins = Path(args.pins) if args.pins else None
-    if pins is None:
-        tmp = tempfile.TemporaryDirectory(prefix="roost-vboard-")
-        pins = Path(tmp.name) / "pins.json"
+    if pins is None:  # beside the flash, like DIR.romfs: a killed board leaves no temp dir
+        pins = flash.resolve().with_name(flash.resolve().name + ".pins.json")
+        pins.write_text("{}")  # levels of an earlier run do not carry over
     if args.hold_pin is not None or not pins.exists():
         held = {} if args.hold_pin is None else {str(args.hold_pin): 0}
         pins.write_text(json.dumps(held))
@@ -519,8 +563,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             board.step()
     finally:
         board.close()
-        if tmp is not None:
-            tmp.cleanup()
     return 0
 
 
@@ -549,7 +591,8 @@ def add_board_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    help="hold GPIO N low from power-on (e.g. 0: the safe-mode pin)")
     s.add_argument("--pins", default=None, metavar="FILE",
                    help='pin levels as JSON ({"0": 0} holds GPIO0 low); read at every '
-                   "Pin.value(), so editing it acts at once")
+                   "Pin.value(), so editing it acts at once (default DIR.pins.json, "
+                   "rewritten at each start)")
     s.add_argument("--heap", type=int, default=None, metavar="KB",
                    help="MicroPython heap in KB instead of the board profile's (the 64-bit "
                    "unix port needs more than an ESP32 for a whole node: see docs)")

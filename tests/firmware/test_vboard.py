@@ -5,6 +5,7 @@ here, by pid, with bounded waits."""
 
 import json
 import os
+import random
 import select
 import shutil
 import signal
@@ -187,6 +188,27 @@ def test_flash_writes_image_and_config_then_the_node_starts(board, image: Path):
     assert ls.returncode == 0 and "ota.mpy" in ls.stdout, ls.stdout + ls.stderr
     served = board.stop()
     assert FLEET_KEY not in served and WIFI_PASSWORD not in served
+
+
+def test_flash_with_firmware_erases_the_chip_and_writes_it_through_the_real_esptool(
+        board, image: Path, tmp_path: Path):
+    """--firmware: the real esptool finds an ESP32 in download mode, erases it (the board's
+    old files go, as a real chip's filesystem does), writes the firmware and checks its
+    hash; then the node image goes on and the node starts."""
+    (board.flash / "old.txt").write_text("from an earlier flash")
+    fw_bytes = b"\xe9\x03\x02\x20" + random.Random(5).randbytes(200_000)
+    fw = tmp_path / "ESP32_GENERIC-20260101-v1.29.0.bin"
+    fw.write_bytes(fw_bytes)
+    out = _flash(board.url, image, "--firmware", str(fw))
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert "verified by esptool" in text and "board: roost: started n07" in text, text
+    assert not (board.flash / "old.txt").exists()
+    assert (board.flash / "config.json").exists()
+    chip = (tmp_path / "flash.flash.bin").read_bytes()
+    end = 0x1000 + len(fw_bytes)
+    assert chip[0x1000:end] == fw_bytes
+    assert chip[:0x1000] == chip[end:end + 4096] == b"\xff" * 4096  # erased, not written
 
 
 def _romfs_board(tmp_path: Path) -> tuple[Path, Served]:
@@ -403,8 +425,15 @@ def test_flash_mistakes_are_one_sentence(tmp_path: Path):
                                        "--broker", "http://h"]), say=lambda s: None)
         with pytest.raises(ValueError, match="--node-id"):
             flash.flash(args("--node-id", "bad id"), say=lambda s: None)
-        with pytest.raises(ValueError, match="needs a real serial port"):
-            flash.write_firmware("socket://127.0.0.1:7777", "esp32", "fw.bin", print)
+        not_fw = tmp_path / "firmware.uf2"
+        not_fw.write_bytes(b"UF2\n" + bytes(508))
+        with pytest.raises(ValueError, match="is not an ESP32 firmware image"):
+            flash.write_firmware("socket://127.0.0.1:9", "esp32", str(not_fw), print)
+        fw = tmp_path / "ESP32_GENERIC.bin"
+        fw.write_bytes(b"\xe9" + bytes(1023))
+        with pytest.raises(ValueError, match="^esptool erase-flash failed: Could not open "
+                           "socket://127.0.0.1:9, the port is busy or doesn't exist"):
+            flash.write_firmware("socket://127.0.0.1:9", "esp32", str(fw), print)
         sf = tmp_path / "s.json"
         sf.write_text(json.dumps({"fleet_key": "from-file", "wifi_password": "longenough"}))
         os.environ.pop("ROOST_FLEET_KEY")

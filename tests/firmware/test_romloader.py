@@ -1,0 +1,76 @@
+"""The virtual ESP32 ROM loader's framing and answers (esptool drives it end to end in
+test_vboard.py)."""
+
+import hashlib
+import struct
+import zlib
+from pathlib import Path
+
+from roost.firmware import romloader as rl
+
+
+def _cmd(op: int, data: bytes = b"", chk: int = 0) -> bytes:
+    return rl.slip(struct.pack("<BBHI", 0, op, len(data), chk) + data)
+
+
+def _answers(raw: bytes) -> list[tuple[int, int, bytes]]:
+    """Decoded reply frames: (op, value, data after the header)."""
+    out = []
+    for frame in raw.split(b"\xc0"):
+        if not frame:
+            continue
+        pkt = frame.replace(b"\xdb\xdc", b"\xc0").replace(b"\xdb\xdd", b"\xdb")
+        if pkt == b"OHAI":
+            out.append((-1, 0, pkt))
+            continue
+        _, op, size, val = struct.unpack("<BBHI", pkt[:8])
+        out.append((op, val, pkt[8:8 + size]))
+    return out
+
+
+def _loader(tmp_path: Path, erased: list | None = None) -> rl.RomLoader:
+    return rl.RomLoader(tmp_path / "chip.bin", b"\x24\x0a\xc4\x01\x02\x03",
+                        (lambda: erased.append(1)) if erased is not None else None)
+
+
+def test_registers_sync_and_unsupported_commands_as_an_esp32_rom_answers(tmp_path):
+    ld = _loader(tmp_path)
+    syncs = _answers(ld.feed(_cmd(rl.SYNC, b"\x07\x07\x12\x20" + b"\x55" * 32)))
+    assert len(syncs) == 8 and all(v == rl.SYNC_VAL for _, v, _ in syncs)
+    [(op, val, status)] = _answers(ld.feed(_cmd(rl.READ_REG, struct.pack("<I", 0x40001000))))
+    assert (op, val, status) == (rl.READ_REG, rl.ESP32_MAGIC, b"\x00\x00\x00\x00")
+    [(_, _, status)] = _answers(ld.feed(_cmd(rl.GET_SECURITY_INFO)))
+    assert status == b"\x01\x05\x00\x00"  # not on an ESP32's ROM: esptool reads the magic
+    # the flash chip's ID, through the SPI registers as esptool asks for it
+    ld.feed(_cmd(rl.WRITE_REG, struct.pack("<IIII", rl.SPI_USR2_REG, 0x7000009F, 0xFFFFFFFF, 0)))
+    ld.feed(_cmd(rl.WRITE_REG, struct.pack("<IIII", rl.SPI_CMD_REG, 1 << 18, 0xFFFFFFFF, 0)))
+    [(_, w0, _)] = _answers(ld.feed(_cmd(rl.READ_REG, struct.pack("<I", rl.SPI_W0_REG))))
+    [(_, cmd, _)] = _answers(ld.feed(_cmd(rl.READ_REG, struct.pack("<I", rl.SPI_CMD_REG))))
+    assert (w0, cmd) == (rl.FLASH_ID, 0)
+
+
+def test_stub_compressed_write_survives_split_frames_and_escapes_and_checks_checksums(tmp_path):
+    erased: list = []
+    ld = _loader(tmp_path, erased)
+    got = _answers(ld.feed(_cmd(rl.MEM_END, struct.pack("<II", 0, 0x4009F000))))
+    assert got[-1] == (-1, 0, b"OHAI") and ld.stub
+    payload = bytes(range(256)) * 40 + b"\xc0\xdb" * 100  # bytes SLIP must escape
+    comp = zlib.compress(payload, 9)
+    ld.feed(_cmd(rl.FLASH_DEFL_BEGIN, struct.pack("<IIIII", len(payload), 1, 0x4000, 0x1000, 0)))
+    bad = _cmd(rl.FLASH_DEFL_DATA, struct.pack("<IIII", len(comp), 0, 0, 0) + comp,
+               rl.checksum(comp) ^ 1)
+    [(_, _, status)] = _answers(ld.feed(bad))
+    assert status == b"\x01\x07"  # the stub's two status bytes: a checksum error
+    good = _cmd(rl.FLASH_DEFL_DATA, struct.pack("<IIII", len(comp), 0, 0, 0) + comp,
+                rl.checksum(comp))
+    out = b"".join(ld.feed(good[i:i + 7]) for i in range(0, len(good), 7))
+    assert _answers(out) == [(rl.FLASH_DEFL_DATA, 0, b"\x00\x00")]
+    md5 = _answers(ld.feed(_cmd(rl.SPI_FLASH_MD5, struct.pack("<IIII", 0x1000, len(payload),
+                                                               0, 0))))
+    assert md5[0][2][:16] == hashlib.md5(payload).digest()
+    assert erased == []  # the firmware's region is not the filesystem's
+    ld.feed(_cmd(rl.ERASE_REGION, struct.pack("<II", rl.FS_OFFSET, 4096)))
+    ld.feed(_cmd(rl.ERASE_FLASH))
+    assert erased == [1]  # once per session
+    ld.close()
+    assert (tmp_path / "chip.bin").read_bytes() == b"\xff" * rl.FLASH_SIZE
