@@ -36,6 +36,10 @@ from roost.hardware.boards import get_profile
 
 FIRMWARE_OFFSET = {"esp32": 0x1000, "esp32-wrover": 0x1000, "esp32-cam": 0x1000,
                    "esp32-s3": 0x0}
+# esptool's --chip for each board: it refuses a board of another chip (an ESP32 firmware
+# written at 0x1000 of an ESP32-S3 would leave it unable to boot)
+ESPTOOL_CHIP = {"esp32": "esp32", "esp32-wrover": "esp32", "esp32-cam": "esp32",
+                "esp32-s3": "esp32s3"}
 NETWORK_PORTS = ("socket://", "rfc2217://", "loop://")
 _VERIFY = """
 import hashlib, binascii
@@ -257,8 +261,8 @@ def write_firmware(port: str, board: str, firmware: str, say) -> None:
         % (path.name, FIRMWARE_OFFSET[board]))
     for cmd in (["erase-flash"],
                 ["--baud", "460800", "write-flash", hex(FIRMWARE_OFFSET[board]), firmware]):
-        out = subprocess.run([sys.executable, "-m", "esptool", "--port", port] + cmd,
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run([sys.executable, "-m", "esptool", "--chip", ESPTOOL_CHIP[board],
+                              "--port", port] + cmd, capture_output=True, text=True, timeout=300)
         if out.returncode != 0:
             raise ValueError("esptool %s failed: %s" % (cmd[-3] if len(cmd) > 1 else cmd[0],
                                                         _esptool_error(out.stdout + out.stderr)))

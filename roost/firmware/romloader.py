@@ -4,7 +4,8 @@ A real ESP32 reset with GPIO0 held low runs the loader in its ROM instead of Mic
 SLIP-framed commands to read registers, load a "stub flasher" into RAM and write, erase
 and checksum the SPI flash. ``roost flash --firmware`` drives it through esptool. A virtual
 board has no ROM, so this class plays one (and the stub esptool uploads), close enough for
-the real esptool to detect an ESP32, write a firmware and verify it:
+the real esptool to detect the chip (an ESP32 or an ESP32-S3), write a firmware and verify
+it:
 
 * the chip's flash is a bytearray kept in ``DIR.flash.bin`` beside the board's flash
   directory (the part of the flash MicroPython's filesystem does not use);
@@ -13,7 +14,7 @@ the real esptool to detect an ESP32, write a firmware and verify it:
 * the firmware written is kept, not run: the virtual board goes on running the unix port.
 
 Not played: secure boot, flash encryption, reading the flash back (READ_FLASH), and the
-ESP32-S3's loader (an esp32-s3 virtual board answers as an ESP32).
+USB-serial of an ESP32-S3 (its loader answers on the UART, as through a USB-UART chip).
 
 Sans-I/O: ``feed(bytes)`` returns the bytes to send back.
 """
@@ -23,16 +24,33 @@ import struct
 import zlib
 from pathlib import Path
 
-CHIP_MAGIC_REG = 0x40001000
-ESP32_MAGIC = 0x00F01D83  # what that register holds on an ESP32 (esptool's chip detection)
-UART_CLKDIV_REG = 0x3FF40014
-UART_CLKDIV = 347  # a 40 MHz crystal at 115200 baud
-SPI_CMD_REG = 0x3FF42000  # SPI1 (the flash): writing its USR bit runs a flash command
-SPI_USR2_REG = 0x3FF42024  # the command's opcode in its low bits
-SPI_W0_REG = 0x3FF42080  # where a command leaves what it read
-SPIFLASH_RDID = 0x9F  # read the flash chip's ID
+CHIP_MAGIC_REG = 0x40001000  # an ESP32 is known by what this register holds
 FLASH_ID = 0x1640EF  # a 4 MB Winbond W25Q32, as on most ESP32 modules
-EFUSE_MAC_REGS = (0x3FF5A004, 0x3FF5A008)  # the factory MAC's two words
+SPIFLASH_RDID = 0x9F  # read the flash chip's ID
+USR_BIT = 1 << 18  # in a SPI command register: run the command set up
+
+
+class Chip:
+    """Where one chip model keeps what esptool reads: registers differ between models."""
+
+    def __init__(self, name, magic, chip_id, uart_clkdiv_reg, spi_base, usr2_offs, w0_offs,
+                 mac_reg):
+        self.name = name
+        self.magic = magic  # CHIP_MAGIC_REG's value (ESP32), or None
+        self.chip_id = chip_id  # what GET_SECURITY_INFO says (ESP32-S3 and later), or None
+        self.uart_clkdiv_reg = uart_clkdiv_reg
+        self.spi_cmd_reg = spi_base  # SPI1 (the flash): its USR bit runs a flash command
+        self.spi_usr2_reg = spi_base + usr2_offs  # the command's opcode in its low bits
+        self.spi_w0_reg = spi_base + w0_offs  # where a command leaves what it read
+        self.mac_reg = mac_reg  # the factory MAC: 4 bytes here, the first 2 in the next word
+
+
+# esptool's targets/esp32.py and esp32s3.py name the same addresses
+CHIPS = {
+    "esp32": Chip("ESP32", 0x00F01D83, None, 0x3FF40014, 0x3FF42000, 0x24, 0x80, 0x3FF5A004),
+    "esp32s3": Chip("ESP32-S3", None, 9, 0x60000014, 0x60002000, 0x20, 0x58, 0x60007044),
+}
+UART_CLKDIV = 347  # a 40 MHz crystal at 115200 baud (the ESP32 computes it from this)
 
 FLASH_SIZE = 4 * 1024 * 1024
 FS_OFFSET = 0x200000  # MicroPython's ESP32 partition table: the filesystem from here
@@ -70,7 +88,9 @@ def checksum(data: bytes) -> int:
 class RomLoader:
     """One download-mode session of a virtual ESP32: fed the serial bytes esptool sends."""
 
-    def __init__(self, image: Path, mac: bytes, on_fs_erased=None, log=None) -> None:
+    def __init__(self, image: Path, mac: bytes, on_fs_erased=None, log=None,
+                 chip: str = "esp32") -> None:
+        self.chip = CHIPS[chip]
         self.image = Path(image)
         self.on_fs_erased = on_fs_erased or (lambda: None)
         self.log = log or (lambda line: None)
@@ -80,9 +100,12 @@ class RomLoader:
         self.dirty = False
         self.fs_erased = False
         self.stub = False
-        self.regs = {CHIP_MAGIC_REG: ESP32_MAGIC, UART_CLKDIV_REG: UART_CLKDIV,
-                     EFUSE_MAC_REGS[0]: int.from_bytes(mac[2:6], "big"),
-                     EFUSE_MAC_REGS[1]: int.from_bytes(mac[0:2], "big")}
+        c = self.chip
+        self.regs = {c.uart_clkdiv_reg: UART_CLKDIV,
+                     c.mac_reg: int.from_bytes(mac[2:6], "big"),
+                     c.mac_reg + 4: int.from_bytes(mac[0:2], "big")}
+        if c.magic is not None:
+            self.regs[CHIP_MAGIC_REG] = c.magic
         self.frame = bytearray()
         self.in_frame = False
         self.escaped = False
@@ -147,8 +170,8 @@ class RomLoader:
         if op == WRITE_REG:
             for i in range(0, len(data) - 15, 16):
                 addr, value, mask, _delay = struct.unpack("<IIII", data[i:i + 16])
-                if addr == SPI_CMD_REG:  # a flash command, over as soon as it is given
-                    self._spi_command()
+                if addr == self.chip.spi_cmd_reg and value & USR_BIT:
+                    self._spi_command()  # over as soon as it is given: reads back as 0
                 else:
                     old = self.regs.get(addr, 0)
                     self.regs[addr] = (old & ~mask) | (value & mask)
@@ -191,13 +214,17 @@ class RomLoader:
             return self._reply(op)
         if op == RUN_USER_CODE and self.stub:
             return b""
+        if op == GET_SECURITY_INFO and self.chip.chip_id is not None:
+            # flags (no secure boot), flash_crypt_cnt, 7 key purposes, chip id, API version
+            return self._reply(op, data=struct.pack("<IB7BII", 0, 0, *bytes(7),
+                                                    self.chip.chip_id, 0))
         return self._reply(op, err=ERR_INVALID)  # GET_SECURITY_INFO: not on an ESP32's ROM
 
     def _spi_command(self) -> None:
         """esptool asks the flash chip directly for its ID (to learn its size); any other
         command (status, reset) reads as zero: ready, unprotected."""
-        opcode = self.regs.get(SPI_USR2_REG, 0) & 0xFF
-        self.regs[SPI_W0_REG] = FLASH_ID if opcode == SPIFLASH_RDID else 0
+        opcode = self.regs.get(self.chip.spi_usr2_reg, 0) & 0xFF
+        self.regs[self.chip.spi_w0_reg] = FLASH_ID if opcode == SPIFLASH_RDID else 0
 
     def _data(self, op: int, data: bytes, chk: int) -> bytes:
         size, seq = struct.unpack("<II", data[:8])

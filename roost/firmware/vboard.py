@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from roost.firmware.build import board_heap
+from roost.firmware.flash import ESPTOOL_CHIP
 from roost.firmware.romloader import RomLoader
 
 SHIM_DIR = Path(__file__).resolve().parent / "shims"
@@ -438,7 +439,8 @@ class VirtualBoard:
         self.mode = "friendly"
         # an Espressif MAC, the same for this flash directory every time
         mac = b"\x24\x0a\xc4" + hashlib.sha256(str(self.flash).encode()).digest()[:3]
-        self.loader = RomLoader(self.flash_image, mac, self._erase_files, self.log)
+        self.loader = RomLoader(self.flash_image, mac, self._erase_files, self.log,
+                                ESPTOOL_CHIP.get(self.board, "esp32"))
 
     def _erase_files(self) -> None:
         """The chip's filesystem partition was erased: so are the board's files."""

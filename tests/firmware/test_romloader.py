@@ -28,9 +28,18 @@ def _answers(raw: bytes) -> list[tuple[int, int, bytes]]:
     return out
 
 
-def _loader(tmp_path: Path, erased: list | None = None) -> rl.RomLoader:
+def _loader(tmp_path: Path, erased: list | None = None, chip: str = "esp32") -> rl.RomLoader:
     return rl.RomLoader(tmp_path / "chip.bin", b"\x24\x0a\xc4\x01\x02\x03",
-                        (lambda: erased.append(1)) if erased is not None else None)
+                        (lambda: erased.append(1)) if erased is not None else None, chip=chip)
+
+
+def _reg(ld: rl.RomLoader, addr: int) -> int:
+    [(_, val, _)] = _answers(ld.feed(_cmd(rl.READ_REG, struct.pack("<I", addr))))
+    return val
+
+
+def _set(ld: rl.RomLoader, addr: int, value: int) -> None:
+    ld.feed(_cmd(rl.WRITE_REG, struct.pack("<IIII", addr, value, 0xFFFFFFFF, 0)))
 
 
 def test_registers_sync_and_unsupported_commands_as_an_esp32_rom_answers(tmp_path):
@@ -38,15 +47,25 @@ def test_registers_sync_and_unsupported_commands_as_an_esp32_rom_answers(tmp_pat
     syncs = _answers(ld.feed(_cmd(rl.SYNC, b"\x07\x07\x12\x20" + b"\x55" * 32)))
     assert len(syncs) == 8 and all(v == rl.SYNC_VAL for _, v, _ in syncs)
     [(op, val, status)] = _answers(ld.feed(_cmd(rl.READ_REG, struct.pack("<I", 0x40001000))))
-    assert (op, val, status) == (rl.READ_REG, rl.ESP32_MAGIC, b"\x00\x00\x00\x00")
+    assert (op, val, status) == (rl.READ_REG, 0x00F01D83, b"\x00\x00\x00\x00")
     [(_, _, status)] = _answers(ld.feed(_cmd(rl.GET_SECURITY_INFO)))
     assert status == b"\x01\x05\x00\x00"  # not on an ESP32's ROM: esptool reads the magic
     # the flash chip's ID, through the SPI registers as esptool asks for it
-    ld.feed(_cmd(rl.WRITE_REG, struct.pack("<IIII", rl.SPI_USR2_REG, 0x7000009F, 0xFFFFFFFF, 0)))
-    ld.feed(_cmd(rl.WRITE_REG, struct.pack("<IIII", rl.SPI_CMD_REG, 1 << 18, 0xFFFFFFFF, 0)))
-    [(_, w0, _)] = _answers(ld.feed(_cmd(rl.READ_REG, struct.pack("<I", rl.SPI_W0_REG))))
-    [(_, cmd, _)] = _answers(ld.feed(_cmd(rl.READ_REG, struct.pack("<I", rl.SPI_CMD_REG))))
-    assert (w0, cmd) == (rl.FLASH_ID, 0)
+    chip = ld.chip
+    _set(ld, chip.spi_usr2_reg, 0x7000009F)
+    _set(ld, chip.spi_cmd_reg, rl.USR_BIT)
+    assert (_reg(ld, chip.spi_w0_reg), _reg(ld, chip.spi_cmd_reg)) == (rl.FLASH_ID, 0)
+    assert struct.pack(">II", _reg(ld, chip.mac_reg + 4), _reg(ld, chip.mac_reg))[2:] == \
+        b"\x24\x0a\xc4\x01\x02\x03"  # esptool's read_mac
+
+
+def test_an_esp32_s3_says_its_chip_id_and_keeps_its_registers_elsewhere(tmp_path):
+    ld = _loader(tmp_path, chip="esp32s3")
+    [(_, _, data)] = _answers(ld.feed(_cmd(rl.GET_SECURITY_INFO)))
+    assert len(data) == 24 and struct.unpack("<IBBBBBBBBII", data[:20])[9] == 9
+    _set(ld, 0x60002020, 0x7000009F)  # esptool's esp32s3.py: SPI_USR2, SPI_W0
+    _set(ld, 0x60002000, rl.USR_BIT)
+    assert _reg(ld, 0x60002058) == rl.FLASH_ID and _reg(ld, 0x40001000) == 0
 
 
 def test_stub_compressed_write_survives_split_frames_and_escapes_and_checks_checksums(tmp_path):

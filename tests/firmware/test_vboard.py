@@ -211,6 +211,25 @@ def test_flash_with_firmware_erases_the_chip_and_writes_it_through_the_real_espt
     assert chip[:0x1000] == chip[end:end + 4096] == b"\xff" * 4096  # erased, not written
 
 
+def test_firmware_for_the_wrong_chip_is_refused_by_esptool_in_one_sentence(tmp_path: Path):
+    """--board esp32 against an ESP32-S3: esptool (given --chip) refuses before erasing, so
+    a classroom's mixed bag of boards cannot end with one that no longer boots."""
+    from roost.firmware import flash
+
+    (tmp_path / "s3").mkdir()
+    (tmp_path / "s3" / "keep.txt").write_text("still here")
+    b = Served(tmp_path / "s3", tmp_path / "pins.json", "--board", "esp32-s3")
+    try:
+        fw = tmp_path / "ESP32_GENERIC.bin"
+        fw.write_bytes(b"\xe9" + bytes(4095))
+        with pytest.raises(ValueError, match="^esptool erase-flash failed: This chip is "
+                           "ESP32-S3, not ESP32"):
+            flash.write_firmware(b.url, "esp32", str(fw), lambda line: None)
+        assert (tmp_path / "s3" / "keep.txt").exists()
+    finally:
+        b.stop()
+
+
 def _romfs_board(tmp_path: Path) -> tuple[Path, Served]:
     """A virtual board with a 192 KB ROMFS partition and 192 KB of heap beside it."""
     flash = tmp_path / "flash"
