@@ -39,12 +39,12 @@ class Pin:
     IRQ_RISING = 1
     IRQ_FALLING = 2
 
-    def __init__(self, id, mode=-1, pull=-1, value=None):
+    def __init__(self, id, mode=-1, pull=-1, *, value=None, drive=None, alt=None):
         self.id = id
         self.mode = mode
         self._out = 0 if value is None else (1 if value else 0)
 
-    def init(self, mode=-1, pull=-1, value=None):
+    def init(self, mode=-1, pull=-1, *, value=None, drive=None, alt=None):
         self.mode = mode
         if value is not None:
             self._out = 1 if value else 0
@@ -72,7 +72,7 @@ class Pin:
 
 
 class WDT:
-    def __init__(self, id=0, timeout=5000):
+    def __init__(self, *, id=0, timeout=5000):
         self.timeout = timeout
         self.feeds = 0
 
@@ -81,28 +81,43 @@ class WDT:
 
 
 class I2C:
-    def __init__(self, *args, **kwargs):
-        pass
+    """I2C(id, *, scl, sda, freq, timeout), I2C(id) or I2C(*, scl, sda), as on the port."""
+
+    def __init__(self, id=-1, *, scl=None, sda=None, freq=400000, timeout=50000):
+        if id == -1 and (scl is None or sda is None):
+            raise TypeError("I2C needs a bus id, or scl and sda")
 
     def scan(self):
         return []
 
-    def _none(self, *args, **kwargs):
+    def readfrom_mem(self, addr, memaddr, nbytes, *, addrsize=8):
         raise OSError(_ENODEV)
 
-    readfrom_mem = readfrom_mem_into = writeto_mem = readfrom = writeto = _none
+    def readfrom_mem_into(self, addr, memaddr, buf, *, addrsize=8):
+        raise OSError(_ENODEV)
+
+    def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
+        raise OSError(_ENODEV)
+
+    def readfrom(self, addr, nbytes, stop=True):
+        raise OSError(_ENODEV)
+
+    def writeto(self, addr, buf, stop=True):
+        raise OSError(_ENODEV)
 
 
-SoftI2C = I2C
+class SoftI2C(I2C):
+    def __init__(self, scl, sda, *, freq=400000, timeout=50000):
+        pass
 
 
 class ADC:
     ATTN_11DB = 3
 
-    def __init__(self, pin, atten=None):
-        self.pin = pin
+    def __init__(self, id, *, sample_ns=None, atten=None):
+        self.pin = id
 
-    def atten(self, a):
+    def atten(self, atten):
         pass
 
     def read(self):
@@ -127,8 +142,15 @@ def freq(hz=None):
     return 240000000
 
 
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+
+
 def reset_cause():
-    return 4  # SOFT_RESET
+    return SOFT_RESET
 
 
 def idle():

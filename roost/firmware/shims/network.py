@@ -22,7 +22,7 @@ class WLAN:
         self._active = bool(on)
         return None
 
-    def connect(self, ssid=None, key=None, **kwargs):
+    def connect(self, ssid=None, password=None, *, bssid=None):
         if not self._active:
             raise OSError("Wifi Not Started")
         self._ssid = ssid
@@ -41,9 +41,10 @@ class WLAN:
     def ifconfig(self, cfg=None):
         return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
 
-    def config(self, *args, **kwargs):
-        if args and args[0] in ("ssid", "essid"):
+    def config(self, param=None, **kwargs):
+        """config("ssid") / config("mac") read; config(key=value, ...) sets (ignored)."""
+        if param in ("ssid", "essid"):
             return self._ssid or ""
-        if args and args[0] == "mac":
+        if param == "mac":
             return b"\x02\x00\x00\x00\x00\x01"
         return None
