@@ -184,21 +184,17 @@ def _esp32(p):
     return out
 
 
-def _board_camera():
-    """The ESP32-CAM's grayscale 96x96 capture (the camera firmware module), set up on the
-    first frame: a firmware without a camera module, or a camera that fails to start, gives
-    a sensor whose readings say "error" (tried again each sample), not a node that cannot
-    boot."""
+def _board_camera(module=None):
+    """The ESP32-CAM's capture (camera.open_capture), set up on the first frame: a firmware
+    without a camera module, or a camera that fails to start, gives a sensor whose readings
+    say "error" (tried again each sample), not a node that cannot boot."""
     ready = []
 
     def capture():
         if not ready:
-            try:
-                import camera
-            except ImportError:
-                raise OSError(19) from None  # ENODEV: this firmware has no camera module
-            camera.init(0, format=camera.GRAYSCALE, framesize=camera.FRAME_96X96)
-            ready.append(camera.capture)
+            from roost.hardware.camera import open_capture
+
+            ready.append(open_capture(module))
         return ready[0]()
 
     return capture

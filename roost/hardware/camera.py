@@ -1,11 +1,11 @@
 """Bird-visit detection by frame differencing on small grayscale frames. MicroPython-safe.
 
-Frames are ``bytes``/``bytearray`` of ``width * height`` 8-bit gray pixels (on an ESP32-CAM:
-``camera.init(format=camera.GRAYSCALE, framesize=camera.FRAME_96X96)`` then
-``camera.capture()``). A pixel counts as changed when it differs from the previous frame by
-more than ``threshold``; a frame is "active" when the changed share reaches
-``min_changed_permille``. A visit event fires on the first active frame after a quiet one and
-not again within ``cooldown_ms`` (so a bird landing and leaving counts once). All integer
+Frames are ``bytes``/``bytearray`` of ``width * height`` 8-bit gray pixels (on an ESP32-CAM,
+96x96 grayscale from the firmware's camera module: ``open_capture``). A pixel counts as
+changed when it differs from the previous frame by more than ``threshold``; a frame is
+"active" when the changed share reaches ``min_changed_permille``. A visit event fires on the
+first active frame after a quiet one and not again within ``cooldown_ms`` (so a bird landing
+and leaving counts once). All integer
 arithmetic: the same frames give the same events everywhere.
 """
 
@@ -134,3 +134,39 @@ class CameraVisitSensor(Sensor):
             "visits": 1 if self._event is not None else 0,
             "changed": self.detector.last_changed_permille,
         }
+
+
+# The AI-Thinker ESP32-CAM's camera wiring: D0..D7, then the control lines
+AI_THINKER_PINS = {
+    "data_pins": [5, 18, 19, 21, 36, 39, 34, 35],
+    "vsync_pin": 25,
+    "href_pin": 23,
+    "pclk_pin": 22,
+    "sda_pin": 26,
+    "scl_pin": 27,
+    "xclk_pin": 0,
+    "powerdown_pin": 32,
+    "reset_pin": -1,
+}
+
+
+def open_capture(module=None):
+    """A function that returns one 96x96 grayscale frame, from whichever camera module the
+    firmware carries (stock MicroPython has none: OSError ENODEV):
+
+    * micropython-camera-API, the maintained driver (its ESP32-CAM firmwares): a ``Camera``
+      object; its ``capture()`` lends the driver's frame buffer, so the frame is copied;
+    * the older micropython-camera-driver: ``camera.init(...)`` then ``camera.capture()``.
+    """
+    if module is None:
+        try:
+            import camera as module
+        except ImportError:
+            raise OSError(19) from None  # ENODEV
+    cls = getattr(module, "Camera", None)
+    if cls is not None:
+        cam = cls(pixel_format=module.PixelFormat.GRAYSCALE,
+                  frame_size=module.FrameSize.R96X96, **AI_THINKER_PINS)
+        return lambda: bytes(cam.capture())
+    module.init(0, format=module.GRAYSCALE, framesize=module.FRAME_96X96)
+    return module.capture

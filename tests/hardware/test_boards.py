@@ -84,3 +84,63 @@ def test_a_board_without_a_camera_module_reads_errors_and_boots():
     r = s.read(1000)
     assert r.health == "error" and s.stats["errors"] == 1
     assert isinstance(s.last_error, OSError) and s.last_error.args[0] == 19
+
+
+class _OldDriver:
+    """The shape of micropython-camera-driver's module: camera.init(...), camera.capture()."""
+
+    GRAYSCALE = 3
+    FRAME_96X96 = 0
+
+    def __init__(self):
+        self.inits = []
+
+    def init(self, n, format=None, framesize=None):
+        self.inits.append((n, format, framesize))
+
+    def capture(self):
+        return bytes(96 * 96)
+
+
+class _ApiDriver:
+    """The shape of micropython-camera-API's module: a Camera class, and capture() lending
+    one frame buffer that the next capture overwrites."""
+
+    class PixelFormat:
+        GRAYSCALE = 3
+
+    class FrameSize:
+        R96X96 = 0
+
+    def __init__(self):
+        driver = self
+        self.made = []
+        self.buf = bytearray(96 * 96)
+
+        class Camera:
+            def __init__(self, *, pixel_format=0, frame_size=6, data_pins=None, **pins):
+                driver.made.append((pixel_format, frame_size, data_pins, pins))
+
+            def capture(self):
+                driver.buf[0] = (driver.buf[0] + 1) % 256
+                return memoryview(driver.buf)
+
+        self.Camera = Camera
+
+
+def test_the_camera_works_with_either_camera_module_a_firmware_may_carry():
+    from roost.hardware.boards import _board_camera
+
+    old = _OldDriver()
+    cap = _board_camera(old)
+    assert cap() == bytes(96 * 96) and cap() == bytes(96 * 96)
+    assert old.inits == [(0, 3, 0)]  # set up once, grayscale 96x96
+    api = _ApiDriver()
+    cap = _board_camera(api)
+    first = cap()
+    second = cap()
+    assert len(api.made) == 1 and api.made[0][:2] == (3, 0)
+    assert api.made[0][2] == [5, 18, 19, 21, 36, 39, 34, 35]  # the AI-Thinker's wiring
+    assert api.made[0][3]["xclk_pin"] == 0 and api.made[0][3]["powerdown_pin"] == 32
+    # each frame is a copy: the driver's buffer changing does not change an earlier frame
+    assert isinstance(first, bytes) and first[0] == 1 and second[0] == 2
