@@ -434,13 +434,19 @@ def _broker_cmd(args: argparse.Namespace) -> int:
                   "against the fleet key (--credentials gives each node its own password)",
                   flush=True)
     pid = h.pid
+
+    def stop(signum: int, _frame: Any) -> None:  # kill PID or a closed terminal: as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     try:
         while h.running():
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
     finally:
-        h.stop()
+        h.stop()  # the broker goes with this command, however it was stopped
     print("roost broker: the %s broker (pid %s) stopped by itself; its log is %s"
           % (h.kind, pid, h.log), file=sys.stderr, flush=True)
     return 1

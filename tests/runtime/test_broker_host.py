@@ -55,3 +55,41 @@ def test_the_command_line_names_the_address():
     add_broker_parser(ap.add_subparsers())
     assert ap.parse_args(["broker"]).host == "127.0.0.1"
     assert ap.parse_args(["broker", "--host", "0.0.0.0"]).host == "0.0.0.0"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stopping_the_command_stops_its_broker(kind, tmp_path):
+    """`roost broker &` then `kill PID` (SIGTERM), as a gateway's shell script does: the
+    broker goes too, instead of holding the port for the next start."""
+    import os
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "roost.gateway.cli", "broker", "--port", "0", "--dir",
+           str(tmp_path / "b")] + (["--embedded"] if kind == "amqtt" else [])
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ready, _, _ = select.select([p.stdout], [], [], 30)
+        line = p.stdout.readline() if ready else ""
+        assert "(pid " in line, line
+        broker_pid = int(line.split("(pid ", 1)[1].split(",", 1)[0])
+        os.kill(p.pid, signal.SIGTERM)
+        assert p.wait(timeout=20) == 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(broker_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(broker_pid, signal.SIGKILL)
+            raise AssertionError("the %s broker (pid %d) outlived roost broker"
+                                 % (kind, broker_pid))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
