@@ -21,9 +21,12 @@ secret replaced by ``***``.
 
 import argparse
 import binascii
+import contextlib
 import hashlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -40,6 +43,11 @@ FIRMWARE_OFFSET = {"esp32": 0x1000, "esp32-wrover": 0x1000, "esp32-cam": 0x1000,
 # written at 0x1000 of an ESP32-S3 would leave it unable to boot)
 ESPTOOL_CHIP = {"esp32": "esp32", "esp32-wrover": "esp32", "esp32-cam": "esp32",
                 "esp32-s3": "esp32s3"}
+# which MicroPython download each board takes (micropython.org/download, or for the camera
+# the ESP32-CAM release of micropython-camera-API)
+FIRMWARE_NAME = {"esp32": "ESP32_GENERIC", "esp32-wrover": "ESP32_GENERIC's SPIRAM build",
+                 "esp32-cam": "micropython-camera-API's AI-Thinker ESP32-CAM build",
+                 "esp32-s3": "ESP32_GENERIC_S3"}
 NETWORK_PORTS = ("socket://", "rfc2217://", "loop://")
 _VERIFY = """
 import hashlib, binascii
@@ -241,11 +249,8 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
     return cfg, sec
 
 
-def write_firmware(port: str, board: str, firmware: str, say) -> None:
-    """Erase the chip and write MicroPython with esptool (which checks what it wrote).
-
-    On a serial port esptool resets the board into its ROM loader itself; a virtual board
-    (socket://) enters it when esptool's first frame arrives, and resets when it lets go."""
+def check_firmware(firmware: str, board: str) -> None:
+    """Refuse, before anything else happens, a --firmware that cannot be written."""
     path = Path(firmware)
     if not path.is_file():
         raise ValueError("--firmware %s is not a file" % firmware)
@@ -255,29 +260,54 @@ def write_firmware(port: str, board: str, firmware: str, say) -> None:
         head = f.read(1)
     if head != b"\xe9":
         raise ValueError("--firmware %s is not an ESP32 firmware image (it does not start with "
-                         "0xE9): take the .bin for your board from micropython.org/download"
-                         % firmware)
+                         "0xE9): take the .bin for your board from micropython.org/download "
+                         "(unzip it first if it came zipped)" % firmware)
+
+
+def write_firmware(port: str, board: str, firmware: str, say) -> None:
+    """Erase the chip and write MicroPython with one esptool run, which checks the image is
+    for this chip before it erases anything and checks the hash of what it wrote.
+
+    On a serial port esptool resets the board into its ROM loader itself; a virtual board
+    (socket://) enters it when esptool's first frame arrives, and resets when it lets go."""
+    check_firmware(firmware, board)
     say("writing MicroPython %s with esptool (erase, then write at 0x%x)"
-        % (path.name, FIRMWARE_OFFSET[board]))
-    for cmd in (["erase-flash"],
-                ["--baud", "460800", "write-flash", hex(FIRMWARE_OFFSET[board]), firmware]):
-        out = subprocess.run([sys.executable, "-m", "esptool", "--chip", ESPTOOL_CHIP[board],
-                              "--port", port] + cmd, capture_output=True, text=True, timeout=300)
-        if out.returncode != 0:
-            raise ValueError("esptool %s failed: %s" % (cmd[-3] if len(cmd) > 1 else cmd[0],
-                                                        _esptool_error(out.stdout + out.stderr)))
+        % (Path(firmware).name, FIRMWARE_OFFSET[board]))
+    out = subprocess.run([sys.executable, "-m", "esptool", "--chip", ESPTOOL_CHIP[board],
+                          "--port", port, "--baud", "460800", "write-flash", "--erase-all",
+                          hex(FIRMWARE_OFFSET[board]), firmware],
+                         capture_output=True, text=True, timeout=300)
+    if out.returncode != 0:
+        raise ValueError("esptool could not write the firmware: %s"
+                         % _esptool_error(out.stdout + out.stderr, port, board))
     say("firmware written at 0x%x and verified by esptool" % FIRMWARE_OFFSET[board])
     time.sleep(2)  # the board boots MicroPython after the write
 
 
-def _esptool_error(text: str) -> str:
-    """The sentence esptool gave for its failure (the line after 'A fatal error occurred')."""
+def _esptool_error(text: str, port: str, board: str) -> str:
+    """esptool's own sentence for its failure, with what a person should do about it."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    why = lines[-1] if lines else "no output"
     for i, line in enumerate(lines):
         if "fatal error occurred" in line:
-            rest = line.split("fatal error occurred:", 1)[-1].strip()
-            return rest or (lines[i + 1] if i + 1 < len(lines) else line)
-    return lines[-1] if lines else "no output"
+            why = line.split("fatal error occurred:", 1)[-1].strip()
+            if not why and i + 1 < len(lines):
+                why = lines[i + 1]
+            break
+    why = why.replace(" Use --force to flash anyway.", "").rstrip(".")
+    chip = re.search(r"This chip is (ESP32\S*), not", why)
+    if chip:
+        other = "esp32-s3" if chip.group(1) == "ESP32-S3" else "esp32, esp32-wrover or esp32-cam"
+        return ("the board on %s is an %s, not the chip of --board %s: give --board %s, and a "
+                "firmware for that chip (nothing was erased)" % (port, chip.group(1), board,
+                                                                other))
+    if re.search(r"is not an? ESP32\S* image", why):
+        return ("%s: it is a firmware for another chip, so nothing was erased; --board %s "
+                "takes %s" % (why, board, FIRMWARE_NAME[board]))
+    if why.startswith("Failed to connect"):
+        return ("%s; put the board in download mode (hold BOOT, press and release EN, release "
+                "BOOT) and run roost flash again" % why)
+    return why
 
 
 CHUNK = 2048  # bytes per exec on the board: 8 KB of source at most, fine in a 100 KB heap
@@ -298,10 +328,11 @@ class Board:
         self.Error = TransportError
         try:
             self.t = SerialTransport(port, baudrate=115200)
-        except TransportError as e:
-            raise ValueError("cannot open %s: %s" % (port, e)) from None
-        except OSError as e:
-            raise ValueError("cannot open %s: %s" % (port, e.strerror or e)) from None
+        except (TransportError, OSError) as e:
+            why = getattr(e, "strerror", None) or str(e)
+            raise ValueError("cannot open %s (%s): is the board plugged in (roost ports) or "
+                             "its roost board serve running, and no other program (mpremote, "
+                             "Thonny, a serial monitor) holding the port?" % (port, why)) from None
 
     def close(self) -> None:
         try:
@@ -310,9 +341,15 @@ class Board:
             pass
 
     def exec(self, code: str, what: str) -> bytes:
+        if not self.t.in_raw_repl:
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):  # mpremote prints what it read
+                    self.t.enter_raw_repl(soft_reset=True)  # a fresh heap: boot.py only
+            except (self.Error, OSError) as e:
+                raise ValueError("no MicroPython answers on %s (%s): a new or erased board "
+                                 "needs MicroPython first (roost flash --firmware FILE)"
+                                 % (self.port, e)) from None
         try:
-            if not self.t.in_raw_repl:
-                self.t.enter_raw_repl(soft_reset=True)  # a fresh heap: boot.py only
             out, err = self.t.exec_raw(code, timeout=self.timeout)
         except (self.Error, OSError) as e:
             raise ValueError("%s on %s failed: %s" % (what, self.port, e)) from None
@@ -417,6 +454,7 @@ class Board:
         ser.timeout = 0.2
         deadline = time.monotonic() + self.timeout
         buf = b""
+        started = False
         while time.monotonic() < deadline:
             data = ser.read(4096)
             if not data:
@@ -429,8 +467,14 @@ class Board:
                     say("board: " + line)
                 if wait_for in line:
                     return line
+                started = started or line.startswith("roost: started")
                 if line.startswith("roost: safe mode:"):
                     raise ValueError("the board is in safe mode: " + line[17:].strip())
+        if started and wait_for.startswith("roost: joined"):
+            raise ValueError("the node started but had not joined within %d s: joining needs "
+                             "another member of its fleet alive (start the Pis first; roost "
+                             "status shows who is up); the board goes on trying"
+                             % self.timeout)
         raise ValueError("the board did not print %r within %d s (see its lines above)"
                          % (wait_for, self.timeout))
 
@@ -441,6 +485,8 @@ def flash(args: argparse.Namespace, say=print) -> dict:
         args.wait_for = "roost: joined fleet" if getattr(args, "join_dir", None) \
             else "roost: started"
     cfg, sec = make_config(args)
+    if args.firmware:
+        check_firmware(args.firmware, args.board)
     redact = Redactor(sec)
     with tempfile.TemporaryDirectory(prefix="roost-flash-") as tmp:
         tmpd = Path(tmp)

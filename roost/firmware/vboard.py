@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 from roost.firmware.build import board_heap
-from roost.firmware.flash import ESPTOOL_CHIP
+from roost.firmware.flash import ESPTOOL_CHIP, FIRMWARE_OFFSET
 from roost.firmware.romloader import RomLoader
 
 SHIM_DIR = Path(__file__).resolve().parent / "shims"
@@ -105,6 +105,7 @@ class VirtualBoard:
         self.stopping = False
         self.fresh_client = False  # no byte read yet from the newest connection
         self.loader: RomLoader | None = None  # download mode: esptool is talking to the ROM
+        self.erased = False  # no firmware since esptool erased the chip: nothing answers
         self.flash_image = self.flash.with_name(self.flash.name + ".flash.bin")
 
     # ------------------------------------------------------------------ serial output
@@ -199,9 +200,32 @@ class VirtualBoard:
         self.mode = "friendly"
         self.line.clear()
         self.block = []
-        self._send(b"\r\n" + cause + b"\r\n[roost virtual board: flash " + str(self.flash).encode()
+        self._send(b"\r\n" + cause + b"\r\n")
+        self.erased = not self._has_firmware()
+        if self.erased:  # esptool erased the chip and wrote no firmware: nothing boots
+            self._kill_child()
+            self.jobs.clear()
+            self.current = None
+            self._send(b"invalid header: 0xffffffff\r\n[roost virtual board: no firmware at "
+                       b"0x%x since esptool erased it: write one (roost flash --firmware "
+                       b"FILE)]\r\n" % self._firmware_offset())
+            return
+        self._send(b"[roost virtual board: flash " + str(self.flash).encode()
                    + b", heap %d bytes]\r\n" % self.heap)
         self._boot(True, BANNER + b">>> ")
+
+    def _firmware_offset(self) -> int:
+        return FIRMWARE_OFFSET.get(self.board, 0x1000)
+
+    def _has_firmware(self) -> bool:
+        """False once esptool erased the chip and wrote no image (0xE9) where the boot ROM
+        looks for one; a board esptool never touched runs MicroPython, as bought."""
+        try:
+            with self.flash_image.open("rb") as f:
+                f.seek(self._firmware_offset())
+                return f.read(1) == b"\xe9"
+        except OSError:
+            return True
 
     def _busy(self) -> bool:
         return self.current is not None or bool(self.jobs)
@@ -306,6 +330,9 @@ class VirtualBoard:
         self._dispatch()
 
     def _process_input(self) -> None:
+        if self.erased:  # no interpreter answers: the bytes are lost, as on a blank chip
+            self.inbuf.clear()
+            return
         while self.inbuf:
             if self._busy():
                 i = self.inbuf.find(b"\x03")

@@ -150,6 +150,9 @@ AI_THINKER_PINS = {
 }
 
 
+_TOLD = []  # the missing camera module was reported
+
+
 def open_capture(module=None):
     """A function that returns one 96x96 grayscale frame, from whichever camera module the
     firmware carries (stock MicroPython has none: OSError ENODEV):
@@ -162,6 +165,10 @@ def open_capture(module=None):
         try:
             import camera as module
         except ImportError:
+            if not _TOLD:  # once per boot on the console; each sample then reads "error"
+                _TOLD.append(1)
+                print("roost: camera: this firmware has no camera module (flash a camera "
+                      "firmware: docs/hardware/classroom-kit.md)")
             raise OSError(19) from None  # ENODEV
     cls = getattr(module, "Camera", None)
     if cls is not None:

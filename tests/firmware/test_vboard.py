@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -211,6 +212,35 @@ def test_flash_with_firmware_erases_the_chip_and_writes_it_through_the_real_espt
     assert chip[:0x1000] == chip[end:end + 4096] == b"\xff" * 4096  # erased, not written
 
 
+def _esp_image(chip: str) -> bytes:
+    """A small but valid firmware image for chip ("esp32" or "esp32s3"), made by esptool."""
+    from esptool.bin_image import ESP32FirmwareImage, ESP32S3FirmwareImage, ImageSegment
+
+    img = (ESP32S3FirmwareImage if chip == "esp32s3" else ESP32FirmwareImage)()
+    seg = ImageSegment(0x3FFB0000, bytes(range(256)) * 16)
+    seg.name = ".dram0.data"
+    img.segments.append(seg)
+    img.entrypoint = 0x40080000
+    with tempfile.TemporaryDirectory() as d:
+        img.save(d + "/fw.bin")
+        return Path(d, "fw.bin").read_bytes()
+
+
+def test_an_erased_board_answers_nothing_until_a_firmware_is_written(board, image: Path):
+    """esptool erase-flash leaves a chip with no MicroPython: roost flash without --firmware
+    then says so in one sentence, as it would with a real board."""
+    (board.flash / "keep.txt").write_text("x")
+    r = subprocess.run([sys.executable, "-m", "esptool", "--port", board.url, "erase-flash"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (board.flash / "keep.txt").exists()
+    out = _flash(board.url, image)
+    text = out.stdout + out.stderr
+    assert out.returncode == 2 and "Traceback" not in text and "b''" not in text, text
+    assert "roost: no MicroPython answers on %s" % board.url in text
+    assert "needs MicroPython first (roost flash --firmware FILE)" in text
+
+
 def test_firmware_for_the_wrong_chip_is_refused_by_esptool_in_one_sentence(tmp_path: Path):
     """--board esp32 against an ESP32-S3: esptool (given --chip) refuses before erasing, so
     a classroom's mixed bag of boards cannot end with one that no longer boots."""
@@ -222,9 +252,19 @@ def test_firmware_for_the_wrong_chip_is_refused_by_esptool_in_one_sentence(tmp_p
     try:
         fw = tmp_path / "ESP32_GENERIC.bin"
         fw.write_bytes(b"\xe9" + bytes(4095))
-        with pytest.raises(ValueError, match="^esptool erase-flash failed: This chip is "
-                           "ESP32-S3, not ESP32"):
+        with pytest.raises(ValueError, match="^esptool could not write the firmware: the board "
+                           "on socket://.* is an ESP32-S3, not the chip of --board esp32: give "
+                           "--board esp32-s3"):
             flash.write_firmware(b.url, "esp32", str(fw), lambda line: None)
+        assert (tmp_path / "s3" / "keep.txt").exists()
+        # the right --board, a firmware built for an ESP32: esptool reads the image's chip
+        # before it erases anything
+        s3_fw = tmp_path / "ESP32_GENERIC-v1.29.0.bin"
+        s3_fw.write_bytes(_esp_image("esp32"))
+        with pytest.raises(ValueError, match="is not an ESP32-S3 image: it is a firmware for "
+                           "another chip, so nothing was erased; --board esp32-s3 takes "
+                           "ESP32_GENERIC_S3"):
+            flash.write_firmware(b.url, "esp32-s3", str(s3_fw), lambda line: None)
         assert (tmp_path / "s3" / "keep.txt").exists()
     finally:
         b.stop()
@@ -450,9 +490,14 @@ def test_flash_mistakes_are_one_sentence(tmp_path: Path):
             flash.write_firmware("socket://127.0.0.1:9", "esp32", str(not_fw), print)
         fw = tmp_path / "ESP32_GENERIC.bin"
         fw.write_bytes(b"\xe9" + bytes(1023))
-        with pytest.raises(ValueError, match="^esptool erase-flash failed: Could not open "
-                           "socket://127.0.0.1:9, the port is busy or doesn't exist"):
+        with pytest.raises(ValueError, match="^esptool could not write the firmware: Could not "
+                           "open socket://127.0.0.1:9, the port is busy or doesn't exist"):
             flash.write_firmware("socket://127.0.0.1:9", "esp32", str(fw), print)
+        why = flash._esptool_error("esptool v5.6.0\nConnecting......\nA fatal error occurred: "
+                                   "Failed to connect to ESP32: No serial data received.",
+                                   "/dev/ttyUSB0", "esp32")
+        assert why.startswith("Failed to connect to ESP32: No serial data received; put the "
+                              "board in download mode (hold BOOT, press and release EN")
         sf = tmp_path / "s.json"
         sf.write_text(json.dumps({"fleet_key": "from-file", "wifi_password": "longenough"}))
         os.environ.pop("ROOST_FLEET_KEY")
@@ -461,7 +506,8 @@ def test_flash_mistakes_are_one_sentence(tmp_path: Path):
         with pytest.raises(ValueError, match="no readable manifest"):
             flash.flash(args("--secrets-file", str(sf), "--image", str(tmp_path / "none")),
                         say=lambda s: None)
-        with pytest.raises(ValueError, match="cannot open socket://127.0.0.1:9"):
+        with pytest.raises(ValueError, match="cannot open socket://127.0.0.1:9 .*: is the board "
+                           "plugged in"):
             flash.Board("socket://127.0.0.1:9", 2)
     finally:
         os.environ.clear()
