@@ -47,7 +47,7 @@ def free_heap_after_boot(image: Path, heap: int) -> str:
         shutil.copytree(image, fl)
         (fl / "config.json").write_text(json.dumps(
             {"node_id": "n01", "fleet": "bench", "broker": "mqtt://127.0.0.1:1883"}))
-        (fl / "secrets.json").write_text(json.dumps({"fleet_key": "bench-key"}))
+        (fl / "secrets.json").write_text(json.dumps({"fleet_key": "bench-fleet-key-0123456789"}))
         out = subprocess.run(["micropython", "-X", "heapsize=%d" % heap, "-c", _BOOT],
                              capture_output=True, text=True, timeout=60, cwd=fl)
     for line in out.stdout.splitlines():
@@ -83,7 +83,7 @@ def node_serves(image: Path, heap: int, seconds: float = 5.0, romfs: Path | None
             {"node_id": "n01", "fleet": "bench", "broker": "mqtt://127.0.0.1:1",
              "udp_port": 42117, "runtime": {"sensors": "simulated",
                                             "storage": str(Path(tmp) / "store")}}))
-        (fl / "secrets.json").write_text(json.dumps({"fleet_key": "bench-key"}))
+        (fl / "secrets.json").write_text(json.dumps({"fleet_key": "bench-fleet-key-0123456789"}))
         try:
             subprocess.run(["micropython", "-X", "heapsize=%d" % heap, "-c", code],
                            capture_output=True, timeout=seconds, cwd=fl)
@@ -149,7 +149,7 @@ def flash_seconds(image: Path, romfs: bool = False) -> float:
         fl = Path(tmp) / "flash"
         fl.mkdir()
         secrets = Path(tmp) / "secrets.json"  # not ROOST_FLEET_KEY: the join step comes later
-        secrets.write_text(json.dumps({"fleet_key": "bench-key"}))
+        secrets.write_text(json.dumps({"fleet_key": "bench-fleet-key-0123456789"}))
         with _virtual_board(fl, *((192, 192) if romfs else ())) as url:
             return _timed_flash("--port", url, "--node-id", "n01", "--broker",
                                 "mqtt://127.0.0.1:1883", "--image", str(image),

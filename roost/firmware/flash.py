@@ -239,6 +239,13 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
     if not sec.get("fleet_key"):
         raise ValueError("no fleet key: set ROOST_FLEET_KEY or give --secrets-file FILE "
                          "(never on the command line)")
+    from roost.gateway.plan import MIN_KEY_CHARS
+
+    if len(sec["fleet_key"]) < MIN_KEY_CHARS:
+        raise ValueError("the fleet key is %d characters, too short to keep out a guess: use "
+                         "at least %d (roost plan writes one in DIR/fleet.key; or python -c "
+                         "'import secrets; print(secrets.token_hex(16))')"
+                         % (len(sec["fleet_key"]), MIN_KEY_CHARS))
     if args.wifi and not sec.get("wifi_password"):
         raise ValueError("no Wi-Fi password for %r: set ROOST_WIFI_PASSWORD or give "
                          "--secrets-file FILE (never on the command line)" % args.wifi)

@@ -28,6 +28,7 @@ from roost.hardware.boards import get_profile
 
 STATE = "fleet.json"
 KEY = "fleet.key"
+MIN_KEY_CHARS = 16  # a fleet key given by hand (the plan makes 32 hex digits)
 UDP_PORT = 4210  # a board's UDP port (nodeconfig's default), and a Pi's in its node config
 SEEDS_MAX = 8  # gossip seeds a node is given (a board's config.json stays small)
 
@@ -114,8 +115,12 @@ def make(d: str | Path, fleet: str, broker: str, nodes: list[tuple[str, str]],
     d = Path(d).resolve()
     if (d / STATE).exists():
         raise PlanError("%s already holds a fleet; give another --dir" % d)
-    d.mkdir(parents=True, exist_ok=True)
     key = key or os.environ.get("ROOST_FLEET_KEY") or secrets.token_hex(16)
+    if len(key) < MIN_KEY_CHARS:
+        raise PlanError("the fleet key from ROOST_FLEET_KEY is %d characters, too short to keep "
+                        "out a guess: use at least %d, or unset it and the plan makes one"
+                        % (len(key), MIN_KEY_CHARS))
+    d.mkdir(parents=True, exist_ok=True)
     kp = d / KEY
     kp.touch(mode=0o600)
     kp.write_text(key + "\n")

@@ -70,3 +70,9 @@ def test_a_board_on_a_serial_port_needs_wifi():
         make_config(a)
     a.port = "socket://127.0.0.1:7777"  # a virtual board shares this machine's network
     assert make_config(a)[0]["wifi_ssid"] == ""
+
+
+def test_a_short_fleet_key_is_refused_in_one_sentence(monkeypatch):
+    monkeypatch.setenv("ROOST_FLEET_KEY", "abc")
+    with pytest.raises(ValueError, match="the fleet key is 3 characters, too short"):
+        make_config(_args("esp32"))

@@ -109,3 +109,10 @@ def test_a_copied_plan_is_where_it_was_found(tmp_path):
     shutil.rmtree(tmp_path / "p")
     assert load_state(tmp_path / "copy")["dir"] == str((tmp_path / "copy").resolve())
     assert Fleet(tmp_path / "copy").key == "k" * 32
+
+
+def test_a_short_key_from_the_environment_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROOST_FLEET_KEY", "abc")
+    with pytest.raises(PlanError, match="is 3 characters, too short"):
+        make(tmp_path / "class", "class", "mqtt://192.168.4.1:1883", KIT)
+    assert not (tmp_path / "class").exists()

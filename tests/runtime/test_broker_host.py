@@ -71,6 +71,7 @@ def test_stopping_the_command_stops_its_broker(kind, tmp_path):
     cmd = [sys.executable, "-m", "roost.gateway.cli", "broker", "--port", "0", "--dir",
            str(tmp_path / "b")] + (["--embedded"] if kind == "amqtt" else [])
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    broker_pid = None
     try:
         ready, _, _ = select.select([p.stdout], [], [], 30)
         line = p.stdout.readline() if ready else ""
@@ -83,13 +84,16 @@ def test_stopping_the_command_stops_its_broker(kind, tmp_path):
             try:
                 os.kill(broker_pid, 0)
             except ProcessLookupError:
+                broker_pid = None
                 break
             time.sleep(0.1)
-        else:
-            os.kill(broker_pid, signal.SIGKILL)
-            raise AssertionError("the %s broker (pid %d) outlived roost broker"
-                                 % (kind, broker_pid))
+        assert broker_pid is None, "the %s broker outlived roost broker" % kind
     finally:
         if p.poll() is None:
             p.kill()
             p.wait(timeout=10)
+        if broker_pid is not None:  # a failed run leaves no broker behind either
+            try:
+                os.kill(broker_pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
