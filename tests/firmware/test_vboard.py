@@ -271,12 +271,15 @@ def test_firmware_for_the_wrong_chip_is_refused_by_esptool_in_one_sentence(tmp_p
 
 
 def _romfs_board(tmp_path: Path) -> tuple[Path, Served]:
-    """A virtual board with a 192 KB ROMFS partition and 192 KB of heap beside it."""
+    """A virtual board with a 192 KB ROMFS partition and 208 KB of heap beside it: a node
+    with its code in the heap needs 256 KB (docs/hardware/firmware.md); from ROMFS it joins
+    in 192 KB, and 16 KB more keep an update's trial boot off the edge (at 192 KB it ran
+    out of memory in about one run in four once the stand-in machine module grew 1 KB)."""
     flash = tmp_path / "flash"
     flash.mkdir()
     pins = tmp_path / "pins.json"
     pins.write_text("{}")
-    return flash, Served(flash, pins, "--romfs", "192", "--heap", "192")
+    return flash, Served(flash, pins, "--romfs", "192", "--heap", "208")
 
 
 def test_a_romfs_board_takes_the_code_in_its_partition_and_runs_it_in_place(tmp_path, image):
@@ -306,7 +309,7 @@ def test_a_romfs_board_takes_the_code_in_its_partition_and_runs_it_in_place(tmp_
 
 def test_an_update_on_a_romfs_board_runs_from_the_partition_and_rolls_back_into_it(
         tmp_path, image):
-    """A board that fits only with its code in ROMFS (192 KB of heap): an update's files in
+    """A board that fits only with its code in ROMFS (208 KB of heap): an update's files in
     slot b are written into the partition at boot and run in place; when the update does
     not join in time, the flashed code goes back into the partition."""
     flash, b = _romfs_board(tmp_path)

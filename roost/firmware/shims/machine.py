@@ -81,8 +81,8 @@ class WDT:
 
 
 class I2C:
-    """I2C(id, *, scl, sda, freq, timeout), I2C(id) or I2C(*, scl, sda), as on the port."""
-
+    # I2C(id, *, scl, sda, freq, timeout), I2C(id) or I2C(*, scl, sda), as on the port; only
+    # what board code calls (every line here costs the virtual board heap a board does not pay)
     def __init__(self, id=-1, *, scl=None, sda=None, freq=400000, timeout=50000):
         if id == -1 and (scl is None or sda is None):
             raise TypeError("I2C needs a bus id, or scl and sda")
@@ -99,16 +99,6 @@ class I2C:
     def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
         raise OSError(_ENODEV)
 
-    def readfrom(self, addr, nbytes, stop=True):
-        raise OSError(_ENODEV)
-
-    def writeto(self, addr, buf, stop=True):
-        raise OSError(_ENODEV)
-
-
-class SoftI2C(I2C):
-    def __init__(self, scl, sda, *, freq=400000, timeout=50000):
-        pass
 
 
 class ADC:
@@ -142,11 +132,7 @@ def freq(hz=None):
     return 240000000
 
 
-PWRON_RESET = 1
-HARD_RESET = 2
-WDT_RESET = 3
-DEEPSLEEP_RESET = 4
-SOFT_RESET = 5
+SOFT_RESET = 5  # the ESP32 port's value
 
 
 def reset_cause():

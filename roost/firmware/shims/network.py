@@ -41,8 +41,7 @@ class WLAN:
     def ifconfig(self, cfg=None):
         return ("127.0.0.1", "255.0.0.0", "127.0.0.1", "127.0.0.1")
 
-    def config(self, param=None, **kwargs):
-        """config("ssid") / config("mac") read; config(key=value, ...) sets (ignored)."""
+    def config(self, param=None, **kwargs):  # config("ssid") reads; config(key=...) is ignored
         if param in ("ssid", "essid"):
             return self._ssid or ""
         if param == "mac":
