@@ -543,6 +543,8 @@ def flash(args: argparse.Namespace, say=print) -> dict:
                 % (len(expected), " and the ROMFS image" if romfs is not None else ""))
             result = {"port": args.port, "node_id": args.node_id, "files": len(expected),
                       "copied_s": round(time.monotonic() - t0, 3)}
+            if args.firmware:
+                result["firmware"] = Path(args.firmware).name
             host = board.host_info() if getattr(args, "join_dir", None) else None
             if args.no_follow:
                 return result
