@@ -611,7 +611,8 @@ def add_flash_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                         "0 = the BOOT button on devkits, 12 on the esp32-cam)")
     p.add_argument("--image", default=None, help="an image from 'roost build' (default: build)")
     p.add_argument("--firmware", default=None, metavar="FILE",
-                   help="also write this MicroPython firmware .bin first, with esptool")
+                   help="first erase the board and write this MicroPython firmware .bin with "
+                   "esptool (a firmware for another chip is refused before anything is erased)")
     p.add_argument("--secrets-file", default=None, metavar="FILE",
                    help='JSON {"fleet_key": ..., "wifi_password": ...}')
     p.add_argument("--wait-for", default=None,
