@@ -502,9 +502,10 @@ def test_flash_mistakes_are_one_sentence(tmp_path: Path):
         assert why.startswith("Failed to connect to ESP32: No serial data received; put the "
                               "board in download mode (hold BOOT, press and release EN")
         sf = tmp_path / "s.json"
-        sf.write_text(json.dumps({"fleet_key": "from-file", "wifi_password": "longenough"}))
+        sf.write_text(json.dumps({"fleet_key": "from-file-0123456789",
+                                  "wifi_password": "longenough"}))
         os.environ.pop("ROOST_FLEET_KEY")
-        assert flash.read_secrets(str(sf), env={}) == {"fleet_key": "from-file",
+        assert flash.read_secrets(str(sf), env={}) == {"fleet_key": "from-file-0123456789",
                                                         "wifi_password": "longenough"}
         with pytest.raises(ValueError, match="no readable manifest"):
             flash.flash(args("--secrets-file", str(sf), "--image", str(tmp_path / "none")),
