@@ -7,7 +7,9 @@ Prints one figure per line:
   heap, on the real micropython unix port (64-bit: objects are bigger than on an ESP32)
   smallest heap in which a whole node (gossip member, simulated sensors, MQTT) starts and
   serves for 5 s from the .mpy image, on the same port
-  seconds from `roost flash` to the started line on a virtual board (roost board serve)
+  seconds from `roost flash` to the started line on a virtual board (roost board serve),
+  also with --firmware (esptool erasing the chip and writing a firmware through the virtual
+  board's ROM loader)
   seconds from `roost flash --join-dir` to "joined" on a virtual board joining a running
   emulated fleet (roost emulate up --nodes 3), the board at --join-heap KB
 Run from the repository root: python bench/bench_firmware.py
@@ -16,6 +18,7 @@ Run from the repository root: python bench/bench_firmware.py
 import argparse
 import contextlib
 import json
+import random
 import select
 import shutil
 import subprocess
@@ -142,18 +145,27 @@ def _timed_flash(*argv: str) -> float:
     return time.monotonic() - t0
 
 
-def flash_seconds(image: Path, romfs: bool = False) -> float:
+FIRMWARE_BYTES = 1_600_000  # about an ESP32_GENERIC_SPIRAM MicroPython 1.2x firmware .bin
+
+
+def flash_seconds(image: Path, romfs: bool = False, firmware: bool = False) -> float:
     """Seconds from `roost flash` to "started" on a fresh virtual board (romfs: a board with
-    a 192 KB ROMFS partition and a 192 KB heap, flashed with --romfs)."""
+    a 192 KB ROMFS partition and a 192 KB heap, flashed with --romfs; firmware: esptool
+    first erases the board's chip and writes a firmware-sized image through its ROM loader)."""
     with tempfile.TemporaryDirectory() as tmp:
         fl = Path(tmp) / "flash"
         fl.mkdir()
         secrets = Path(tmp) / "secrets.json"  # not ROOST_FLEET_KEY: the join step comes later
         secrets.write_text(json.dumps({"fleet_key": "bench-fleet-key-0123456789"}))
+        extra = ["--romfs"] if romfs else []
+        if firmware:
+            fw = Path(tmp) / "firmware.bin"
+            fw.write_bytes(b"\xe9" + random.Random(1).randbytes(FIRMWARE_BYTES - 1))
+            extra += ["--firmware", str(fw)]
         with _virtual_board(fl, *((192, 192) if romfs else ())) as url:
             return _timed_flash("--port", url, "--node-id", "n01", "--broker",
                                 "mqtt://127.0.0.1:1883", "--image", str(image),
-                                "--secrets-file", str(secrets), *(["--romfs"] if romfs else []))
+                                "--secrets-file", str(secrets), *extra)
 
 
 def flash_to_joined(image: Path, runs: int, heap_k: int) -> list[float]:
@@ -185,6 +197,8 @@ def main() -> int:
                     help="the joining board's heap (the unix port needs more than an ESP32)")
     ap.add_argument("--join-only", action="store_true",
                     help="build, then only the flash-to-joined figure")
+    ap.add_argument("--flash-only", action="store_true",
+                    help="build, then only the flash-to-started figures")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         image = Path(tmp) / "image"
@@ -192,6 +206,8 @@ def main() -> int:
         heap = m["heap_bytes"]
         if a.join_only:
             return _print_joined(image, a.flashes, a.join_heap)
+        if a.flash_only:
+            return _print_flashes(image, a.flashes)
         print("image_source_bytes %d" % m["source_bytes"])
         print("image_mpy_bytes %d (%d modules, %d files on flash)"
               % (m["mpy_bytes"], m["modules"], len(m["files"])))
@@ -208,13 +224,22 @@ def main() -> int:
         rk = node_min_heap(image, romfs=rom) if size else None
         print("whole_node_min_heap_kb_romfs %s (the code in place from a %s-byte ROMFS image, "
               "not counted)" % (rk if rk else "over 1024", size))
-        times = sorted(flash_seconds(image) for _ in range(a.flashes))
-        print("flash_to_started_s %.2f (median of %d, virtual board)"
-              % (times[len(times) // 2], len(times)))
-        times = sorted(flash_seconds(image, romfs=True) for _ in range(a.flashes))
-        print("flash_to_started_romfs_s %.2f (median of %d, the code to a ROMFS partition)"
-              % (times[len(times) // 2], len(times)))
+        _print_flashes(image, a.flashes)
         return _print_joined(image, a.flashes, a.join_heap)
+
+
+def _print_flashes(image: Path, runs: int) -> int:
+    times = sorted(flash_seconds(image) for _ in range(runs))
+    print("flash_to_started_s %.2f (median of %d, virtual board)"
+          % (times[len(times) // 2], len(times)))
+    times = sorted(flash_seconds(image, romfs=True) for _ in range(runs))
+    print("flash_to_started_romfs_s %.2f (median of %d, the code to a ROMFS partition)"
+          % (times[len(times) // 2], len(times)))
+    times = sorted(flash_seconds(image, firmware=True) for _ in range(runs))
+    print("flash_with_firmware_to_started_s %.2f (median of %d, esptool erases the chip and "
+          "writes a %d-byte firmware first)" % (times[len(times) // 2], len(times),
+                                                FIRMWARE_BYTES))
+    return 0
 
 
 def _print_joined(image: Path, runs: int, heap_k: int) -> int:
