@@ -70,6 +70,7 @@ SPI_FLASH_MD5, GET_SECURITY_INFO = 0x13, 0x14
 ERASE_FLASH, ERASE_REGION, RUN_USER_CODE = 0xD0, 0xD1, 0xD3
 
 _END, _ESC = 0xC0, 0xDB
+MAX_FRAME = 0x4000 + 64  # esptool's largest block (16 KB of flash data) and its header
 
 
 def slip(packet: bytes) -> bytes:
@@ -115,6 +116,7 @@ class RomLoader:
         self.inflate = None  # FLASH_DEFL_*: the decompressor, and where its output goes
         self.inflate_at = 0
         self.commands = 0
+        self.dropped = 0  # frames longer than any command
 
     # ---------------------------------------------------------------- serial bytes
 
@@ -137,8 +139,12 @@ class RomLoader:
                     out += self._command(bytes(self.frame))
                     self.frame.clear()
                 # an empty frame: the END that opened the next one
-            else:
+            elif len(self.frame) < MAX_FRAME:
                 self.frame.append(b)
+            else:  # longer than any command: noise, dropped (a real loader's buffer is full)
+                self.in_frame = False
+                self.frame.clear()
+                self.dropped += 1
         return bytes(out)
 
     def close(self) -> None:

@@ -93,3 +93,11 @@ def test_stub_compressed_write_survives_split_frames_and_escapes_and_checks_chec
     assert erased == [1]  # once per session
     ld.close()
     assert (tmp_path / "chip.bin").read_bytes() == b"\xff" * rl.FLASH_SIZE
+
+
+def test_endless_bytes_without_a_frame_end_are_dropped_not_kept(tmp_path):
+    ld = _loader(tmp_path)
+    ld.feed(b"\xc0" + b"\x55" * (rl.MAX_FRAME * 3))
+    assert ld.dropped == 1 and len(ld.frame) == 0
+    syncs = _answers(ld.feed(_cmd(rl.SYNC, b"\x07\x07\x12\x20" + b"\x55" * 32)))
+    assert len(syncs) == 8  # the loader still answers the next command
