@@ -131,7 +131,7 @@ class BrokerHandle:
                                          stdin=subprocess.DEVNULL, cwd=str(self.dir), env=env)
         try:
             _wait_listening(self.port, self.proc, timeout_s, self.log, self._local())
-        except BrokerError:
+        except (BrokerError, KeyboardInterrupt):  # not up, or stopped (Ctrl-C, kill) meanwhile
             self.kill()
             raise
         (self.dir / "broker.pid").write_text(str(self.proc.pid))
@@ -414,12 +414,21 @@ def _broker_cmd(args: argparse.Namespace) -> int:
             print("roost broker: cannot read credentials file %s: %s" % (args.credentials, e),
                   file=sys.stderr)
             return 2
+
+    def stop(signum: int, _frame: Any) -> None:  # kill PID or a closed terminal: as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # before the broker starts: it must never outlive us
+    signal.signal(signal.SIGHUP, stop)
+    h = None
     try:
         h = start_broker(d, args.port, node_credentials=creds, tls=args.tls,
                          embedded=args.embedded, fleet=args.fleet, host=args.host)
     except BrokerError as e:
         print("roost broker: %s" % e, file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # stopped while starting: start_broker stops what it began
+        return 0
     info = h.describe()
     if args.json:
         print(json.dumps(info, sort_keys=True), flush=True)
@@ -434,18 +443,14 @@ def _broker_cmd(args: argparse.Namespace) -> int:
                   "against the fleet key (--credentials gives each node its own password)",
                   flush=True)
     pid = h.pid
-
-    def stop(signum: int, _frame: Any) -> None:  # kill PID or a closed terminal: as Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGHUP, stop)
     try:
         while h.running():
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not
+            signal.signal(sig, signal.SIG_IGN)  # cut the broker's stop short
         h.stop()  # the broker goes with this command, however it was stopped
     print("roost broker: the %s broker (pid %s) stopped by itself; its log is %s"
           % (h.kind, pid, h.log), file=sys.stderr, flush=True)

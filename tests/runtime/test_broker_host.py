@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from roost.gateway.broker import add_broker_parser
-from tests.runtime.brokers import KINDS, broker
+from tests.runtime.brokers import KINDS, broker, need
 
 
 def _connects(addr: str, port: int) -> bool:
@@ -97,3 +97,49 @@ def test_stopping_the_command_stops_its_broker(kind, tmp_path):
                 os.kill(broker_pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _pids_running(marker: str) -> list[int]:
+    """Processes whose command line holds marker (this test's own directory)."""
+    import os
+
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    if marker.encode() in f.read():
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stopping_the_command_while_its_broker_starts_stops_it_too(kind, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    need(kind)
+    d = str(tmp_path / "starting")
+    cmd = [sys.executable, "-m", "roost.gateway.cli", "broker", "--port", "0", "--dir", d] + (
+        ["--embedded"] if kind == "amqtt" else [])
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20  # the broker's process exists, not yet listening
+        while time.monotonic() < deadline and not [q for q in _pids_running(d) if q != p.pid]:
+            time.sleep(0.01)
+        os.kill(p.pid, signal.SIGTERM)
+        assert p.wait(timeout=20) == 0
+        time.sleep(0.5)
+        left = [q for q in _pids_running(d) if q != p.pid]
+        for q in left:
+            os.kill(q, signal.SIGKILL)
+        assert not left, "the %s broker outlived roost broker stopped while starting" % kind
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
