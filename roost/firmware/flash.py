@@ -124,6 +124,10 @@ def read_secrets(secrets_file: str | None, env: dict | None = None) -> dict:
             raise ValueError("--secrets-file %s is not valid JSON" % secrets_file) from None
         if not isinstance(data, dict):
             raise ValueError("--secrets-file %s must hold a JSON object" % secrets_file)
+        for k in ("fleet_key", "wifi_password"):
+            if k in data and not isinstance(data[k], str):
+                raise ValueError("--secrets-file %s: %s must be a string in quotes"
+                                 % (secrets_file, k))
         out.update(data)
     if env.get("ROOST_FLEET_KEY"):
         out["fleet_key"] = env["ROOST_FLEET_KEY"]
@@ -242,8 +246,8 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
     from roost.gateway.plan import MIN_KEY_CHARS
 
     if len(sec["fleet_key"]) < MIN_KEY_CHARS:
-        raise ValueError("the fleet key is %d characters, too short to keep out a guess: use "
-                         "at least %d (roost plan writes one in DIR/fleet.key; or python -c "
+        raise ValueError("the fleet key has only %d of the %d characters it needs to keep out "
+                         "a guess (roost plan writes one in DIR/fleet.key; or python -c "
                          "'import secrets; print(secrets.token_hex(16))')"
                          % (len(sec["fleet_key"]), MIN_KEY_CHARS))
     if args.wifi and not sec.get("wifi_password"):
@@ -280,10 +284,14 @@ def write_firmware(port: str, board: str, firmware: str, say) -> None:
     check_firmware(firmware, board)
     say("writing MicroPython %s with esptool (erase, then write at 0x%x)"
         % (Path(firmware).name, FIRMWARE_OFFSET[board]))
-    out = subprocess.run([sys.executable, "-m", "esptool", "--chip", ESPTOOL_CHIP[board],
-                          "--port", port, "--baud", "460800", "write-flash", "--erase-all",
-                          hex(FIRMWARE_OFFSET[board]), firmware],
-                         capture_output=True, text=True, timeout=300)
+    try:
+        out = subprocess.run([sys.executable, "-m", "esptool", "--chip", ESPTOOL_CHIP[board],
+                              "--port", port, "--baud", "460800", "write-flash", "--erase-all",
+                              hex(FIRMWARE_OFFSET[board]), firmware],
+                             capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise ValueError("esptool did not finish writing the firmware within 10 minutes: "
+                         "unplug the board, plug it in again and run roost flash again") from None
     if out.returncode != 0:
         raise ValueError("esptool could not write the firmware: %s"
                          % _esptool_error(out.stdout + out.stderr, port, board))
@@ -296,18 +304,27 @@ def _esptool_error(text: str, port: str, board: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     why = lines[-1] if lines else "no output"
     for i, line in enumerate(lines):
-        if "fatal error occurred" in line:
-            why = line.split("fatal error occurred:", 1)[-1].strip()
-            if not why and i + 1 < len(lines):
-                why = lines[i + 1]
-            break
+        for mark in ("fatal error occurred:", "serial exception error occurred:"):
+            if mark in line:
+                why = line.split(mark, 1)[-1].strip()
+                if not why and i + 1 < len(lines):
+                    why = lines[i + 1]
+                break
+        else:
+            continue
+        break
     why = why.replace(" Use --force to flash anyway.", "").rstrip(".")
     chip = re.search(r"This chip is (ESP32\S*), not", why)
     if chip:
-        other = "esp32-s3" if chip.group(1) == "ESP32-S3" else "esp32, esp32-wrover or esp32-cam"
+        name = chip.group(1).lower().replace("-", "")
+        boards = [b for b, c in sorted(ESPTOOL_CHIP.items()) if c == name]
+        if not boards:
+            return ("the board on %s is an %s, a chip roost has no board profile for (it knows "
+                    "%s); nothing was erased" % (port, chip.group(1),
+                                                 ", ".join(sorted(ESPTOOL_CHIP))))
         return ("the board on %s is an %s, not the chip of --board %s: give --board %s, and a "
                 "firmware for that chip (nothing was erased)" % (port, chip.group(1), board,
-                                                                other))
+                                                                " or ".join(boards)))
     if re.search(r"is not an? ESP32\S* image", why):
         return ("%s: it is a firmware for another chip, so nothing was erased; --board %s "
                 "takes %s" % (why, board, FIRMWARE_NAME[board]))

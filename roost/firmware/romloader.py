@@ -16,7 +16,9 @@ it:
 Not played: secure boot, flash encryption, reading the flash back (READ_FLASH), and the
 USB-serial of an ESP32-S3 (its loader answers on the UART, as through a USB-UART chip).
 
-Sans-I/O: ``feed(bytes)`` returns the bytes to send back.
+``feed(bytes)`` returns the bytes to send back; the flash image is read when a session
+starts and written by ``close()``. A malformed frame gets an error answer and a count in
+``stats``, never an exception.
 """
 
 import hashlib
@@ -34,8 +36,9 @@ class Chip:
     """Where one chip model keeps what esptool reads: registers differ between models."""
 
     def __init__(self, name, magic, chip_id, uart_clkdiv_reg, spi_base, usr2_offs, w0_offs,
-                 mac_reg):
+                 mac_reg, boot_offset):
         self.name = name
+        self.boot_offset = boot_offset  # where the boot ROM looks for the firmware's image
         self.magic = magic  # CHIP_MAGIC_REG's value (ESP32), or None
         self.chip_id = chip_id  # what GET_SECURITY_INFO says (ESP32-S3 and later), or None
         self.uart_clkdiv_reg = uart_clkdiv_reg
@@ -47,8 +50,9 @@ class Chip:
 
 # esptool's targets/esp32.py and esp32s3.py name the same addresses
 CHIPS = {
-    "esp32": Chip("ESP32", 0x00F01D83, None, 0x3FF40014, 0x3FF42000, 0x24, 0x80, 0x3FF5A004),
-    "esp32s3": Chip("ESP32-S3", None, 9, 0x60000014, 0x60002000, 0x20, 0x58, 0x60007044),
+    "esp32": Chip("ESP32", 0x00F01D83, None, 0x3FF40014, 0x3FF42000, 0x24, 0x80, 0x3FF5A004,
+                  0x1000),
+    "esp32s3": Chip("ESP32-S3", None, 9, 0x60000014, 0x60002000, 0x20, 0x58, 0x60007044, 0x0),
 }
 UART_CLKDIV = 347  # a 40 MHz crystal at 115200 baud (the ESP32 computes it from this)
 
@@ -70,6 +74,10 @@ SPI_FLASH_MD5, GET_SECURITY_INFO = 0x13, 0x14
 ERASE_FLASH, ERASE_REGION, RUN_USER_CODE = 0xD0, 0xD1, 0xD3
 
 _END, _ESC = 0xC0, 0xDB
+# the fewest data bytes each command carries (fewer: answered "invalid", counted)
+_MIN_DATA = {READ_REG: 4, WRITE_REG: 16, MEM_BEGIN: 16, MEM_END: 8, MEM_DATA: 16,
+             FLASH_BEGIN: 16, FLASH_DATA: 16, FLASH_DEFL_BEGIN: 16, FLASH_DEFL_DATA: 16,
+             SPI_FLASH_MD5: 8, ERASE_REGION: 8}
 MAX_FRAME = 0x4000 + 64  # esptool's largest block (16 KB of flash data) and its header
 
 
@@ -98,6 +106,8 @@ class RomLoader:
         self.flash = bytearray(b"\xff" * FLASH_SIZE)
         if self.image.is_file():
             self.flash[:] = self.image.read_bytes()[:FLASH_SIZE].ljust(FLASH_SIZE, b"\xff")
+        else:  # a virtual board starts with MicroPython on it: the image's first byte, there
+            self.flash[self.chip.boot_offset] = 0xE9
         self.dirty = False
         self.fs_erased = False
         self.stub = False
@@ -110,13 +120,11 @@ class RomLoader:
         self.frame = bytearray()
         self.in_frame = False
         self.escaped = False
-        self.mem_entry = None
         self.write_at = 0  # FLASH_BEGIN/FLASH_DATA: where block 0 goes
         self.block_size = 0
         self.inflate = None  # FLASH_DEFL_*: the decompressor, and where its output goes
         self.inflate_at = 0
-        self.commands = 0
-        self.dropped = 0  # frames longer than any command
+        self.stats = {"commands": 0, "rx_rejected_oversize": 0, "rx_rejected_malformed": 0}
 
     # ---------------------------------------------------------------- serial bytes
 
@@ -129,22 +137,23 @@ class RomLoader:
                     self.in_frame = True
                     self.frame.clear()
                 continue  # noise between frames, as a UART gives: ignored
-            if self.escaped:
+            if b == _END and not self.escaped:
+                if self.frame:
+                    out += self._command(bytes(self.frame))
+                    self.frame.clear()
+                continue  # an empty frame: the END that opened the next one
+            if len(self.frame) >= MAX_FRAME:  # longer than any command: noise, dropped
+                self.in_frame = False
+                self.escaped = False
+                self.frame.clear()
+                self.stats["rx_rejected_oversize"] += 1
+            elif self.escaped:
                 self.escaped = False
                 self.frame.append(_END if b == 0xDC else _ESC if b == 0xDD else b)
             elif b == _ESC:
                 self.escaped = True
-            elif b == _END:
-                if self.frame:
-                    out += self._command(bytes(self.frame))
-                    self.frame.clear()
-                # an empty frame: the END that opened the next one
-            elif len(self.frame) < MAX_FRAME:
+            else:
                 self.frame.append(b)
-            else:  # longer than any command: noise, dropped (a real loader's buffer is full)
-                self.in_frame = False
-                self.frame.clear()
-                self.dropped += 1
         return bytes(out)
 
     def close(self) -> None:
@@ -167,7 +176,10 @@ class RomLoader:
             return b""  # not a request: a real loader ignores it too
         _, op, size, chk = struct.unpack("<BBHI", pkt[:8])
         data = pkt[8:8 + size]
-        self.commands += 1
+        self.stats["commands"] += 1
+        if len(data) < _MIN_DATA.get(op, 0):
+            self.stats["rx_rejected_malformed"] += 1
+            return self._reply(op, err=ERR_INVALID)
         if op == SYNC:
             return self._reply(op, 0 if self.stub else SYNC_VAL) * 8
         if op == READ_REG:
@@ -253,6 +265,8 @@ class RomLoader:
     def _write(self, at: int, data: bytes) -> None:
         if at + len(data) > FLASH_SIZE:
             data = data[:max(0, FLASH_SIZE - at)]
+        if not data:
+            return
         self.flash[at:at + len(data)] = data
         self.dirty = True
         self._touches_fs(at, len(data))

@@ -115,11 +115,12 @@ def make(d: str | Path, fleet: str, broker: str, nodes: list[tuple[str, str]],
     d = Path(d).resolve()
     if (d / STATE).exists():
         raise PlanError("%s already holds a fleet; give another --dir" % d)
+    where = "given" if key else "in ROOST_FLEET_KEY"
     key = key or os.environ.get("ROOST_FLEET_KEY") or secrets.token_hex(16)
     if len(key) < MIN_KEY_CHARS:
-        raise PlanError("the fleet key from ROOST_FLEET_KEY is %d characters, too short to keep "
-                        "out a guess: use at least %d, or unset it and the plan makes one"
-                        % (len(key), MIN_KEY_CHARS))
+        raise PlanError("the fleet key %s has only %d of the %d characters it needs to keep out "
+                        "a guess: leave it out and the plan makes one" % (where, len(key),
+                                                                          MIN_KEY_CHARS))
     d.mkdir(parents=True, exist_ok=True)
     kp = d / KEY
     kp.touch(mode=0o600)

@@ -137,7 +137,7 @@ class CameraVisitSensor(Sensor):
 
 
 # The AI-Thinker ESP32-CAM's camera wiring: D0..D7, then the control lines
-AI_THINKER_PINS = {
+_AI_THINKER_PINS = {
     "data_pins": [5, 18, 19, 21, 36, 39, 34, 35],
     "vsync_pin": 25,
     "href_pin": 23,
@@ -158,7 +158,8 @@ def open_capture(module=None):
     firmware carries (stock MicroPython has none: OSError ENODEV):
 
     * micropython-camera-API, the maintained driver (its ESP32-CAM firmwares): a ``Camera``
-      object; its ``capture()`` lends the driver's frame buffer, so the frame is copied;
+      object; its ``capture()`` lends the driver's frame buffer (or gives None when it has
+      no frame), so the frame is copied, into one of two buffers kept for it;
     * the older micropython-camera-driver: ``camera.init(...)`` then ``camera.capture()``.
     """
     if module is None:
@@ -173,7 +174,29 @@ def open_capture(module=None):
     cls = getattr(module, "Camera", None)
     if cls is not None:
         cam = cls(pixel_format=module.PixelFormat.GRAYSCALE,
-                  frame_size=module.FrameSize.R96X96, **AI_THINKER_PINS)
-        return lambda: bytes(cam.capture())
+                  frame_size=module.FrameSize.R96X96, **_AI_THINKER_PINS)
+        return _copying(cam.capture)
     module.init(0, format=module.GRAYSCALE, framesize=module.FRAME_96X96)
     return module.capture
+
+
+def _copying(capture):
+    """capture() whose frames are copies, alternating between two buffers: the detector
+    keeps the previous frame while the next is read, and no 9 KB block is asked for per
+    frame. None (the driver had no frame) stays None."""
+    bufs = [None, None]
+    turn = [0]
+
+    def copy():
+        frame = capture()
+        if frame is None:
+            return None
+        i = turn[0]
+        turn[0] = 1 - i
+        b = bufs[i]
+        if b is None or len(b) != len(frame):
+            b = bufs[i] = bytearray(len(frame))
+        b[:] = frame
+        return b
+
+    return copy

@@ -2,6 +2,7 @@
 says otherwise (CPython-only: the flashing side)."""
 
 import argparse
+import json
 
 import pytest
 
@@ -74,5 +75,28 @@ def test_a_board_on_a_serial_port_needs_wifi():
 
 def test_a_short_fleet_key_is_refused_in_one_sentence(monkeypatch):
     monkeypatch.setenv("ROOST_FLEET_KEY", "abc")
-    with pytest.raises(ValueError, match="the fleet key is 3 characters, too short"):
+    with pytest.raises(ValueError, match="the fleet key has only 3 of the 16 characters"):
         make_config(_args("esp32"))
+
+
+def test_a_key_that_is_not_a_string_is_one_sentence(tmp_path, monkeypatch):
+    from roost.firmware.flash import read_secrets
+
+    monkeypatch.delenv("ROOST_FLEET_KEY")
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"fleet_key": 123456789012345678}))
+    with pytest.raises(ValueError, match="fleet_key must be a string in quotes"):
+        read_secrets(str(f))
+
+
+def test_esptool_failures_say_what_to_do():
+    from roost.firmware.flash import _esptool_error
+
+    assert _esptool_error("A fatal error occurred: This chip is ESP32-C3, not ESP32. Wrong chip "
+                          "argument?", "P", "esp32").startswith(
+        "the board on P is an ESP32-C3, a chip roost has no board profile for")
+    assert "give --board esp32 or esp32-cam or esp32-wrover" in _esptool_error(
+        "A fatal error occurred: This chip is ESP32, not ESP32-S3.", "P", "esp32-s3")
+    assert _esptool_error("Writing at 0x1000\nA serial exception error occurred: read failed: "
+                          "device disconnected\nFor troubleshooting steps visit: https://x",
+                          "P", "esp32") == "read failed: device disconnected"

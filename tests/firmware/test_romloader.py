@@ -2,6 +2,7 @@
 test_vboard.py)."""
 
 import hashlib
+import random
 import struct
 import zlib
 from pathlib import Path
@@ -98,6 +99,42 @@ def test_stub_compressed_write_survives_split_frames_and_escapes_and_checks_chec
 def test_endless_bytes_without_a_frame_end_are_dropped_not_kept(tmp_path):
     ld = _loader(tmp_path)
     ld.feed(b"\xc0" + b"\x55" * (rl.MAX_FRAME * 3))
-    assert ld.dropped == 1 and len(ld.frame) == 0
+    ld.feed(b"\xc0" + b"\xdb\xdc" * (rl.MAX_FRAME * 2))  # escaped bytes count too
+    assert ld.stats["rx_rejected_oversize"] == 2 and len(ld.frame) == 0
     syncs = _answers(ld.feed(_cmd(rl.SYNC, b"\x07\x07\x12\x20" + b"\x55" * 32)))
     assert len(syncs) == 8  # the loader still answers the next command
+
+
+def test_short_and_random_frames_get_answers_not_exceptions(tmp_path):
+    """Every command cut short, then random bytes whole and one at a time: answered (or
+    ignored), counted, and the loader goes on; no write lands outside the flash."""
+    erased: list = []
+    ld = _loader(tmp_path, erased)
+    ld.feed(_cmd(rl.MEM_END, struct.pack("<II", 0, 0x4009F000)))  # the stub, with more ops
+    for op in sorted(rl._MIN_DATA):
+        [(got_op, _, status)] = _answers(ld.feed(_cmd(op, b"\x01\x02")))
+        assert got_op == op and status[:2] == b"\x01\x05", op
+    assert ld.stats["rx_rejected_malformed"] == len(rl._MIN_DATA)
+    # a block for far beyond the flash's end is dropped, and the files are not erased
+    ld.feed(_cmd(rl.FLASH_BEGIN, struct.pack("<IIIII", 16, 1, 16, 0x1000, 0)))
+    far = _cmd(rl.FLASH_DATA, struct.pack("<IIII", 16, 0x100000, 0, 0) + bytes(16),
+               rl.checksum(bytes(16)))
+    ld.feed(far)
+    assert erased == []
+    rnd = random.Random(4)
+    for _ in range(200):
+        junk = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 80)))
+        ld.feed(b"\xc0" + junk + b"\xc0")
+        for b in junk:
+            ld.feed(bytes([b]))
+    assert len(_answers(ld.feed(_cmd(rl.SYNC, b"\x07\x07\x12\x20" + b"\x55" * 32)))) >= 8
+
+
+def test_a_fresh_board_keeps_its_firmware_when_esptool_writes_elsewhere(tmp_path):
+    """A virtual board starts with MicroPython on it: writing a filesystem image leaves the
+    firmware's first byte where the boot ROM looks, as on a real board."""
+    ld = _loader(tmp_path)
+    ld.feed(_cmd(rl.FLASH_BEGIN, struct.pack("<IIII", 4096, 1, 4096, 0x300000)))
+    ld.close()
+    chip = (tmp_path / "chip.bin").read_bytes()
+    assert chip[0x1000] == 0xE9 and chip[0x300000:0x301000] == b"\xff" * 4096

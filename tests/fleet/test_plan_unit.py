@@ -113,6 +113,6 @@ def test_a_copied_plan_is_where_it_was_found(tmp_path):
 
 def test_a_short_key_from_the_environment_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("ROOST_FLEET_KEY", "abc")
-    with pytest.raises(PlanError, match="is 3 characters, too short"):
+    with pytest.raises(PlanError, match="the fleet key in ROOST_FLEET_KEY has only 3 of the 16"):
         make(tmp_path / "class", "class", "mqtt://192.168.4.1:1883", KIT)
     assert not (tmp_path / "class").exists()
