@@ -448,7 +448,10 @@ class VirtualBoard:
             c.close()
         self.inbuf.clear()
         if self.loader is not None:  # esptool let go: the board resets into what it holds
-            self.loader.close()
+            try:
+                self.loader.close()
+            except OSError as e:  # a full disk: the write is lost, the board goes on
+                self.log("the chip's flash image was not saved (%s)" % e)
             self.loader = None
             if not self.stopping:
                 self.hard_reset(b"rst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)")
