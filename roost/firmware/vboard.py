@@ -12,8 +12,9 @@ Behind it runs the REAL MicroPython unix port with the board profile's heap
 ``os.listdir``, ``open`` and mpremote's ``fs`` commands act on the flash. Each raw-REPL
 execution runs in that interpreter's ``__main__`` namespace; a soft reset starts a fresh
 interpreter and runs ``boot.py`` (then ``main.py`` unless the raw REPL is active) with their
-output on the serial stream; ``machine.reset()`` is a hard reset. Simulated parts (``machine``
-and ``network`` shims, outside the flash) are described in ``shims/machine.py``. Differences
+output on the serial stream; ``machine.reset()`` is a hard reset. Simulated parts (``machine``,
+``network`` and, on an esp32-cam, ``camera`` shims, outside the flash) are described in
+``shims/``. Differences
 from a real ESP32: a Ctrl-C during boot.py also skips main.py; the watchdog is not enforced.
 
 A connection that opens with a SLIP frame (esptool's) finds the board in download mode:
