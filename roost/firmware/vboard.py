@@ -614,8 +614,8 @@ def add_board_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
         "accept it as a device)",
         description="Serve a virtual board: the MicroPython REPL protocol (friendly, raw, "
         "raw-paste) over TCP, backed by the real micropython with the board's heap and DIR as "
-        "its flash. A soft reset runs boot.py and main.py. Stop it (or kill it) to pull the "
-        "plug.",
+        "its flash. A soft reset runs boot.py and main.py. esptool finds it in download mode "
+        "(roost flash --firmware works against it). Stop it (or kill it) to pull the plug.",
     )
     s.add_argument("--port", type=int, default=7777, help="TCP port (0: any free one)")
     s.add_argument("--dir", required=True, help="the board's flash directory")
