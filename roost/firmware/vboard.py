@@ -26,7 +26,6 @@ Killing this process is pulling the plug: the interpreter dies with it.
 
 import argparse
 import collections
-import ctypes
 import hashlib
 import json
 import os
@@ -39,6 +38,7 @@ import sys
 import time
 from pathlib import Path
 
+from roost.emulator.lifeline import die_with_parent
 from roost.firmware.build import board_heap
 from roost.firmware.flash import ESPTOOL_CHIP, FIRMWARE_OFFSET
 from roost.firmware.romloader import RomLoader
@@ -51,15 +51,7 @@ BANNER = (
 )
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n>"
 PASTE_WINDOW = 256  # bytes the host may send before the board grants more (as on an ESP32)
-_PR_SET_PDEATHSIG = 1
 SW_RESET = b"rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)"
-
-
-def _die_with_parent() -> None:  # runs in the child before exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 class VirtualBoard:
@@ -153,7 +145,7 @@ class VirtualBoard:
              self.nonce.decode(),
              str(SHIM_DIR)],
             cwd=self.flash, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent, bufsize=0,
+            stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent(), bufsize=0,
         )
         os.set_blocking(self.child.stdout.fileno(), False)
         self.sel.register(self.child.stdout, selectors.EVENT_READ, "child")

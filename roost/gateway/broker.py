@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from roost.emulator.lifeline import die_with_parent
+
 ADMIN_USER = "admin"
 
 
@@ -119,7 +121,10 @@ class BrokerHandle:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
-    def start(self, timeout_s: float = 15.0) -> BrokerHandle:
+    def start(self, timeout_s: float = 15.0, tied: bool = False) -> BrokerHandle:
+        """Start the broker and wait until it listens. tied: it gets SIGTERM when this
+        process ends, however it ends (``roost broker`` in the foreground; a fleet's broker
+        outlives ``roost emulate up``)."""
         if self.proc is not None and self.proc.poll() is None:
             return self
         env = dict(os.environ)
@@ -127,8 +132,10 @@ class BrokerHandle:
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         with open(self.log, "ab") as logf:
-            self.proc = subprocess.Popen(self.argv, stdout=logf, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=str(self.dir), env=env)
+            self.proc = subprocess.Popen(
+                self.argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=str(self.dir), env=env,
+                preexec_fn=die_with_parent(signal.SIGTERM) if tied else None)
         try:
             _wait_listening(self.port, self.proc, timeout_s, self.log, self._local())
         except (BrokerError, KeyboardInterrupt):  # not up, or stopped (Ctrl-C, kill) meanwhile
@@ -423,11 +430,12 @@ def _broker_cmd(args: argparse.Namespace) -> int:
     h = None
     try:
         h = start_broker(d, args.port, node_credentials=creds, tls=args.tls,
-                         embedded=args.embedded, fleet=args.fleet, host=args.host)
+                         embedded=args.embedded, fleet=args.fleet, host=args.host,
+                         start=False).start(tied=True)
     except BrokerError as e:
         print("roost broker: %s" % e, file=sys.stderr)
         return 1
-    except KeyboardInterrupt:  # stopped while starting: start_broker stops what it began
+    except KeyboardInterrupt:  # stopped while starting: the broker, tied to us, stops too
         return 0
     info = h.describe()
     if args.json:
