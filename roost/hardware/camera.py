@@ -4,9 +4,10 @@ Frames are ``bytes``/``bytearray`` of ``width * height`` 8-bit gray pixels (on a
 96x96 grayscale from the firmware's camera module: ``open_capture``). A pixel counts as
 changed when it differs from the previous frame by more than ``threshold``; a frame is
 "active" when the changed share reaches ``min_changed_permille``. A visit event fires on the
-first active frame after a quiet one and not again within ``cooldown_ms`` (so a bird landing
-and leaving counts once). All integer
-arithmetic: the same frames give the same events everywhere.
+first active frame after a quiet one, not again within ``cooldown_ms``, and not when the
+frame is back to the scene before the last visit (the bird leaving, however long it stayed:
+a landing and a leaving count once). All integer arithmetic: the same frames give the same
+events everywhere.
 """
 
 import binascii
@@ -39,6 +40,7 @@ class FrameDiffDetector:
         self.thumb_w = thumb_w
         self.thumb_h = thumb_h
         self._prev = None
+        self._background = None  # the frame before the last visit began
         self._active = False
         self._last_event_ms = None
         self.last_changed_permille = 0
@@ -89,10 +91,14 @@ class FrameDiffDetector:
         self._active = active
         if not starts:
             return None
+        bg = self._background
+        if bg is not None and self.changed_permille(bg, frame) < self.min_changed_permille:
+            return None  # the scene is back as it was before the last visit: the bird left
         last = self._last_event_ms
         if last is not None and now_ms - last < self.cooldown_ms:
             return None
         self._last_event_ms = now_ms
+        self._background = prev  # the scene the bird landed in
         self.stats["events"] += 1
         thumb = self.thumbnail(frame)
         return {

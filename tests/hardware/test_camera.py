@@ -52,6 +52,18 @@ def test_changed_block_one_visit_with_thumbnail():
     assert d.stats["events"] == 1
 
 
+def test_a_bird_that_stays_past_the_cooldown_still_counts_once():
+    d = FrameDiffDetector(W, H, cooldown_ms=5000)
+    d.feed(_frame(), 0)
+    assert d.feed(_frame(block=(4, 4, 8, 8)), 1000) is not None
+    for t in range(2, 12):  # ten seconds on the perch
+        assert d.feed(_frame(block=(4, 4, 8, 8)), t * 1000) is None
+    assert d.feed(_frame(), 12000) is None  # it leaves: the scene as before, not a visit
+    assert d.feed(_frame(), 13000) is None
+    assert d.feed(_frame(block=(20, 10, 8, 8)), 20000) is not None  # the next bird is one
+    assert d.stats["events"] == 2
+
+
 def test_tiny_change_below_min_fraction_no_event():
     d = FrameDiffDetector(W, H, min_changed_permille=20)
     d.feed(_frame(), 0)
