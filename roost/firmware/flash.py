@@ -37,12 +37,12 @@ from roost.common.ids import check_id
 from roost.firmware import build, nodeconfig
 from roost.hardware.boards import get_profile
 
-FIRMWARE_OFFSET = {"esp32": 0x1000, "esp32-wrover": 0x1000, "esp32-cam": 0x1000,
-                   "esp32-s3": 0x0}
 # esptool's --chip for each board: it refuses a board of another chip (an ESP32 firmware
 # written at 0x1000 of an ESP32-S3 would leave it unable to boot)
 ESPTOOL_CHIP = {"esp32": "esp32", "esp32-wrover": "esp32", "esp32-cam": "esp32",
                 "esp32-s3": "esp32s3"}
+BOOT_OFFSET = {"esp32": 0x1000, "esp32s3": 0x0}  # where a chip's boot ROM reads the firmware
+FIRMWARE_OFFSET = {board: BOOT_OFFSET[chip] for board, chip in ESPTOOL_CHIP.items()}
 # which MicroPython download each board takes (micropython.org/download, or for the camera
 # the ESP32-CAM release of micropython-camera-API)
 FIRMWARE_NAME = {"esp32": "ESP32_GENERIC", "esp32-wrover": "ESP32_GENERIC's SPIRAM build",
@@ -304,15 +304,10 @@ def _esptool_error(text: str, port: str, board: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     why = lines[-1] if lines else "no output"
     for i, line in enumerate(lines):
-        for mark in ("fatal error occurred:", "serial exception error occurred:"):
-            if mark in line:
-                why = line.split(mark, 1)[-1].strip()
-                if not why and i + 1 < len(lines):
-                    why = lines[i + 1]
-                break
-        else:
-            continue
-        break
+        m = re.search(r"(?:fatal|serial exception) error occurred:\s*(.*)", line)
+        if m:
+            why = m.group(1) or (lines[i + 1] if i + 1 < len(lines) else line)
+            break
     why = why.replace(" Use --force to flash anyway.", "").rstrip(".")
     chip = re.search(r"This chip is (ESP32\S*), not", why)
     if chip:

@@ -131,7 +131,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         state = load_state(args.dir)
         fleet = fleet or state["fleet"]
         broker = broker or (state.get("broker") or {}).get("url")
-        if state.get("kind") == "plan":
+        from roost.gateway.plan import is_plan
+
+        if is_plan(state):
             planned = state["nodes"].get(args.target) or {}
     if not broker or not fleet:
         raise ValueError("give --broker and --fleet (or --dir of a fleet)")

@@ -26,6 +26,8 @@ import struct
 import zlib
 from pathlib import Path
 
+from roost.firmware.flash import BOOT_OFFSET
+
 CHIP_MAGIC_REG = 0x40001000  # an ESP32 is known by what this register holds
 FLASH_ID = 0x1640EF  # a 4 MB Winbond W25Q32, as on most ESP32 modules
 SPIFLASH_RDID = 0x9F  # read the flash chip's ID
@@ -36,9 +38,8 @@ class Chip:
     """Where one chip model keeps what esptool reads: registers differ between models."""
 
     def __init__(self, name, magic, chip_id, uart_clkdiv_reg, spi_base, usr2_offs, w0_offs,
-                 mac_reg, boot_offset):
+                 mac_reg):
         self.name = name
-        self.boot_offset = boot_offset  # where the boot ROM looks for the firmware's image
         self.magic = magic  # CHIP_MAGIC_REG's value (ESP32), or None
         self.chip_id = chip_id  # what GET_SECURITY_INFO says (ESP32-S3 and later), or None
         self.uart_clkdiv_reg = uart_clkdiv_reg
@@ -50,9 +51,8 @@ class Chip:
 
 # esptool's targets/esp32.py and esp32s3.py name the same addresses
 CHIPS = {
-    "esp32": Chip("ESP32", 0x00F01D83, None, 0x3FF40014, 0x3FF42000, 0x24, 0x80, 0x3FF5A004,
-                  0x1000),
-    "esp32s3": Chip("ESP32-S3", None, 9, 0x60000014, 0x60002000, 0x20, 0x58, 0x60007044, 0x0),
+    "esp32": Chip("ESP32", 0x00F01D83, None, 0x3FF40014, 0x3FF42000, 0x24, 0x80, 0x3FF5A004),
+    "esp32s3": Chip("ESP32-S3", None, 9, 0x60000014, 0x60002000, 0x20, 0x58, 0x60007044),
 }
 UART_CLKDIV = 347  # a 40 MHz crystal at 115200 baud (the ESP32 computes it from this)
 
@@ -107,7 +107,7 @@ class RomLoader:
         if self.image.is_file():
             self.flash[:] = self.image.read_bytes()[:FLASH_SIZE].ljust(FLASH_SIZE, b"\xff")
         else:  # a virtual board starts with MicroPython on it: the image's first byte, there
-            self.flash[self.chip.boot_offset] = 0xE9
+            self.flash[BOOT_OFFSET[chip]] = 0xE9
         self.dirty = False
         self.fs_erased = False
         self.stub = False

@@ -129,8 +129,6 @@ class VirtualBoard:
         self.mark = b"\x00\x1eRVB" + self.nonce
         self.outbuf = b""
         self.seq = 0
-        self.current = None
-        self.jobs.clear()
         env = dict(os.environ)
         env["ROOST_VBOARD_ID"] = "%s:%d" % (self.board, self.port)
         # who powers this board: lets `roost flash --join-dir` register the pulled-plug pid
@@ -152,6 +150,9 @@ class VirtualBoard:
         self.resets += 1
 
     def _kill_child(self) -> None:
+        """Stop the interpreter; what was queued for it goes with it."""
+        self.jobs.clear()
+        self.current = None
         c, self.child = self.child, None
         if c is None:
             return
@@ -197,8 +198,6 @@ class VirtualBoard:
         self.erased = not self._has_firmware()
         if self.erased:  # esptool erased the chip and wrote no firmware: nothing boots
             self._kill_child()
-            self.jobs.clear()
-            self.current = None
             self._send(b"invalid header: 0xffffffff\r\n[roost virtual board: no firmware at "
                        b"0x%x since esptool erased it: write one (roost flash --firmware "
                        b"FILE)]\r\n" % self._firmware_offset())
@@ -457,8 +456,6 @@ class VirtualBoard:
         TCP port has no DTR/RTS lines for esptool's automatic reset)."""
         self.log("download mode (esptool)")
         self._kill_child()
-        self.jobs.clear()
-        self.current = None
         self.mode = "friendly"
         # an Espressif MAC, the same for this flash directory every time
         mac = b"\x24\x0a\xc4" + hashlib.sha256(str(self.flash).encode()).digest()[:3]
@@ -556,11 +553,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     flash = Path(args.dir)
     if not flash.exists():
         flash.mkdir(parents=True)
-    pins = Path(args.pins) if args.pins else None
-    if pins is None:  # beside the flash, like DIR.romfs: a killed board leaves no temp dir
-        pins = flash.resolve().with_name(flash.resolve().name + ".pins.json")
-        pins.write_text("{}")  # levels of an earlier run do not carry over
-    if args.hold_pin is not None or not pins.exists():
+    # default beside the flash, like DIR.romfs (a killed board leaves no temp dir), and
+    # rewritten at each start: levels of an earlier run do not carry over
+    pins = Path(args.pins) if args.pins else flash.resolve().with_name(
+        flash.resolve().name + ".pins.json")
+    if args.hold_pin is not None or not args.pins or not pins.exists():
         held = {} if args.hold_pin is None else {str(args.hold_pin): 0}
         pins.write_text(json.dumps(held))
     if args.heap is not None and not 16 <= args.heap <= 65536:

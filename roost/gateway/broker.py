@@ -427,7 +427,6 @@ def _broker_cmd(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)  # before the broker starts: it must never outlive us
     signal.signal(signal.SIGHUP, stop)
-    h = None
     try:
         h = start_broker(d, args.port, node_credentials=creds, tls=args.tls,
                          embedded=args.embedded, fleet=args.fleet, host=args.host,

@@ -12,6 +12,7 @@ mistake that otherwise shows only as rejected replays) says so once on its conso
 
 from roost.common import envelope as _env
 from roost.node.mqtt_codec import parse_url
+from roost.node.runtime import topic
 
 try:
     from micropython import const
@@ -74,8 +75,8 @@ class AddrBook:
         self.udp = udp
         self.static = static  # ids with configured addresses: never moved
         self.stats = stats  # the runtime's counters: addr_learned, rx_rejected_addr
-        self.topic = "roost/%s/node/%s/udp" % (fleet, node_id)
-        self.prefix = "roost/%s/node/" % fleet
+        self.topic = topic(fleet, node_id, "udp")
+        self.prefix = topic(fleet, "", "")[:-1]  # roost/<fleet>/node/: the check on every message
         self.toward = "127.0.0.1"
         if broker_url:
             try:
@@ -89,7 +90,7 @@ class AddrBook:
         self._mine = None  # the [host, port] it announced
         self._prev = client.on_message
         client.on_message = self._on_message
-        client.subscribe(self.prefix + "+/udp", 0)
+        client.subscribe(topic(fleet, "+", "udp"), 0)
 
     def announce(self, client=None):
         """Publish this node's address (an MQTT on_connect callback)."""
