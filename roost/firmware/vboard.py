@@ -550,6 +550,10 @@ class VirtualBoard:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.heap is not None and not 16 <= args.heap <= 65536:
+        raise ValueError("--heap must be 16 to 65536 KB")
+    if not 0 <= args.romfs <= 16384 or args.romfs % 4:
+        raise ValueError("--romfs must be 0 to 16384 KB, a multiple of 4 (the erase block)")
     flash = Path(args.dir)
     if not flash.exists():
         flash.mkdir(parents=True)
@@ -560,10 +564,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if args.hold_pin is not None or not args.pins or not pins.exists():
         held = {} if args.hold_pin is None else {str(args.hold_pin): 0}
         pins.write_text(json.dumps(held))
-    if args.heap is not None and not 16 <= args.heap <= 65536:
-        raise ValueError("--heap must be 16 to 65536 KB")
-    if not 0 <= args.romfs <= 16384 or args.romfs % 4:
-        raise ValueError("--romfs must be 0 to 16384 KB, a multiple of 4 (the erase block)")
     board = VirtualBoard(flash, args.port, args.board, pins_file=pins,
                          log=(lambda line: print("roost board: " + line, file=sys.stderr,
                                                  flush=True)) if args.verbose else None,
