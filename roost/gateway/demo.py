@@ -1,8 +1,9 @@
 """``roost demo``: the first thing a newcomer runs.
 
-A narrated, simulated fleet of sensor nodes gossiping in virtual time: two plugs are pulled,
-one comes back. It says who noticed, how fast, and whether every reading still arrived. No
-broker or board needed; the same seed tells the same story every time.
+By default a live fleet of real processes (``demo_live.py``). With ``--sim``, this module: a
+narrated, simulated fleet of sensor nodes gossiping in virtual time: two plugs are pulled,
+one comes back. It says who noticed, how fast, and whether every reading still arrived; the
+same seed tells the same story every time.
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ def run_demo(nodes: int = 9, seed: int = 1, latency_ms: int = 5, loss: float = 0
     fleet = _Fleet(nodes, seed, latency_ms, loss)
     sim = fleet.sim
     period_s = fleet.config.probe_interval_ms / 1000
-    say("roost demo: %d simulated sensor nodes gossip in virtual time (seed %d)." % (nodes, seed))
+    say("roost demo --sim: %d simulated sensor nodes gossip in virtual time (seed %d)."
+        % (nodes, seed))
     say("Each node probes one peer every %.1f s and shares its latest reading with everyone."
         % period_s)
     say("")
@@ -216,26 +218,37 @@ def _first_seen_at_or_after(fleet: _Fleet, origin: str, version: int, node: str)
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="a narrated simulated fleet: plugs are pulled, the fleet notices",
-        description="Run a narrated, simulated fleet of sensor nodes in virtual time: two "
-        "plugs are pulled and one comes back. No broker or board needed.",
+        help="a live fleet on this machine: plugs are pulled under load, the outcome narrated",
+        description="Start a fleet of real node processes on this machine (an embedded MQTT "
+        "broker, CPython nodes, MicroPython nodes when micropython is installed), write to its "
+        "replicated store while plugs are pulled, and narrate what happened: writes lost, "
+        "failover, detection, readings. No broker or board needed; everything started is "
+        "stopped at the end. --sim tells the same story in the simulator, in virtual time.",
     )
-    p.add_argument("--nodes", type=int, default=None, help="fleet size (default 9; 5 with --live)")
-    p.add_argument("--seed", type=int, default=1, help="simulation seed (default 1)")
+    p.add_argument("--nodes", type=int, default=None, help="fleet size (default 5; 9 with --sim)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the load's operations (with --sim: of the whole simulation); "
+                   "default 1")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    p.add_argument("--live", action="store_true",
-                   help="real processes instead: a fleet, a broker and a load on this machine; "
-                   "plugs pulled by SIGKILL (roost/gateway/demo_live.py)")
+    p.add_argument("--sim", action="store_true",
+                   help="the simulated fleet instead: sensor nodes in virtual time, replayable "
+                   "from --seed, no process started (roost/gateway/demo.py)")
+    p.add_argument("--live", action="store_true", help=argparse.SUPPRESS)  # the default now
     p.add_argument("--duration", type=float, default=None,
-                   help="with --live: seconds of load (default 18)")
+                   help="seconds of load (default 18; not with --sim)")
     p.set_defaults(handler=_run_cli)
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    if getattr(args, "live", False):
+    if args.sim and args.live:
+        raise ValueError("--sim and --live exclude each other: the live fleet is the default")
+    if not args.sim:
         from roost.gateway import demo_live
 
         return demo_live.run_cli(args)
+    if args.duration is not None:
+        raise ValueError("--duration is for the live demo: the simulated one (--sim) runs "
+                         "until its story is told")
     if args.nodes is None:
         args.nodes = 9
     if not 4 <= args.nodes <= 200:
@@ -248,6 +261,6 @@ def _run_cli(args: argparse.Namespace) -> int:
     ok = result.get("converged_s") is not None and all(
         p["all_marked_dead_s"] is not None for p in result["pulls"])
     if not ok:
-        print("roost demo: the fleet did not behave as expected (seed %d)" % args.seed,
+        print("roost demo --sim: the fleet did not behave as expected (seed %d)" % args.seed,
               file=sys.stderr)
     return 0 if ok else 1

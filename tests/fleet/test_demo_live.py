@@ -1,4 +1,4 @@
-"""``roost demo --live``: a real fleet, a load, plugs pulled, the outcome narrated.
+"""``roost demo`` (live, the default): a real fleet, a load, plugs pulled, the outcome narrated.
 
 CPython only; 127.0.0.1 only; bounded (the command runs under a 150 s timeout and takes
 about 35 s); the demo stops everything it started, which the test checks by looking for any
@@ -46,8 +46,8 @@ def _procs_naming(marker: str) -> list[int]:
 
 
 def _run_demo(extra: list[str], timeout_s: float) -> subprocess.CompletedProcess:
-    """Run the demo; past timeout_s it gets SIGTERM (it cleans up), never a bare SIGKILL."""
-    argv = [sys.executable, "-m", "roost.gateway.cli", "demo", "--live"] + extra
+    """Run the live demo; past timeout_s it gets SIGTERM (it cleans up), never a bare SIGKILL."""
+    argv = [sys.executable, "-m", "roost.gateway.cli", "demo"] + extra
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          cwd=ROOT, start_new_session=True)
     try:
@@ -60,7 +60,7 @@ def _run_demo(extra: list[str], timeout_s: float) -> subprocess.CompletedProcess
             if p.poll() is None:
                 p.kill()
                 p.wait(10)
-        raise AssertionError("roost demo --live took over %.0f s: %s"
+        raise AssertionError("roost demo took over %.0f s: %s"
                              % (timeout_s, err[-2000:])) from None
     return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
@@ -94,7 +94,7 @@ def test_live_demo_cleans_up_on_ctrl_c():
     _need_broker()
     # Ctrl-C as at a terminal: a shell without job control starts background jobs with
     # SIGINT ignored, and Python keeps an inherited SIG_IGN (then no KeyboardInterrupt)
-    p = subprocess.Popen([sys.executable, "-m", "roost.gateway.cli", "demo", "--live"],
+    p = subprocess.Popen([sys.executable, "-m", "roost.gateway.cli", "demo"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
                          start_new_session=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -130,18 +130,17 @@ def test_live_demo_cleans_up_on_ctrl_c():
     assert not Path(d).exists()
 
 
-def test_simulated_demo_stays_the_default():
-    r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "demo", "--json"],
-                       capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)
-    assert res["nodes"] == 9 and "mode" not in res and res["converged_s"] is not None
-
-
-def test_refusals_are_named_with_what_they_mean():
-    from roost.gateway.demo_live import _why_refused
-
-    assert _why_refused({}) == ""
-    line = _why_refused({"too_large": 218, "stale": 1})
-    assert line == (" (1 stale; 218 too_large: a key's appended value reached the store's "
-                    "size limit)")
+@pytest.mark.parametrize("extra, says", [
+    (["--sim", "--duration", "20"], "--duration is for the live demo"),
+    (["--sim", "--live"], "exclude each other"),
+    (["--nodes", "2"], "at least 3"),
+    (["--duration", "5"], "at least 12 s"),
+])
+def test_demo_mistakes_are_one_sentence_and_start_nothing(extra, says, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "demo"] + extra,
+                       capture_output=True, text=True, timeout=60, cwd=ROOT,
+                       env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # no fleet directory made

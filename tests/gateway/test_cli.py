@@ -76,7 +76,7 @@ def test_demo_is_deterministic():
 
 
 def test_roost_demo_json_from_the_installed_command():
-    out = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "demo", "--json"],
+    out = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "demo", "--sim", "--json"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
