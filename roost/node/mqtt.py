@@ -127,10 +127,12 @@ class MQTTClient:
         self.config = config if config is not None else MQTTConfig()
         self.rng = rng if rng is not None else Prng(random_seed())
         self.outbox = Ring(self.config.outbox_max)
-        self.inflight = {}  # pid -> [packet bytes, last sent ms]
+        self.inflight = {}  # pid -> [packet bytes, last sent ms, send order]
         self.subs = {}  # filter -> qos
         self._sub_pending = {}  # pid -> filters awaiting SUBACK
         self._pid = 0
+        self._seq = 0  # send order of QoS 1 publishes: pids wrap, this does not
+        self.refused = set()  # filters the broker refused (SUBACK 0x80), e.g. by its ACL
         self._sock = None
         self._rx = bytearray()
         self._kick = asyncio.Event()
@@ -139,7 +141,7 @@ class MQTTClient:
         self._lock = asyncio.Lock()
         self._ctrl = []  # SUBSCRIBE packets waiting to be written
         self._reader_done = True
-        self._last_rx = self._last_tx = 0
+        self._last_rx = self._last_tx = self._last_ping = 0
         self._task = None
         self._running = False
         self._chunk = bytearray(_CHUNK)  # one preallocated receive buffer (no garbage per read)
@@ -152,7 +154,7 @@ class MQTTClient:
             "connects": 0, "connect_failures": 0, "disconnects": 0, "tx_publish": 0,
             "tx_retransmit": 0, "rx_publish": 0, "rx_puback": 0, "rx_malformed": 0,
             "rx_oversize": 0, "rx_unexpected": 0, "outbox_dropped": 0, "handler_errors": 0,
-            "pings": 0, "dead_timeouts": 0,
+            "pings": 0, "dead_timeouts": 0, "publish_invalid": 0, "sub_refused": 0,
         }
 
     # -------------------------------------------------------- public API
@@ -166,8 +168,14 @@ class MQTTClient:
             raise ValueError("qos must be 0 or 1")
         if not isinstance(topic, str) or not topic or "+" in topic or "#" in topic:
             raise ValueError("publish needs a topic without wildcards")
+        if len(topic.encode()) > 65535:
+            raise ValueError("an MQTT topic is at most 65535 bytes")
         if isinstance(payload, str):
             payload = payload.encode()
+        elif not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError("an MQTT payload is bytes or str")
+        if len(payload) > 268435000:
+            raise ValueError("an MQTT payload is at most 256 MB")
         before = self.outbox.dropped
         self.outbox.push((topic, payload, qos, retain))
         self.stats["outbox_dropped"] = self.outbox.dropped
@@ -186,6 +194,7 @@ class MQTTClient:
         """Start the connection task (connects, reconnects, pings, retransmits)."""
         if self._task is None:
             self._running = True
+            self._stopped = asyncio.Event()
             self._task = asyncio.create_task(self._run())
         return self._task
 
@@ -207,9 +216,9 @@ class MQTTClient:
         task = self._task
         self._task = None
         if task is not None:
-            try:
-                await task
-            except Exception:  # the task already ended on its own error; nothing to undo
+            try:  # a task waiting on the closed socket is cancelled after a second
+                await self._timed(task, 1000)
+            except (Exception, asyncio.CancelledError):  # ended on its own error, or cancelled
                 pass
 
     async def wait_room(self, timeout_ms=10000):
@@ -239,41 +248,47 @@ class MQTTClient:
     # -------------------------------------------------------- connection loop
 
     async def _run(self):
-        backoff = self.config.backoff_min_ms
+        cfg = self.config
+        backoff = cfg.backoff_min_ms
         failures = 0
         while self._running:
             host, port, user, password = self.brokers[self._url_index]
             ok = False
+            t_up = 0
             try:
                 await self._connect(host, port, user, password)
                 ok = True
+                t_up = now_ms()
                 failures = 0
-                backoff = self.config.backoff_min_ms
                 await self._session()
             except (OSError, MQTTError, asyncio.TimeoutError):  # noqa: UP041
                 pass
             except MemoryError:  # a board's heap ran out mid-session: reconnect afresh
                 self.stats["memory_errors"] = self.stats.get("memory_errors", 0) + 1
-            was = self.connected
             self._close()
-            if was:
+            if ok:
                 self.stats["disconnects"] += 1
             if not self._running:
                 break
+            if ok and now_ms() - t_up >= cfg.keepalive_s * 1000:  # a session that lasted
+                backoff = cfg.backoff_min_ms
+                await wait_event_ms(self._stopped, self.rng.randbelow(cfg.backoff_min_ms))
+                continue
             if not ok:
                 self.stats["connect_failures"] += 1
                 failures += 1
                 self._url_index = (self._url_index + 1) % len(self.brokers)
-                if failures % len(self.brokers) == 0:  # a full round of URLs failed
-                    delay = backoff // 2 + self.rng.randbelow(backoff // 2 + 1)
-                    backoff = min(backoff * 2, self.config.backoff_max_ms)
-                    await wait_event_ms(self._stopped, delay)
-            else:
-                await wait_event_ms(self._stopped, self.rng.randbelow(self.config.backoff_min_ms))
+                if failures % len(self.brokers):  # try the next URL at once
+                    continue
+            # a full round of URLs failed, or the broker dropped us soon after accepting us
+            # (a twin with our client id, a publish it refuses): wait longer each time
+            delay = backoff // 2 + self.rng.randbelow(backoff // 2 + 1)
+            backoff = min(backoff * 2, cfg.backoff_max_ms)
+            await wait_event_ms(self._stopped, delay)
 
     async def _connect(self, host, port, user, password):
         cfg = self.config
-        addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
+        addr = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)[0][-1]
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock = s
         s.setblocking(False)
@@ -300,16 +315,19 @@ class MQTTClient:
             pkt = await self._timed(self._read_packet(), left)
             if pkt[0] == CONNACK:
                 break
+            raise MQTTError("the broker's first packet was not CONNACK")
         if pkt[2] != 0:
             raise MQTTError("broker refused the connection, code %d" % pkt[2])
         self.connected = True
         self.broker = (host, port)
         self.stats["connects"] += 1
         self._last_rx = self._last_tx = now_ms()
-        # the session: subscriptions, then unacknowledged QoS 1 again with DUP, in pid order
+        # the session: subscriptions, then unacknowledged QoS 1 again in the order first
+        # sent: with DUP if the broker kept our session, as new publishes if it did not
+        # (a failover to another broker, or one restarted without persistence)
         if self.subs:
             self._send_subscribe(sorted(self.subs))
-        await self._retransmit(True)
+        await self._retransmit(True, pkt[1] == 1)
         if self.on_connect is not None:
             try:
                 self.on_connect(self)
@@ -335,8 +353,9 @@ class MQTTClient:
                     self.stats["dead_timeouts"] += 1
                     raise MQTTError("dead connection")
                 await self._retransmit(False)
-                if now - self._last_tx >= self.config.ping_ms:
+                if now >= self._ping_due():
                     self.stats["pings"] += 1
+                    self._last_ping = now
                     await self._write(encode_pingreq())
                 self._kick.clear()
                 if len(self.outbox) and len(self.inflight) < self.config.inflight_max:
@@ -351,10 +370,18 @@ class MQTTClient:
             except (Exception, asyncio.CancelledError):  # it ended with the socket: handled
                 pass
 
+    def _ping_due(self):
+        """When to send PINGREQ: after ping_ms with nothing sent (the broker's keepalive),
+        or with nothing heard (a node that only sends QoS 0 must still learn that the
+        broker answers before dead_ms runs out)."""
+        heard = self._last_rx if self._last_rx > self._last_ping else self._last_ping
+        due = (heard if heard < self._last_tx else self._last_tx) + self.config.ping_ms
+        return due
+
     def _wait_ms(self):
         now = now_ms()
         cfg = self.config
-        wait = cfg.ping_ms - (now - self._last_tx)
+        wait = self._ping_due() - now
         dead = cfg.dead_ms - (now - self._last_rx) + 1
         if dead < wait:
             wait = dead
@@ -383,6 +410,9 @@ class MQTTClient:
         if kind == PUBLISH:
             self.stats["rx_publish"] += 1
             _, topic, payload, qos, retain, _dup, pid = pkt
+            if qos == 2:  # we never subscribe with qos 2: a broker bug, not a message
+                self.stats["rx_unexpected"] += 1
+                return
             if self.on_message is not None:
                 try:
                     self.on_message(topic, payload, retain)
@@ -390,8 +420,6 @@ class MQTTClient:
                     self.stats["handler_errors"] += 1
             if qos == 1:
                 await self._write(encode_puback(pid))
-            elif qos == 2:
-                self.stats["rx_unexpected"] += 1  # we never subscribe with qos 2
         elif kind == PUBACK:
             if self.inflight.pop(pkt[1], None) is not None:
                 self.stats["rx_puback"] += 1
@@ -400,9 +428,14 @@ class MQTTClient:
             else:
                 self.stats["rx_unexpected"] += 1
         elif kind == SUBACK:
-            self._sub_pending.pop(pkt[1], None)
-            if 0x80 in pkt[2]:
-                self.stats["sub_refused"] = self.stats.get("sub_refused", 0) + 1
+            filters = self._sub_pending.pop(pkt[1], None) or ()
+            codes = pkt[2]
+            for i in range(len(filters)):
+                if i < len(codes) and codes[i] == 0x80:
+                    self.stats["sub_refused"] += 1
+                    self.refused.add(filters[i])
+                else:
+                    self.refused.discard(filters[i])
         elif kind in (PINGRESP, UNSUBACK):
             pass
         else:
@@ -485,6 +518,7 @@ class MQTTClient:
             raise MQTTError("not connected")
         mv = memoryview(data)
         off = 0
+        t0 = now_ms()
         while off < len(data):
             try:
                 n = s.send(mv[off:])
@@ -496,7 +530,14 @@ class MQTTClient:
                 n = 0
             off += n
             if off < len(data):
-                await wait_writable(s)
+                left = self.config.dead_ms - (now_ms() - t0)
+                if left <= 0:  # the broker stopped reading: as dead as a silent one
+                    self.stats["dead_timeouts"] += 1
+                    raise MQTTError("the broker takes no more bytes")
+                try:
+                    await self._timed(wait_writable(s), left)
+                except asyncio.TimeoutError:  # noqa: UP041
+                    pass  # checked at the top of the next round
                 if self._sock is not s:
                     raise MQTTError("closed")
         self._last_tx = now_ms()
@@ -525,11 +566,17 @@ class MQTTClient:
         while len(self.outbox) and len(self.inflight) < cfg.inflight_max:
             topic, payload, qos, retain = self.outbox.peek()
             pid = self._next_pid() if qos else 0
-            pkt = encode_publish(topic, payload, qos, retain, False, pid)
+            try:
+                pkt = encode_publish(topic, payload, qos, retain, False, pid)
+            except (TypeError, ValueError):  # publish() checks; never let one kill the client
+                self.outbox.pop()
+                self.stats["publish_invalid"] += 1
+                continue
             self.outbox.pop()
             self._room.set()
             if qos:
-                self.inflight[pid] = [pkt, now_ms()]
+                self._seq += 1
+                self.inflight[pid] = [pkt, now_ms(), self._seq]
             self.stats["tx_publish"] += 1
             batch += pkt
             if len(batch) >= 1400:
@@ -538,16 +585,20 @@ class MQTTClient:
         if batch:
             await self._write(batch)
 
-    async def _retransmit(self, everything):
+    async def _retransmit(self, everything, dup=True):
+        """Send unacknowledged QoS 1 publishes again, oldest first: those past retry_ms,
+        or everything (a new connection). dup False: the broker has no session with us,
+        so they go as new publishes (MQTT-3.3.1-1: DUP only for a packet it may have seen)."""
         now = now_ms()
-        for pid in sorted(self.inflight):
-            entry = self.inflight.get(pid)
+        inflight = self.inflight
+        for pid in sorted(inflight, key=lambda p: inflight[p][2]):
+            entry = inflight.get(pid)
             if entry is None:
                 continue
             if everything or now - entry[1] >= self.config.retry_ms:
                 pkt = entry[0]
-                if not pkt[0] & 0x08:
-                    pkt = bytes((pkt[0] | 0x08,)) + pkt[1:]
+                if bool(pkt[0] & 0x08) != dup:
+                    pkt = bytes((pkt[0] ^ 0x08,)) + pkt[1:]
                     entry[0] = pkt
                 entry[1] = now
                 if not everything:

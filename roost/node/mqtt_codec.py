@@ -176,10 +176,10 @@ def _remaining_length(buf):
     shift = 0
     i = 1
     while True:
+        if i > 4:  # four bytes all saying "more": malformed, whatever follows
+            return -1, 0, 0
         if i >= n:
             return 0, 0, 0
-        if i > 4:
-            return -1, 0, 0
         b = buf[i]
         value |= (b & 0x7F) << shift
         shift += 7
@@ -248,10 +248,10 @@ def decode_packet(first, body):
     n = len(body)
     if kind == PUBLISH:
         qos = (flags >> 1) & 3
-        if qos == 3:
+        if qos == 3 or (qos == 0 and flags & 8):  # DUP only on QoS > 0 [MQTT-3.3.1-2]
             return None
         topic, i = _rstr(body, 0)
-        if topic is None or not topic:
+        if not topic or "+" in topic or "#" in topic:  # no wildcards in a name [MQTT-3.3.2-2]
             return None
         pid = 0
         if qos:

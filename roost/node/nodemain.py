@@ -398,6 +398,8 @@ class Node:
                           "inflight": len(self.mqtt.inflight),
                           "outbox_dropped": ms["outbox_dropped"], "tx_publish": ms["tx_publish"],
                           "connects": ms["connects"]}
+            if self.mqtt.refused:  # subscriptions the broker's ACL refused
+                st["mqtt"]["refused"] = sorted(self.mqtt.refused)
         if self.hooks is not None and hasattr(self.hooks, "status"):
             st["board"] = self.hooks.status()  # slot, version, OTA counters
         if MICROPYTHON:

