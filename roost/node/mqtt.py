@@ -82,6 +82,7 @@ class MQTTConfig:
     outbox_max = 256  # publishes kept while the broker is away; the oldest are dropped
     backoff_min_ms = 200  # first reconnect delay after every URL failed; doubles each round
     backoff_max_ms = 30000  # reconnect delay cap (a broker being rebooted takes seconds)
+    stable_ms = 2000  # a session dropped sooner than this backs off like a failed connect
     max_packet = 16384  # a larger inbound packet is a protocol error (ESP32-sized buffers)
     clean_session = False  # keep subscriptions and queued QoS 1 across reconnects
     nodelay = True  # TCP_NODELAY: without it a QoS 1 round trip waits for delayed ACKs
@@ -270,7 +271,7 @@ class MQTTClient:
                 self.stats["disconnects"] += 1
             if not self._running:
                 break
-            if ok and now_ms() - t_up >= cfg.keepalive_s * 1000:  # a session that lasted
+            if ok and now_ms() - t_up >= cfg.stable_ms:  # a session that lasted
                 backoff = cfg.backoff_min_ms
                 await wait_event_ms(self._stopped, self.rng.randbelow(cfg.backoff_min_ms))
                 continue

@@ -153,7 +153,7 @@ def test_a_broker_that_stops_reading_is_a_dead_connection_and_stop_returns():
 
 def test_a_broker_that_drops_the_client_at_once_is_retried_with_backoff():
     """A broker that accepts and then drops the client (another client with the same id,
-    say) is not hammered: sessions shorter than the keepalive back off like failures."""
+    say) is not hammered: sessions shorter than stable_ms back off like failures."""
 
     async def scenario():
         b = ScriptedBroker(close_at_once=True)
