@@ -353,7 +353,9 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
 def _chaos_cmd(args: argparse.Namespace) -> int:
     verb = args.chaos_command
     d = args.dir
-    emulated_state(d)
+    emulated_state(d, running=True)
+    if verb == "run" and not (args.duration > 0 and args.interval > 0):
+        raise ValueError("--duration and --interval must be positive seconds")
     out: dict[str, Any] = {"action": verb}
     if verb == "kill":
         out["killed"] = kill(d, args.node)
@@ -409,7 +411,8 @@ def add_chaos_parser(sub: Any) -> argparse.ArgumentParser:
         q.set_defaults(handler=_chaos_cmd)
 
     for verb, text in (("kill", "SIGKILL a node (a pulled plug)"),
-                       ("restart", "start a node again from its directory"),
+                       ("restart", "start a node again from its directory (a running "
+                        "one is killed first: a plug pulled and put back)"),
                        ("pause", "SIGSTOP a node (a hung board)"),
                        ("resume", "SIGCONT a paused node")):
         q = cs.add_parser(verb, help=text)
@@ -433,7 +436,7 @@ def add_chaos_parser(sub: Any) -> argparse.ArgumentParser:
     common(q)
     q = cs.add_parser("run", help="a seeded nemesis mixing every fault")
     q.add_argument("--duration", type=float, required=True, help="seconds")
-    q.add_argument("--seed", type=int, default=1)
+    q.add_argument("--seed", type=int, default=1, help="the schedule's seed (default 1)")
     q.add_argument("--interval", type=float, default=2.0, help="mean seconds between faults")
     common(q)
     return p

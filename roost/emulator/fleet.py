@@ -557,6 +557,7 @@ def down(d: str | Path) -> dict[str, Any]:
     if b.get("managed"):
         broker_stopped = stop_pid(b.get("pid"), broker_marker(state), 5.0)
         b["pid"] = None
+    state["stopped_at"] = time.time()  # chaos refuses to start it again piecemeal
     save_state(d, state)
     if state.get("netns"):
         _teardown_fabric(state)
@@ -680,14 +681,34 @@ def _describe(state: dict[str, Any], snap: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
 def _up_cmd(args: argparse.Namespace) -> int:
     say = (lambda m: None) if args.json else _say
     d = Path(args.dir).resolve()
-    snap = up(d, args.nodes, args.micropython, args.groups, args.replicas, args.broker,
-              args.fleet, args.heap, args.timeout, say,
-              {"fsync": args.fsync, "sample_ms": args.sample_ms, "preset": args.preset},
-              netns=getattr(args, "netns", False),
-              code_in_rom=not getattr(args, "code_in_ram", False))
+    if 0 < args.nodes < min(args.replicas, 3):
+        say("note: %d node(s) make one replica group of %d, which survives no failure "
+            "(3 replicas survive one)" % (args.nodes, args.nodes))
+    t0 = time.time()
+    old_term = signal.signal(signal.SIGTERM, _interrupt)  # a CI step's timeout, a kill
+    try:
+        snap = up(d, args.nodes, args.micropython, args.groups, args.replicas, args.broker,
+                  args.fleet, args.heap, args.timeout, say,
+                  {"fsync": args.fsync, "sample_ms": args.sample_ms, "preset": args.preset},
+                  netns=getattr(args, "netns", False),
+                  code_in_rom=not getattr(args, "code_in_ram", False))
+    except KeyboardInterrupt:  # stopped while starting: leave nothing half up
+        try:
+            ours = load_state(d).get("created", 0) >= t0
+        except FleetError:
+            ours = False
+        line = _stopped_line(down(d)) if ours else "nothing was started"
+        print("roost emulate up: interrupted; %s" % line, file=sys.stderr, flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
     state = load_state(d)
     ok = snap["health"]["healthy"]
     if args.json:
@@ -729,13 +750,18 @@ def _up_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def emulated_state(d: str | Path) -> dict[str, Any]:
-    """load_state for the commands that start and stop processes (FleetError for a plan)."""
+def emulated_state(d: str | Path, running: bool = False) -> dict[str, Any]:
+    """load_state for the commands that start and stop processes (FleetError for a plan).
+    running: also refuse a fleet that ``roost emulate down`` stopped (roost chaos: a late
+    restart or power cut must not bring a stopped fleet's processes back, orphaned)."""
     state = load_state(d)
     if state.get("kind") == "plan":
         raise FleetError("%s holds a real fleet's plan (roost plan), whose nodes run on their "
                          "own boards and Pis: pull their plugs by hand, and see them with "
                          "roost status --dir %s" % (d, d))
+    if running and state.get("stopped_at"):
+        raise FleetError("the fleet in %s was stopped (roost emulate down); start it with "
+                         "'roost emulate up --dir %s' first" % (d, d))
     return state
 
 
@@ -750,10 +776,14 @@ def _status_cmd(args: argparse.Namespace) -> int:
                          sort_keys=True))
     else:
         print(_describe(state, snap))
-    return 0
+    return 0 if snap["health"]["healthy"] else 1  # a pipeline's health gate
 
 
 def _down_cmd(args: argparse.Namespace) -> int:
+    if not (Path(args.dir) / STATE).exists():  # a teardown in a trap after a failed up
+        msg = "no fleet in %s: nothing to stop" % args.dir
+        print(json.dumps({"stopped": [], "note": msg}) if args.json else msg)
+        return 0
     emulated_state(args.dir)
     res = down(args.dir)
     if args.json:

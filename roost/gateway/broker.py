@@ -135,6 +135,9 @@ class BrokerHandle:
             self.proc = subprocess.Popen(
                 self.argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=str(self.dir), env=env,
+                # untied (a fleet's): its own session, so a Ctrl-C or a CI step's timeout
+                # that signals the caller's process group does not pull the broker alone
+                start_new_session=not tied,
                 preexec_fn=die_with_parent(signal.SIGTERM) if tied else None)
         try:
             _wait_listening(self.port, self.proc, timeout_s, self.log, self._local())

@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import socket
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -561,6 +562,10 @@ def _load_cmd(args: argparse.Namespace) -> int:
                   "fewer appends in --mix)" % KvConfig.max_value_len)
         if args.history:
             print("history: %s (check it: roost check %s)" % (args.history, args.history))
+    if not s["ok"]:  # a pipeline must not go green on a load that did nothing
+        print("roost load: no operation succeeded: is the fleet in %s up? (roost emulate "
+              "status --dir %s)" % (args.dir, args.dir), file=sys.stderr)
+        return 1
     return 0
 
 

@@ -342,6 +342,26 @@ def test_forged_replayed_oversized_malformed_traffic_is_rejected_and_survived(em
 # ---------------------------------------------------------------- shutdown
 
 
+def _roost(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "roost.gateway.cli", *argv],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_a_pipelines_health_gate_and_exit_codes(emu):
+    """What a CI script leans on: `roost emulate status` exits 0 only when healthy, 1 with
+    a node down (and its --json says which)."""
+    d = emu
+    _wait(lambda: _healthy(d), 60, "a healthy fleet")
+    assert _roost("emulate", "status", "--dir", str(d)).returncode == 0
+    victim = [n for n in fleet.load_state(d)["ids"] if n != _leader(d)][-1]
+    assert chaos.kill(d, victim)
+    r = _roost("emulate", "status", "--dir", str(d), "--json")
+    assert r.returncode == 1, r.stdout
+    assert "%s is down" % victim in json.loads(r.stdout)["health"]["problems"]
+    assert chaos.restart(d, victim)
+    _wait(lambda: _healthy(d), 60, "healthy again")
+
+
 def test_clean_shutdown_leaves_no_stray_processes(emu):
     d = emu
     assert len(_our_processes(d)) >= 6  # 5 nodes + the broker
@@ -349,3 +369,14 @@ def test_clean_shutdown_leaves_no_stray_processes(emu):
     assert sorted(res["stopped"]) == fleet.load_state(d)["ids"]
     assert res["broker_stopped"]
     assert _our_processes(d) == []
+    # a late step of a pipeline, after the teardown: nothing is started again
+    for argv in (["restart", "n01"], ["power-cut"], ["broker", "restart"],
+                 ["run", "--duration", "2"]):
+        r = _roost("chaos", *argv, "--dir", str(d))
+        assert r.returncode == 2 and "was stopped" in r.stderr, (argv, r.stderr)
+    r = _roost("load", "--dir", str(d), "--clients", "1", "--duration", "1")
+    assert r.returncode == 1 and "no operation succeeded" in r.stderr, r.stderr
+    assert _our_processes(d) == []
+    assert _roost("emulate", "down", "--dir", str(d)).returncode == 0  # twice is fine
+    r = _roost("emulate", "down", "--dir", str(d / "never"))
+    assert r.returncode == 0 and "nothing to stop" in r.stdout
