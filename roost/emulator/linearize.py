@@ -643,6 +643,9 @@ def run_check(args) -> int:
         reason = getattr(e, "strerror", None) or str(e)
         print("roost check: cannot read %s: %s." % (args.file, reason), file=sys.stderr)
         return 2
+    if not ops:  # vacuously linearizable; a pipeline should hear that nothing was checked
+        print("roost check: %s holds no operation: nothing was checked"
+              % ("stdin" if args.file == "-" else args.file), file=sys.stderr)
     res = check(ops, timeout_s=args.timeout)
     if args.json:
         print(json.dumps(res.to_json()))

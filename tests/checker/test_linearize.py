@@ -405,6 +405,12 @@ def test_cli_exit_codes_and_json(tmp_path, capsys):
     cap = capsys.readouterr()
     assert "missing.jsonl" in cap.err and "Traceback" not in cap.err
 
+    empty = tmp_path / "empty.jsonl"  # vacuously linearizable, but said to check nothing
+    empty.write_text("")
+    assert _cli(["check", str(empty), "--json"]) == 0
+    cap = capsys.readouterr()
+    assert json.loads(cap.out)["ops"] == 0 and "nothing was checked" in cap.err
+
     slow = tmp_path / "slow.jsonl"
     lines = [put("c%d" % i, "x", "v%d" % i, 0, 100) for i in range(24)]
     lines += [get("r", "x", "v1", 101, 102), get("r", "x", "v2", 103, 104)]
