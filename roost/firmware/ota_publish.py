@@ -22,13 +22,16 @@ from pathlib import Path
 
 from roost.firmware import build, ota
 from roost.hardware.boards import PROFILE_NAMES
+from roost.node.mqtt import WIFI
 from roost.node.mqtt_codec import parse_url
 from roost.node.ota_mqtt import frame_begin, frame_bundle, frame_end, frame_file, ota_topic
 
-CHUNK = 4096  # bytes of file per frame: far below the boards' 16 KB packet limit
-SINGLE_MAX = 16000  # a whole-bundle message must stay under the boards' max_packet (16384
-# with the topic and header): a larger one makes the board's MQTT client drop the connection
-# each time the broker redelivers it
+# Every frame must pass the smallest packet a board's MQTT client takes (the Wi-Fi preset
+# of boards flashed from a plan), with room for the topic and the packet's header: a board
+# skips a larger one (acknowledged and counted), so that update could never complete.
+FRAME_MAX = WIFI["max_packet"] - 256
+CHUNK = 4096  # bytes of file per frame
+SINGLE_MAX = FRAME_MAX  # a whole bundle in one message (--single)
 
 
 def image_files(image: Path) -> dict[str, bytes]:
@@ -72,6 +75,10 @@ def frames(manifest: bytes, tag: bytes, files: dict[str, bytes], single: bool = 
         for off in range(0, len(data), chunk):
             out.append(frame_file(m["serial"], i, off, data[off:off + chunk]))
     out.append(frame_end(m["serial"]))
+    if len(out[0]) > FRAME_MAX:
+        raise ValueError("the update's manifest takes %d bytes, over the %d a board's MQTT "
+                         "client takes in one packet: %d files are too many for one update"
+                         % (len(out[0]), FRAME_MAX, len(m["files"])))
     return out
 
 

@@ -102,7 +102,8 @@ class MQTTConfig:
 
 
 WIFI = {"keepalive_s": 60, "retry_ms": 5000, "connect_timeout_ms": 10000, "inflight_max": 8,
-        "outbox_max": 64, "max_packet": 4096}
+        "outbox_max": 64, "max_packet": 8192}  # an OTA frame (4 KB of code, or a 52-file
+# image's 5.4 KB manifest) must fit: roost ota publish sizes its frames by this
 
 
 class MQTTError(Exception):

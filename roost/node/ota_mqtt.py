@@ -12,15 +12,15 @@ frames that arrive there. Frames (binary; ``S`` is the bundle's serial, big-endi
                                                  (may be retained: a board that comes
                                                  online later still gets it)
 
-A stream (M, F..., E) is published at QoS 1 on one topic, so the broker keeps its order
-and, with the node's persistent session, queues it while the node is briefly away. Every
-piece stays under the client's ``max_packet`` (16 KB) and an ESP32's heap. The tag is
-HMAC-SHA256 with the fleet key over the manifest, and the manifest holds every file's
+A stream (M, F..., E) is published at QoS 1 on one topic, so the broker keeps its order and,
+with the node's persistent session, queues it while the node is briefly away. Every piece
+stays under the client's ``max_packet`` (8 KB in the Wi-Fi preset) and an ESP32's heap. The
+tag is HMAC-SHA256 with the fleet key over the manifest, and the manifest holds every file's
 sha256: a changed byte anywhere is refused (``bad_signature`` or ``hash_mismatch``), counted
 in ``stats["rx_rejected_<reason>"]``, logged in one line, and the running code is untouched.
 After a switch ``reset_pending`` is set; the board's hooks reset it from the control loop,
-the new slot boots on trial and ``ota.confirm`` keeps it once the node has rejoined.
-Results go to ``roost/<fleet>/node/<id>/ota`` (QoS 1): ``{"serial", "result", "reason"}``.
+the new slot boots on trial and ``ota.confirm`` keeps it once the node has rejoined. Results
+go to ``roost/<fleet>/node/<id>/ota`` (QoS 1): ``{"serial", "result", "reason"}``.
 """
 
 import json

@@ -308,7 +308,7 @@ def test_ota_frames_switch_and_garbage_is_counted_never_raised(tmp_path):
                  b"ROTA1F\x00\x00\x00\x01\x00\x00", frame_end(7)):
         c.on_message("roost/lab/ota/n04", junk, False)  # never raises
     assert not o.reset_pending and o.stats["rx_rejected_malformed"] >= 3
-    files = {"roost/a.py": b"print(1)\n" * 1000, "roost/b.py": b""}
+    files = {"roost/a.py": b"print(1)\n" * 600, "roost/b.py": b""}
     m, tag = ota_publish.make_bundle(files, "k" * 16, 1, "v2")
     # a stale retained bundle after its own update is not news; a fresh one switches
     for f in ota_publish.frames(m, tag, files, chunk=1000):
@@ -320,3 +320,23 @@ def test_ota_frames_switch_and_garbage_is_counted_never_raised(tmp_path):
     assert not any("v2 refused" in ln for ln in lines)
     with pytest.raises(ValueError, match="does not fit one message"):
         ota_publish.frames(m, tag, {"roost/a.py": b"x" * 20000, "roost/b.py": b""}, single=True)
+
+
+def test_every_ota_frame_fits_the_packet_a_board_from_a_plan_takes():
+    """Boards flashed from a plan run the Wi-Fi preset: a frame over its max_packet is
+    skipped by the board (acknowledged, counted), so such an update never completes. An
+    esp32 image's 52 files made a 5.4 KB manifest and 4 KB pieces; the preset took 4 KB."""
+    from roost.node.mqtt import WIFI, MQTTConfig
+    from roost.node.ota_mqtt import ota_topic
+
+    limit = MQTTConfig(**WIFI).max_packet
+    files = {"roost/node/module_with_a_long_name_%02d.mpy" % i: bytes(range(256)) * 23
+             for i in range(60)}
+    m, tag = ota_publish.make_bundle(files, "k" * 16, 3, "v3")
+    topic = ota_topic("classroom-fleet", "esp32-wrover")
+    for f in ota_publish.frames(m, tag, files):
+        assert len(f) + len(topic) + 4 <= limit  # topic length, packet id: the remaining length
+    many = {"roost/x%03d.mpy" % i: b"1" for i in range(100)}
+    m, tag = ota_publish.make_bundle(many, "k" * 16, 4, "v4")
+    with pytest.raises(ValueError, match="100 files are too many"):
+        ota_publish.frames(m, tag, many)
