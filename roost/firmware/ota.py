@@ -212,8 +212,12 @@ class OtaStager:
             return self._refuse(why)
         if m.get("board") != self.board:
             return self._refuse("wrong_board")
-        if m["serial"] <= bootsel.read_state(self.root)[3]:
+        st = bootsel.read_state(self.root)
+        if m["serial"] <= st[3]:
             return self._refuse("stale")
+        if st[2] != bootsel.CONFIRMED:  # the running update has not joined yet: its
+            # previous slot is the last code known to work, and a switch would replace it
+            return self._refuse("on_trial")
         staging = _join(self.root, STAGING)
         try:
             makedirs(staging)

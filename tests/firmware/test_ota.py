@@ -48,6 +48,25 @@ def test_update_switches_then_confirm_keeps_it():
         assert ota.confirm(d) is False
 
 
+def test_an_update_on_trial_is_not_replaced_by_the_next_one():
+    """v2 switched in and on trial, v3 arrives: it is refused, so slot a keeps v1, the last
+    code known to work. If v2 fails to join, the board rolls back to v1, not to v2."""
+    with TmpDir() as d:
+        _flashed(d)
+        m2, tag2 = _bundle(2, NEW)
+        assert ota.apply(d, KEY, m2, tag2, NEW) is None
+        assert bootsel.select(d) == ("b", "")  # v2 on trial
+        v3 = {"roost/app.py": b"VERSION = 3\n"}
+        m3, tag3 = _bundle(3, v3)
+        assert ota.apply(d, KEY, m3, tag3, v3) == "on_trial"
+        assert read(d + "/slots/a/roost/app.py") == "VERSION = 1\n"
+        for _ in range(ota.TRIAL_BOOTS):
+            bootsel.select(d)
+        assert bootsel.select(d)[0] == "a"  # rolled back to v1
+        assert ota.apply(d, KEY, m3, tag3, v3) is None  # confirmed again: v3 is taken
+        assert bootsel.read_state(d)[:2] == ["b", "a"]
+
+
 def test_trial_boots_run_out_then_roll_back():
     with TmpDir() as d:
         _flashed(d)
