@@ -222,6 +222,11 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
         pin = get_profile(args.board).pins.get("safe_mode")
     if pin is not None and pin != nodeconfig.FirmwareConfig.safe_pin:
         cfg["safe_pin"] = pin
+    # the board's clock is not set when it boots, so its lowest boot number is written here:
+    # a board flashed again (its flash wiped) must count past every number its peers saw
+    from roost.node.nodemain import wall_floor
+
+    cfg["runtime"] = dict(cfg.get("runtime") or {}, boot_floor=wall_floor())
     parsed, why = nodeconfig.validate(cfg)
     if why:
         raise ValueError(why.replace("config.json ", "the board's config: ", 1))

@@ -46,7 +46,8 @@ from roost.node.udp import UdpTransport
 
 _KNOWN = ("node_id", "fleet", "key_file", "key", "udp", "peers", "members", "seeds", "brokers",
           "mqtt_password", "groups", "board", "sensors", "sensor_seed", "storage", "control",
-          "status_file", "preset", "gossip", "paxos", "kv", "host", "runtime", "mqtt")
+          "status_file", "preset", "gossip", "paxos", "kv", "host", "runtime", "mqtt",
+          "boot_floor")
 _EAGAIN = (11, 35, 119)  # EAGAIN/EWOULDBLOCK on Linux, BSD and lwIP
 _LEARN_MAX = 64  # client routes remembered (clients reach replicas from unknown addresses)
 
@@ -162,6 +163,9 @@ def check_config(cfg):
         _bad("sensors must be simulated, real or none")
     if cfg.get("preset", "lan") not in ("lan", "wifi"):
         _bad("preset must be lan or wifi")
+    floor = cfg.get("boot_floor", 0)
+    if not isinstance(floor, int) or isinstance(floor, bool) or floor < 0:
+        _bad("boot_floor must be a whole number of seconds since 2020")
     for name in ("gossip", "paxos", "kv", "host", "runtime", "mqtt"):
         if not isinstance(cfg.get(name, {}), dict):
             _bad("%s must be an object of options" % name)
@@ -197,6 +201,23 @@ def fleet_key(cfg):
     if not key:
         _bad("no fleet key: set key_file or the environment variable ROOST_FLEET_KEY")
     return key
+
+
+_Y2020 = 1577836800  # 2020-01-01T00:00Z in seconds since 1970
+
+
+def wall_floor():
+    """Seconds since 2020 by this machine's clock, or 0 when it has none worth the name (a
+    board whose clock was never set): the lowest boot number this start may take, so that a
+    node whose flash was wiped still counts past every number its peers have seen."""
+    try:
+        t = int(time.time())
+        if time.gmtime(0)[0] == 2000:  # MicroPython's epoch on the ESP32
+            t += 946684800
+    except (AttributeError, OverflowError, TypeError):
+        return 0
+    t -= _Y2020
+    return t if t > 0 else 0
 
 
 def my_group(cfg):
@@ -289,6 +310,12 @@ class Node:
             transports.append(MqttTransport(self.mqtt, self.fleet, self.id, by_mqtt))
         rcfg = dict(cfg.get("runtime", {}))
         rcfg.setdefault("fleet", self.fleet)
+        # The lowest boot number (roost flash writes one: a board's clock may not be set),
+        # so that a member whose flash was wiped is heard again. Not for a Paxos replica: a
+        # wiped one forgot its promises, and until it can rebuild them safely its peers
+        # dropping its datagrams as replays is what keeps it from voting (docs/runtime.md)
+        if not group:
+            rcfg.setdefault("boot_floor", max(cfg.get("boot_floor", 0), wall_floor()))
         self.runtime = NodeRuntime(
             make_host_factory(gcfg, group, kcfg, pcfg, _sensors_fn(cfg), hcfg,
                               on_host=self._wire),

@@ -64,6 +64,11 @@ class RuntimeConfig:
     # board keeps blocks of a few KB free under load: a board joining a fleet with its code
     # in ROMFS fitted in 192 KB beside it with 32 KB, and needed 224 KB with 0 (2026-12-06)
     gc_threshold = 32768 if MICROPYTHON else 0
+    # the boot number (the incarnation every message carries) is at least this: seconds
+    # since 2020 when the node started (nodemain) or was flashed (roost flash). Peers drop a
+    # number they have seen before, so a node whose flash was wiped (a board flashed with
+    # --firmware, a Pi's data directory deleted) must not count its boots from 1 again
+    boot_floor = 0
 
     def __init__(self, **overrides):
         apply_overrides(self, RuntimeConfig, overrides, "runtime")
@@ -73,6 +78,8 @@ class RuntimeConfig:
             raise ValueError("runtime option mqtt_qos must be 0 or 1")
         if self.status_interval_ms < 100:
             raise ValueError("runtime option status_interval_ms must be at least 100")
+        if not isinstance(self.boot_floor, int) or self.boot_floor < 0:
+            raise ValueError("runtime option boot_floor must be a whole number >= 0")
 
 
 def topic(fleet, node_id, leaf):
@@ -186,7 +193,7 @@ class NodeRuntime:
         boot = state.pop(_BOOT_KEY, 0)
         if not isinstance(boot, int) or boot < 0:
             boot = 0
-        boot += 1
+        boot = max(boot + 1, self.config.boot_floor)
         self.storage.put(_BOOT_KEY, boot)  # durable before any message leaves this boot
         self.incarnation = boot
         self.channel = Channel(self.node_id, self.key, boot)

@@ -192,6 +192,32 @@ def test_restarted_node_catches_up_from_its_own_directory_and_rejoins(emu):
     assert all(v["readings"] > 0 for v in gw["view"]["nodes"].values()), gw
 
 
+def test_a_member_whose_flash_was_wiped_is_heard_again(emu):
+    """A board flashed again with --firmware (or a Pi whose data directory was deleted)
+    starts with an empty flash: its boot number must still pass the one its peers last saw,
+    or they drop everything it sends as replays and it never rejoins. A member's lowest boot
+    number is the time (seconds since 2020; roost flash writes it into a board's config)."""
+    d = emu
+    _wait(lambda: _healthy(d), 60, "a healthy fleet")
+    state = fleet.load_state(d)
+    replicas = {m for _, ms in state["groups"] for m in ms}
+    member = [n for n in state["ids"] if n not in replicas][0]
+    before = _status(d)["nodes"][member]["incarnation"]
+    assert chaos.kill(d, member)
+    flash = Path(state["nodes"][member]["dir"]) / "flash"
+    shutil.rmtree(flash)
+    chaos.restart(d, member)
+
+    def heard():
+        st = _status(d)
+        v = st["nodes"][member]
+        return (v.get("incarnation") or 0) > before and all(
+            member in (st["nodes"][n].get("sees_alive") or []) for n in st["nodes"])
+
+    _wait(heard, 40, "%s, wiped, to be seen alive by every node" % member)
+    _wait(lambda: _healthy(d), 30, "the fleet to be healthy again")
+
+
 def test_a_paced_load_keeps_to_its_rate(emu):
     """roost load --rate: a sensor fleet's pace, not as fast as the fleet answers."""
     s = client.run_load(emu, clients=2, duration_s=2, keys=4, mix="put:1,get:1", rate=20)
