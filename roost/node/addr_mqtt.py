@@ -51,16 +51,17 @@ def local_ip(toward):
 
 
 def parse(payload, mac, node_id):
-    """A retained announcement of node_id -> ((host, port), None) or (None, reason)."""
+    """A retained announcement of node_id -> ((host, port), (incarnation, seq), None) or
+    (None, None, reason)."""
     env, why = _env.decode(payload, mac)
     if env is None:
-        return None, why
+        return None, None, why
     b = env.body
     if (env.kind != KIND_ADDR or env.sender != node_id or not isinstance(b, list)
             or len(b) != 2 or not isinstance(b[0], str) or not b[0]
             or not isinstance(b[1], int) or isinstance(b[1], bool) or not 0 < b[1] < 65536):
-        return None, _env.R_MALFORMED
-    return (b[0], b[1]), None
+        return None, None, _env.R_MALFORMED
+    return (b[0], b[1]), (env.incarnation, env.seq), None
 
 
 class AddrBook:
@@ -88,6 +89,7 @@ class AddrBook:
         stats["duplicate_id"] = 0
         self._sent = []  # (incarnation, seq) of this node's last announcements
         self._mine = None  # the [host, port] it announced
+        self._newest = {}  # node -> (incarnation, seq) of the announcement last taken
         self._prev = client.on_message
         client.on_message = self._on_message
         client.subscribe(topic(fleet, "+", "udp"), 0)
@@ -121,10 +123,16 @@ class AddrBook:
             return
         if node in self.static:
             return
-        got, _why = parse(bytes(payload), ch.mac, node)
+        got, stamp, _why = parse(bytes(payload), ch.mac, node)
         if got is None:
             self.stats["rx_rejected_addr"] += 1
             return
+        last = self._newest.get(node)
+        if last is not None and stamp <= last:  # an old announcement published again
+            if stamp < last:  # (anyone may republish a signed one: it must not move us)
+                self.stats["rx_rejected_addr"] += 1
+            return
+        self._newest[node] = stamp
         if self.udp.book.get(node) != got:
             try:
                 self.udp.add_peer(node, got[0], got[1])

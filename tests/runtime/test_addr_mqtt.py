@@ -58,6 +58,29 @@ def test_an_announcement_is_learned_and_a_forged_one_is_not():
         a_udp.close()
 
 
+def test_an_older_announcement_published_again_does_not_move_a_node():
+    """Anyone who can publish on the broker can put back a signed announcement from an
+    earlier boot or an earlier address (a DHCP lease since given to someone else): the
+    newest (incarnation, seq) taken so far wins."""
+    udp = UdpTransport("127.0.0.1", 0)
+    b, c, stats = _book("n02", udp)
+    n01 = Channel("n01", KEY, incarnation=5)
+    old = n01.seal(KIND_ADDR, "*", ["10.0.0.7", 4210])
+    new = n01.seal(KIND_ADDR, "*", ["10.0.0.9", 4210])
+    c.on_message("roost/lab/node/n01/udp", new, True)
+    c.on_message("roost/lab/node/n01/udp", old, True)
+    earlier_boot = Channel("n01", KEY, incarnation=4)
+    earlier_boot.seq = 99
+    c.on_message("roost/lab/node/n01/udp", earlier_boot.seal(KIND_ADDR, "*", ["10.0.0.8", 1]),
+                 True)
+    assert udp.book["n01"] == ("10.0.0.9", 4210)
+    assert stats["addr_learned"] == 1 and stats["rx_rejected_addr"] == 2
+    rebooted = Channel("n01", KEY, incarnation=6)  # a later boot moves it, whatever its seq
+    c.on_message("roost/lab/node/n01/udp", rebooted.seal(KIND_ADDR, "*", ["10.0.0.10", 4210]),
+                 True)
+    assert udp.book["n01"] == ("10.0.0.10", 4210) and stats["addr_learned"] == 2
+
+
 def test_configured_peers_stay_and_other_topics_pass_through():
     udp = UdpTransport("127.0.0.1", 0, {"n01": ("127.0.0.1", 4999)})
     b, c, stats = _book("n02", udp, static=("n01",))
