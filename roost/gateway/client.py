@@ -111,6 +111,7 @@ class UdpKvClient:
                                rng=rng.fork(name), now_ms=clock.ms())
                       for name, members in fleet.groups]
         self.owner = {}
+        self._addr_stamps: dict[str, tuple[int, int]] = {}  # node -> newest announcement taken
         for i, (_name, members) in enumerate(fleet.groups):
             for m in members:
                 self.owner[m] = i
@@ -175,8 +176,11 @@ class UdpKvClient:
         from roost.node.addr_mqtt import parse
 
         node = t.split("/")[-2]
-        got, _why = parse(payload, self.channel.mac, node)
+        got, stamp, _why = parse(payload, self.channel.mac, node)
         if got is not None and node in self.owner:  # a replica, whose announcement is sealed
+            if stamp <= self._addr_stamps.get(node, (-1, -1)):  # one published again
+                return
+            self._addr_stamps[node] = stamp
             try:
                 a = socket.getaddrinfo(got[0], got[1], socket.AF_INET, socket.SOCK_DGRAM)
             except OSError:
