@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.emulator.lifeline import die_with_parent
+from roost.node.mqtt_codec import topic_matches
 
 ADMIN_USER = "admin"
 
@@ -314,7 +315,17 @@ def _embedded_plugins() -> tuple[type, type]:
                 return False
             if isinstance(pw, bytes):
                 pw = pw.decode(errors="replace")
-            return _hash_password(pw, spec["salt"]) == spec["users"][user]
+            if _hash_password(pw, spec["salt"]) != spec["users"][user]:
+                return False
+            rule = (spec["acl"] or {}).get(user)
+            if user != ADMIN_USER and getattr(session, "client_id", None) != user:
+                return False  # a node connects as itself: never takes another's session
+            will = getattr(session, "will_topic", None) if getattr(session, "will_flag",
+                                                                  False) else None
+            if will and rule is not None and not any(
+                    topic_matches(f, will) for f in rule["publish"]):
+                return False  # a Last Will is a publish too (mosquitto checks it as one)
+            return True
 
     class RoostAcl(BaseTopicPlugin):
         """Publish and subscribe filters per user (the same rules as mosquitto's ACL)."""
@@ -336,10 +347,9 @@ def _embedded_plugins() -> tuple[type, type]:
                 filters = rule["publish"]
             else:
                 filters = rule["subscribe"]
-            from roost.node.mqtt_codec import topic_matches
-
             for f in filters:
-                if topic_matches(f, topic) or (name.endswith("subscribe") and _covers(f, topic)):
+                if topic_matches(f, topic) or (name.endswith("subscribe")
+                                                and _covers(f, topic)):
                     return True
             return False
 

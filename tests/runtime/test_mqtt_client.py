@@ -278,6 +278,43 @@ def test_acl_node_publishes_only_under_its_own_topics(kind, tmp_path):
         h.stop()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_node_cannot_speak_for_another_through_its_will_or_client_id(kind, tmp_path):
+    """n1's credentials with a Last Will on n2's status topic: the broker must not publish
+    that will (it is a publish under n2's topics). And on the embedded broker, n1 cannot
+    connect under n2's client id, which would take n2's session and inbox (mosquitto has no
+    per-user client id rule: docs/runtime.md)."""
+    h = broker(kind, tmp_path, node_credentials={"n1": "pw1", "n2": "pw2"}, fleet="f")
+
+    async def scenario():
+        got: list = []
+        admin = _client("admin", [h.url_for("admin", h.admin_password)], got)
+        admin.subscribe("roost/f/node/n2/status", 1)
+        admin.start()
+        await until(lambda: admin.connected and not admin._sub_pending, 10, "admin")
+        liar = MQTTClient("n1", [h.url_for("n1", "pw1")], config=MQTTConfig(**FAST),
+                          will=("roost/f/node/n2/status", b"offline", 1, True))
+        liar.start()
+        await asyncio.sleep(1.0)
+        liar._running = False
+        liar._close()  # a pulled plug: no DISCONNECT, so a will that was taken goes out
+        await asyncio.sleep(1.5)
+        assert ("roost/f/node/n2/status", b"offline", False) not in got, got
+        if kind == "amqtt":
+            twin = _client("n2", [h.url_for("n1", "pw1")])
+            twin.start()
+            await asyncio.sleep(1.0)
+            assert not twin.connected and twin.stats["connect_failures"] >= 1
+            await twin.stop()
+        await liar.stop()
+        await admin.stop()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        h.stop()
+
+
 def test_client_survives_a_garbage_spewing_server():
     async def scenario():
         async def serve(reader, writer):
