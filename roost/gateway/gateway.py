@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from roost.common.ids import check_id
+
 GATEWAY_FILE = "gateway.json"
 
 
@@ -30,9 +32,19 @@ class FleetView:
         self.nodes: dict[str, dict[str, Any]] = {}
         self.stats = {"messages": 0, "readings": 0, "ignored": 0, "malformed": 0}
 
-    def _node(self, node_id: str) -> dict[str, Any]:
+    MAX_NODES = 1024  # anyone who may publish can invent node ids: the view stays bounded
+
+    def _node(self, node_id: str) -> dict[str, Any] | None:
         n = self.nodes.get(node_id)
         if n is None:
+            try:
+                check_id(node_id)
+            except ValueError:
+                self.stats["malformed"] += 1
+                return None
+            if len(self.nodes) >= self.MAX_NODES:
+                self.stats["ignored"] += 1
+                return None
             n = self.nodes[node_id] = {"mqtt": None, "since": None, "readings": 0,
                                        "last_reading": None, "last_reading_at": None}
         return n
@@ -52,7 +64,7 @@ class FleetView:
                 self.stats["malformed"] += 1
                 return
             n = self._node(node_id)
-            if n["mqtt"] != word:
+            if n is not None and n["mqtt"] != word:
                 n["mqtt"], n["since"] = word, now
             return
         try:
@@ -64,6 +76,8 @@ class FleetView:
             self.stats["malformed"] += 1
             return
         n = self._node(node_id)
+        if n is None:
+            return
         n["readings"] += 1
         n["last_reading"], n["last_reading_at"] = reading, now
         self.stats["readings"] += 1

@@ -24,3 +24,17 @@ def test_status_and_readings_per_node_and_bad_input_counted():
     assert sorted(doc["nodes"]) == ["n01", "n02"] and doc["broker_connected"] is True
     v.on_message(20.0, "roost/lab/node/n02/status", b"online")  # plugged back in
     assert v.to_json(21.0, True)["nodes"]["n02"]["since"] == 20.0
+
+
+def test_invented_node_ids_are_refused_and_the_view_stays_bounded():
+    """Anyone who may publish on the broker can name nodes: a bad id is malformed, and past
+    MAX_NODES new ones are ignored, so the gateway's memory does not grow with them."""
+    v = FleetView("lab")
+    v.on_message(1.0, "roost/lab/node/bad id!/status", b"online")
+    v.on_message(1.0, "roost/lab/node/" + "x" * 300 + "/data", b"{}")
+    assert v.nodes == {} and v.stats["malformed"] == 2
+    for i in range(FleetView.MAX_NODES + 50):
+        v.on_message(2.0, "roost/lab/node/n%d/status" % i, b"online")
+    assert len(v.nodes) == FleetView.MAX_NODES and v.stats["ignored"] == 50
+    v.on_message(3.0, "roost/lab/node/n1/status", b"offline")  # a known node still counts
+    assert v.nodes["n1"]["mqtt"] == "offline"
