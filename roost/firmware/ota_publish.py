@@ -95,14 +95,15 @@ def publish(broker: str, topic: str, payloads: list[bytes], retain: bool = False
         c.username_pw_set(user, password)
     connected = threading.Event()
     c.on_connect = lambda cl, ud, fl, rc, props=None: connected.set()
+    shown = "mqtt://%s:%d" % (host, port)  # never the password in a message
     try:
         c.connect(host, port, keepalive=30)
     except OSError as e:
-        raise ValueError("cannot reach the broker %s (%s)" % (broker, e)) from None
+        raise ValueError("cannot reach the broker %s (%s)" % (shown, e)) from None
     c.loop_start()
     try:
         if not connected.wait(timeout):
-            raise ValueError("the broker %s did not accept the connection" % broker)
+            raise ValueError("the broker %s did not accept the connection" % shown)
         deadline = time.monotonic() + timeout
         for p in payloads:
             info = c.publish(topic, p, qos=1, retain=retain)

@@ -289,6 +289,7 @@ def start_broker(directory: str | os.PathLike, port: int = 0,
             spec["users"] = {u: _hash_password(pw, salt) for u, pw in sorted(users.items())}
             spec["acl"] = acl_rules(fleet, sorted(node_credentials or {}))
         (d / "amqtt.json").write_text(json.dumps(spec, indent=1, sort_keys=True))
+        os.chmod(d / "amqtt.json", 0o600)  # password hashes: for this user only
         argv = [sys.executable, "-m", "roost.gateway.broker", "--serve-embedded", str(d)]
         handle = BrokerHandle("amqtt", argv, d, port, admin_password, None, host)
     (d / "broker.json").write_text(json.dumps(handle.describe() | {"argv": handle.argv},
@@ -450,6 +451,11 @@ def _broker_cmd(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # stopped while starting: the broker, tied to us, stops too
         return 0
     info = h.describe()
+    if creds is not None:  # the gateway, roost kv and ota publish log in as admin
+        pw_file = d.resolve() / "admin.password"
+        pw_file.write_text((h.admin_password or "") + "\n")
+        os.chmod(pw_file, 0o600)
+        info["admin_password_file"] = str(pw_file)
     if args.json:
         print(json.dumps(info, sort_keys=True), flush=True)
     else:
@@ -458,10 +464,15 @@ def _broker_cmd(args: argparse.Namespace) -> int:
             "here)" % (h.port, h.port, h.url))
         print("%s broker listening on %s (pid %s, config in %s); Ctrl-C stops it"
               % (h.kind, where, h.pid, d), flush=True)
-        if args.host != "127.0.0.1" and not creds:
-            print("anyone on the network may connect: every node message is still checked "
-                  "against the fleet key (--credentials gives each node its own password)",
+        if creds is not None:
+            print("users: one per node in %s, and admin (the gateway, roost kv, roost ota "
+                  "publish) with the password in %s" % (args.credentials,
+                                                        info["admin_password_file"]),
                   flush=True)
+        elif args.host != "127.0.0.1":
+            print("anyone on the network may connect: protocol messages are still checked "
+                  "against the fleet key, but readings and statuses are not (--credentials "
+                  "gives each node its own password and topics)", flush=True)
     pid = h.pid
     try:
         while h.running():

@@ -146,3 +146,51 @@ def test_stopping_the_command_while_its_broker_starts_stops_it_too(kind, tmp_pat
         if p.poll() is None:
             p.kill()
             p.wait(timeout=10)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_with_credentials_the_admin_password_is_kept_for_the_gateway(kind, tmp_path):
+    """roost broker --credentials generates the admin password that the gateway, roost kv
+    and roost ota publish log in with: it is written where only this user reads it (it was
+    generated and never shown), and it works; the embedded broker's hashes are private."""
+    import asyncio
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from roost.node.mqtt import MQTTClient, MQTTConfig
+
+    need(kind)
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"n1": "pw-n1-long-enough"}))
+    d = tmp_path / "b"
+    cmd = [sys.executable, "-m", "roost.gateway.cli", "broker", "--port", "0", "--dir", str(d),
+           "--credentials", str(creds), "--json"] + (["--embedded"] if kind == "amqtt" else [])
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        info = json.loads(p.stdout.readline())
+        pw_file = info["admin_password_file"]
+        assert os.stat(pw_file).st_mode & 0o077 == 0
+        if kind == "amqtt":
+            assert os.stat(d / "amqtt.json").st_mode & 0o077 == 0
+        pw = open(pw_file).read().strip()
+
+        async def login(password):
+            c = MQTTClient("gw", ["mqtt://admin:%s@127.0.0.1:%d" % (password, info["port"])],
+                           config=MQTTConfig(backoff_min_ms=50, backoff_max_ms=200))
+            c.start()
+            for _ in range(100):
+                if c.connected or c.stats["connect_failures"] >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            ok = c.connected
+            await c.stop(100)
+            return ok
+
+        assert asyncio.run(login(pw)) and not asyncio.run(login(pw + "x"))
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)
