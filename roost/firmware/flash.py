@@ -245,6 +245,12 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
                             else "--secrets-file", args.join_dir))
     if join_key:
         sec["fleet_key"] = join_key
+    if args.join_plan:  # the board's own MQTT user in the plan's broker (roost broker --plan)
+        from roost.gateway.plan import mqtt_password
+
+        pw = mqtt_password(state, args.node_id)
+        if pw:
+            sec["mqtt_password"] = pw
     if not sec.get("fleet_key"):
         raise ValueError("no fleet key: set ROOST_FLEET_KEY or give --secrets-file FILE "
                          "(never on the command line)")
@@ -258,7 +264,7 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
     if args.wifi and not sec.get("wifi_password"):
         raise ValueError("no Wi-Fi password for %r: set ROOST_WIFI_PASSWORD or give "
                          "--secrets-file FILE (never on the command line)" % args.wifi)
-    sec = {k: v for k, v in sec.items() if k in ("fleet_key", "wifi_password")}
+    sec = {k: v for k, v in sec.items() if k in ("fleet_key", "wifi_password", "mqtt_password")}
     _, why = nodeconfig.validate_secrets(sec, parsed)
     if why:
         raise ValueError(why.replace("secrets.json ", "the secrets: ", 1))

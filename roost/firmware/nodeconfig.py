@@ -11,7 +11,8 @@ config.json (an object; only ``node_id`` and ``broker`` are required)::
 
 secrets.json (kept apart so config.json can be shown and logged)::
 
-    {"wifi_password": "...", "fleet_key": "..."}
+    {"wifi_password": "...", "fleet_key": "...", "mqtt_password": "..."}  (the last from a
+    plan: the board's own MQTT user)
 """
 
 import json
@@ -56,7 +57,7 @@ _INTS = (
 )
 _STRS = ("node_id", "fleet", "board", "broker", "wifi_ssid")
 _KNOWN = _STRS + tuple(t[0] for t in _INTS) + ("runtime",)
-_SECRETS = ("wifi_password", "fleet_key")
+_SECRETS = ("wifi_password", "fleet_key", "mqtt_password")
 
 
 def check_broker(url):

@@ -138,9 +138,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
         state = load_state(args.dir)
         fleet = fleet or state["fleet"]
-        broker = broker or (state.get("broker") or {}).get("url")
-        from roost.gateway.plan import is_plan
+        from roost.gateway.plan import admin_url, is_plan
 
+        broker = broker or (admin_url(state) if state.get("broker") else None)
         if is_plan(state):
             planned = state["nodes"].get(args.target) or {}
     if not broker or not fleet:

@@ -425,9 +425,36 @@ def serve_embedded(directory: str) -> int:
 # ---------------------------------------------------------------- command line
 
 
+def _plan_users(args: argparse.Namespace) -> tuple[dict[str, str], str] | None:
+    """--plan DIR: (node passwords, admin password), and the plan's fleet into args.fleet."""
+    from roost.emulator.fleet import load_state
+    from roost.gateway.plan import is_plan, mqtt_users
+
+    state = load_state(args.plan)  # FleetError (a ValueError) when there is none
+    if not is_plan(state):
+        raise ValueError("%s holds an emulated fleet, not a plan (roost plan)" % args.plan)
+    users = mqtt_users(state)
+    if users is None:
+        raise ValueError("the plan in %s has no MQTT users (made before plans had them): "
+                         "make it again, or give --credentials FILE" % args.plan)
+    args.fleet = state["fleet"]
+    if args.port is None:  # where the plan told every node the broker listens
+        from roost.node.mqtt_codec import parse_url
+
+        args.port = parse_url(state["broker"]["url"].replace("mqtts://", "mqtt://", 1))[1]
+    return users["nodes"], users["admin"]
+
+
 def _broker_cmd(args: argparse.Namespace) -> int:
     d = Path(args.dir)
     creds = None
+    admin = None
+    if args.plan and args.credentials:
+        raise ValueError("--plan gives the users: leave out --credentials")
+    if args.plan:
+        creds, admin = _plan_users(args)
+    if args.port is None:
+        args.port = 1883
     if args.credentials:
         try:
             creds = json.loads(Path(args.credentials).read_text())
@@ -444,7 +471,7 @@ def _broker_cmd(args: argparse.Namespace) -> int:
     try:
         h = start_broker(d, args.port, node_credentials=creds, tls=args.tls,
                          embedded=args.embedded, fleet=args.fleet, host=args.host,
-                         start=False).start(tied=True)
+                         admin_password=admin, start=False).start(tied=True)
     except BrokerError as e:
         print("roost broker: %s" % e, file=sys.stderr)
         return 1
@@ -466,7 +493,7 @@ def _broker_cmd(args: argparse.Namespace) -> int:
               % (h.kind, where, h.pid, d), flush=True)
         if creds is not None:
             print("users: one per node in %s, and admin (the gateway, roost kv, roost ota "
-                  "publish) with the password in %s" % (args.credentials,
+                  "publish) with the password in %s" % (args.plan or args.credentials,
                                                         info["admin_password_file"]),
                   flush=True)
         elif args.host != "127.0.0.1":
@@ -491,7 +518,9 @@ def _broker_cmd(args: argparse.Namespace) -> int:
 def add_broker_parser(sub: Any) -> argparse.ArgumentParser:
     """``roost broker [--port P] [--dir D] [--embedded] [--tls] [--credentials FILE]``."""
     p = sub.add_parser("broker", help="run an MQTT broker for the fleet (mosquitto or amqtt)")
-    p.add_argument("--port", type=int, default=1883, help="listen on HOST:PORT (0: any port)")
+    p.add_argument("--port", type=int, default=None,
+                   help="listen on HOST:PORT (default 1883, or the port of --plan's broker; "
+                   "0: any port)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: "
                    "every interface, for a gateway that boards reach over Wi-Fi)")
@@ -500,6 +529,8 @@ def add_broker_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--tls", action="store_true", help="add a TLS listener (mosquitto)")
     p.add_argument("--fleet", default="default", help="fleet name in topics roost/<fleet>/...")
     p.add_argument("--credentials", help="JSON file {node_id: password}: per-node users + ACLs")
+    p.add_argument("--plan", metavar="DIR", help="the users of a plan (roost plan): one per "
+                   "node, each publishing only under its own topics, and admin; its fleet name")
     p.add_argument("--json", action="store_true", help="print the broker's address as JSON")
     p.set_defaults(handler=_broker_cmd)
     return p

@@ -49,7 +49,7 @@ class Fleet:
     """What a client needs to know about the fleet in a directory."""
 
     def __init__(self, d: str | Path) -> None:
-        from roost.gateway.plan import is_plan
+        from roost.gateway.plan import admin_url, is_plan
 
         self.state = load_state(d)
         self.dir = Path(self.state["dir"])
@@ -59,7 +59,9 @@ class Fleet:
         # a real fleet's plan: the replicas are reached through the broker
         self.via_broker = is_plan(self.state)
         self.name = self.state["fleet"]
-        self.broker_url = (self.state.get("broker") or {}).get("url")
+        # the URL to connect with (a plan's admin credentials); broker_shown for messages
+        self.broker_shown = (self.state.get("broker") or {}).get("url")
+        self.broker_url = admin_url(self.state) if self.broker_shown else None
         self.addr = {} if self.via_broker else {
             n: (nodes[n].get("addr", "127.0.0.1"), nodes[n]["port"]) for n in self.state["ids"]}
         # a fleet in network namespaces (emulate up --netns) is reached from its "gw" one
@@ -147,7 +149,7 @@ class UdpKvClient:
         t_end = time.monotonic() + timeout_s
         while not self.link.connected:
             if time.monotonic() > t_end:
-                raise FleetError("cannot reach the fleet's broker %s" % self.fleet.broker_url)
+                raise FleetError("cannot reach the fleet's broker %s" % self.fleet.broker_shown)
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)  # the subscription is in place before the first request
 
@@ -581,6 +583,7 @@ def _reports_through_broker(state: dict[str, Any],
     """A plan's fleet: {node: (online|offline|unknown, its retained state or None)} from the
     retained status (set by each node's Last Will) and state topics on its broker."""
     from roost.gateway.mqtt_paho import PahoClient
+    from roost.gateway.plan import admin_url
     from roost.node.mqtt import MQTTConfig
 
     prefix = "roost/%s/node/" % state["fleet"]
@@ -598,7 +601,7 @@ def _reports_through_broker(state: dict[str, Any],
                 pass
 
     async def go() -> None:
-        c = PahoClient("status-%s" % os.urandom(3).hex(), [state["broker"]["url"]],
+        c = PahoClient("status-%s" % os.urandom(3).hex(), [admin_url(state)],
                        on_message=on_message, config=MQTTConfig(clean_session=True))
         c.subscribe(prefix + "+/status", 1)
         c.subscribe(prefix + "+/state", 1)

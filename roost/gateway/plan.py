@@ -2,7 +2,8 @@
 every node is given the same members, replica groups, broker and key. CPython-only.
 
 A plan is a directory like an emulated fleet's: ``fleet.json`` (``"kind": "plan"``: the
-node ids and their boards, the groups, the broker) and ``fleet.key`` (mode 0600). Nothing
+node ids and their boards, the groups, the broker), ``fleet.key`` and ``mqtt.json`` (each
+node's MQTT password and the admin's, for ``roost broker --plan DIR``; both mode 0600). Nothing
 runs from it on this machine: ``roost flash --join-dir DIR`` writes a board's share into its
 config.json, ``roost plan --dir DIR --node-config ID`` prints a Pi's node config (what
 ``install.sh --plan DIR`` installs), and ``roost status``, ``roost kv`` and ``roost load``
@@ -28,6 +29,7 @@ from roost.hardware.boards import get_profile
 
 STATE = "fleet.json"
 KEY = "fleet.key"
+MQTT_USERS = "mqtt.json"  # {"admin": password, "nodes": {id: password}}, mode 0600
 MIN_KEY_CHARS = 16  # a fleet key given by hand (the plan makes 32 hex digits)
 UDP_PORT = 4210  # a board's UDP port (nodeconfig's default), and a Pi's in its node config
 SEEDS_MAX = 8  # gossip seeds a node is given (a board's config.json stays small)
@@ -126,6 +128,11 @@ def make(d: str | Path, fleet: str, broker: str, nodes: list[tuple[str, str]],
     kp.touch(mode=0o600)
     kp.write_text(key + "\n")
     ids = [n for n, _ in nodes]
+    # the broker's users: a node may publish only under its own topics (roost broker --plan)
+    users = {"admin": secrets.token_hex(12), "nodes": {n: secrets.token_hex(12) for n in ids}}
+    up = d / MQTT_USERS
+    up.touch(mode=0o600)
+    up.write_text(json.dumps(users, indent=1, sort_keys=True) + "\n")
     state = {
         "kind": "plan", "dir": str(d), "fleet": fleet, "broker": {"url": broker},
         "ids": ids,
@@ -136,6 +143,36 @@ def make(d: str | Path, fleet: str, broker: str, nodes: list[tuple[str, str]],
     }
     (d / STATE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
     return state
+
+
+def mqtt_users(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan's MQTT users ({"admin", "nodes"}), or None (an emulated fleet; a plan made
+    before plans had them, whose broker takes anyone)."""
+    if not is_plan(state):
+        return None
+    try:
+        users = json.loads((Path(state["dir"]) / MQTT_USERS).read_text())
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(users, dict) and isinstance(users.get("admin"), str)
+          and isinstance(users.get("nodes"), dict))
+    return users if ok else None
+
+
+def admin_url(state: dict[str, Any]) -> str:
+    """The fleet's broker URL as a client on this machine uses it: with the admin's
+    credentials when the plan has users (roost status, kv, load, ota publish)."""
+    from roost.node.runtime import with_credentials
+
+    url = state["broker"]["url"]
+    users = mqtt_users(state)
+    return with_credentials(url, "admin", users["admin"]) if users else url
+
+
+def mqtt_password(state: dict[str, Any], node_id: str) -> str | None:
+    """Node node_id's MQTT password in the plan (None when the plan has no users)."""
+    users = mqtt_users(state)
+    return users["nodes"].get(node_id) if users else None
 
 
 def board_of(state: dict[str, Any], node_id: str) -> str:
@@ -170,6 +207,8 @@ def node_config(state: dict[str, Any], node_id: str, key_file: str,
            "board": board, "brokers": [state["broker"]["url"]],
            "key_file": key_file, "udp": ["0.0.0.0", UDP_PORT], "sensors": "real",
            "storage": storage}
+    if mqtt_password(state, node_id):  # beside the key (install.sh: roost plan --mqtt-password)
+        cfg["mqtt_password_file"] = str(Path(key_file).parent / "mqtt.password")
     cfg.update(common)
     return cfg
 
@@ -179,12 +218,19 @@ def node_config(state: dict[str, Any], node_id: str, key_file: str,
 
 def _plan_cmd(args: argparse.Namespace) -> int:
     try:
-        if args.node_config:
+        if args.node_config or args.mqtt_password:
             from roost.emulator.fleet import load_state
 
             state = load_state(args.dir)
             if not is_plan(state):
                 raise PlanError("%s holds an emulated fleet, not a plan" % args.dir)
+            if args.mqtt_password:  # for install.sh, into a file only root and roost read
+                board_of(state, args.mqtt_password)  # a node the plan does not hold
+                pw = mqtt_password(state, args.mqtt_password)
+                if pw is None:
+                    raise PlanError("the plan in %s has no MQTT passwords" % args.dir)
+                print(pw)
+                return 0
             print(json.dumps(node_config(state, args.node_config, args.key_file), indent=1,
                              sort_keys=True))
             return 0
@@ -202,6 +248,8 @@ def _plan_cmd(args: argparse.Namespace) -> int:
         g = [name for name, members in state["groups"] if n in members]
         print("  %-5s %-13s %s" % (n, state["nodes"][n]["board"],
                                    "replica of " + g[0] if g else "gossip member"))
+    print("broker: roost broker --host 0.0.0.0 --plan %s   (on the gateway: one MQTT user "
+          "per node)" % args.dir)
     print("boards: roost flash --join-dir %s --node-id ID --port PORT --wifi SSID" % args.dir)
     print("Pis:    sudo sh roost/firmware/pi/install.sh --plan %s --node-id ID" % args.dir)
     print("then:   roost status --dir %s" % args.dir)
@@ -226,6 +274,9 @@ def add_plan_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--node-config", metavar="ID",
                    help="print node ID's 'roost node' config from the plan (for a Pi)")
     p.add_argument("--key-file", default="/etc/roost/fleet.key",
-                   help="with --node-config: where the Pi keeps the fleet key")
+                   help="with --node-config: where the Pi keeps the fleet key (its MQTT "
+                   "password goes beside it, in mqtt.password)")
+    p.add_argument("--mqtt-password", metavar="ID",
+                   help="print node ID's MQTT password (install.sh puts it in a file)")
     p.set_defaults(handler=_plan_cmd)
     return p

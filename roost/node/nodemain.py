@@ -47,7 +47,7 @@ from roost.node.udp import UdpTransport
 _KNOWN = ("node_id", "fleet", "key_file", "key", "udp", "peers", "members", "seeds", "brokers",
           "mqtt_password", "groups", "board", "sensors", "sensor_seed", "storage", "control",
           "status_file", "preset", "gossip", "paxos", "kv", "host", "runtime", "mqtt",
-          "boot_floor")
+          "boot_floor", "mqtt_password_file")
 _EAGAIN = (11, 35, 119)  # EAGAIN/EWOULDBLOCK on Linux, BSD and lwIP
 _LEARN_MAX = 64  # client routes remembered (clients reach replicas from unknown addresses)
 
@@ -220,6 +220,18 @@ def wall_floor():
     return t if t > 0 else 0
 
 
+def mqtt_password(cfg):
+    """The node's MQTT password: cfg["mqtt_password"], the file cfg["mqtt_password_file"]
+    (a Pi's, beside its fleet key), or None (a broker that takes anyone)."""
+    if cfg.get("mqtt_password") or not cfg.get("mqtt_password_file"):
+        return cfg.get("mqtt_password")
+    try:
+        with open(cfg["mqtt_password_file"]) as f:
+            return f.read().strip()
+    except OSError:
+        _bad("cannot read mqtt_password_file %s" % cfg["mqtt_password_file"])
+
+
 def my_group(cfg):
     """(name, sorted members) of the group this node serves, or (\"\", None)."""
     me = cfg["node_id"]
@@ -305,7 +317,7 @@ class Node:
             mo = dict(WIFI) if cfg.get("preset") == "wifi" else {}
             mo.update(cfg.get("mqtt", {}))
             self.mqtt = node_mqtt_client(self.id, self.fleet, cfg["brokers"],
-                                         cfg.get("mqtt_password"), config=MQTTConfig(**mo))
+                                         mqtt_password(cfg), config=MQTTConfig(**mo))
             by_mqtt = [m for m in members if m != self.id and m not in peers]
             transports.append(MqttTransport(self.mqtt, self.fleet, self.id, by_mqtt))
         rcfg = dict(cfg.get("runtime", {}))
@@ -611,5 +623,8 @@ def board_config(fcfg):
 
 def run_board(fcfg, secrets, hooks):
     """A board's main.py (roost.firmware.boardlib): a FirmwareConfig, secrets, BoardHooks."""
-    node = Node(board_config(fcfg), key=secrets["fleet_key"], hooks=hooks)
+    cfg = board_config(fcfg)
+    if secrets.get("mqtt_password"):  # its own MQTT user, from a plan (roost broker --plan)
+        cfg["mqtt_password"] = secrets["mqtt_password"]
+    node = Node(cfg, key=secrets["fleet_key"], hooks=hooks)
     asyncio.run(node.serve())

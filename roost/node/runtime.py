@@ -578,7 +578,7 @@ def node_mqtt_client(node_id, fleet, urls, password=None, config=None, client_cl
         from roost.node.mqtt import MQTTClient as client_cls
     status = topic(fleet, node_id, "status")
     if password is not None:
-        urls = [_with_credentials(u, node_id, password) for u in urls]
+        urls = [with_credentials(u, node_id, password) for u in urls]
 
     def online(c):
         c.publish(status, b"online", 1, True)
@@ -587,7 +587,8 @@ def node_mqtt_client(node_id, fleet, urls, password=None, config=None, client_cl
                       on_connect=online)
 
 
-def _with_credentials(url, user, password):
+def with_credentials(url, user, password):
+    """url with user:password@ added (a URL that already names a user is kept)."""
     scheme = "mqtt://"
     rest = url
     if "://" in url:

@@ -18,31 +18,48 @@ from pathlib import Path
 import pytest
 
 from tests.firmware.test_board_fleet import roost, start_board, stop_proc, wait_for
-from tests.runtime.brokers import broker
+from tests.runtime.brokers import need
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def planned(tmp_path):
-    """A broker, a plan of three Pi nodes and a board, the three Pi nodes running."""
-    b = broker("mosquitto" if shutil.which("mosquitto") else "amqtt", tmp_path)
+    """A plan of three Pi nodes and a board, its broker with the plan's users (one per node,
+    as `roost broker --plan` starts it on a gateway), the three Pi nodes running."""
+    from roost.gateway.broker import free_port, mosquitto_path, start_broker
+
+    need("mosquitto" if mosquitto_path() else "amqtt")
     procs = {}
+    b = None
     try:
         plan = tmp_path / "plan"
-        r = roost("plan", "--dir", str(plan), "--fleet", "lab", "--broker", b.url,
+        port = free_port()
+        r = roost("plan", "--dir", str(plan), "--fleet", "lab", "--broker",
+                  "mqtt://127.0.0.1:%d" % port,
                   "--nodes", "n01:pi-4,n02:pi-4,n03:pi-4,n04:esp32-wrover")
         assert r.returncode == 0, r.stderr
         assert "n04   esp32-wrover  gossip member" in r.stdout
+        assert (plan / "mqtt.json").stat().st_mode & 0o077 == 0
+        users = json.loads((plan / "mqtt.json").read_text())
+        b = start_broker(tmp_path / "broker", port, node_credentials=users["nodes"],
+                         admin_password=users["admin"], fleet="lab",
+                         embedded=mosquitto_path() is None)
         for n in ("n01", "n02", "n03"):
             r = roost("plan", "--dir", str(plan), "--node-config", n,
                       "--key-file", str(plan / "fleet.key"))
             assert r.returncode == 0, r.stderr
             cfg = json.loads(r.stdout)
             assert "peers" not in cfg and cfg["members"] == ["n01", "n02", "n03", "n04"]
+            assert cfg["mqtt_password_file"] == str(plan / "mqtt.password")
+            # what install.sh writes beside the key; here one file per Pi on one machine
+            r = roost("plan", "--dir", str(plan), "--mqtt-password", n)
+            assert r.returncode == 0 and r.stdout.strip() == users["nodes"][n], r.stderr
+            (tmp_path / (n + ".mqtt.password")).write_text(r.stdout)
             # three Pis on one machine: each its own port and flash; no sensors attached
             cfg.update(udp=["127.0.0.1", 0], storage=str(tmp_path / n), sensors="simulated",
-                       status_file=str(tmp_path / (n + ".status.json")))
+                       status_file=str(tmp_path / (n + ".status.json")),
+                       mqtt_password_file=str(tmp_path / (n + ".mqtt.password")))
             (tmp_path / (n + ".json")).write_text(json.dumps(cfg))
             procs[n] = subprocess.Popen(
                 [sys.executable, "-m", "roost.gateway.cli", "node", "--config",
@@ -53,7 +70,8 @@ def planned(tmp_path):
     finally:
         for p in procs.values():
             stop_proc(p)
-        b.stop()
+        if b is not None:
+            b.stop()
 
 
 def status(plan):
@@ -80,6 +98,11 @@ def test_a_planned_fleet_runs_through_its_broker_and_a_flashed_board_joins(plann
     cfg = json.loads((flash / "config.json").read_text())
     assert cfg["board"] == "esp32-wrover" and cfg["runtime"]["groups"] == [
         ["g0", ["n01", "n02", "n03"]]]
+    # its own MQTT user: the broker takes no one else under n04's name or topics
+    users = json.loads((plan / "mqtt.json").read_text())
+    assert json.loads((flash / "secrets.json").read_text())["mqtt_password"] == users[
+        "nodes"]["n04"]
+    assert users["nodes"]["n04"] not in (flash / "config.json").read_text()
 
     # roost status through the broker: everyone running and alive in every view, a leader
     def healthy():

@@ -3,7 +3,8 @@
 # the fleet's plan (made once with 'roost plan --dir class ...' and copied to the Pi):
 #   sudo sh roost/firmware/pi/install.sh --plan class --node-id n01
 # The plan gives the node its board, broker, members and replica group; its fleet.key is
-# copied to /etc/roost/fleet.key (mode 0600), never shown.
+# copied to /etc/roost/fleet.key and its MQTT password to /etc/roost/mqtt.password (mode
+# 0600), never shown.
 # Idempotent: run it again to upgrade the code or change the config.
 set -eu
 
@@ -44,6 +45,11 @@ mv /etc/roost/node.json.new /etc/roost/node.json
 umask 077
 cp "$PLAN/fleet.key" /etc/roost/fleet.key
 chown roost:roost /etc/roost/fleet.key
+if [ -f "$PLAN/mqtt.json" ]; then  # the node's own MQTT user (roost broker --plan)
+    /opt/roost/venv/bin/roost plan --dir "$PLAN" --mqtt-password "$NODE_ID" \
+        > /etc/roost/mqtt.password
+    chown roost:roost /etc/roost/mqtt.password
+fi
 umask 022
 
 # 5. the service
