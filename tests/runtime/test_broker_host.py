@@ -194,3 +194,60 @@ def test_with_credentials_the_admin_password_is_kept_for_the_gateway(kind, tmp_p
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=20)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_roost_broker_plan_takes_the_plans_users_port_and_fleet(kind, tmp_path):
+    """`roost broker --plan DIR` on a classroom's gateway: the port the plan told the nodes,
+    each node's user from the plan, the admin's too; nobody gets in without a password."""
+    import asyncio
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from roost.gateway.broker import free_port
+    from roost.gateway.plan import make
+    from roost.node.mqtt import MQTTClient, MQTTConfig
+
+    need(kind)
+    port = free_port()
+    make(tmp_path / "class", "class", "mqtt://127.0.0.1:%d" % port,
+         [("n01", "pi-4"), ("n02", "esp32")], groups=0, key="k" * 32)
+    users = json.loads((tmp_path / "class" / "mqtt.json").read_text())
+    cmd = [sys.executable, "-m", "roost.gateway.cli", "broker", "--plan",
+           str(tmp_path / "class"), "--dir", str(tmp_path / "b"), "--json"]
+    p = subprocess.Popen(cmd + (["--embedded"] if kind == "amqtt" else []),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        info = json.loads(p.stdout.readline())
+        assert info["port"] == port
+
+        async def login(user, password, topic):
+            auth = "%s:%s@" % (user, password) if user else ""
+            got = []
+            c = MQTTClient(user or "anon", ["mqtt://%s127.0.0.1:%d" % (auth, port)],
+                           config=MQTTConfig(backoff_min_ms=50, backoff_max_ms=200),
+                           on_message=lambda t, m, r: got.append(t))
+            c.subscribe(topic, 1)
+            c.start()
+            for _ in range(100):
+                if (c.connected and not c._sub_pending) or c.stats["connect_failures"] >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            ok = c.connected
+            if ok:  # the ACL follows the plan's fleet name
+                c.publish("roost/class/node/%s/data" % (user or "x"), b"{}", 1)
+                await c.wait_idle(3000)
+                await asyncio.sleep(0.3)
+            await c.stop(100)
+            return ok, got
+
+        ok, got = asyncio.run(login("n01", users["nodes"]["n01"], "roost/class/node/n01/#"))
+        assert ok and got == ["roost/class/node/n01/data"]
+        assert asyncio.run(login("admin", users["admin"], "roost/#"))[0]
+        assert not asyncio.run(login(None, None, "roost/#"))[0]
+        assert not asyncio.run(login("n01", users["nodes"]["n02"], "roost/#"))[0]
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)
