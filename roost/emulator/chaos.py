@@ -34,8 +34,10 @@ from roost.emulator.fleet import (
     load_state,
     node_marker,
     pid_alive,
+    raise_keyboard_interrupt,
     save_state,
     signal_pid,
+    snapshot,
     start_node,
 )
 
@@ -110,7 +112,9 @@ class NetnsFaults:
     def partition(self, sides: list[list[str]]) -> None:
         singles = [s[0] for s in sides if len(s) == 1]
         rest = [s for s in sides if len(s) > 1]
-        self.fab.partition(rest if len(rest) > 1 else [])
+        # the clients' host ("gw") stays on every side: a cut between nodes, not between the
+        # store and its clients (a single cut-off node has its cable pulled, below)
+        self.fab.partition(rest if len(rest) > 1 else [], everywhere=("gw",))
         for n in sorted(self.fab.down - set(singles)):
             self.fab.link_up(n)
         for n in singles:
@@ -266,11 +270,14 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
     say = say or (lambda m: None)
     d = Path(d).resolve()
     state = load_state(d)
-    ids = state["ids"]
+    # the nodes the fleet started: a joined board is on no switch of this machine
+    ids = [n for n in state["ids"] if state["nodes"][n].get("interp") != "board"]
     rng = Prng(seed)
     log: list[dict[str, Any]] = []
-    down: set[str] = set()
+    down: set[str] = set()  # what this run pulled, and undoes at the end
     paused: set[str] = set()
+    snap = snapshot(state)  # faults already in place count against the budget too
+    already = {n for n in state["ids"] if snap["nodes"][n]["process"] != "running"}
     t0 = time.monotonic()
     t_end = t0 + duration_s
 
@@ -283,7 +290,7 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
     sides: list[list[str]] | None = None  # the partition in force (None: healed)
 
     def group_budget_ok(extra: str) -> bool:
-        out = down | paused | {extra}
+        out = down | paused | already | {extra}
         return groups_keep_majority(state["groups"], out, sides) and len(out) < len(ids)
 
     broker_up = True
@@ -293,11 +300,12 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
             choice = rng.randbelow(7)
             if choice in (0, 2):  # kill or pause a node whose group keeps its majority
                 take, into, name = (kill, down, "kill") if choice == 0 else (pause, paused, "pause")
-                cands = [n for n in ids if n not in down and n not in paused and group_budget_ok(n)]
+                cands = [n for n in ids if n not in down | paused | already
+                         and group_budget_ok(n)]
                 if cands:
                     n = cands[rng.randbelow(len(cands))]
+                    into.add(n)  # before the signal: a Ctrl-C in between still undoes it
                     take(d, n)
-                    into.add(n)
                     record(name, node=n)
             elif choice in (1, 3) and (down if choice == 1 else paused):
                 back, out_of, name = ((restart, down, "restart") if choice == 1
@@ -311,7 +319,7 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
                 rng.shuffle(shuffled)
                 k = 1 + rng.randbelow(max(1, (len(ids) - 1) // 2))
                 cut = [sorted(shuffled[:k]), sorted(shuffled[k:])]
-                if groups_keep_majority(state["groups"], down | paused, cut):
+                if groups_keep_majority(state["groups"], down | paused | already, cut):
                     _backend(d, backend).partition(cut)
                     sides = cut
                     record("partition", sides="/".join(",".join(s) for s in cut))
@@ -326,24 +334,28 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
                     loss(d, n, rate, backend)
                     record("loss", node=n, rate=rate)
             elif choice == 6 and managed:
-                if broker_up:
+                broker_up = not broker_up  # first: a Ctrl-C in between still undoes it
+                if not broker_up:
                     broker_kill(d)
                     record("broker_kill")
                 else:
                     broker_restart(d)
                     record("broker_restart")
-                broker_up = not broker_up
             left = t_end - time.monotonic()
             time.sleep(max(0.0, min(interval_s * (0.5 + rng.random()), left)))
-    finally:
-        for n in sorted(paused):
-            resume(d, n)
-        for n in sorted(down):
-            restart(d, n)
-        _backend(d, backend).heal()
+    finally:  # every step tried, whatever another one raised (a fleet stopped meanwhile)
+        undo = [(lambda n=n: resume(d, n)) for n in sorted(paused)]
+        undo += [(lambda n=n: restart(d, n)) for n in sorted(down)]
+        undo.append(lambda: _backend(d, backend).heal())
         if not broker_up:
-            broker_restart(d)
-        record("healed_all")
+            undo.append(lambda: broker_restart(d))
+        failed = []
+        for step in undo:
+            try:
+                step()
+            except (OSError, ValueError, RuntimeError) as e:  # FleetError, NetnsError: go on
+                failed.append(str(e))
+        record("healed_all", **({"failed": "; ".join(failed)} if failed else {}))
     return log
 
 
@@ -386,7 +398,11 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
         out["action"] = "broker " + args.what
     elif verb == "run":
         say = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
-        out["events"] = nemesis(d, args.duration, args.seed, args.interval, say)
+        old = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # undone, as on Ctrl-C
+        try:
+            out["events"] = nemesis(d, args.duration, args.seed, args.interval, say)
+        finally:
+            signal.signal(signal.SIGTERM, old)
         out["seed"] = args.seed
         if not args.json:
             print("replay the same schedule: roost chaos run --duration %s --seed %d "

@@ -275,6 +275,9 @@ def start_node(d: Path, state: dict[str, Any], node_id: str) -> int:
     if info.get("interp") == "board":
         raise FleetError("%s is a flashed board: power it up again (roost board serve), the "
                          "fleet does not start boards" % node_id)
+    if (d / STATE).exists() and load_state(d).get("stopped_at"):  # down since state was read
+        raise FleetError("the fleet in %s was stopped (roost emulate down): %s is not started "
+                         "again" % (d, node_id))
     env = _child_env()
     log = open(Path(info["dir"]) / "node.log", "ab")
     try:
@@ -379,7 +382,10 @@ def snapshot(state: dict[str, Any], fresh_s: float = 4.0) -> dict[str, Any]:
         info = state["nodes"][n]
         alive = pid_alive(info.get("pid"), node_marker(state, n))
         st = read_status(state, n) if alive else None
-        stale = st is None or now - st.get("wall", 0) > fresh_s
+        # a status older than the process is its previous life's (a node just restarted
+        # has not written its own yet): it says nothing about the node now
+        stale = (st is None or now - st.get("wall", 0) > fresh_s
+                 or st.get("wall", 0) < info.get("started", 0))
         try:
             paused = alive and Path("/proc/%d/stat" % info["pid"]).read_text().rsplit(
                 ")", 1)[1].split()[0] == "T"
@@ -482,6 +488,27 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
                              "port": free_udp_port(), "dir": str(d / "nodes" / n), "pid": None}
     if netns:
         _build_fabric(d, state, say)
+        save_state(d, state)  # from here `down` finds the fabric, whatever fails next
+    try:
+        _start_all(d, state, p, nodes, broker, fleet, heap_k, opts, code_in_rom, say)
+    except BaseException:  # nothing left half up: the namespaces, a broker, some nodes
+        if netns or (d / STATE).exists():
+            try:
+                down(d)
+            except (OSError, ValueError, RuntimeError):
+                pass
+        raise
+    if not wait:
+        return snapshot(state)
+    return wait_healthy(d, timeout_s, say)
+
+
+def _start_all(d: Path, state: dict[str, Any], p: dict[str, Any], nodes: int,
+               broker: str | None, fleet: str, heap_k: int, opts: dict[str, Any] | None,
+               code_in_rom: bool, say) -> None:
+    """up's second half: the code for MicroPython nodes, the broker, the nodes, the
+    gateway."""
+    netns = bool(state.get("netns"))
     if p["micropython"]:
         if compile_mpy(d / "mpy"):
             state["mpy_path"] = str(d / "mpy")
@@ -514,9 +541,6 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
         say("gateway watching the broker (view in %s)" % (d / "gateway.json"))
     say("started %d nodes (%d on MicroPython, heap %d KB), %d replica group(s)"
         % (nodes, len(p["micropython"]), heap_k, len(p["groups"])))
-    if not wait:
-        return snapshot(state)
-    return wait_healthy(d, timeout_s, say)
 
 
 def _stopped_line(res: dict[str, Any]) -> str:
@@ -644,6 +668,9 @@ def broker_restart(d: str | Path) -> int:
     if not b.get("managed"):
         raise FleetError("this fleet uses an outside broker (%s); roost chaos cannot restart it"
                          % b.get("url"))
+    if state.get("stopped_at"):
+        raise FleetError("the fleet in %s was stopped (roost emulate down): its broker is not "
+                         "started again" % d)
     if pid_alive(b.get("pid"), broker_marker(state)):
         stop_pid(b.get("pid"), broker_marker(state), 5.0)
     from roost.gateway.broker import BrokerHandle
@@ -681,7 +708,9 @@ def _describe(state: dict[str, Any], snap: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _interrupt(signum, frame):  # noqa: ARG001
+def raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
+    """A signal handler: SIGTERM (a CI step's timeout, a kill) stops a command as Ctrl-C does,
+    through its cleanup."""
     raise KeyboardInterrupt
 
 
@@ -692,7 +721,7 @@ def _up_cmd(args: argparse.Namespace) -> int:
         say("note: %d node(s) make one replica group of %d, which survives no failure "
             "(3 replicas survive one)" % (args.nodes, args.nodes))
     t0 = time.time()
-    old_term = signal.signal(signal.SIGTERM, _interrupt)  # a CI step's timeout, a kill
+    old_term = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # a step's timeout
     try:
         snap = up(d, args.nodes, args.micropython, args.groups, args.replicas, args.broker,
                   args.fleet, args.heap, args.timeout, say,

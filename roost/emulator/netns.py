@@ -193,6 +193,7 @@ class Fabric:
                  owner_pid: int | None = None, _attach: Mapping | None = None) -> None:
         self.state_dir = state_dir
         self.procs: list[subprocess.Popen] = []
+        self._attached_path: str | None = None  # the file attach() read: saves go there
         if _attach is not None:
             self._from_state(_attach)
             return
@@ -256,7 +257,9 @@ class Fabric:
 
     @property
     def state_path(self) -> str:
-        return os.path.join(self.state_dir, self.run_id + ".json")
+        # attached from a file: saved back there, or each roost chaos would start from the
+        # state recorded at build time (a link left down, a loss dropped, netem never undone)
+        return self._attached_path or os.path.join(self.state_dir, self.run_id + ".json")
 
     def state(self) -> dict:
         return {"run_id": self.run_id, "subnet": self.subnet, "hosts": self.hosts,
@@ -302,6 +305,7 @@ class Fabric:
         except (OSError, ValueError) as e:
             raise NetnsError("no fabric state at %s" % path) from e
         fab = cls((), state_dir=os.path.dirname(path) or ".", _attach=st)
+        fab._attached_path = path
         if fab.bridge_ns not in list_namespaces():
             raise NetnsError("fabric %s is not running (namespace %s is gone)"
                              % (fab.run_id, fab.bridge_ns))
@@ -398,8 +402,10 @@ class Fabric:
         self._forget_failed_neighbours()
         self.save()
 
-    def partition(self, groups: Sequence[Sequence[str]]) -> None:
-        """Only hosts in the same group hear each other; unnamed hosts form one more group."""
+    def partition(self, groups: Sequence[Sequence[str]],
+                  everywhere: Sequence[str] = ()) -> None:
+        """Only hosts in the same group hear each other; unnamed hosts form one more group,
+        except those in ``everywhere``, which hear every group (clients, as in Jepsen)."""
         named: list[str] = []
         clean: list[list[str]] = []
         for g in groups:
@@ -411,7 +417,7 @@ class Fabric:
                 clean.append(g)
         if len(set(named)) != len(named):
             raise ValueError("a host may be in only one group")
-        rest = sorted(set(self.hosts) - set(named))
+        rest = sorted(set(self.hosts) - set(named) - set(everywhere))
         if rest:
             clean.append(rest)
         self.groups = clean if len(clean) > 1 else []

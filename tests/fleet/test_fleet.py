@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -366,6 +367,66 @@ def test_forged_replayed_oversized_malformed_traffic_is_rejected_and_survived(em
 
 
 # ---------------------------------------------------------------- shutdown
+
+
+def _all_undone(d: Path) -> bool:
+    """Every node running and not paused, no partition or loss in force, the broker up."""
+    state = fleet.load_state(d)
+    snap = fleet.snapshot(state)
+    switch = chaos.FaultSwitch(d)
+    return (all(v["process"] == "running" for v in snap["nodes"].values())
+            and all(not switch.read(n).get("blocked") and not switch.read(n).get("loss")
+                    for n in state["ids"])
+            and fleet.pid_alive(state["broker"]["pid"], fleet.broker_marker(state)))
+
+
+def test_chaos_run_under_load_undoes_everything_and_the_history_is_linearizable(emu):
+    """`roost chaos run`: a seeded mix of kills, pauses, partitions, loss and broker kills
+    while clients write; at the end every fault is undone, and the history holds."""
+    d = emu
+    _wait(lambda: _healthy(d), 60, "a healthy fleet")
+    hist = d / "chaos-history.jsonl"
+    load: dict = {}
+    t = threading.Thread(target=lambda: load.update(client.run_load(
+        d, clients=2, duration_s=12, history=str(hist), keys=20, mix="put:1,get:1,append:1",
+        key_prefix="chaos")))
+    t.start()
+    r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "chaos", "run", "--dir",
+                        str(d), "--duration", "9", "--seed", "5", "--interval", "0.8",
+                        "--json"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    t.join(60)
+    assert r.returncode == 0, r.stderr
+    events = json.loads(r.stdout)["events"]
+    assert len({e["fault"] for e in events}) >= 3 and events[-1]["fault"] == "healed_all"
+    assert "failed" not in events[-1], events[-1]
+    assert _all_undone(d)
+    assert load.get("ok", 0) > 50, load
+    res = check(load_history(str(hist)))
+    assert res.verdict is True, res.explain()
+    _wait(lambda: _healthy(d), 60, "healthy after the chaos")
+
+
+def test_chaos_run_stopped_by_sigterm_undoes_its_faults(emu):
+    """A CI step's timeout sends SIGTERM: the run stops as on Ctrl-C, undoing what it did
+    (a node it paused stayed paused)."""
+    d = emu
+    _wait(lambda: _healthy(d), 60, "a healthy fleet")
+    p = subprocess.Popen([sys.executable, "-m", "roost.gateway.cli", "chaos", "run", "--dir",
+                          str(d), "--duration", "60", "--seed", "13", "--interval", "0.4"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                         start_new_session=True)
+    try:
+        time.sleep(4)
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    assert p.returncode == 130, out
+    assert "healed_all" in out, out
+    assert _all_undone(d)
+    _wait(lambda: _healthy(d), 60, "healthy after the stopped chaos run")
 
 
 def _roost(*argv: str) -> subprocess.CompletedProcess:

@@ -84,6 +84,28 @@ def test_unnamed_hosts_form_one_more_group(fab):
     assert udp(fab, "b", "a", n=5, seconds=0.8)[0] == 0
 
 
+def test_a_host_everywhere_hears_every_group(fab):
+    """The clients' host in a root-mode fleet stays on every side of a partition."""
+    fab.partition([["a"], ["b"]], everywhere=["c"])
+    assert fab.groups == [["a"], ["b"]]
+    assert udp(fab, "a", "b", n=5, seconds=0.8)[0] == 0
+    assert udp(fab, "c", "a", n=5)[0] == 5 and udp(fab, "b", "c", n=5)[0] == 5
+
+
+def test_a_fabric_attached_from_a_file_saves_back_to_it(fab, tmp_path):
+    """roost chaos attaches from the fleet's netns.json: what one command changes, the next
+    one must find there (a second partition left the first one's link down)."""
+    path = str(tmp_path / "netns.json")
+    fab.save(path)
+    one = Fabric.attach(path)
+    one.link_down("c")
+    two = Fabric.attach(path)
+    assert two.down == {"c"}
+    two.link_up("c")
+    assert Fabric.attach(path).down == set()
+    assert udp(fab, "a", "c", n=5)[0] == 5
+
+
 def test_half_loss_drops_about_half_of_400_datagrams(fab):
     got, sent = udp(fab, "a", "b", n=400, seconds=3)
     assert got == 400 and sent["errors"] == 0  # the tools themselves lose nothing
