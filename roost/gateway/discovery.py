@@ -270,8 +270,18 @@ def _browse_type(type_: str, timeout_s: float, interfaces: Sequence[str] | None,
 
 
 def _pick_address(addrs: Iterable[str]) -> str | None:
-    """The first IPv4 address sharing a network with one of ours, else the first one."""
-    addrs = sorted(addrs)
+    """The first IPv4 address sharing a network with one of ours, else the first one. An
+    address no peer on the LAN can have (loopback, multicast, 0.0.0.0) is never taken: a
+    forged record must not point a node at itself or at the mDNS group."""
+    ok = []
+    for a in addrs:
+        try:
+            ip = ipaddress.ip_address(a)
+        except ValueError:
+            continue
+        if not (ip.is_loopback or ip.is_multicast or ip.is_unspecified):
+            ok.append(a)
+    addrs = sorted(ok)
     if not addrs:
         return None
     nets = [ipaddress.ip_network("%s/%d" % (a, p), strict=False)
@@ -370,9 +380,11 @@ def browse(fleet: str, timeout_s: float = 3.0, interfaces: Sequence[str] | None 
         return expect is not None and len(peers_of(infos, None)) >= expect  # counts once, below
 
     found = peers_of(_browse_type(ROOST_TYPE, timeout_s, interfaces, enough), stats)
-    if found:
-        return found
-    return [p for p in fallback if p.id not in skip]
+    # the configured seeds stay: an answer (perhaps forged, mDNS has no authentication)
+    # adds peers, it does not take the seeds away
+    ids = {p.id for p in found}
+    out = found + [p for p in fallback if p.id not in skip and p.id not in ids]
+    return sorted(out, key=lambda p: p.id)
 
 
 def _broker_urls(infos, fleet: str | None, stats: dict | None) -> list[str]:
@@ -395,6 +407,7 @@ def _broker_urls(infos, fleet: str | None, stats: dict | None) -> list[str]:
         url = "%s://%s:%d" % (scheme, addr, info.port)
         (mine if fleet is not None and theirs == fleet else anyone).append(url)
     out: list[str] = []
+    mine.sort(key=lambda u: not u.startswith("mqtts://"))  # never TLS after a plain one
     for u in mine + anyone:
         if u not in out:
             out.append(u)

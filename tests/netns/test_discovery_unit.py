@@ -117,6 +117,33 @@ def test_address_on_our_network_is_preferred(monkeypatch):
     assert discovery._pick_address([]) is None
 
 
+def test_addresses_no_peer_can_have_are_never_taken(monkeypatch):
+    """A forged record must not send a node to itself or to the mDNS group."""
+    monkeypatch.setattr(discovery, "_adapters", lambda: [("eth0", "10.213.0.2", 24)])
+    assert discovery._pick_address(["127.0.0.1", "224.0.0.251", "0.0.0.0"]) is None
+    assert discovery._pick_address(["224.0.0.251", "10.213.0.9"]) == "10.213.0.9"
+
+
+def test_an_answer_adds_peers_and_the_seeds_stay(monkeypatch):
+    """mDNS has no authentication: one (perhaps forged) record must not take the configured
+    seeds away; a seed the LAN also answers for is taken from the answer."""
+    monkeypatch.setattr(discovery, "_adapters", lambda: [("eth0", "10.213.0.2", 24)])
+    forged = FakeInfo({b"fleet": b"attic", b"id": b"n09"}, addrs=["10.213.0.66"])
+    real = FakeInfo({b"fleet": b"attic", b"id": b"n01"}, addrs=["10.213.0.5"])
+    monkeypatch.setattr(discovery, "_browse_type", lambda *a: [forged, real])
+    got = discovery.browse("attic", 0.1, seeds=["n01@10.0.0.5:7001", "n02@10.0.0.6:7001"])
+    assert [(p.id, p.address, p.source) for p in got] == [
+        ("n01", "10.213.0.5", "mdns"), ("n02", "10.0.0.6", "seed"), ("n09", "10.213.0.66", "mdns")]
+
+
+def test_a_tls_broker_of_our_fleet_comes_before_a_plain_one(monkeypatch):
+    monkeypatch.setattr(discovery, "_adapters", lambda: [("eth0", "10.213.0.2", 24)])
+    infos = [FakeInfo({b"fleet": b"attic", b"tls": b"0"}, port=1883, addrs=["10.213.0.5"]),
+             FakeInfo({b"fleet": b"attic", b"tls": b"1"}, port=8883, addrs=["10.213.0.7"])]
+    assert discovery._broker_urls(infos, "attic", None) == [
+        "mqtts://10.213.0.7:8883", "mqtt://10.213.0.5:1883"]
+
+
 def test_broker_urls_put_our_fleet_first_and_skip_other_fleets(monkeypatch):
     monkeypatch.setattr(discovery, "_adapters", lambda: [("eth0", "10.213.0.2", 24)])
     infos = [
