@@ -357,8 +357,8 @@ def browse(fleet: str, timeout_s: float = 3.0, interfaces: Sequence[str] | None 
 
     Returns as soon as ``expect`` peers are known; without ``expect`` it listens for the whole
     ``timeout_s``. ``role`` keeps only that role; ``exclude`` drops ids (usually our own).
-    When nobody answers, returns the ``seeds`` (``["id@host:port", ...]`` or a dict
-    ``{id: (host, port)}``) with source "seed" — an empty list when there are none.
+    The ``seeds`` (``["id@host:port", ...]`` or a dict ``{id: (host, port)}``) nobody
+    answered for come too, with source "seed": when nobody answers, the seeds alone.
     """
     if not is_valid_id(fleet):
         raise ValueError("fleet %r is not a valid id" % (fleet,))
