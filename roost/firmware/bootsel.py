@@ -47,13 +47,20 @@ def _valid(st):
 
 
 def read_state(root=""):
-    """The state list; the default (slot a, confirmed) when the file is missing or bad."""
-    try:
-        with open(_path(root, STATE_FILE)) as f:
-            st = json.loads(f.read(512))
-    except (OSError, ValueError):
-        return default_state()
-    return st if _valid(st) else default_state()
+    """The state list; the default (slot a, confirmed) when the file is missing or bad.
+
+    A plug pulled between write_state's remove and rename (a filesystem whose rename does
+    not replace) leaves only the new file: it is read then, or the serial would fall back
+    to 0 and an old signed update be taken again."""
+    for name in (STATE_FILE, STATE_FILE + ".new"):
+        try:
+            with open(_path(root, name)) as f:
+                st = json.loads(f.read(512))
+        except (OSError, ValueError):
+            continue
+        if _valid(st):
+            return st
+    return default_state()
 
 
 def write_state(root, st):

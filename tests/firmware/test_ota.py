@@ -195,6 +195,25 @@ def test_bad_state_file_falls_back_to_slot_a():
         assert raised
 
 
+def test_a_plug_pulled_between_remove_and_rename_keeps_the_serial():
+    """On a filesystem whose rename does not replace, write_state removes the old file and
+    then renames the new one: pulled in between, only the new file is left. Its serial
+    holds, so an old signed bundle stays refused."""
+    import os
+
+    with TmpDir() as d:
+        _flashed(d)
+        m5, tag5 = _bundle(5, NEW)
+        assert ota.apply(d, KEY, m5, tag5, NEW) is None
+        st = bootsel.read_state(d)
+        write(d + "/" + bootsel.STATE_FILE + ".new", json.dumps(st))
+        os.remove(d + "/" + bootsel.STATE_FILE)
+        assert bootsel.read_state(d) == st
+        ota.confirm(d)
+        m3, tag3 = _bundle(3, NEW)
+        assert ota.apply(d, KEY, m3, tag3, NEW) == "stale"
+
+
 def test_paths_checked():
     assert ota.check_path("roost/common/prng.mpy")
     for p in ("..", "a/../b", "/x", "x/", "", "a\\b", 5, "x" * 200):
