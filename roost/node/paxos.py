@@ -336,6 +336,9 @@ class PaxosCore:
             if (isinstance(v, list) and len(v) == 3 and _uint(v[0]) and isinstance(v[1], str)
                     and _check_value(v[2], self.config.max_members)):
                 self.log.put(slot, v[0], v[1], v[2], 0, True)
+                if is_valid_id(v[1]) and (v[0], v[1]) > self.ballot:  # accepting promised it
+                    self.ballot = (v[0], v[1])
+                    self._max_round = max(self._max_round, v[0])
 
     def _decode_snapshot(self, blob):
         try:
@@ -673,6 +676,8 @@ class PaxosCore:
             if self.log.state(slot) != 1:  # the next slot to choose is always held (forced
                 # past a full reserve): without it a lagging replica could never move on
                 if not self.log.put(slot, b[0], b[1], value, 0, slot == self.commit_index + 1):
+                    out.extend(persists)  # a raised promise is durable all the same: the
+                    # next message at this ballot would reveal it with nothing on flash
                     return self._reject("full")
                 persists.append((PERSIST, "a/%d" % slot, [b[0], b[1], value]))
         self._learn_commit(b, commit, persists)  # what it applies follows the writes
