@@ -321,7 +321,17 @@ class NodeRuntime:
         except Exception as ex:  # a core bug on one message: count it, keep the node up
             self._error(where, ex)
             effects = None
-        self.execute(effects, now, flush)
+        self._execute_or_rebuild(where, effects, now, flush)
+
+    def _execute_or_rebuild(self, where, effects, now, flush=True):
+        """execute(), but a MemoryError while staging or writing drops every effect that
+        waited for the write (a send must never leave without its record on flash) and has
+        the host rebuilt from flash, which holds only what was written."""
+        try:
+            self.execute(effects, now, flush)
+        except MemoryError as ex:
+            self._held = []
+            self._step_out_of_memory(where + " (writing)", ex)
 
     def _step_out_of_memory(self, where, ex, rebuild=True):
         """Say where the heap ran out (one line, and the traceback where the interpreter
@@ -377,7 +387,7 @@ class NodeRuntime:
             return None
         now = now_ms()
         effects = fn(self.host, now)
-        self.execute(effects, now)
+        self._execute_or_rebuild("call", effects, now)
         return effects
 
     def _error(self, where, ex):
@@ -514,7 +524,7 @@ class NodeRuntime:
                     self._error("tick", ex)
                     effects = None
                     await wait_event_ms(self._stop, 100)  # do not spin on a failing tick
-                self.execute(effects, now)
+                self._execute_or_rebuild("tick", effects, now)
                 continue
             if self.mqtt is not None and now >= next_status:
                 next_status = now + self.config.status_interval_ms

@@ -232,6 +232,37 @@ def test_a_step_out_of_memory_rebuilds_the_host_from_flash():
         remove_tree(d)
 
 
+def test_a_write_out_of_memory_sends_nothing_that_waited_for_it():
+    """A MemoryError while writing a step's records (here the commit of a local command):
+    the sends that waited for that write are dropped, never sent after it, and the host is
+    rebuilt from flash, which holds only what was written."""
+    d = scratch_dir("rt")
+    try:
+        t = FakeTransport(["n2"], flash=d)
+        rt = _rt(d, [t])
+        first = rt.boot()
+        real = rt.storage.commit
+        starved = [1]
+
+        def commit():
+            if starved[0]:
+                starved[0] = 0
+                rt.storage._pending = []  # what DirStorage does before its first write
+                raise MemoryError("memory allocation failed, allocating 512 bytes")
+            return real()
+
+        rt.storage.commit = commit
+        rt.call(lambda host, now: [(PERSIST, "x", 7), (SEND, "n2", b"reveals-7")])
+        assert t.sent == [] and rt._held == [] and rt._rebuild
+        assert rt.stats["memory_errors"] == 1
+        rt.flush()  # the next flush has nothing of it to write, and nothing to send
+        assert t.sent == []
+        assert rt.rebuild() and rt.host is not first
+        assert rt.host.storage.get("x") is None
+    finally:
+        remove_tree(d)
+
+
 class StarvedTransport(FakeTransport):
     """Its receive finds no heap for a datagram, every time, until the test has seen 3."""
 
