@@ -38,7 +38,8 @@ _MAX_KEY_LEN = const(100)  # a key's encoded name stays far below littlefs's 255
 _SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 _HEX = "0123456789abcdef"
 _DONE = ".j"  # a committed value
-_TEMP = ".t"  # a write in progress (removed at start-up if a crash left one)
+_TEMP = ".t"  # a write in progress (removed at start-up if a crash left one, unless whole
+# and alone: see DirStorage.__init__)
 
 _fsync = getattr(os, "fsync", None)
 
@@ -142,13 +143,33 @@ class DirStorage:
         self.stats = {"puts": 0, "deletes": 0, "temp_removed": 0, "commits": 0}
         self._pending = []
         _makedirs(self.path)
-        for fname in os.listdir(self.path):
+        names = os.listdir(self.path)
+        for fname in names:
             if fname.endswith(_TEMP):
+                done = fname[: -len(_TEMP)] + _DONE
+                if done not in names and self._whole(fname):
+                    # a rename that removes its target first (FAT) was cut between the two:
+                    # the new value, written whole, is the only one left
+                    os.rename(self._join(fname), self._join(done))
+                    self.stats["temp_promoted"] = self.stats.get("temp_promoted", 0) + 1
+                    continue
                 os.remove(self._join(fname))
                 self.stats["temp_removed"] += 1
 
     def _join(self, fname):
         return self.path + "/" + fname
+
+    def _whole(self, fname):
+        """A value file written to its end: JSON, then the newline _put writes last."""
+        try:
+            with open(self._join(fname)) as f:
+                json.load(f)
+                f.seek(0, 2)
+                end = f.tell()
+                f.seek(end - 1)
+                return end > 1 and f.read(1) == "\n"
+        except (OSError, ValueError):
+            return False
 
     def _file(self, key):
         return self._join(key_to_name(key) + _DONE)
@@ -184,6 +205,7 @@ class DirStorage:
         temp = final[: -len(_DONE)] + _TEMP
         with open(temp, "w") as f:
             write_json(f, value)
+            f.write("\n")  # its end: a .t file ending here was written whole
             if self.sync:
                 f.flush()
                 _fsync(f.fileno())

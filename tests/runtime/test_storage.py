@@ -96,6 +96,31 @@ def test_leftovers_are_removed_and_old_layout_imported():
         remove_tree(d)
 
 
+def test_a_rename_cut_between_remove_and_rename_keeps_the_new_value():
+    """FAT's rename removes its target, then renames: a plug pulled in between leaves only
+    the new value's .t file. Written whole (it ends with _put's newline), it is the value;
+    a .t cut short, or one beside its .j, is a write that never happened."""
+    d = scratch_dir("st")
+    try:
+        st = DirStorage(d, sync=False)
+        st.put("promised", [1, "n1"])
+        st.put("snap", [5, 9, [[0, ["n1"]]], "x"])
+        os.rename(d + "/promised.j", d + "/promised.t")  # written whole, the .j removed
+        with open(d + "/promised.t", "w") as f:
+            f.write('[2, "n3"]\n')
+        with open(d + "/a%2f4.t", "w") as f:
+            f.write('[2, "n3", "v"]')  # cut before its newline, no .j: never happened
+        with open(d + "/snap.t", "w") as f:
+            f.write('[6, 9, [[0, ["n1"]]], "y"]\n')  # whole, but its .j is still there
+        again = DirStorage(d, sync=False)
+        assert again.stats["temp_promoted"] == 1 and again.stats["temp_removed"] == 2
+        assert again.get("promised") == [2, "n3"]
+        assert again.get("a/4") is None and again.get("snap") == [5, 9, [[0, ["n1"]]], "x"]
+        assert sorted(os.listdir(d)) == ["promised.j", "snap.j"]
+    finally:
+        remove_tree(d)
+
+
 def test_unreadable_value_raises_storage_error():
     d = scratch_dir("st")
     try:
