@@ -850,7 +850,8 @@ def add_emulate_parser(sub: Any) -> argparse.ArgumentParser:
                    "a 2-core machine, where lan's elections do not survive the wait for a "
                    "core)")
     u.add_argument("--fsync", action="store_true",
-                   help="fsync every write (survives a power cut of this machine; slower)")
+                   help="fsync every write (its CPython nodes survive a power cut of this "
+                   "machine; the MicroPython unix port has no fsync; slower)")
     u.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health")
     u.add_argument("--netns", action="store_true",
                    help="root: each node in its own network namespace on a bridge, so roost "
