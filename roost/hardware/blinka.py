@@ -38,6 +38,21 @@ def default_i2c():
         raise NoHardware("cannot open the I2C bus (%s: %s)" % (type(e).__name__, e)) from None
 
 
+class Unavailable(Sensor):
+    """A sensor whose hardware could not be opened (I2C off, a driver missing): every read
+    says "error" with the reason, so the node runs and shows the fault instead of a Pi's
+    service restarting into the same traceback."""
+
+    def __init__(self, kind, reason, units=None, name=None):
+        self.kind = kind
+        self.units = units or {}
+        Sensor.__init__(self, name)
+        self.reason = reason
+
+    def _sample(self, now_ms):
+        raise RuntimeError(self.reason)
+
+
 def _import_bme280():
     try:
         from adafruit_bme280 import basic

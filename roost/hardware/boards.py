@@ -200,15 +200,22 @@ def _board_camera(module=None):
     return capture
 
 
-def _blinka(p):
+def _blinka(p, say=print):
     from roost.hardware import blinka
 
     out = []
     for kind in p.sensors:
-        if kind == "bme280":
-            out.append(blinka.BME280())
-        elif kind == "dht22":
-            out.append(blinka.DHT22(pin_name="D%d" % p.pins["dht"]))
-        elif kind == "pir":
-            out.append(blinka.PIR(pin_name="D%d" % p.pins["pir"]))
+        try:
+            if kind == "bme280":
+                out.append(blinka.BME280())
+            elif kind == "dht22":
+                out.append(blinka.DHT22(pin_name="D%d" % p.pins["dht"]))
+            elif kind == "pir":
+                out.append(blinka.PIR(pin_name="D%d" % p.pins["pir"]))
+        except blinka.NoHardware as e:  # I2C not enabled, a driver missing: say so once
+            hint = (" (I2C is off on a new Pi: sudo raspi-config nonint do_i2c 0, then "
+                    "reboot)" if "I2C" in str(e) else "")
+            say("roost: the %s is not available: %s; the node runs and its %s readings say "
+                "error%s" % (kind, e, kind, hint))
+            out.append(blinka.Unavailable(kind, str(e)))
     return out
