@@ -143,6 +143,11 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         broker = broker or (admin_url(state) if state.get("broker") else None)
         if is_plan(state):
             planned = state["nodes"].get(args.target) or {}
+            if not planned and args.target not in PROFILE_NAMES:
+                raise ValueError("%s is neither a node of the plan in %s (%s) nor a board kind "
+                                 "(%s): no board would take the update"
+                                 % (args.target, args.dir, ", ".join(state["ids"]),
+                                    ", ".join(PROFILE_NAMES)))
     if not broker or not fleet:
         raise ValueError("give --broker and --fleet (or --dir of a fleet)")
     if args.board is None:  # the plan's board for that node, or the board kind targeted

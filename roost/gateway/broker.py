@@ -446,13 +446,15 @@ def _plan_users(args: argparse.Namespace) -> tuple[dict[str, str], str] | None:
 
 
 def _broker_cmd(args: argparse.Namespace) -> int:
-    d = Path(args.dir)
+    d = Path(args.dir or ".roost/broker")
     creds = None
     admin = None
     if args.plan and args.credentials:
         raise ValueError("--plan gives the users: leave out --credentials")
     if args.plan:
         creds, admin = _plan_users(args)
+        if args.dir is None:  # its passwords and persistence beside the plan, not in the cwd
+            d = Path(args.plan) / "broker"
     if args.port is None:
         args.port = 1883
     if args.credentials:
@@ -498,8 +500,9 @@ def _broker_cmd(args: argparse.Namespace) -> int:
                   flush=True)
         elif args.host != "127.0.0.1":
             print("anyone on the network may connect: protocol messages are still checked "
-                  "against the fleet key, but readings and statuses are not (--credentials "
-                  "gives each node its own password and topics)", flush=True)
+                  "against the fleet key, but readings and statuses are not (--plan DIR, or "
+                  "--credentials FILE, gives each node its own password and topics)",
+                  flush=True)
     pid = h.pid
     try:
         while h.running():
@@ -524,7 +527,8 @@ def add_broker_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: "
                    "every interface, for a gateway that boards reach over Wi-Fi)")
-    p.add_argument("--dir", default=".roost/broker", help="config, passwords and persistence")
+    p.add_argument("--dir", default=None, help="config, passwords and persistence (default "
+                   ".roost/broker; with --plan, DIR/broker)")
     p.add_argument("--embedded", action="store_true", help="use amqtt even if mosquitto exists")
     p.add_argument("--tls", action="store_true", help="add a TLS listener (mosquitto)")
     p.add_argument("--fleet", default="default", help="fleet name in topics roost/<fleet>/...")

@@ -116,3 +116,12 @@ def test_a_short_key_from_the_environment_is_refused(tmp_path, monkeypatch):
     with pytest.raises(PlanError, match="the fleet key in ROOST_FLEET_KEY has only 3 of the 16"):
         make(tmp_path / "class", "class", "mqtt://192.168.4.1:1883", KIT)
     assert not (tmp_path / "class").exists()
+
+
+def test_ota_publish_refuses_a_target_the_plan_does_not_hold(tmp_path, capsys):
+    """No board subscribes to roost/<fleet>/ota/n09: said at once, nothing published."""
+    make(tmp_path / "p", "class", "mqtt://192.168.4.1:1883", KIT, key="k" * 32)
+    code = main(["ota", "publish", "--dir", str(tmp_path / "p"), "--target", "n09",
+                 "--serial", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "n09 is neither a node of the plan" in err and "Traceback" not in err
