@@ -730,7 +730,8 @@ def _status_cmd(args: argparse.Namespace) -> int:
         print(json.dumps(st, sort_keys=True))
         return 0
     print("fleet %s in %s, broker %s" % (st["fleet"], st["dir"], (st["broker"] or {}).get("url")))
-    print("%-5s %-11s %-8s %-5s %-9s %-20s %s" % ("node", "interp", "process", "inc", "members",
+    # "boot": the incarnation, a gossip member's counted from its clock (seconds since 2020)
+    print("%-5s %-11s %-8s %-9s %-9s %-20s %s" % ("node", "interp", "process", "boot", "members",
                                                    "role", "rx/tx/rejected"))
     for n in sorted(st["nodes"]):
         v = st["nodes"][n]
@@ -741,7 +742,7 @@ def _status_cmd(args: argparse.Namespace) -> int:
                                   g.get("commit"))
         c = v.get("counters") or {}
         alive = len(v.get("sees_alive", []))
-        print("%-5s %-11s %-8s %-5s %-9s %-20s %s/%s/%s" % (
+        print("%-5s %-11s %-8s %-9s %-9s %-20s %s/%s/%s" % (
             n, v["interp"], v["process"], v.get("incarnation", "-"),
             "%d/%d" % (alive, len(st["members"])) if v.get("counters") else "-", role,
             c.get("rx", "-"), c.get("tx", "-"), c.get("rx_rejected", "-")))
