@@ -443,6 +443,16 @@ class Board:
         if out.split()[-1:] != [hashlib.sha256(img).hexdigest().encode()]:
             raise ValueError("the ROMFS partition does not hold what was sent: flash again")
 
+    def node_id(self) -> str | None:
+        """The node id in the board's config.json, or None (no config, or unreadable)."""
+        out = self.exec("import json\ntry:\n    f = open('config.json')\n    print('ID', "
+                        "json.load(f).get('node_id'))\n    f.close()\nexcept Exception:\n"
+                        "    print('ID -')", "reading the board's config")
+        for line in out.decode("utf-8", "replace").splitlines():
+            if line.startswith("ID ") and line[3:].strip() != "-":
+                return line[3:].strip()
+        return None
+
     def host_info(self) -> tuple[int | None, str, str]:
         """(pid of the `roost board serve` powering a virtual board or None, its --dir
         argument, the board's working directory)."""
@@ -509,6 +519,40 @@ class Board:
                          % (wait_for, self.timeout))
 
 
+def _check_not_twin(args: argparse.Namespace, say) -> None:
+    """A plan's node id already online on another board: refuse (ValueError) before anything
+    is written. Two boards under one id take each other's broker session in turn, and as
+    replicas they would be two acceptors with one name and two memories. The board being
+    flashed may be that node itself (its config.json names it): then it goes on."""
+    from roost.emulator.fleet import FleetError
+    from roost.gateway.client import _reports_through_broker
+
+    state = _join_state(args)
+    try:
+        word = _reports_through_broker(state, 2.0).get(args.node_id, ("unknown",))[0]
+    except FleetError:  # the broker is not up yet (the boards may come first)
+        say("(could not ask the fleet's broker whether %s is already online)" % args.node_id)
+        return
+    if word != "online":
+        return
+    existing = None
+    try:
+        board = Board(args.port, args.timeout)
+        try:
+            existing = board.node_id()
+        finally:
+            board.close()
+    except (ValueError, OSError):  # no MicroPython yet (a board fresh from the bag)
+        pass
+    if existing != args.node_id:
+        raise ValueError("%s is online on another board (the fleet's broker says so), and the "
+                         "board on %s is %s: give this board its own --node-id, or pull %s's "
+                         "plug and wait until roost status shows it offline (about 90 s); "
+                         "--replace flashes it anyway (nothing was written)"
+                         % (args.node_id, args.port,
+                            "not configured" if existing is None else existing, args.node_id))
+
+
 def flash(args: argparse.Namespace, say=print) -> dict:
     t0 = time.monotonic()
     if getattr(args, "wait_for", None) is None:
@@ -517,6 +561,8 @@ def flash(args: argparse.Namespace, say=print) -> dict:
     cfg, sec = make_config(args)
     if args.firmware:
         check_firmware(args.firmware, args.board)
+    if args.join_plan and not getattr(args, "replace", False):
+        _check_not_twin(args, say)
     redact = Redactor(sec)
     with tempfile.TemporaryDirectory(prefix="roost-flash-") as tmp:
         tmpd = Path(tmp)
@@ -646,6 +692,9 @@ def add_flash_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    help="the board's firmware has a ROMFS partition (MicroPython >= 1.25 built "
                    "with it): write the code there, where it runs in place and costs no heap")
     p.add_argument("--no-follow", action="store_true", help="do not reset and follow the log")
+    p.add_argument("--replace", action="store_true",
+                   help="flash a plan's node id even though the broker says a board with it "
+                   "is online (a board replaced while the broker still holds its status)")
     p.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     p.set_defaults(handler=_cmd_flash)
     return p

@@ -115,6 +115,23 @@ def test_a_planned_fleet_runs_through_its_broker_and_a_flashed_board_joins(plann
     st = wait_for(healthy, 60, "the planned fleet healthy through its broker")
     assert st["nodes"]["n04"]["interp"] == "board"
 
+    # a second board flashed under n04's id while n04 is online: refused, nothing written
+    twin = {}
+    flash2 = tmp_path / "flash2"
+    flash2.mkdir()
+    url2 = start_board(twin, flash2, "--board", "esp32-wrover")
+    procs["twin"] = twin["board"]  # stopped by the fixture if this fails
+    r = roost("flash", "--port", url2, "--node-id", "n04", "--join-dir", str(plan),
+              timeout=120)
+    assert r.returncode == 2 and "n04 is online on another board" in r.stderr, r.stderr
+    assert not (flash2 / "config.json").exists()
+    stop_proc(procs.pop("twin"))
+    # the board that is n04, flashed again while online: it is n04 itself, so it goes on
+    r = roost("flash", "--port", url, "--node-id", "n04", "--join-dir", str(plan), "--json",
+              "--timeout", "60", timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(healthy, 60, "the planned fleet healthy again")
+
     # the store through the broker
     r = roost("kv", "put", "t/room1", "21.5", "--dir", str(plan))
     assert r.returncode == 0, r.stdout + r.stderr
