@@ -663,6 +663,7 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
                 "joined": st.get("joined"), "blocked": st.get("blocked", []),
                 "loss_ppm": st.get("loss_ppm", 0), "mqtt": st.get("mqtt"),
                 "mem_free": st.get("mem_free"), "summary": host.get("summary"),
+                "board": st.get("board"),  # a board's slot, version and OTA counters
                 "counters": {"rx": stats.get("rx", 0), "tx": stats.get("tx", 0),
                              "udp_rx": stats.get("udp_rx", 0),
                              "udp_rx_oversize": stats.get("udp_rx_oversize", 0),
@@ -746,6 +747,15 @@ def _status_cmd(args: argparse.Namespace) -> int:
             n, v["interp"], v["process"], v.get("incarnation", "-"),
             "%d/%d" % (alive, len(st["members"])) if v.get("counters") else "-", role,
             c.get("rx", "-"), c.get("tx", "-"), c.get("rx_rejected", "-")))
+    for n in sorted(st["nodes"]):  # boards: the code they run, and their last update
+        b = st["nodes"][n].get("board")
+        if b:
+            ota = {k[len("rx_rejected_"):] if k.startswith("rx_rejected_") else k: v
+                   for k, v in sorted((b.get("ota") or {}).items()) if v}
+            print("board %s: slot %s, version %s (serial %s)%s%s" % (
+                n, b.get("slot"), b.get("version") or "as flashed", b.get("serial"),
+                ", on trial until it joins" if b.get("trial", -1) >= 0 else "",
+                "; updates: " + ", ".join("%s %s" % kv for kv in ota.items()) if ota else ""))
     for g in st["groups"]:
         print("group %s: leader %s, commit %s, lag %s" % (g["name"], g["leader"] or "none",
                                                           g["commit"], g["lag"]))

@@ -333,6 +333,7 @@ class Node:
                               on_host=self._wire),
             self.id, key, cfg.get("storage") or "roost-" + self.id, transports,
             RuntimeConfig(**rcfg), observers=[self._observe], mqtt=self.mqtt, log=self._quiet)
+        self.runtime.status_doc = self.status  # retained on MQTT: what roost status shows
         self.addrs = None
         if self.mqtt is not None and by_mqtt:
             # members without a UDP address (a plan's): announce ours and learn theirs

@@ -164,6 +164,7 @@ class NodeRuntime:
         self.transports = list(transports)
         self.observers = list(observers)
         self.mqtt = mqtt  # optional client: status (retained) and Last Will
+        self.status_doc = None  # a fuller status() to publish (the node's), or None
         self.log = log if log is not None else _log
         self.host = None
         self.channel = None
@@ -423,8 +424,8 @@ class NodeRuntime:
     def publish_status(self):
         if self.mqtt is None:
             return
-        try:
-            data = json.dumps(self.status())
+        try:  # the node's own document (joined, its board's slot and updates) when it has one
+            data = json.dumps((self.status_doc or self.status)())
         except (TypeError, ValueError) as ex:
             self._error("status", ex)
             return

@@ -189,3 +189,13 @@ def test_a_planned_fleet_runs_through_its_broker_and_a_flashed_board_joins(plann
               "--version", "v2", "--json", timeout=240)
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["board"] == "esp32-wrover"
+    # plugged back in, it takes the update its broker session kept, and roost status says so
+    start_board(procs, flash, "--board", "esp32-wrover")
+
+    def updated():
+        b = (status(plan)["nodes"]["n04"].get("board") or {})
+        return b if b.get("version") == "v2" and b.get("slot") == "b" else None
+
+    wait_for(updated, 120, "n04 running the update, seen in roost status")
+    r = roost("status", "--dir", str(plan), timeout=60)
+    assert "board n04: slot b, version v2 (serial 1)" in r.stdout, r.stdout
