@@ -286,9 +286,23 @@ class LogStorage:
         """Queue a write (None deletes); durable only once ``commit()`` returns."""
         key_to_name(key)  # the same key rules as ever (ValueError for a bad key)
         h, body = _encode(key, value)
-        self._pending.append(h)
-        self._pending.append(body)
-        self._pending_keys.append((key, value is None, len(h) + len(body) + 1))
+        rec = (key, value is None, len(h) + len(body) + 1)
+        self._pending += (h, body)  # header and body together, or neither (a MemoryError)
+        self._pending_keys.append(rec)
+
+    def _truncate_to_size(self):
+        f = self._f
+        self._f = None
+        try:
+            if f is not None:
+                f.close()
+        except (OSError, ValueError):
+            pass
+        try:
+            with open(self._log, "ab") as g:
+                g.truncate(self._size)
+        except (OSError, AttributeError):  # MicroPython files have no truncate: the torn
+            pass  # tail is then dropped at the next start, as after a crash
 
     def commit(self):
         """Write every staged record with one write (and one fsync when sync); -> count."""
@@ -303,23 +317,27 @@ class LogStorage:
         if f is None:
             created = not _exists(self._log)
             f = self._f = open(self._log, "ab")
-        if MICROPYTHON:  # no buffer the size of everything: piece by piece (a torn tail
-            for i in range(0, len(recs), 2):  # is dropped at start-up all the same)
-                f.write(recs[i])
-                f.write(recs[i + 1])
-                f.write(b"\n")
-        else:  # one write call
-            parts = []
-            for i in range(0, len(recs), 2):
-                parts.append(recs[i])
-                parts.append(recs[i + 1])
-                parts.append(b"\n")
-            f.write(b"".join(parts))
-        f.flush()
-        if self.sync:
-            _fsync(f.fileno())
-            if created:
-                self._sync_dir()
+        try:
+            if MICROPYTHON:  # no buffer the size of everything: piece by piece (a torn
+                for i in range(0, len(recs), 2):  # tail is dropped at start-up all the same)
+                    f.write(recs[i])
+                    f.write(recs[i + 1])
+                    f.write(b"\n")
+            else:  # one write call
+                parts = []
+                for i in range(0, len(recs), 2):
+                    parts.append(recs[i])
+                    parts.append(recs[i + 1])
+                    parts.append(b"\n")
+                f.write(b"".join(parts))
+            f.flush()
+            if self.sync:
+                _fsync(f.fileno())
+                if created:
+                    self._sync_dir()
+        except BaseException:  # a write cut short: the file ends where the index does, so a
+            self._truncate_to_size()  # later append never follows half a record
+            raise
         off = self._size
         index = self._index
         for key, deleted, n in keys:
