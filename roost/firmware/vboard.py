@@ -54,6 +54,9 @@ PASTE_WINDOW = 256  # bytes the host may send before the board grants more (as o
 SW_RESET = b"rst:0xc (SW_CPU_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)"
 
 
+_CONSOLE_MAX = 256 * 1024  # bytes of console file before it is rotated once
+
+
 class VirtualBoard:
     """The serial side (one TCP client at a time) and the interpreter behind it."""
 
@@ -69,6 +72,9 @@ class VirtualBoard:
         # read into the first block of the heap, which grows by its size (shims/romfs.py)
         self.romfs = romfs
         self.romfs_file = self.flash.with_name(self.flash.name + ".romfs")
+        # what the board prints, whoever holds its port (a real board's console is lost when
+        # nobody listens; a rehearsal wants to see "joined" after a power cycle): tail -f it
+        self.console_file = self.flash.with_name(self.flash.name + ".console.log")
         self.dir_arg = dir_arg if dir_arg is not None else str(flash_dir)
         self.board = board
         self.host, self.port = host, port
@@ -235,17 +241,29 @@ class VirtualBoard:
         except OSError:
             pass  # the interpreter died: its output's end says so
 
+    def _printed(self, data: bytes) -> None:
+        """Bytes the board printed: to whoever holds the port, and to the console file."""
+        self._send(self._cooked(data))
+        try:
+            if self.console_file.exists() and self.console_file.stat().st_size > _CONSOLE_MAX:
+                self.console_file.replace(self.console_file.with_name(
+                    self.console_file.name + ".1"))  # one older file kept
+            with open(self.console_file, "ab") as f:
+                f.write(data)
+        except OSError:
+            pass  # the console goes on without its copy
+
     def _on_child_output(self, data: bytes) -> None:
         self.outbuf += data
         m = self.mark
         while self.outbuf:
             i = self.outbuf.find(b"\x00")
             if i < 0:
-                self._send(self._cooked(self.outbuf))
+                self._printed(self.outbuf)
                 self.outbuf = b""
                 return
             if i:
-                self._send(self._cooked(self.outbuf[:i]))
+                self._printed(self.outbuf[:i])
                 self.outbuf = self.outbuf[i:]
             head = len(m) + 17
             if len(self.outbuf) < len(m):
@@ -263,7 +281,7 @@ class VirtualBoard:
                 self.outbuf = self.outbuf[head + n:]
                 self._on_done(seq, status, err)
                 continue
-            self._send(self._cooked(self.outbuf[:1]))
+            self._printed(self.outbuf[:1])
             self.outbuf = self.outbuf[1:]
 
     def _on_done(self, seq: int, status: bytes, err: bytes) -> None:
@@ -577,10 +595,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     try:
         board.start()
-        print("roost: virtual %s board on socket://%s:%d, flash %s, heap %d bytes, pins %s%s"
+        print("roost: virtual %s board on socket://%s:%d, flash %s, heap %d bytes, pins %s%s; "
+              "its console: tail -f %s"
               % (args.board, board.host, board.port, board.flash, board.heap, pins,
                  ", ROMFS partition %d bytes in %s" % (board.romfs, board.romfs_file)
-                 if board.romfs else ""), flush=True)
+                 if board.romfs else "", board.console_file), flush=True)
         while not board.stopping:
             board.step()
     finally:

@@ -181,6 +181,9 @@ def test_flashed_board_joins_updates_over_mqtt_refuses_tampering_and_its_plug_is
     print("flash to joined: %.1f s" % (time.monotonic() - t0))
     key = (fleet / "fleet.key").read_text().strip()
     assert key not in r.stdout + r.stderr  # the fleet key is never shown
+    # the virtual board keeps what it printed beside its flash, whoever held the port
+    console = flash.with_name(flash.name + ".console.log").read_text(errors="replace")
+    assert "roost: joined fleet emu as n04" in console and key not in console
 
     # 2. alive in roost status: every view (the fleet's nodes learned its address)
     def n04_alive():
