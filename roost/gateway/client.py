@@ -362,6 +362,9 @@ def _kv_cmd(args: argparse.Namespace) -> int:
     ok = rec["ok"]
     if args.json:
         print(json.dumps(rec, sort_keys=True))
+    elif ok is None and op == "get":  # a read changes nothing: only the answer is missing
+        print("unknown: no answer within %.1f s (no leader yet, or a majority of the replicas "
+              "is down: try again)" % args.timeout)
     elif ok is None:
         print("unknown: no answer within %.1f s (the %s may or may not have happened)"
               % (args.timeout, op))
