@@ -91,8 +91,8 @@ def pid_alive(pid: int | None, marker: str | None = None) -> bool:
         return True
     try:
         cmd = Path("/proc/%d/cmdline" % pid).read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return True  # no /proc (macOS): trust the pid
+    except OSError:  # gone meanwhile; or no /proc at all (macOS): then trust the pid
+        return not Path("/proc/self").exists()
     return marker in cmd
 
 
@@ -305,7 +305,7 @@ def gateway_argv(state: dict[str, Any]) -> list[str]:
 
 
 def gateway_marker(state: dict[str, Any]) -> str:
-    return "gateway --dir " + state["dir"]
+    return "gateway --dir " + state["dir"] + " "  # a whole argument: /tmp/f is not /tmp/f2
 
 
 def start_gateway(d: Path, state: dict[str, Any]) -> int:
