@@ -373,7 +373,12 @@ def browse(fleet: str, timeout_s: float = 3.0, interfaces: Sequence[str] | None 
             p = _peer_from(info, fleet, counts)
             if p is None or p.id in skip or (role is not None and p.props.get("role") != role):
                 continue
-            seen.setdefault(p.id, p)
+            # the record under the name advertise() gives that id wins over any other that
+            # claims it (an earlier name in the sort order could be a forgery)
+            own = getattr(info, "name", None) == "%s-%s.%s" % (_label(fleet), _label(p.id),
+                                                               ROOST_TYPE)
+            if own or p.id not in seen:
+                seen[p.id] = p
         return [seen[k] for k in sorted(seen)]
 
     def enough(infos) -> bool:

@@ -136,6 +136,16 @@ def test_an_answer_adds_peers_and_the_seeds_stay(monkeypatch):
         ("n01", "10.213.0.5", "mdns"), ("n02", "10.0.0.6", "seed"), ("n09", "10.213.0.66", "mdns")]
 
 
+def test_the_record_under_a_nodes_own_name_wins_over_one_that_claims_its_id(monkeypatch):
+    monkeypatch.setattr(discovery, "_adapters", lambda: [("eth0", "10.213.0.2", 24)])
+    forged = FakeInfo({b"fleet": b"attic", b"id": b"n02"}, addrs=["10.213.0.66"])
+    forged.name = "aaa._roost._udp.local."  # sorts first
+    real = FakeInfo({b"fleet": b"attic", b"id": b"n02"}, addrs=["10.213.0.5"])
+    real.name = "attic-n02._roost._udp.local."
+    monkeypatch.setattr(discovery, "_browse_type", lambda *a: [forged, real])
+    assert [(p.id, p.address) for p in discovery.browse("attic", 0.1)] == [("n02", "10.213.0.5")]
+
+
 def test_a_tls_broker_of_our_fleet_comes_before_a_plain_one(monkeypatch):
     monkeypatch.setattr(discovery, "_adapters", lambda: [("eth0", "10.213.0.2", 24)])
     infos = [FakeInfo({b"fleet": b"attic", b"tls": b"0"}, port=1883, addrs=["10.213.0.5"]),
