@@ -467,6 +467,8 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
         if any_running(old):
             raise FleetError("a fleet is already running in %s; stop it with "
                              "'roost emulate down --dir %s'" % (d, d))
+        if old.get("netns"):  # its processes are gone, its namespaces may not be: the
+            _teardown_fabric(old)  # keeper would hold them for good once state is replaced
     p = plan(nodes, micropython, groups, min(replicas, nodes))
     mpy_exe = shutil.which("micropython")
     if p["micropython"] and mpy_exe is None:
