@@ -247,6 +247,9 @@ def loss(d: str | Path, node: str, rate: float, backend: str | None = None) -> N
 # ---------------------------------------------------------------- the nemesis
 
 
+_CATCH_UP_S = 5.0  # a node restarted or resumed by the nemesis counts as out this long
+
+
 def groups_keep_majority(groups: list, out: set[str],
                          sides: list[list[str]] | None = None) -> bool:
     """True when every replica group still has a majority of its members up (not in out)
@@ -288,9 +291,17 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
         say("%7.2fs %s %s" % (ev["t"], what, " ".join("%s=%s" % kv for kv in sorted(kw.items()))))
 
     sides: list[list[str]] | None = None  # the partition in force (None: healed)
+    back_at: dict[str, float] = {}  # node -> when it was restarted or resumed
+
+    def out_now() -> set[str]:
+        """Down, paused, or back for less than _CATCH_UP_S: a node just restarted still
+        boots and catches up, and its group is one short until it has."""
+        now = time.monotonic()
+        fresh = {n for n, t in back_at.items() if now - t < _CATCH_UP_S}
+        return down | paused | already | fresh
 
     def group_budget_ok(extra: str) -> bool:
-        out = down | paused | already | {extra}
+        out = out_now() | {extra}
         return groups_keep_majority(state["groups"], out, sides) and len(out) < len(ids)
 
     broker_up = True
@@ -313,13 +324,14 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
                 n = sorted(out_of)[rng.randbelow(len(out_of))]
                 back(d, n)
                 out_of.discard(n)
+                back_at[n] = time.monotonic()
                 record(name, node=n)
             elif choice == 4:
                 shuffled = list(ids)
                 rng.shuffle(shuffled)
                 k = 1 + rng.randbelow(max(1, (len(ids) - 1) // 2))
                 cut = [sorted(shuffled[:k]), sorted(shuffled[k:])]
-                if groups_keep_majority(state["groups"], down | paused | already, cut):
+                if groups_keep_majority(state["groups"], out_now(), cut):
                     _backend(d, backend).partition(cut)
                     sides = cut
                     record("partition", sides="/".join(",".join(s) for s in cut))
