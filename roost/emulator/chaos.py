@@ -34,12 +34,12 @@ from roost.emulator.fleet import (
     load_state,
     node_marker,
     pid_alive,
-    raise_keyboard_interrupt,
     save_state,
     signal_pid,
     snapshot,
     start_node,
 )
+from roost.emulator.lifeline import raise_keyboard_interrupt
 
 
 class FaultSwitch:

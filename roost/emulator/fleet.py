@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.common.ids import check_id, node_name
+from roost.emulator.lifeline import raise_keyboard_interrupt
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE = "fleet.json"
@@ -708,12 +709,6 @@ def _describe(state: dict[str, Any], snap: dict[str, Any]) -> str:
     h = snap["health"]
     lines.append("healthy" if h["healthy"] else "not healthy: " + "; ".join(h["problems"][:4]))
     return "\n".join(lines)
-
-
-def raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
-    """A signal handler: SIGTERM (a CI step's timeout, a kill) stops a command as Ctrl-C does,
-    through its cleanup."""
-    raise KeyboardInterrupt
 
 
 def _up_cmd(args: argparse.Namespace) -> int:

@@ -1,5 +1,5 @@
-"""Child processes that end with the process that started them (Linux's PR_SET_PDEATHSIG).
-CPython-only."""
+"""How long processes live: children that end with the process that started them (Linux's
+PR_SET_PDEATHSIG), and commands that a kill stops as Ctrl-C does. CPython-only."""
 
 import ctypes
 import os
@@ -23,3 +23,9 @@ def die_with_parent(sig: int = signal.SIGKILL):
             os.kill(os.getpid(), sig)
 
     return arm
+
+
+def raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
+    """A signal handler: SIGTERM (a CI step's timeout, a kill) or SIGHUP (a closed terminal)
+    stops a command as Ctrl-C does, through its cleanup."""
+    raise KeyboardInterrupt

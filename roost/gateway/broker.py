@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from roost.emulator.lifeline import die_with_parent
+from roost.emulator.lifeline import die_with_parent, raise_keyboard_interrupt
 from roost.node.mqtt_codec import topic_matches
 
 ADMIN_USER = "admin"
@@ -465,11 +465,10 @@ def _broker_cmd(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
 
-    def stop(signum: int, _frame: Any) -> None:  # kill PID or a closed terminal: as Ctrl-C
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)  # before the broker starts: it must never outlive us
-    signal.signal(signal.SIGHUP, stop)
+    # kill PID or a closed terminal: as Ctrl-C; set before the broker starts, which must
+    # never outlive this command
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    signal.signal(signal.SIGHUP, raise_keyboard_interrupt)
     try:
         h = start_broker(d, args.port, node_credentials=creds, tls=args.tls,
                          embedded=args.embedded, fleet=args.fleet, host=args.host,

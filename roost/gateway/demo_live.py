@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.emulator import chaos, fleet
+from roost.emulator.lifeline import raise_keyboard_interrupt
 from roost.emulator.linearize import check, load_history
 from roost.gateway import client
 
@@ -156,10 +157,7 @@ def run_live(nodes: int = 5, micropython: int | None = None, duration_s: float =
     sub = None
     old_term = None
     if threading.current_thread() is threading.main_thread():
-        def _term(signum, frame):  # noqa: ARG001
-            raise KeyboardInterrupt
-
-        old_term = signal.signal(signal.SIGTERM, _term)
+        old_term = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
         say("roost demo: %d real node processes (%d on MicroPython), a real MQTT broker,"
             " clients writing over UDP." % (nodes, mpy))
