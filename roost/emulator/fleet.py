@@ -276,9 +276,8 @@ def start_node(d: Path, state: dict[str, Any], node_id: str) -> int:
     if info.get("interp") == "board":
         raise FleetError("%s is a flashed board: power it up again (roost board serve), the "
                          "fleet does not start boards" % node_id)
-    if (d / STATE).exists() and load_state(d).get("stopped_at"):  # down since state was read
-        raise FleetError("the fleet in %s was stopped (roost emulate down): %s is not started "
-                         "again" % (d, node_id))
+    if (d / STATE).exists():  # down since the caller read state?
+        refuse_if_stopped(d, load_state(d))
     env = _child_env()
     log = open(Path(info["dir"]) / "node.log", "ab")
     try:
@@ -671,9 +670,7 @@ def broker_restart(d: str | Path) -> int:
     if not b.get("managed"):
         raise FleetError("this fleet uses an outside broker (%s); roost chaos cannot restart it"
                          % b.get("url"))
-    if state.get("stopped_at"):
-        raise FleetError("the fleet in %s was stopped (roost emulate down): its broker is not "
-                         "started again" % d)
+    refuse_if_stopped(d, state)
     if pid_alive(b.get("pid"), broker_marker(state)):
         stop_pid(b.get("pid"), broker_marker(state), 5.0)
     from roost.gateway.broker import BrokerHandle
@@ -785,10 +782,17 @@ def emulated_state(d: str | Path, running: bool = False) -> dict[str, Any]:
         raise FleetError("%s holds a real fleet's plan (roost plan), whose nodes run on their "
                          "own boards and Pis: pull their plugs by hand, and see them with "
                          "roost status --dir %s" % (d, d))
-    if running and state.get("stopped_at"):
+    if running:
+        refuse_if_stopped(d, state)
+    return state
+
+
+def refuse_if_stopped(d: str | Path, state: dict[str, Any]) -> None:
+    """FleetError for a fleet that ``roost emulate down`` stopped: nothing of it is started
+    again piecemeal (a late chaos restart or power cut would leave processes orphaned)."""
+    if state.get("stopped_at"):
         raise FleetError("the fleet in %s was stopped (roost emulate down); start it with "
                          "'roost emulate up --dir %s' first" % (d, d))
-    return state
 
 
 def _status_cmd(args: argparse.Namespace) -> int:
