@@ -175,14 +175,13 @@ class UdpKvClient:
         self._woken()
 
     def _learn(self, t: str, payload: bytes) -> None:
-        from roost.node.addr_mqtt import parse
+        from roost.node.addr_mqtt import newer, parse
 
         node = t.split("/")[-2]
         got, stamp, _why = parse(payload, self.channel.mac, node)
         if got is not None and node in self.owner:  # a replica, whose announcement is sealed
-            if stamp <= self._addr_stamps.get(node, (-1, -1)):  # one published again
+            if newer(self._addr_stamps, node, stamp) < 1:  # one published again
                 return
-            self._addr_stamps[node] = stamp
             try:
                 a = socket.getaddrinfo(got[0], got[1], socket.AF_INET, socket.SOCK_DGRAM)
             except OSError:

@@ -64,6 +64,18 @@ def parse(payload, mac, node_id):
     return (b[0], b[1]), (env.incarnation, env.seq), None
 
 
+def newer(stamps, node, stamp):
+    """1 when stamp, an announcement's (incarnation, seq), is newer than the last one taken
+    for node (recorded in stamps), 0 for the same one again, -1 for an older one: anyone who
+    may publish on the broker can put back an earlier signed announcement, and it must not
+    move the node."""
+    last = stamps.get(node)
+    if last is not None and stamp <= last:
+        return 0 if stamp == last else -1
+    stamps[node] = stamp
+    return 1
+
+
 class AddrBook:
     """Announce this node's UDP address and learn the fleet's, over one MQTT client."""
 
@@ -127,12 +139,11 @@ class AddrBook:
         if got is None:
             self.stats["rx_rejected_addr"] += 1
             return
-        last = self._newest.get(node)
-        if last is not None and stamp <= last:  # an old announcement published again
-            if stamp < last:  # (anyone may republish a signed one: it must not move us)
+        fresh = newer(self._newest, node, stamp)
+        if fresh < 1:
+            if fresh < 0:
                 self.stats["rx_rejected_addr"] += 1
             return
-        self._newest[node] = stamp
         if self.udp.book.get(node) != got:
             try:
                 self.udp.add_peer(node, got[0], got[1])
