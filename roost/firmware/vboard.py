@@ -75,6 +75,8 @@ class VirtualBoard:
         # what the board prints, whoever holds its port (a real board's console is lost when
         # nobody listens; a rehearsal wants to see "joined" after a power cycle): tail -f it
         self.console_file = self.flash.with_name(self.flash.name + ".console.log")
+        self._console = None  # the console file, opened at the first output and kept open
+        self._console_bytes = 0
         self.dir_arg = dir_arg if dir_arg is not None else str(flash_dir)
         self.board = board
         self.host, self.port = host, port
@@ -245,13 +247,25 @@ class VirtualBoard:
         """Bytes the board printed: to whoever holds the port, and to the console file."""
         self._send(self._cooked(data))
         try:
-            if self.console_file.exists() and self.console_file.stat().st_size > _CONSOLE_MAX:
-                self.console_file.replace(self.console_file.with_name(
-                    self.console_file.name + ".1"))  # one older file kept
-            with open(self.console_file, "ab") as f:
-                f.write(data)
+            if self._console is None or self._console_bytes > _CONSOLE_MAX:
+                self._close_console()
+                if self.console_file.exists() and self.console_file.stat().st_size > _CONSOLE_MAX:
+                    self.console_file.replace(self.console_file.with_name(
+                        self.console_file.name + ".1"))  # one older file kept
+                self._console = open(self.console_file, "ab", buffering=0)
+                self._console_bytes = self.console_file.stat().st_size
+            self._console.write(data)
+            self._console_bytes += len(data)
         except OSError:
             pass  # the console goes on without its copy
+
+    def _close_console(self) -> None:
+        f, self._console = self._console, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
 
     def _on_child_output(self, data: bytes) -> None:
         self.outbuf += data
@@ -550,6 +564,7 @@ class VirtualBoard:
     def close(self) -> None:
         self._kill_child()
         self._drop_client()
+        self._close_console()
         if self.listener is not None:
             try:
                 self.sel.unregister(self.listener)
