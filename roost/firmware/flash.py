@@ -525,11 +525,11 @@ def _check_not_twin(args: argparse.Namespace, say) -> None:
     replicas they would be two acceptors with one name and two memories. The board being
     flashed may be that node itself (its config.json names it): then it goes on."""
     from roost.emulator.fleet import FleetError
-    from roost.gateway.client import _reports_through_broker
+    from roost.gateway.client import reports_through_broker
 
     state = _join_state(args)
     try:
-        word = _reports_through_broker(state, 2.0).get(args.node_id, ("unknown",))[0]
+        word = reports_through_broker(state, 2.0).get(args.node_id, ("unknown",))[0]
     except FleetError:  # the broker is not up yet (the boards may come first)
         say("(could not ask the fleet's broker whether %s is already online)" % args.node_id)
         return

@@ -580,7 +580,7 @@ def _load_cmd(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- roost status
 
 
-def _reports_through_broker(state: dict[str, Any],
+def reports_through_broker(state: dict[str, Any],
                             wait_s: float = 3.0) -> dict[str, tuple[str, Any]]:
     """A plan's fleet: {node: (online|offline|unknown, its retained state or None)} from the
     retained status (set by each node's Last Will) and state topics on its broker."""
@@ -634,7 +634,7 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
 
     state = load_state(d)
     planned = is_plan(state)
-    remote = _reports_through_broker(state) if planned else {}
+    remote = reports_through_broker(state) if planned else {}
     now = time.time()
     nodes: dict[str, Any] = {}
     views: dict[str, dict[str, str]] = {}

@@ -140,7 +140,8 @@ class DirStorage:
             raise ValueError("storage needs a directory path")
         self.path = path.rstrip("/") or "/"
         self.sync = sync and _fsync is not None
-        self.stats = {"puts": 0, "deletes": 0, "temp_removed": 0, "commits": 0}
+        self.stats = {"puts": 0, "deletes": 0, "temp_removed": 0, "temp_promoted": 0,
+                      "commits": 0}
         self._pending = []
         _makedirs(self.path)
         names = os.listdir(self.path)
@@ -151,7 +152,7 @@ class DirStorage:
                     # a rename that removes its target first (FAT) was cut between the two:
                     # the new value, written whole, is the only one left
                     os.rename(self._join(fname), self._join(done))
-                    self.stats["temp_promoted"] = self.stats.get("temp_promoted", 0) + 1
+                    self.stats["temp_promoted"] += 1
                     continue
                 os.remove(self._join(fname))
                 self.stats["temp_removed"] += 1
