@@ -493,7 +493,8 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
         save_state(d, state)  # from here `down` finds the fabric, whatever fails next
     try:
         _start_all(d, state, p, nodes, broker, fleet, heap_k, opts, code_in_rom, say)
-    except BaseException:  # nothing left half up: the namespaces, a broker, some nodes
+    except Exception:  # a failure leaves nothing half up: the namespaces, a broker, nodes
+        # (an interrupt goes to the caller, who stops what it started: roost emulate up)
         if netns or (d / STATE).exists():
             try:
                 down(d)
