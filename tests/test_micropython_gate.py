@@ -32,7 +32,9 @@ HEAP_OVERRIDES: dict[str, str] = {
     # (its longer paths) while passing here
     "tests/paxos/test_cluster.py": "108K",
     "tests/paxos/test_reconfigure.py": "108K",
-    "tests/paxos/test_snapshots.py": "108K",
+    # and its three replicas went past 108 KB when a replica learned to boot unsure after a
+    # wiped flash (~0.9 KB more code in paxos.mpy)
+    "tests/paxos/test_snapshots.py": "112K",
     # two replicas in one interpreter, each holding three log values of 700 characters and
     # their copies in flight (it peaks between 100 and 112 KB)
     "tests/paxos/test_promise_parts.py": "120K",

@@ -421,6 +421,9 @@ def health(state: dict[str, Any], nodes: dict[str, Any]) -> dict[str, Any]:
                 g = (st.get("host") or {}).get("group") or {}
                 if g.get("is_leader"):
                     ls.append(m)
+                if g.get("unsure"):
+                    problems.append("%s is rebuilding: it booted with an empty flash and does "
+                                    "not vote yet" % m)
         leaders[name] = ls
         if len(ls) != 1:
             problems.append("group %s has %s" % (name, "no leader" if not ls else

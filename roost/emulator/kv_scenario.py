@@ -183,6 +183,9 @@ class KvRun:
         for k in nemesis:
             if k not in ALL_KINDS:
                 raise ValueError("unknown nemesis %r" % (k,))
+        if "wipe" in nemesis and mode != "paxos":
+            raise ValueError("the wipe nemesis is for Paxos replicas (primary/backup servers "
+                             "and the view service keep no state that survives it)")
         self.replicas = replicas
         self.clients = clients
         self.ops = ops

@@ -6,7 +6,10 @@ nodes resumed, crashed nodes restarted, the network back to its base model) so t
 liveness phase can check that the system recovers. At most a minority of ``targets`` is
 down (crashed or paused) at any moment unless ``allow_majority_down`` is set, except in a
 ``power-cut``: every target's plug at once (a power strip's master switch), some of them in
-the middle of a step, each back on 50 to 450 ms later.
+the middle of a step, each back on 50 to 450 ms later. A ``wipe`` pulls a plug and erases
+that node's flash (a board flashed again); it counts as down until restarted, and no other
+node is wiped while a wiped one has not rebuilt (a Paxos replica still ``unsure``): losing the
+flash of more replicas than the group survives is outside what it can promise.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from roost.common.prng import Prng
 from roost.emulator.sim import Simulator
 
 KINDS = ("kill", "restart", "partition", "pause", "loss", "dup", "reorder", "crash-mid-step",
-         "power-cut")
+         "power-cut", "wipe")
 
 
 def parse_kinds(text: str | None) -> tuple[str, ...]:
@@ -62,6 +65,7 @@ class Nemesis:
         self.log: list[tuple[int, str]] = []
         self.down: set[str] = set()
         self.paused: set[str] = set()
+        self.wiped: set[str] = set()  # wiped nodes until they say they have rebuilt
 
     def install(self) -> None:
         """Schedule the faults and the final heal on the simulator."""
@@ -106,6 +110,19 @@ class Nemesis:
         sim.crash(victim, after_effects=self.rng.randbelow(4))
         self.down.add(victim)
         self._note("crash-mid-step " + victim)
+
+    def _do_wipe(self, sim: Simulator) -> None:
+        up = self._up_targets()
+        for n in sorted(self.wiped):
+            if _rebuilt(sim, n):
+                self.wiped.discard(n)
+        if not up or self.wiped or len(self.down) + len(self.paused) >= self._max_down():
+            return self._do_restart(sim)
+        victim = self.rng.choice(up)
+        sim.wipe(victim)
+        self.down.add(victim)
+        self.wiped.add(victim)
+        self._note("wipe " + victim)
 
     def _do_power_cut(self, sim: Simulator) -> None:
         if self.down or self.paused:  # one outage at a time: everyone back first
@@ -204,3 +221,15 @@ class Nemesis:
             k = what.split(" ")[0]
             counts[k] = counts.get(k, 0) + 1
         return {"faults": len(self.log), "by_kind": counts}
+
+
+def _rebuilt(sim: Simulator, node_id: str) -> bool:
+    """A wiped node is up again and, if it is a Paxos replica, votes again."""
+    host = sim.host(node_id) if sim.alive(node_id) else None
+    if host is None:
+        return False
+    paxos = getattr(host, "paxos", None)
+    if paxos is None:
+        replica = getattr(host, "replica", None)
+        paxos = getattr(replica, "paxos", None)
+    return paxos is None or not paxos.unsure

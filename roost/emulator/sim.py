@@ -419,6 +419,15 @@ class Simulator:
         self.events.append((self.now_ms, "crash", node_id))
         self._record("crash %s" % node_id)
 
+    def wipe(self, node_id: str) -> None:
+        """Pull the plug and erase the node's durable storage: a board flashed again, a
+        deleted data directory. ``restart`` then boots it with nothing."""
+        self.crash(node_id)
+        self._nodes[node_id].storage = {}
+        self.stats["wipes"] = self.stats.get("wipes", 0) + 1
+        self.events.append((self.now_ms, "wipe", node_id))
+        self._record("wipe %s" % node_id)
+
     def disarm(self, node_id: str) -> None:
         """Cancel a crash armed with ``crash(node, after_effects=k)`` that has not fired."""
         node = self._nodes[node_id]

@@ -733,7 +733,7 @@ def _status_cmd(args: argparse.Namespace) -> int:
         print(json.dumps(st, sort_keys=True))
         return 0
     print("fleet %s in %s, broker %s" % (st["fleet"], st["dir"], (st["broker"] or {}).get("url")))
-    # "boot": the incarnation, a gossip member's counted from its clock (seconds since 2020)
+    # "boot": the incarnation, counted from the node's clock (seconds since 2020)
     print("%-5s %-11s %-8s %-9s %-9s %-20s %s" % ("node", "interp", "process", "boot", "members",
                                                    "role", "rx/tx/rejected"))
     for n in sorted(st["nodes"]):
@@ -741,8 +741,8 @@ def _status_cmd(args: argparse.Namespace) -> int:
         g = v.get("group") or {}
         role = ""
         if g:
-            role = "%s %s c%s" % (g.get("name"), "LEADER" if g.get("is_leader") else "replica",
-                                  g.get("commit"))
+            role = "%s %s c%s" % (g.get("name"), "LEADER" if g.get("is_leader") else
+                                  "rebuilding" if g.get("unsure") else "replica", g.get("commit"))
         c = v.get("counters") or {}
         alive = len(v.get("sees_alive", []))
         print("%-5s %-11s %-8s %-9s %-9s %-20s %s/%s/%s" % (

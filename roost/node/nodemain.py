@@ -323,11 +323,9 @@ class Node:
         rcfg = dict(cfg.get("runtime", {}))
         rcfg.setdefault("fleet", self.fleet)
         # The lowest boot number (roost flash writes one: a board's clock may not be set),
-        # so that a member whose flash was wiped is heard again. Not for a Paxos replica: a
-        # wiped one forgot its promises, and until it can rebuild them safely its peers
-        # dropping its datagrams as replays is what keeps it from voting (docs/runtime.md)
-        if not group:
-            rcfg.setdefault("boot_floor", max(cfg.get("boot_floor", 0), wall_floor()))
+        # so that a node whose flash was wiped is heard again. A wiped Paxos replica boots
+        # unsure and rebuilds before it votes (roost/node/paxos.py)
+        rcfg.setdefault("boot_floor", max(cfg.get("boot_floor", 0), wall_floor()))
         self.runtime = NodeRuntime(
             make_host_factory(gcfg, group, kcfg, pcfg, _sensors_fn(cfg), hcfg,
                               on_host=self._wire),

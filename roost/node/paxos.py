@@ -34,6 +34,9 @@ guard is sent (a value of None deletes the key):
   "a/<slot>"   [round, node, value]             the value accepted in a slot
   "snap"       [slot, last_index, configs, sm_snapshot] (a JSON list; older replicas
                wrote the same list as JSON text, still read)
+  "unsure"     1 while the replica rebuilds after losing its flash (below); 0 written by
+               whoever creates a new group's replicas with empty storage (tests, the emulator)
+               says they are new and vote at once
 A snapshot every ``snapshot_every`` applied slots is persisted first, then the "a/<slot>"
 keys it covers are deleted. The snapshot is handed to storage as a list, never as one text
 (a board's storage streams it to flash), and its JSON bytes for a laggard are built only
@@ -43,13 +46,33 @@ laggard). ``sm.snapshot()`` must return a structure the state machine does not c
 The storage handed to the constructor must support ``get`` and iteration over its keys (a
 dict does).
 
+A replica that boots with none of those keys does not know whether it is new or lost its
+flash (a board flashed again, a wiped directory): a wiped acceptor that voted again would
+have forgotten its promises and accepted values, and could undo a chosen value. So it boots
+*unsure* ("unsure" is written with its first durable step) and does not vote: it answers a
+PREPARE with NACK reason 2 and an ACCEPT with an ACK (it keeps the value as a learner and
+catches up like a lagging follower), its own PREPAREs say it is unsure, and its election
+timer runs on whatever leader it hears. It becomes a voter in one of two ways:
+  * it wins an election in which its own promise does not count: a majority of the group
+    other than itself promised its ballot. That majority meets every quorum the replica
+    voted in before it lost its flash (in the others), so phase 1 brings back every value
+    those votes could have chosen, and the ballot is above every promise it had made;
+  * a majority of the group, itself counted, said they were unsure (in a NACK, or in a
+    PREPARE) since it booted: the group is new, or more replicas lost their flash than the
+    group survives. An unsure replica that becomes a voter on a PREPARE still answers it
+    with the NACK (what its candidate needs to know) and then with its promise: a new
+    group elects its first leader in one election.
+Either way it deletes "unsure" before its next vote. A wiped replica's return costs the
+group one election.
+
 Wire kinds 32-40 (bodies are JSON lists):
-  PREPARE   [r, n, from_slot]
+  PREPARE   [r, n, from_slot] or, from an unsure candidate, [r, n, from_slot, 1]
   PROMISE   [r, n, from_slot, lo, hi, last, [[slot, ar, an, value, chosen], ...]]
             the acceptor's values in slots lo..hi-1; ``last`` marks the final part
   ACCEPT    [r, n, slot, value, leader_commit]
   ACCEPTED  [r, n, slot, acceptor_commit]
-  NACK      [r, n, promised_r, promised_n, reason]   reason 0 stale ballot, 1 behind snapshot
+  NACK      [r, n, promised_r, promised_n, reason]   reason 0 stale ballot, 1 behind
+            snapshot, 2 unsure (not voting until rebuilt)
   HEARTBEAT [r, n, leader_commit]
   ACK       [r, n, commit, snap_rx_slot, snap_rx_offset]
   CHOSEN    [[slot, value], ...]                        catch-up of chosen values
@@ -57,7 +80,8 @@ Wire kinds 32-40 (bodies are JSON lists):
 
 Test-only, off by default, never for real use: ``_unsafe_send_before_persist`` answers
 promises and accepts before they are on flash; ``_unsafe_skip_phase1`` makes a candidate
-lead without promises. Both break agreement; the simulation tests prove the checks see it.
+lead without promises; ``_unsafe_amnesia`` lets a replica that booted with nothing vote at
+once. All break agreement; the simulation tests prove the checks see it.
 """
 
 import binascii
@@ -100,6 +124,7 @@ NOOP = ["n"]  # the hole filler; compare with value[0] == "n"
 
 _NACK_STALE = const(0)
 _NACK_BEHIND = const(1)
+_NACK_UNSURE = const(2)
 _MAX_UINT = const(1099511627776)  # 2**40: slots, rounds and offsets stay below it
 _FAR = const(1099511627776)
 _ZERO = (0, "")
@@ -137,10 +162,11 @@ class PaxosConfig:
     def __init__(self, **overrides):
         self._unsafe_send_before_persist = False  # TEST ONLY: breaks durability
         self._unsafe_skip_phase1 = False  # TEST ONLY: breaks agreement
+        self._unsafe_amnesia = False  # TEST ONLY: breaks agreement after a wiped flash
         plain = {}
         for name in overrides:
             value = overrides[name]
-            if name in ("_unsafe_send_before_persist", "_unsafe_skip_phase1"):
+            if name in ("_unsafe_send_before_persist", "_unsafe_skip_phase1", "_unsafe_amnesia"):
                 if not isinstance(value, bool):
                     raise ValueError("paxos option %s must be true or false" % name)
                 setattr(self, name, value)
@@ -250,8 +276,8 @@ class PaxosCore:
         members = list(members)
         if not check_members(members):
             raise ValueError("paxos members must be a sorted list of distinct node ids")
-        # 37 attributes in all: MicroPython keeps them in a 37-slot table (592 bytes); a 38th
-        # grows it to 47 slots. Derived values are computed, not stored.
+        # 39 attributes in all: MicroPython keeps them in a 47-slot table (752 bytes); a 48th
+        # grows it. Derived values are computed, not stored.
         self.node_id = node_id
         self.channel = channel
         self.sm = sm
@@ -299,16 +325,32 @@ class PaxosCore:
         self._snap_rx = None  # [slot, total, crc, JsonFeed, received, crc so far]
         self._holding = False  # hold(): new batches wait for release() (see hold)
         self._orphans = []  # durable "a/<slot>" keys under the snapshot, to delete
+        # 0 a voter; 1 unsure (not voting, see the module docstring) and "unsure" is durable;
+        # 2 unsure, "unsure" still to be written with the next step's effects
+        self._unsure = 0
+        self._unsure_peers = []  # replicas that said they were unsure since boot
         self._reset_leader_state()
         self._recover(storage if storage is not None else {})
         self._refresh_known()
-        self._election_at = now_ms + self._election_timeout()
+        # an unsure replica asks at once: a new group's replicas learn from each other's
+        # PREPAREs that they are all new and elect their first leader together
+        self._election_at = now_ms + (self.rng.randint(0, self.config.retry_ms) if self._unsure
+                                      else self._election_timeout())
         self._heartbeat_at = None
         self._retry_at = None
 
     # ---- recovery ------------------------------------------------------------------------
 
     def _recover(self, storage):
+        u = storage.get("unsure", None)
+        if u:
+            self._unsure = 1
+        elif (u is None and storage.get("snap", None) is None
+              and storage.get("promised", None) is None
+              and not any(isinstance(k, str) and k.startswith("a/") for k in storage)):
+            self._unsure = 2  # nothing of a replica here: new, or its flash was wiped
+        if self.config._unsafe_amnesia:
+            self._unsure = 0
         snap = storage.get("snap", None)
         if isinstance(snap, str):  # written by an older replica
             snap = self._decode_snapshot(snap.encode())
@@ -493,6 +535,7 @@ class PaxosCore:
         if not isinstance(body, list):
             return self._reject("malformed")
         out = []
+        self._write_unsure(out)
         if kind == PREPARE:
             self._on_prepare(now_ms, src, body, out)
         elif kind == PROMISE:
@@ -515,6 +558,7 @@ class PaxosCore:
 
     def tick(self, now_ms):
         out = []
+        self._write_unsure(out)
         if self.role == LEADER:
             if self._heartbeat_at is not None and now_ms >= self._heartbeat_at:
                 self._leader_tick(now_ms, out)
@@ -529,7 +573,23 @@ class PaxosCore:
             self._send_prepares(out, self._p1_from)
         return out
 
+    @property
+    def unsure(self):
+        """True while this replica rebuilds after booting with nothing (it does not vote)."""
+        return self._unsure != 0
+
     # ---- helpers -------------------------------------------------------------------------
+
+    def _write_unsure(self, out):
+        # before anything this replica learns is written: a crash while rebuilding must
+        # not make it boot as a voter with half a state
+        if self._unsure == 2:
+            self._unsure = 1
+            out.append((PERSIST, "unsure", 1))
+
+    def _now_sure(self, out):
+        self._unsure = 0
+        out.append((PERSIST, "unsure", None))
 
     def _reject(self, reason):
         self.stats["rx_rejected_" + reason] = self.stats.get("rx_rejected_" + reason, 0) + 1
@@ -591,12 +651,14 @@ class PaxosCore:
         self._election_at = now_ms + timeout_ms
 
     def _heard_leader(self, now_ms, src, b, out):
-        """A valid message from the leader of ballot b (>= our promise)."""
+        """A valid message from the leader of ballot b (>= our promise). An unsure replica
+        keeps its election timer running: winning an election is how it rebuilds."""
         if self.role != FOLLOWER and b != self.ballot:
             self._become_follower(now_ms, out)
         self.leader = src
         self._see_round(b[0])
-        self._election_at = now_ms + self._election_timeout()
+        if not self._unsure:
+            self._election_at = now_ms + self._election_timeout()
 
     def _nack(self, out, dst, body, reason):
         self._send(out, NACK, dst, [body[0], body[1], self.ballot[0], self.ballot[1], reason])
@@ -604,13 +666,19 @@ class PaxosCore:
     # ---- acceptor ------------------------------------------------------------------------
 
     def _on_prepare(self, now_ms, src, body, out):
-        if len(body) != 3:
+        if len(body) != 3 and (len(body) != 4 or body[3] != 1):
             return self._reject("malformed")
         b = self._ballot(body, src)
         frm = body[2]
         if b is None or not _uint(frm) or frm < 1:
             return self._reject("malformed")
         self._see_round(b[0])
+        if self._unsure:
+            self._nack(out, src, body, _NACK_UNSURE)
+            if len(body) == 4:
+                self._heard_unsure(now_ms, src, out)
+            if self._unsure:
+                return None
         if b < self.ballot:
             self._reject("stale")
             return self._nack(out, src, body, _NACK_STALE)
@@ -682,7 +750,10 @@ class PaxosCore:
                 persists.append((PERSIST, "a/%d" % slot, [b[0], b[1], value]))
         self._learn_commit(b, commit, persists)  # what it applies follows the writes
         sends = []
-        self._send(sends, ACCEPTED, src, [b[0], b[1], slot, self.commit_index])
+        if self._unsure:  # kept as a learner, not a vote: the leader hears how far it is
+            self._send_ack(sends, src, b)
+        else:
+            self._send(sends, ACCEPTED, src, [b[0], b[1], slot, self.commit_index])
         self._persist_then_send(out, persists, sends)
 
     def _log_cap(self):
@@ -714,8 +785,11 @@ class PaxosCore:
             return self._nack(out, src, body, _NACK_STALE)
         self._heard_leader(now_ms, src, b, out)
         self._learn_commit(b, body[2], out)
+        self._send_ack(out, src, b)
+
+    def _send_ack(self, out, dst, b):
         rx = self._snap_rx
-        self._send(out, ACK, src, [b[0], b[1], self.commit_index,
+        self._send(out, ACK, dst, [b[0], b[1], self.commit_index,
                                    rx[0] if rx else 0, rx[4] if rx else 0])
 
     def _on_chosen(self, now_ms, src, body, out):
@@ -946,7 +1020,9 @@ class PaxosCore:
         out.append((PERSIST, "promised", [b[0], b[1]]))
         frm = self.commit_index + 1
         self._p1_from = frm
-        self._p1 = {self.node_id: [frm, _FAR, True, None]}
+        # an unsure replica's own promise does not count (its values below are chosen ones,
+        # or values a leader proposed: either may be merged)
+        self._p1 = {} if self._unsure else {self.node_id: [frm, _FAR, True, None]}
         for s in self.log.slots(frm):
             if self.log.state(s) == 0:  # chosen ones are known already
                 e = self.log.get(s)
@@ -958,15 +1034,20 @@ class PaxosCore:
             self._rec_max = 0
             return self._become_leader(now_ms, out)
         self._send_prepares(out, frm)
+        if self._unsure:
+            self._heard_unsure(now_ms, "", out)  # a group of one: no answer will come
         if self._election_won():
             self._become_leader(now_ms, out)
 
     def _send_prepares(self, out, frm):
-        b = self.ballot
         for m in self._peers(frm):
             st = self._p1.get(m)
             if st is None or not st[2]:
-                self._send(out, PREPARE, m, [b[0], b[1], frm])
+                self._send(out, PREPARE, m, self._prepare_body(frm))
+
+    def _prepare_body(self, frm):
+        b = self.ballot
+        return [b[0], b[1], frm, 1] if self._unsure else [b[0], b[1], frm]
 
     def _merge(self, slot, r, n, value, chosen):
         if slot <= self.commit_index:
@@ -1047,6 +1128,25 @@ class PaxosCore:
                 n += 1
         return n >= _majority(cfg)
 
+    def _heard_unsure(self, now_ms, src, out):
+        """src said it is unsure. Once a majority of the group (this replica counted) has,
+        the group is new: this replica votes from now on (a candidate counts itself)."""
+        peers = self._unsure_peers
+        if src and src not in peers:
+            peers.append(src)
+        cfg = self.members
+        n = 1
+        for m in cfg:
+            if m != self.node_id and m in peers:
+                n += 1
+        if n < _majority(cfg):
+            return
+        self._now_sure(out)
+        self._unsure_peers = []
+        if self.role == CANDIDATE:
+            self._p1[self.node_id] = [self._p1_from, _FAR, True, None]
+        out.append((EVENT, "paxos.new_group", [self.node_id, n]))
+
     def _election_won(self):
         frm = self._p1_from
         if not self._p1_ok(frm):
@@ -1060,6 +1160,9 @@ class PaxosCore:
     # ---- leader --------------------------------------------------------------------------
 
     def _become_leader(self, now_ms, out):
+        if self._unsure:  # rebuilt: a majority of the others promised (module docstring)
+            self._now_sure(out)
+            self._p1[self.node_id] = [self._p1_from, _FAR, True, None]
         self.role = LEADER
         self.leader = self.node_id
         self._next_slot = self._p1_from
@@ -1176,12 +1279,11 @@ class PaxosCore:
         if now_ms < self._p1_more_at:
             return
         self._p1_more_at = now_ms + self.config.retry_ms
-        b = self.ballot
         for m in self.config_of(slot):
             st = self._p1.get(m)
             if m != self.node_id and (st is None or not st[2] or st[0] > slot):
                 self._p1[m] = [slot, slot, False, None]
-                self._send(out, PREPARE, m, [b[0], b[1], slot])
+                self._send(out, PREPARE, m, self._prepare_body(slot))
 
     def _propose_slot(self, now_ms, s, value, out):
         b = self.ballot
@@ -1244,10 +1346,16 @@ class PaxosCore:
             return self._reject("malformed")
         r, n, pr, pn, reason = body
         if not (_uint(r) and is_valid_id(n) and _uint(pr) and isinstance(pn, str)
-                and reason in (_NACK_STALE, _NACK_BEHIND)):
+                and reason in (_NACK_STALE, _NACK_BEHIND, _NACK_UNSURE)):
             return self._reject("malformed")
         self._see_round(pr)
         if self.role == FOLLOWER or (r, n) != self.ballot:
+            return None
+        if reason == _NACK_UNSURE:
+            if self._unsure:
+                self._heard_unsure(now_ms, src, out)
+                if not self._unsure and self._election_won():
+                    self._become_leader(now_ms, out)
             return None
         if reason == _NACK_BEHIND:
             if self.role == CANDIDATE:

@@ -14,6 +14,7 @@ from roost.node.effects import APPLY, PERSIST, SEND
 from roost.node.paxos import PaxosCore
 
 KEY = "paxos-test-key"
+NEW = {"unsure": 0}  # a new group's replica: it votes from its first message (paxos.py)
 
 
 class CountSM:

@@ -11,7 +11,7 @@ from roost.node.paxos import (
     PaxosConfig,
     PaxosCore,
 )
-from tests.paxos.pump import KEY, Cluster, CountSM
+from tests.paxos.pump import KEY, NEW, Cluster, CountSM
 
 IDS = ["n1", "n2", "n3"]
 
@@ -138,7 +138,7 @@ def test_held_requests_share_the_next_slot():
 
 def test_accept_persists_before_reply():
     ch = Channel("n2", KEY)
-    core = PaxosCore("n2", ch, IDS, CountSM(), now_ms=0)
+    core = PaxosCore("n2", ch, IDS, CountSM(), storage=dict(NEW), now_ms=0)
     lch = Channel("n1", KEY)
     eff = core.receive(0, "n1", lch.seal(PREPARE, "n2", [3, "n1", 1]))
     kinds = [e[0] for e in eff]
@@ -149,7 +149,7 @@ def test_accept_persists_before_reply():
     assert kinds == [PERSIST, SEND]
     assert eff[0][1] == "a/1" and eff[0][2] == [3, "n1", ["b", [["x"]]]]
     # the unsafe test flag reverses the order
-    bad = PaxosCore("n2", Channel("n2", KEY), IDS, CountSM(),
+    bad = PaxosCore("n2", Channel("n2", KEY), IDS, CountSM(), storage=dict(NEW),
                     config=PaxosConfig(_unsafe_send_before_persist=True))
     eff = bad.receive(0, "n1", lch.seal(PREPARE, "n2", [3, "n1", 1]))
     kinds = [e[0] for e in eff]
@@ -157,7 +157,7 @@ def test_accept_persists_before_reply():
 
 
 def test_promise_reports_accepted_values_and_recovery():
-    storage = {}
+    storage = dict(NEW)
     lch = Channel("n1", KEY)
     core = PaxosCore("n2", Channel("n2", KEY), IDS, CountSM(), storage=storage)
     for eff in (core.receive(0, "n1", lch.seal(PREPARE, "n2", [2, "n1", 1])),
@@ -184,7 +184,7 @@ def test_promise_reports_accepted_values_and_recovery():
 
 
 def test_garbage_and_forgeries_are_counted():
-    core = PaxosCore("n1", Channel("n1", KEY), IDS, CountSM())
+    core = PaxosCore("n1", Channel("n1", KEY), IDS, CountSM(), storage=dict(NEW))
     assert core.receive(0, "n2", b"\x00" * 80) == []
     assert core.channel.stats["rx_rejected_auth"] == 1
     stranger = Channel("zz", KEY)
@@ -209,7 +209,7 @@ def test_garbage_and_forgeries_are_counted():
 
 
 def test_stale_ballot_is_refused_and_counted():
-    core = PaxosCore("n1", Channel("n1", KEY), IDS, CountSM())
+    core = PaxosCore("n1", Channel("n1", KEY), IDS, CountSM(), storage=dict(NEW))
     n2 = Channel("n2", KEY)
     core.receive(0, "n2", n2.seal(PREPARE, "n1", [9, "n2", 1]))
     eff = core.receive(1, "n2", n2.seal(ACCEPT, "n1", [4, "n2", 1, ["n"], 0]))

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from roost.common.channel import Channel
 from roost.node.effects import PERSIST, SEND
 from roost.node.paxos import ACCEPT, PREPARE, SNAP, PaxosCore
-from tests.paxos.pump import KEY, Cluster, CountSM
+from tests.paxos.pump import KEY, NEW, Cluster, CountSM
 
 IDS = ["n1", "n2", "n3"]
 
@@ -17,7 +17,7 @@ json_value = st.recursive(json_leaf, lambda c: st.lists(c, max_size=6), max_leav
 
 
 def _core():
-    return PaxosCore("n1", Channel("n1", KEY), IDS, CountSM(), storage={})
+    return PaxosCore("n1", Channel("n1", KEY), IDS, CountSM(), storage=dict(NEW))
 
 
 def _rejections(core):

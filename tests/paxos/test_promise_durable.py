@@ -5,7 +5,7 @@ Runs on MicroPython too (its own file: a fresh board-sized heap)."""
 from roost.common.channel import Channel
 from roost.node.effects import PERSIST, SEND
 from roost.node.paxos import ACCEPT, NACK, PREPARE, PaxosConfig, PaxosCore
-from tests.paxos.pump import KEY, CountSM
+from tests.paxos.pump import KEY, NEW, CountSM
 
 IDS = ["n1", "n2", "n3"]
 
@@ -14,7 +14,7 @@ def test_a_promise_raised_by_an_accept_it_had_no_room_for_is_persisted():
     """An ACCEPT at a higher ballot raises the promise even when the log is full and the
     value is refused: the promise must reach flash all the same, or the next message at
     that ballot reveals a promise a restart would forget."""
-    storage = {}
+    storage = dict(NEW)
     cfg = PaxosConfig(snapshot_every=1, window=1)
     core = PaxosCore("n2", Channel("n2", KEY), IDS, CountSM(), storage=storage, config=cfg)
     lch = Channel("n1", KEY)

@@ -6,6 +6,7 @@ from roost.node.paxos import ACCEPT, HEARTBEAT, PROMISE, PaxosCore
 
 KEY = "k" * 32
 IDS = ["n1", "n2", "n3"]
+NEW = {"unsure": 0}  # replicas of a new group: they vote at once
 
 
 class NullSM:
@@ -23,12 +24,12 @@ def test_a_promise_in_reordered_parts_still_completes_phase_one():
     # n2 holds 3 accepted slots of an old ballot: its promise needs several datagrams.
     # n1 hears them last part first (a network may reorder them) and must still win: n1
     # and n2 are a majority. Before, only parts in order counted and n1 never won.
-    n2 = PaxosCore("n2", Channel("n2", KEY), IDS, NullSM())
+    n2 = PaxosCore("n2", Channel("n2", KEY), IDS, NullSM(), storage=dict(NEW))
     n3 = Channel("n3", KEY)
     for s in range(1, 4):
         n2.receive(s, "n3", n3.seal(ACCEPT, "n2", [1, "n3", s, ["b", ["v%d" % s + "x" * 700]],
                                                    0]))
-    n1 = PaxosCore("n1", Channel("n1", KEY), IDS, NullSM(), now_ms=1000)
+    n1 = PaxosCore("n1", Channel("n1", KEY), IDS, NullSM(), storage=dict(NEW), now_ms=1000)
     n1.receive(1000, "n3", n3.seal(HEARTBEAT, "n1", [1, "n3", 0]))  # round 1 is taken
     eff = n1.tick(2000)  # no leader heard since: n1 campaigns in round 2
     prepares = [e for e in eff if e[0] == SEND and e[1] == "n2"]

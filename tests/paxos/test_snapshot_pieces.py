@@ -16,9 +16,9 @@ def test_a_snapshot_with_no_block_of_its_size_is_installed_from_its_datagrams():
     from roost.common.channel import Channel
     from roost.common.jsonpieces import Pieces, piece_slice, write_json
     from roost.node.paxos import SNAP, PaxosCore
-    from tests.paxos.pump import KEY, CountSM
+    from tests.paxos.pump import KEY, NEW, CountSM
 
-    core = PaxosCore("n2", Channel("n2", KEY), IDS, CountSM(), now_ms=0)
+    core = PaxosCore("n2", Channel("n2", KEY), IDS, CountSM(), storage=dict(NEW), now_ms=0)
     lch = Channel("n1", KEY)
     rec = [40, 40, [[1, IDS]], [40, 123, [["k%d" % i, "v" * 180] for i in range(30)]]]
     w = Pieces()  # as a leader sends it: the text never one block
@@ -57,9 +57,9 @@ def test_a_damaged_snapshot_is_refused_and_the_next_one_starts_over():
     from roost.common.channel import Channel
     from roost.common.jsonpieces import Pieces, piece_slice, write_json
     from roost.node.paxos import SNAP, PaxosCore
-    from tests.paxos.pump import KEY, CountSM
+    from tests.paxos.pump import KEY, NEW, CountSM
 
-    core = PaxosCore("n2", Channel("n2", KEY), IDS, CountSM(), now_ms=0)
+    core = PaxosCore("n2", Channel("n2", KEY), IDS, CountSM(), storage=dict(NEW), now_ms=0)
     lch = Channel("n1", KEY)
     rec = [40, 40, [[1, IDS]], [40, 123, ["x" * 50] * 10]]
     w = Pieces()

@@ -165,11 +165,12 @@ def test_accepted_slots_beyond_a_gap_do_not_trigger_a_snapshot_per_applied_slot(
     the whole store; a MicroPython follower took 75 a second that way)."""
     from roost.common.channel import Channel
     from roost.node.paxos import ACCEPT, HEARTBEAT, PaxosCore
-    from tests.paxos.pump import KEY, CountSM
+    from tests.paxos.pump import KEY, NEW, CountSM
 
     lch = Channel("n1", KEY)
     cfg = PaxosConfig(snapshot_every=1000, snapshot_log_bytes=2000, window=64)
-    core = PaxosCore("n2", Channel("n2", KEY), IDS, CountSM(), config=cfg)
+    core = PaxosCore("n2", Channel("n2", KEY), IDS, CountSM(), config=cfg,
+                     storage=dict(NEW))
     t = 0
     for s in range(2, 42):  # slot 1 missing: 40 slots of ~110 bytes wait past the gap
         t += 1
