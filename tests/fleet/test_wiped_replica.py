@@ -1,0 +1,76 @@
+"""A replica board replaced by a spare, or a Pi's data directory deleted, on a real fleet:
+the replica comes back with an empty flash under load. Its own fleet (3 nodes, one on
+MicroPython, which is the one wiped), so the history starts from an empty store. Real
+processes on 127.0.0.1, every one stopped here by pid."""
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from roost.emulator import chaos, fleet
+from roost.gateway import client
+from tests.fleet.test_fleet import (
+    _boots,
+    _healthy,
+    _leader,
+    _nothing_acknowledged_lost,
+    _status,
+    _wait,
+    fleet_for_test,
+)
+
+
+@pytest.fixture
+def small(tmp_path):
+    yield from fleet_for_test(tmp_path / "fleet", 3, 1)
+
+
+def test_a_wiped_replica_rebuilds_under_load_and_votes_again(small):
+    """It is heard at once, does not vote until it has rebuilt from the others (status:
+    unsure), loses no acknowledged write, and then counts in the majority: with another
+    replica down, writes still go through."""
+    d = small
+    state = fleet.load_state(d)
+    group = state["groups"][0][1]
+    wiped = [n for n in group if state["nodes"][n]["interp"] == "micropython"][0]
+    hist = d / "history.jsonl"
+    result: dict = {}
+
+    def load():
+        result["s"] = client.run_load(d, clients=3, duration_s=10, history=str(hist), keys=40,
+                                      mix="append:1,get:3", seed=9, rate=400)
+
+    th = threading.Thread(target=load)
+    th.start()
+    time.sleep(2)
+    before = _status(d)["nodes"][wiped]["incarnation"]
+    assert chaos.kill(d, wiped)
+    shutil.rmtree(Path(state["nodes"][wiped]["dir"]) / "flash")
+    chaos.restart(d, wiped)
+
+    def voting():
+        v = _status(d)["nodes"][wiped]
+        g = v.get("group") or {}
+        return ((v.get("incarnation") or 0) > before and g.get("unsure") is False
+                and g.get("commit", 0) > 0)
+
+    _wait(voting, 30, "%s, wiped, to rebuild and vote" % wiped)
+    th.join(60)
+    assert not th.is_alive()
+    assert _boots(d, wiped)[-1][1] == 0  # it did come back with nothing
+    ops = [json.loads(line) for line in hist.read_text().splitlines()]
+    acked = [o for o in ops if o["op"] == "append" and o["ok"] is True]
+    assert len(acked) > 200, result["s"]
+    _nothing_acknowledged_lost(d, ops)
+    _wait(lambda: _healthy(d), 30, "the fleet to be healthy again")
+    # it votes: with another replica down, the rebuilt one makes the majority
+    other = [n for n in group if n not in (wiped, _leader(d))][0]
+    assert chaos.kill(d, other)
+    recs = [client.kv_once(d, "put", "after-%d" % i, "v") for i in range(5)]
+    assert all(r["ok"] is True for r in recs), recs
+    chaos.restart(d, other)
+    _wait(lambda: _healthy(d), 40, "the fleet to be healthy again")
