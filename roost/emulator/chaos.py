@@ -1,6 +1,7 @@
 """``roost chaos ...``: pull plugs on a running emulated fleet. CPython-only.
 
     roost chaos kill|restart|pause|resume NODE --dir DIR   SIGKILL / start again / SIGSTOP / SIGCONT
+    roost chaos wipe NODE --dir DIR                         SIGKILL, erase its flash, start again
     roost chaos partition A,B/C,D --dir DIR                 nodes in different sides stop hearing
     roost chaos heal --dir DIR                              every partition and loss removed
     roost chaos loss NODE RATE --dir DIR                    NODE loses RATE (0..1) of its datagrams
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -167,6 +169,21 @@ def restart(d: str | Path, node: str) -> int:
     if pid_alive(info.get("pid"), node_marker(state, node)):
         kill_pid(info["pid"], node_marker(state, node))
     return start_node(d, state, node)
+
+
+def wipe(d: str | Path, node: str) -> int:
+    """Pull a node's plug, erase its flash (the directory it keeps its state in) and start
+    it again: a board replaced by a spare under the same id, or a Pi whose data directory
+    was deleted. A Paxos replica then rebuilds before it votes (docs/paxos.md). -> its pid."""
+    d = Path(d).resolve()
+    state = load_state(d)
+    _node(state, node)
+    if state["nodes"][node].get("interp") == "board":
+        raise FleetError("%s is a flashed board, not a process of this fleet: roost flash "
+                         "--firmware erases a board" % node)
+    kill(d, node)
+    shutil.rmtree(Path(state["nodes"][node]["dir"]) / "flash", ignore_errors=True)
+    return start_node(d, load_state(d), node)
 
 
 MAX_OFF_S = 600.0
@@ -387,6 +404,9 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
     elif verb == "restart":
         out["pid"] = restart(d, args.node)
         out["node"] = args.node
+    elif verb == "wipe":
+        out["pid"] = wipe(d, args.node)
+        out["node"] = args.node
     elif verb == "pause":
         out["paused"] = pause(d, args.node)
         out["node"] = args.node
@@ -428,7 +448,7 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
 
 
 def add_chaos_parser(sub: Any) -> argparse.ArgumentParser:
-    """``roost chaos kill|restart|pause|resume|power-cut|partition|heal|loss|broker|run``."""
+    """``roost chaos kill|restart|wipe|pause|resume|power-cut|partition|heal|loss|broker|run``."""
     p = sub.add_parser("chaos", help="pull plugs on an emulated fleet (roost emulate)")
     cs = p.add_subparsers(dest="chaos_command", metavar="FAULT")
     cs.required = True
@@ -441,6 +461,8 @@ def add_chaos_parser(sub: Any) -> argparse.ArgumentParser:
     for verb, text in (("kill", "SIGKILL a node (a pulled plug)"),
                        ("restart", "start a node again from its directory (a running "
                         "one is killed first: a plug pulled and put back)"),
+                       ("wipe", "SIGKILL a node, erase its flash and start it again (a "
+                        "board replaced by a spare)"),
                        ("pause", "SIGSTOP a node (a hung board)"),
                        ("resume", "SIGCONT a paused node")):
         q = cs.add_parser(verb, help=text)

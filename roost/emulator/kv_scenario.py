@@ -184,8 +184,8 @@ class KvRun:
             if k not in ALL_KINDS:
                 raise ValueError("unknown nemesis %r" % (k,))
         if "wipe" in nemesis and mode != "paxos":
-            raise ValueError("the wipe nemesis is for Paxos replicas (primary/backup servers "
-                             "and the view service keep no state that survives it)")
+            raise ValueError("the wipe nemesis applies to --mode paxos only (nothing rebuilds "
+                             "a primary/backup server or view service whose flash was erased)")
         self.replicas = replicas
         self.clients = clients
         self.ops = ops
