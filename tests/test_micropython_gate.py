@@ -31,9 +31,10 @@ HEAP_OVERRIDES: dict[str, str] = {
     # the log's in-place compaction added ~1.3 KB of code, and then failed at 100 KB in CI
     # (its longer paths) while passing here
     "tests/paxos/test_cluster.py": "108K",
-    "tests/paxos/test_reconfigure.py": "108K",
-    # and its three replicas went past 108 KB when a replica learned to boot unsure after a
-    # wiped flash (~0.9 KB more code in paxos.mpy)
+    # these went past 108 KB when a replica learned to boot unsure after a wiped flash
+    # (~1.5 KB more code in paxos.mpy; and the new members of test_reconfigure rebuild by
+    # an election, which takes the lead from the old leader, with its log)
+    "tests/paxos/test_reconfigure.py": "116K",
     "tests/paxos/test_snapshots.py": "112K",
     # two replicas in one interpreter, each holding three log values of 700 characters and
     # their copies in flight (it peaks between 100 and 112 KB)

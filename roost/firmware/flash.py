@@ -484,7 +484,11 @@ class Board:
 
     def reset_and_follow(self, wait_for: str, say, redact) -> str:
         """Soft-reset in the friendly REPL (boot.py, then main.py) and print the console
-        until a line holds wait_for."""
+        until a line holds wait_for; a replica that said it is rebuilding (its flash was
+        empty) is followed on until it votes, or the time is up (it is said, not an error:
+        the board runs; roost status shows it as rebuilding until it votes)."""
+        from roost.node.nodemain import REBUILDING, VOTING
+
         ser = self.t.serial
         if self.t.in_raw_repl:
             self.t.exit_raw_repl()
@@ -495,6 +499,8 @@ class Board:
         deadline = time.monotonic() + self.timeout
         buf = b""
         started = False
+        rebuilding = False
+        found = None
         while time.monotonic() < deadline:
             data = ser.read(4096)
             if not data:
@@ -505,11 +511,21 @@ class Board:
                 line = redact(raw.decode("utf-8", "replace").rstrip("\r"))
                 if line.strip():
                     say("board: " + line)
-                if wait_for in line:
-                    return line
+                rebuilding = (rebuilding or REBUILDING in line) and not any(
+                    v in line for v in VOTING)
+                if found is None and wait_for in line:
+                    found = line
+                    if rebuilding:
+                        say("its flash was empty: following it until it has rebuilt and votes")
+                if found is not None and not rebuilding:
+                    return found
                 started = started or line.startswith("roost: started")
                 if line.startswith("roost: safe mode:"):
                     raise ValueError("the board is in safe mode: " + line[17:].strip())
+        if found is not None:
+            say("it is still rebuilding after %d s: it does not count towards its group's "
+                "majority until roost status shows it as a replica" % self.timeout)
+            return found
         if started and wait_for.startswith("roost: joined"):
             raise ValueError("the node started but had not joined within %d s: joining needs "
                              "another member of its fleet alive (start the Pis first; roost "

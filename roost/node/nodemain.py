@@ -20,7 +20,9 @@ port, and a board through ``run_board``). The config (all keys but node_id optio
 (datagrams to and from blocked peers are dropped, and that share of all traffic); the node
 reads it every 250 ms. ``status_file`` receives the node's status (JSON) every second.
 
-Console lines: ``roost: started <id>``, ``roost: joined fleet <fleet> as <id>``.
+Console lines: ``roost: started <id>``, ``roost: joined fleet <fleet> as <id>``; a replica
+that boots with an empty flash: ``roost: <id> replica flash empty: rebuilding before it
+votes``, then ``roost: <id> rebuilt: votes again`` (or ``... a new replica group: votes``).
 """
 
 import asyncio
@@ -203,6 +205,10 @@ def fleet_key(cfg):
     return key
 
 
+# console words `roost flash` follows: a replica rebuilding after an empty flash, then voting
+REBUILDING = "rebuilding before it votes"
+VOTING = ("rebuilt: votes again", "in a new replica group: votes")
+
 _Y2020 = 1577836800  # 2020-01-01T00:00Z in seconds since 1970
 
 
@@ -360,6 +366,8 @@ class Node:
 
     def _wire(self, host):
         host.on_learn = self.udp.learn
+        if host.replica is not None and host.replica.paxos.unsure:
+            self.log("roost: %s replica flash empty: %s" % (self.id, REBUILDING))
 
     def _channel(self):
         return self.runtime.channel  # None until boot
@@ -374,6 +382,10 @@ class Node:
             self.readings += 1
             if self.mqtt is not None:
                 self.mqtt.publish(topic(self.fleet, self.id, "data"), _reading_json(e[2]), 1)
+        elif name == "paxos.rebuilt":
+            self.log("roost: %s %s" % (self.id, VOTING[0]))
+        elif name == "paxos.new_group":
+            self.log("roost: %s is %s" % (self.id, VOTING[1]))
         elif name == "joined" and self.joined_at is None:
             self.joined_at = now
             if self.hooks is not None:

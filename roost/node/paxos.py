@@ -57,22 +57,26 @@ timer runs on whatever leader it hears. It becomes a voter in one of two ways:
     other than itself promised its ballot. That majority meets every quorum the replica
     voted in before it lost its flash (in the others), so phase 1 brings back every value
     those votes could have chosen, and the ballot is above every promise it had made;
-  * a majority of the group, itself counted, said they were unsure (in a NACK, or in a
-    PREPARE) since it booted: the group is new, or more replicas lost their flash than the
-    group survives. An unsure replica that becomes a voter on a PREPARE still answers it
-    with the NACK (what its candidate needs to know) and then with its promise: a new
-    group elects its first leader in one election.
-Either way it deletes "unsure" before its next vote. A wiped replica's return costs the
-group one election.
+  * a majority of the group, itself counted, answered its latest election that they are
+    unsure too (their NACKs echo the random nonce of its PREPAREs): the group is new, or
+    more replicas lost their flash than the group survives. A replica that found its group
+    new so vouches for the ones it found it with (same incarnation, still unsure) with the
+    same NACK; an unsure replica that hears another's PREPARE campaigns at once.
+Either way it first writes everything it learned while unsure (and, having won, the values
+its phase 1 found, at its ballot), then deletes "unsure". A replica promises an unsure
+candidate's ballot only if it is above its promise (a wiped replica counts its rounds from
+0 again and could pick a ballot it used before). A rebuilt leader's own promise does not
+count for the rest of its term. A wiped replica's return costs the group one election.
 
 Wire kinds 32-40 (bodies are JSON lists):
-  PREPARE   [r, n, from_slot] or, from an unsure candidate, [r, n, from_slot, 1]
+  PREPARE   [r, n, from_slot] or, from an unsure candidate, [r, n, from_slot, nonce]
   PROMISE   [r, n, from_slot, lo, hi, last, [[slot, ar, an, value, chosen], ...]]
             the acceptor's values in slots lo..hi-1; ``last`` marks the final part
   ACCEPT    [r, n, slot, value, leader_commit]
   ACCEPTED  [r, n, slot, acceptor_commit]
   NACK      [r, n, promised_r, promised_n, reason]   reason 0 stale ballot, 1 behind
-            snapshot, 2 unsure (not voting until rebuilt)
+            snapshot; [r, n, promised_r, promised_n, 2, nonce]: unsure (not voting until
+            rebuilt), with the nonce of the PREPARE it answers (0 if it had none)
   HEARTBEAT [r, n, leader_commit]
   ACK       [r, n, commit, snap_rx_slot, snap_rx_offset]
   CHOSEN    [[slot, value], ...]                        catch-up of chosen values
@@ -276,7 +280,7 @@ class PaxosCore:
         members = list(members)
         if not check_members(members):
             raise ValueError("paxos members must be a sorted list of distinct node ids")
-        # 39 attributes in all: MicroPython keeps them in a 47-slot table (752 bytes); a 48th
+        # 41 attributes in all: MicroPython keeps them in a 47-slot table (752 bytes); a 48th
         # grows it. Derived values are computed, not stored.
         self.node_id = node_id
         self.channel = channel
@@ -328,7 +332,11 @@ class PaxosCore:
         # 0 a voter; 1 unsure (not voting, see the module docstring) and "unsure" is durable;
         # 2 unsure, "unsure" still to be written with the next step's effects
         self._unsure = 0
-        self._unsure_peers = []  # replicas that said they were unsure since boot
+        self._nonce = 0  # an unsure candidate's election: the nonce its PREPAREs carry
+        # [id, incarnation] of those who answered the PREPAREs of that nonce that they are
+        # unsure too; kept once it found its group new with them (it vouches for them)
+        self._unsure_seen = []
+        self._promised_unsure = None  # the unsure candidate's ballot this replica promised
         self._reset_leader_state()
         self._recover(storage if storage is not None else {})
         self._refresh_known()
@@ -537,7 +545,7 @@ class PaxosCore:
         out = []
         self._write_unsure(out)
         if kind == PREPARE:
-            self._on_prepare(now_ms, src, body, out)
+            self._on_prepare(now_ms, src, body, out, env.incarnation)
         elif kind == PROMISE:
             self._on_promise(now_ms, src, body, out)
         elif kind == ACCEPT:
@@ -545,7 +553,7 @@ class PaxosCore:
         elif kind == ACCEPTED:
             self._on_accepted(now_ms, src, body, out)
         elif kind == NACK:
-            self._on_nack(now_ms, src, body, out)
+            self._on_nack(now_ms, src, body, out, env.incarnation)
         elif kind == HEARTBEAT:
             self._on_heartbeat(now_ms, src, body, out)
         elif kind == ACK:
@@ -587,7 +595,18 @@ class PaxosCore:
             self._unsure = 1
             out.append((PERSIST, "unsure", 1))
 
-    def _now_sure(self, out):
+    def _now_sure(self, out, rebuilt):
+        """Votes from now on. What it learned while unsure is written first, so that a
+        restart finds it: every value in its log (chosen ones learned by catch-up, values
+        proposed to it), and when it rebuilt by winning an election, the values its phase 1
+        found, at its ballot (what it is bound to propose in those slots)."""
+        for slot in self.log.slots(self.snap_slot + 1):
+            e = self.log.get(slot)
+            out.append((PERSIST, "a/%d" % slot, [e[0], e[1], e[2]]))
+        if rebuilt:
+            b = self.ballot
+            for slot in sorted(self._rec):
+                out.append((PERSIST, "a/%d" % slot, [b[0], b[1], self._rec[slot][2]]))
         self._unsure = 0
         out.append((PERSIST, "unsure", None))
 
@@ -665,8 +684,9 @@ class PaxosCore:
 
     # ---- acceptor ------------------------------------------------------------------------
 
-    def _on_prepare(self, now_ms, src, body, out):
-        if len(body) != 3 and (len(body) != 4 or body[3] != 1):
+    def _on_prepare(self, now_ms, src, body, out, inc=0):
+        unsure = len(body) == 4  # from an unsure candidate: [r, n, from_slot, nonce]
+        if len(body) != 3 and not (unsure and _uint(body[3]) and body[3] > 0):
             return self._reject("malformed")
         b = self._ballot(body, src)
         frm = body[2]
@@ -674,11 +694,22 @@ class PaxosCore:
             return self._reject("malformed")
         self._see_round(b[0])
         if self._unsure:
-            self._nack(out, src, body, _NACK_UNSURE)
-            if len(body) == 4:
-                self._heard_unsure(now_ms, src, out)
-            if self._unsure:
-                return None
+            if unsure and self.role == FOLLOWER:
+                # another unsure replica campaigns: campaign now too, so that the replicas
+                # of a new group ask each other while all of them are still unsure
+                self._election_at = now_ms
+            return self._send(out, NACK, src, [b[0], b[1], self.ballot[0], self.ballot[1],
+                                               _NACK_UNSURE, body[3] if unsure else 0])
+        if unsure and [src, inc] in self._unsure_seen:
+            # it found its group new with this replica, which has not restarted since and
+            # still does not vote: that finding is this replica's too (NACK before promise)
+            self._send(out, NACK, src, [b[0], b[1], self.ballot[0], self.ballot[1],
+                                        _NACK_UNSURE, body[3]])
+        if unsure and b == self.ballot and self._promised_unsure != b:
+            # a wiped replica counts its rounds from 0 again and may pick a ballot it used
+            # before it lost its flash: only a ballot above every promise is new for sure
+            self._reject("stale")
+            return self._nack(out, src, body, _NACK_STALE)
         if b < self.ballot:
             self._reject("stale")
             return self._nack(out, src, body, _NACK_STALE)
@@ -692,6 +723,7 @@ class PaxosCore:
             self.ballot = b
             persists.append((PERSIST, "promised", [b[0], b[1]]))
         self.leader = None
+        self._promised_unsure = b if unsure else None
         self._election_at = now_ms + self._election_timeout()
         sends = []
         for part in self._promise_parts(b, frm):
@@ -1023,6 +1055,10 @@ class PaxosCore:
         # an unsure replica's own promise does not count (its values below are chosen ones,
         # or values a leader proposed: either may be merged)
         self._p1 = {} if self._unsure else {self.node_id: [frm, _FAR, True, None]}
+        self._nonce = 0
+        if self._unsure:
+            self._nonce = self.rng.randint(1, 1 << 30)
+            self._unsure_seen = []
         for s in self.log.slots(frm):
             if self.log.state(s) == 0:  # chosen ones are known already
                 e = self.log.get(s)
@@ -1035,7 +1071,7 @@ class PaxosCore:
             return self._become_leader(now_ms, out)
         self._send_prepares(out, frm)
         if self._unsure:
-            self._heard_unsure(now_ms, "", out)  # a group of one: no answer will come
+            self._new_group(out)  # a group of one: no answer will come
         if self._election_won():
             self._become_leader(now_ms, out)
 
@@ -1047,7 +1083,7 @@ class PaxosCore:
 
     def _prepare_body(self, frm):
         b = self.ballot
-        return [b[0], b[1], frm, 1] if self._unsure else [b[0], b[1], frm]
+        return [b[0], b[1], frm, self._nonce] if self._unsure else [b[0], b[1], frm]
 
     def _merge(self, slot, r, n, value, chosen):
         if slot <= self.commit_index:
@@ -1128,21 +1164,21 @@ class PaxosCore:
                 n += 1
         return n >= _majority(cfg)
 
-    def _heard_unsure(self, now_ms, src, out):
-        """src said it is unsure. Once a majority of the group (this replica counted) has,
-        the group is new: this replica votes from now on (a candidate counts itself)."""
-        peers = self._unsure_peers
-        if src and src not in peers:
-            peers.append(src)
+    def _new_group(self, out):
+        """An unsure replica that a majority of its group (itself counted) answered that
+        they are unsure too, in answer to its last election (their NACKs echo that
+        election's nonce, so neither an old datagram nor an answer to an earlier election
+        counts; a duel it lost since does not matter): the group is new, so it votes from
+        now on, and as a candidate counts its own promise."""
         cfg = self.members
+        seen = [x[0] for x in self._unsure_seen]
         n = 1
         for m in cfg:
-            if m != self.node_id and m in peers:
+            if m != self.node_id and m in seen:
                 n += 1
         if n < _majority(cfg):
             return
-        self._now_sure(out)
-        self._unsure_peers = []
+        self._now_sure(out, False)
         if self.role == CANDIDATE:
             self._p1[self.node_id] = [self._p1_from, _FAR, True, None]
         out.append((EVENT, "paxos.new_group", [self.node_id, n]))
@@ -1160,9 +1196,11 @@ class PaxosCore:
     # ---- leader --------------------------------------------------------------------------
 
     def _become_leader(self, now_ms, out):
-        if self._unsure:  # rebuilt: a majority of the others promised (module docstring)
-            self._now_sure(out)
-            self._p1[self.node_id] = [self._p1_from, _FAR, True, None]
+        if self._unsure:  # rebuilt: a majority of the others promised (module docstring).
+            # Its own promise still does not count in this term (phase 1 of a configuration
+            # it learns later needs a majority of the others)
+            self._now_sure(out, True)
+            out.append((EVENT, "paxos.rebuilt", [self.node_id, self.ballot[0]]))
         self.role = LEADER
         self.leader = self.node_id
         self._next_slot = self._p1_from
@@ -1341,21 +1379,24 @@ class PaxosCore:
         if not self._holding:
             self._pump(now_ms, out)
 
-    def _on_nack(self, now_ms, src, body, out):
-        if len(body) != 5:
+    def _on_nack(self, now_ms, src, body, out, inc=0):
+        if len(body) != 5 and not (len(body) == 6 and body[4] == _NACK_UNSURE):
             return self._reject("malformed")
-        r, n, pr, pn, reason = body
+        r, n, pr, pn, reason = body[0], body[1], body[2], body[3], body[4]
         if not (_uint(r) and is_valid_id(n) and _uint(pr) and isinstance(pn, str)
                 and reason in (_NACK_STALE, _NACK_BEHIND, _NACK_UNSURE)):
             return self._reject("malformed")
         self._see_round(pr)
-        if self.role == FOLLOWER or (r, n) != self.ballot:
-            return None
         if reason == _NACK_UNSURE:
-            if self._unsure:
-                self._heard_unsure(now_ms, src, out)
-                if not self._unsure and self._election_won():
+            if (self._unsure and len(body) == 6 and body[5] == self._nonce
+                    and [src, inc] not in self._unsure_seen):
+                self._unsure_seen.append([src, inc])  # unsure too, answering our last election
+                self._new_group(out)
+                if (not self._unsure and self.role == CANDIDATE and (r, n) == self.ballot
+                        and self._election_won()):
                     self._become_leader(now_ms, out)
+            return None
+        if self.role == FOLLOWER or (r, n) != self.ballot:
             return None
         if reason == _NACK_BEHIND:
             if self.role == CANDIDATE:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from roost.firmware import build
+from roost.firmware import build, flash
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET_KEY = "fleet-key-Zq8#never-printed"
@@ -424,6 +424,54 @@ def test_safe_mode_pin_skips_main(board, image: Path):
     out = _flash(board.url, image)  # flash reports safe mode as one sentence
     assert out.returncode == 2 and "the board is in safe mode: pin 0" in out.stdout, out.stdout
     board.pins.write_text("{}")
+
+
+def _console_script(lines: list[tuple[float, str]]) -> str:
+    """A main.py that prints the given console lines after the given pauses, then ends
+    (the board's REPL takes over, ready for the next reset)."""
+    body = "".join("time.sleep(%r)\nprint(%r)\n" % (t, line) for t, line in lines)
+    return "import time\n" + body
+
+
+def test_flash_follows_a_rebuilding_replica_until_it_votes(board):
+    """A replica flashed with an empty flash says it is rebuilding before it joins; roost
+    flash goes on reading its console until it votes (or says that it still rebuilds)."""
+    (board.flash / "boot.py").write_text("")
+    (board.flash / "main.py").write_text(_console_script([
+        (0.1, "roost: started n07"),
+        (0.1, "roost: n07 replica flash empty: rebuilding before it votes"),
+        (0.2, "roost: joined fleet lab as n07"),
+        (1.0, "roost: n07 rebuilt: votes again")]))
+    said: list[str] = []
+    b = flash.Board(board.url, 10)
+    try:
+        line = b.reset_and_follow("roost: joined fleet", said.append, lambda x: x)
+    finally:
+        b.close()
+    assert line == "roost: joined fleet lab as n07"
+    assert said[-1] == "board: roost: n07 rebuilt: votes again", said
+    # one that is still rebuilding when the time is up: said, and the joined line returned
+    (board.flash / "main.py").write_text(_console_script([
+        (0.1, "roost: n07 replica flash empty: rebuilding before it votes"),
+        (0.1, "roost: joined fleet lab as n07")]))
+    said.clear()
+    b = flash.Board(board.url, 8)
+    try:
+        line = b.reset_and_follow("roost: joined fleet", said.append, lambda x: x)
+    finally:
+        b.close()
+    assert line == "roost: joined fleet lab as n07"
+    assert "still rebuilding after 8 s" in said[-1], said
+    # a replica of a new group: no rebuilding line, the joined line ends it at once
+    (board.flash / "main.py").write_text(_console_script([
+        (0.1, "roost: joined fleet lab as n07"), (5.0, "roost: never read")]))
+    said.clear()
+    b = flash.Board(board.url, 10)
+    try:
+        assert b.reset_and_follow("roost: joined fleet", said.append, lambda x: x)
+    finally:
+        b.close()
+    assert not any("never read" in x for x in said), said
 
 
 def _children(pid: int) -> list[int]:
