@@ -563,8 +563,9 @@ def _check_not_twin(args: argparse.Namespace, say) -> None:
     if existing != args.node_id:
         raise ValueError("%s is online on another board (the fleet's broker says so), and the "
                          "board on %s is %s: give this board its own --node-id, or pull %s's "
-                         "plug and wait until roost status shows it offline (about 90 s); "
-                         "--replace flashes it anyway (nothing was written)"
+                         "plug and try again about 90 s later (the broker keeps a switched-off "
+                         "board's session that long, although roost status shows it down "
+                         "sooner); --replace flashes it anyway (nothing was written)"
                          % (args.node_id, args.port,
                             "not configured" if existing is None else existing, args.node_id))
 
