@@ -31,8 +31,11 @@ HEAP_OVERRIDES: dict[str, str] = {
     # the log's in-place compaction added ~1.3 KB of code, and then failed at 100 KB in CI
     # (its longer paths) while passing here
     "tests/paxos/test_cluster.py": "108K",
+    # three replicas and the pump too: past 100 KB once a replica learned to rebuild after
+    # a wiped flash (~1.6 KB more code in paxos.mpy)
+    "tests/paxos/test_core.py": "108K",
     # these went past 108 KB when a replica learned to boot unsure after a wiped flash
-    # (~1.5 KB more code in paxos.mpy; and the new members of test_reconfigure rebuild by
+    # (~1.6 KB more code in paxos.mpy; and the new members of test_reconfigure rebuild by
     # an election, which takes the lead from the old leader, with its log)
     "tests/paxos/test_reconfigure.py": "116K",
     "tests/paxos/test_snapshots.py": "112K",

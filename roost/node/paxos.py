@@ -34,6 +34,7 @@ guard is sent (a value of None deletes the key):
   "a/<slot>"   [round, node, value]             the value accepted in a slot
   "snap"       [slot, last_index, configs, sm_snapshot] (a JSON list; older replicas
                wrote the same list as JSON text, still read)
+  "a/<slot>"   [round, node, value, 1]           the same, known chosen (written by a rebuild)
   "unsure"     1 while the replica rebuilds after losing its flash (below); 0 written by
                whoever creates a new group's replicas with empty storage (tests, the emulator)
                says they are new and vote at once
@@ -62,11 +63,15 @@ timer runs on whatever leader it hears. It becomes a voter in one of two ways:
     more replicas lost their flash than the group survives. A replica that found its group
     new so vouches for the ones it found it with (same incarnation, still unsure) with the
     same NACK; an unsure replica that hears another's PREPARE campaigns at once.
-Either way it first writes everything it learned while unsure (and, having won, the values
-its phase 1 found, at its ballot), then deletes "unsure". A replica promises an unsure
-candidate's ballot only if it is above its promise (a wiped replica counts its rounds from
-0 again and could pick a ballot it used before). A rebuilt leader's own promise does not
-count for the rest of its term. A wiped replica's return costs the group one election.
+Having won, it votes only once every slot its phase 1 found is chosen (a step-down before
+leaves it unsure); either way it first writes its whole log, chosen values marked chosen
+("a/<slot>" [r, n, value, 1]: a catch-up gives no ballot), then deletes "unsure". A replica
+promises an unsure candidate's ballot only if it is above its promise, or a retry of the
+same election (same nonce): a wiped replica counts its rounds from 0 again and could pick
+a ballot it used before. A rebuilt leader's own promise does not count for the rest of its
+term. The second rule holds only in a group never reconfigured (a member added later is
+unsure until it rebuilds), and a replica vouches only if it found its group new itself.
+A wiped replica's return costs the group one election.
 
 Wire kinds 32-40 (bodies are JSON lists):
   PREPARE   [r, n, from_slot] or, from an unsure candidate, [r, n, from_slot, nonce]
@@ -336,7 +341,7 @@ class PaxosCore:
         # [id, incarnation] of those who answered the PREPAREs of that nonce that they are
         # unsure too; kept once it found its group new with them (it vouches for them)
         self._unsure_seen = []
-        self._promised_unsure = None  # the unsure candidate's ballot this replica promised
+        self._promised_unsure = None  # [r, n, nonce] of the unsure candidate it promised
         self._reset_leader_state()
         self._recover(storage if storage is not None else {})
         self._refresh_known()
@@ -383,9 +388,11 @@ class PaxosCore:
             if slot <= self.snap_slot:
                 self._orphans.append(slot)
                 continue
-            if (isinstance(v, list) and len(v) == 3 and _uint(v[0]) and isinstance(v[1], str)
+            if (isinstance(v, list) and (len(v) == 3 or (len(v) == 4 and v[3] == 1))
+                    and _uint(v[0]) and isinstance(v[1], str)
                     and _check_value(v[2], self.config.max_members)):
-                self.log.put(slot, v[0], v[1], v[2], 0, True)
+                # [r, n, value, 1]: chosen, written by a replica that rebuilt (_now_sure)
+                self.log.put(slot, v[0], v[1], v[2], len(v) - 3, True)
                 if is_valid_id(v[1]) and (v[0], v[1]) > self.ballot:  # accepting promised it
                     self.ballot = (v[0], v[1])
                     self._max_round = max(self._max_round, v[0])
@@ -595,20 +602,25 @@ class PaxosCore:
             self._unsure = 1
             out.append((PERSIST, "unsure", 1))
 
-    def _now_sure(self, out, rebuilt):
+    def _now_sure(self, out):
         """Votes from now on. What it learned while unsure is written first, so that a
-        restart finds it: every value in its log (chosen ones learned by catch-up, values
-        proposed to it), and when it rebuilt by winning an election, the values its phase 1
-        found, at its ballot (what it is bound to propose in those slots)."""
+        restart finds it: every value in its log, a chosen one marked chosen (a catch-up
+        gives no ballot: unmarked, a stale value at any ballot would beat it), the others
+        (proposed to it) at their ballots."""
         for slot in self.log.slots(self.snap_slot + 1):
             e = self.log.get(slot)
-            out.append((PERSIST, "a/%d" % slot, [e[0], e[1], e[2]]))
-        if rebuilt:
-            b = self.ballot
-            for slot in sorted(self._rec):
-                out.append((PERSIST, "a/%d" % slot, [b[0], b[1], self._rec[slot][2]]))
+            rec = [e[0], e[1], e[2], 1] if e[3] else [e[0], e[1], e[2]]
+            out.append((PERSIST, "a/%d" % slot, rec))
         self._unsure = 0
         out.append((PERSIST, "unsure", None))
+
+    def _rebuilt(self, out):
+        """A leader that won as unsure votes once every slot its phase 1 found is chosen (its
+        log then holds them, to be written): until then a step-down leaves it unsure."""
+        if self._unsure and self.role == LEADER and self.commit_index >= self._rec_max:
+            self._now_sure(out)
+            self._unsure_seen = []  # it did not find its group new: it vouches for no one
+            out.append((EVENT, "paxos.rebuilt", [self.node_id, self.ballot[0]]))
 
     def _reject(self, reason):
         self.stats["rx_rejected_" + reason] = self.stats.get("rx_rejected_" + reason, 0) + 1
@@ -705,7 +717,7 @@ class PaxosCore:
             # still does not vote: that finding is this replica's too (NACK before promise)
             self._send(out, NACK, src, [b[0], b[1], self.ballot[0], self.ballot[1],
                                         _NACK_UNSURE, body[3]])
-        if unsure and b == self.ballot and self._promised_unsure != b:
+        if unsure and b == self.ballot and self._promised_unsure != [b[0], b[1], body[3]]:
             # a wiped replica counts its rounds from 0 again and may pick a ballot it used
             # before it lost its flash: only a ballot above every promise is new for sure
             self._reject("stale")
@@ -723,7 +735,7 @@ class PaxosCore:
             self.ballot = b
             persists.append((PERSIST, "promised", [b[0], b[1]]))
         self.leader = None
-        self._promised_unsure = b if unsure else None
+        self._promised_unsure = [b[0], b[1], body[3]] if unsure else None
         self._election_at = now_ms + self._election_timeout()
         sends = []
         for part in self._promise_parts(b, frm):
@@ -936,7 +948,7 @@ class PaxosCore:
         while log.state(c + 1) == 1:
             c += 1
         if c == self.commit_index:
-            return
+            return self._rebuilt(out) if self._unsure else None
         self.commit_index = c
         while self.applied_slot < c:
             self._apply_slot(self.applied_slot + 1, out)
@@ -944,6 +956,8 @@ class PaxosCore:
             for s in sorted(d):
                 if s <= c:
                     del d[s]
+        if self._unsure:
+            self._rebuilt(out)
         cfg = self.config
         a = self.applied_slot
         if a > self.snap_slot and a >= self._snap_retry_at and (
@@ -1170,7 +1184,9 @@ class PaxosCore:
         election's nonce, so neither an old datagram nor an answer to an earlier election
         counts; a duel it lost since does not matter): the group is new, so it votes from
         now on, and as a candidate counts its own promise."""
-        cfg = self.members
+        if len(self.configs) != 1 or self.configs[0][0] != 1:
+            return  # a reconfigured group: a member added later is unsure until it rebuilds
+        cfg = self.configs[0][1]
         seen = [x[0] for x in self._unsure_seen]
         n = 1
         for m in cfg:
@@ -1178,7 +1194,7 @@ class PaxosCore:
                 n += 1
         if n < _majority(cfg):
             return
-        self._now_sure(out, False)
+        self._now_sure(out)
         if self.role == CANDIDATE:
             self._p1[self.node_id] = [self._p1_from, _FAR, True, None]
         out.append((EVENT, "paxos.new_group", [self.node_id, n]))
@@ -1196,11 +1212,9 @@ class PaxosCore:
     # ---- leader --------------------------------------------------------------------------
 
     def _become_leader(self, now_ms, out):
-        if self._unsure:  # rebuilt: a majority of the others promised (module docstring).
-            # Its own promise still does not count in this term (phase 1 of a configuration
-            # it learns later needs a majority of the others)
-            self._now_sure(out, True)
-            out.append((EVENT, "paxos.rebuilt", [self.node_id, self.ballot[0]]))
+        # Won as unsure: a majority of the others promised (module docstring). Its own
+        # promise does not count in this term (phase 1 of a configuration it learns later
+        # needs a majority of the others); it votes once what phase 1 found is chosen
         self.role = LEADER
         self.leader = self.node_id
         self._next_slot = self._p1_from
@@ -1214,6 +1228,8 @@ class PaxosCore:
             self._touch(m, now_ms)
         out.append((EVENT, "paxos.leader", [self.node_id, self.ballot[0], self._p1_from]))
         self._leader_tick(now_ms, out)
+        if self._unsure:
+            self._rebuilt(out)
 
     def _touch(self, peer, now_ms):
         p = self._peer.get(peer)
