@@ -5,6 +5,7 @@ and a crash in the middle of a rebuild. CPython only (the simulator is)."""
 
 from roost.common.channel import Channel
 from roost.common.prng import Prng
+from roost.emulator.sim import NetConfig
 from roost.node.effects import EVENT, PERSIST, SEND
 from roost.node.paxos import ACCEPT, ACK, NACK, PREPARE, PROMISE, PaxosConfig, PaxosCore
 from tests.paxos.pump import KEY, CountSM
@@ -209,8 +210,20 @@ def test_an_unsure_candidates_ballot_must_be_above_every_promise():
     sent = _feed(core, 2, n1, PREPARE, [2, "n1", 1, 77])
     assert [m.kind for m in sent] == [NACK] and sent[0].body[2:4] == [2, "n1"]
     assert [m.kind for m in _feed(core, 3, n1, PREPARE, [3, "n1", 1, 78])] == [PROMISE]
-    # its PREPARE sent again (a retry) is promised again
+    # its PREPARE sent again (a retry) is promised again; the same ballot from another
+    # election (n1 wiped once more) is not
     assert [m.kind for m in _feed(core, 4, n1, PREPARE, [3, "n1", 1, 78])] == [PROMISE]
+    n1 = Channel("n1", KEY, incarnation=3)
+    assert [m.kind for m in _feed(core, 5, n1, PREPARE, [3, "n1", 1, 79])] == [NACK]
+
+
+def test_a_rebuilt_replica_reads_back_the_values_it_wrote_as_chosen():
+    """Values it was told are chosen carry no ballot: written unmarked, a stale value at
+    any ballot would beat them in a later phase 1."""
+    storage = {"promised": [4, "n1"], "a/1": [0, "", ["b", [["x"]]], 1],
+               "a/2": [4, "n1", ["b", [["y"]]]]}
+    core = PaxosCore("n2", Channel("n2", KEY), IDS3, CountSM(), storage=storage)
+    assert not core.unsure and core.log.state(1) == 1 and core.log.state(2) == 0
 
 
 def test_only_answers_to_this_election_say_a_group_is_new():
@@ -232,8 +245,9 @@ def test_wipes_one_at_a_time_never_undo_a_chosen_value():
     down or still rebuilding), kills (a minority at most), restarts, one replica cut off,
     heals; a client at the leader all along, and the agreement check on every APPLY.
     Before rebuilt replicas wrote what they recovered, 5 of seeds 0-299 broke agreement."""
-    for seed in range(150):
-        g = Group(seed, IDS3)
+    for seed in range(150):  # odd seeds on a network that loses and duplicates datagrams
+        net = NetConfig(latency_ms=2, jitter_ms=1, loss=0.05 * (seed % 2), dup=0.05 * (seed % 2))
+        g = Group(seed, IDS3, net=net)
         rng = Prng(seed).fork("wipes")
         g.client(5, 5000)
 
