@@ -433,6 +433,15 @@ def _console_script(lines: list[tuple[float, str]]) -> str:
     return "import time\n" + body
 
 
+def _follow(url: str, timeout: float, said: list) -> str:
+    """roost flash's console follow on a virtual board: reset it, read until joined."""
+    b = flash.Board(url, timeout)
+    try:
+        return b.reset_and_follow("roost: joined fleet", said.append, lambda x: x)
+    finally:
+        b.close()
+
+
 def test_flash_follows_a_rebuilding_replica_until_it_votes(board):
     """A replica flashed with an empty flash says it is rebuilding before it joins; roost
     flash goes on reading its console until it votes (or says that it still rebuilds)."""
@@ -443,34 +452,20 @@ def test_flash_follows_a_rebuilding_replica_until_it_votes(board):
         (0.2, "roost: joined fleet lab as n07"),
         (1.0, "roost: n07 rebuilt: votes again")]))
     said: list[str] = []
-    b = flash.Board(board.url, 10)
-    try:
-        line = b.reset_and_follow("roost: joined fleet", said.append, lambda x: x)
-    finally:
-        b.close()
-    assert line == "roost: joined fleet lab as n07"
+    assert _follow(board.url, 10, said) == "roost: joined fleet lab as n07"
     assert said[-1] == "board: roost: n07 rebuilt: votes again", said
     # one that is still rebuilding when the time is up: said, and the joined line returned
     (board.flash / "main.py").write_text(_console_script([
         (0.1, "roost: n07 replica flash empty: rebuilding before it votes"),
         (0.1, "roost: joined fleet lab as n07")]))
     said.clear()
-    b = flash.Board(board.url, 8)
-    try:
-        line = b.reset_and_follow("roost: joined fleet", said.append, lambda x: x)
-    finally:
-        b.close()
-    assert line == "roost: joined fleet lab as n07"
+    assert _follow(board.url, 8, said) == "roost: joined fleet lab as n07"
     assert "still rebuilding after 8 s" in said[-1], said
     # a replica of a new group: no rebuilding line, the joined line ends it at once
     (board.flash / "main.py").write_text(_console_script([
         (0.1, "roost: joined fleet lab as n07"), (5.0, "roost: never read")]))
     said.clear()
-    b = flash.Board(board.url, 10)
-    try:
-        assert b.reset_and_follow("roost: joined fleet", said.append, lambda x: x)
-    finally:
-        b.close()
+    assert _follow(board.url, 10, said)
     assert not any("never read" in x for x in said), said
 
 
