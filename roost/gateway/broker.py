@@ -478,32 +478,32 @@ def _broker_cmd(args: argparse.Namespace) -> int:
         return 1
     except KeyboardInterrupt:  # stopped while starting: the broker, tied to us, stops too
         return 0
-    info = h.describe()
-    if creds is not None:  # the gateway, roost kv and ota publish log in as admin
-        pw_file = d.resolve() / "admin.password"
-        pw_file.write_text((h.admin_password or "") + "\n")
-        os.chmod(pw_file, 0o600)
-        info["admin_password_file"] = str(pw_file)
-    if args.json:
-        print(json.dumps(info, sort_keys=True), flush=True)
-    else:
-        where = h.url if args.host != "0.0.0.0" else (
-            "every interface, port %d (mqtt://THIS-MACHINE'S-IP:%d for boards and Pis, %s "
-            "here)" % (h.port, h.port, h.url))
-        print("%s broker listening on %s (pid %s, config in %s); Ctrl-C stops it"
-              % (h.kind, where, h.pid, d), flush=True)
-        if creds is not None:
-            print("users: one per node in %s, and admin (the gateway, roost kv, roost ota "
-                  "publish) with the password in %s" % (args.plan or args.credentials,
-                                                        info["admin_password_file"]),
-                  flush=True)
-        elif args.host != "127.0.0.1":
-            print("anyone on the network may connect: protocol messages are still checked "
-                  "against the fleet key, but readings and statuses are not (--plan DIR, or "
-                  "--credentials FILE, gives each node its own password and topics)",
-                  flush=True)
     pid = h.pid
-    try:
+    try:  # from here a SIGTERM (as Ctrl-C) at any line stops the broker and exits 0
+        info = h.describe()
+        if creds is not None:  # the gateway, roost kv and ota publish log in as admin
+            pw_file = d.resolve() / "admin.password"
+            pw_file.write_text((h.admin_password or "") + "\n")
+            os.chmod(pw_file, 0o600)
+            info["admin_password_file"] = str(pw_file)
+        if args.json:
+            print(json.dumps(info, sort_keys=True), flush=True)
+        else:
+            where = h.url if args.host != "0.0.0.0" else (
+                "every interface, port %d (mqtt://THIS-MACHINE'S-IP:%d for boards and Pis, %s "
+                "here)" % (h.port, h.port, h.url))
+            print("%s broker listening on %s (pid %s, config in %s); Ctrl-C stops it"
+                  % (h.kind, where, h.pid, d), flush=True)
+            if creds is not None:
+                print("users: one per node in %s, and admin (the gateway, roost kv, roost ota "
+                      "publish) with the password in %s" % (args.plan or args.credentials,
+                                                            info["admin_password_file"]),
+                      flush=True)
+            elif args.host != "127.0.0.1":
+                print("anyone on the network may connect: protocol messages are still checked "
+                      "against the fleet key, but readings and statuses are not (--plan DIR, or "
+                      "--credentials FILE, gives each node its own password and topics)",
+                      flush=True)
         while h.running():
             time.sleep(0.5)
     except KeyboardInterrupt:
