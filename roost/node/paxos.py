@@ -36,8 +36,8 @@ guard is sent (a value of None deletes the key):
                wrote the same list as JSON text, still read)
   "a/<slot>"   [round, node, value, 1]           the same, known chosen (written by a rebuild)
   "unsure"     1 while the replica rebuilds after losing its flash (below); 0 written by
-               whoever creates a new group's replicas with empty storage (tests, the emulator)
-               says they are new and vote at once
+               whoever creates a new group's replicas with empty storage (the tests) says
+               they are new and vote at once
 A snapshot every ``snapshot_every`` applied slots is persisted first, then the "a/<slot>"
 keys it covers are deleted. The snapshot is handed to storage as a list, never as one text
 (a board's storage streams it to flash), and its JSON bytes for a laggard are built only
@@ -694,6 +694,10 @@ class PaxosCore:
     def _nack(self, out, dst, body, reason):
         self._send(out, NACK, dst, [body[0], body[1], self.ballot[0], self.ballot[1], reason])
 
+    def _nack_unsure(self, out, dst, b, nonce):
+        self._send(out, NACK, dst, [b[0], b[1], self.ballot[0], self.ballot[1], _NACK_UNSURE,
+                                    nonce])
+
     # ---- acceptor ------------------------------------------------------------------------
 
     def _on_prepare(self, now_ms, src, body, out, inc=0):
@@ -710,13 +714,11 @@ class PaxosCore:
                 # another unsure replica campaigns: campaign now too, so that the replicas
                 # of a new group ask each other while all of them are still unsure
                 self._election_at = now_ms
-            return self._send(out, NACK, src, [b[0], b[1], self.ballot[0], self.ballot[1],
-                                               _NACK_UNSURE, body[3] if unsure else 0])
+            return self._nack_unsure(out, src, b, body[3] if unsure else 0)
         if unsure and [src, inc] in self._unsure_seen:
             # it found its group new with this replica, which has not restarted since and
             # still does not vote: that finding is this replica's too (NACK before promise)
-            self._send(out, NACK, src, [b[0], b[1], self.ballot[0], self.ballot[1],
-                                        _NACK_UNSURE, body[3]])
+            self._nack_unsure(out, src, b, body[3])
         if unsure and b == self.ballot and self._promised_unsure != [b[0], b[1], body[3]]:
             # a wiped replica counts its rounds from 0 again and may pick a ballot it used
             # before it lost its flash: only a ballot above every promise is new for sure
@@ -948,7 +950,7 @@ class PaxosCore:
         while log.state(c + 1) == 1:
             c += 1
         if c == self.commit_index:
-            return self._rebuilt(out) if self._unsure else None
+            return
         self.commit_index = c
         while self.applied_slot < c:
             self._apply_slot(self.applied_slot + 1, out)
