@@ -53,16 +53,19 @@ have forgotten its promises and accepted values, and could undo a chosen value. 
 *unsure* ("unsure" is written with its first durable step) and does not vote: it answers a
 PREPARE with NACK reason 2 and an ACCEPT with an ACK (it keeps the value as a learner and
 catches up like a lagging follower), its own PREPAREs say it is unsure, and its election
-timer runs on whatever leader it hears. It becomes a voter in one of two ways:
+timer runs on whatever leader it hears. When the timer fires it first asks who hears it (a
+flagged PREPARE that voters answer with NACK reason 3, changing nothing) and campaigns only
+once a majority of the others answered: an election it cannot win would outbid the leader
+at the replicas it reaches, every timeout. It becomes a voter in one of two ways:
   * it wins an election in which its own promise does not count: a majority of the group
     other than itself promised its ballot. That majority meets every quorum the replica
     voted in before it lost its flash (in the others), so phase 1 brings back every value
     those votes could have chosen, and the ballot is above every promise it had made;
-  * a majority of the group, itself counted, answered its latest election that they are
-    unsure too (their NACKs echo the random nonce of its PREPAREs): the group is new, or
+  * a majority of the group, itself counted, answered its latest ask or election that they
+    are unsure too (their NACKs echo the random nonce of its PREPAREs): the group is new, or
     more replicas lost their flash than the group survives. A replica that found its group
     new so vouches for the ones it found it with (same incarnation, still unsure) with the
-    same NACK; an unsure replica that hears another's PREPARE campaigns at once.
+    same NACK; an unsure replica that hears another's PREPARE asks at once.
 Having won, it votes only once every slot its phase 1 found is chosen (a step-down before
 leaves it unsure); either way it first writes its whole log, chosen values marked chosen
 ("a/<slot>" [r, n, value, 1]: a catch-up gives no ballot), then deletes "unsure". A replica
@@ -74,14 +77,16 @@ unsure until it rebuilds), and a replica vouches only if it found its group new 
 A wiped replica's return costs the group one election.
 
 Wire kinds 32-40 (bodies are JSON lists):
-  PREPARE   [r, n, from_slot] or, from an unsure candidate, [r, n, from_slot, nonce]
+  PREPARE   [r, n, from_slot] or, from an unsure candidate, [r, n, from_slot, nonce];
+            [r, n, from_slot, nonce, 1] asks (an unsure replica before its election)
   PROMISE   [r, n, from_slot, lo, hi, last, [[slot, ar, an, value, chosen], ...]]
             the acceptor's values in slots lo..hi-1; ``last`` marks the final part
   ACCEPT    [r, n, slot, value, leader_commit]
   ACCEPTED  [r, n, slot, acceptor_commit]
   NACK      [r, n, promised_r, promised_n, reason]   reason 0 stale ballot, 1 behind
             snapshot; [r, n, promised_r, promised_n, 2, nonce]: unsure (not voting until
-            rebuilt), with the nonce of the PREPARE it answers (0 if it had none)
+            rebuilt), with the nonce of the PREPARE it answers (0 if it had none);
+            [r, n, promised_r, promised_n, 3, nonce]: a voter's answer to an ask
   HEARTBEAT [r, n, leader_commit]
   ACK       [r, n, commit, snap_rx_slot, snap_rx_offset]
   CHOSEN    [[slot, value], ...]                        catch-up of chosen values
@@ -134,6 +139,7 @@ NOOP = ["n"]  # the hole filler; compare with value[0] == "n"
 _NACK_STALE = const(0)
 _NACK_BEHIND = const(1)
 _NACK_UNSURE = const(2)
+_NACK_HEARD = const(3)  # a voter heard an unsure replica ask (nothing promised)
 _MAX_UINT = const(1099511627776)  # 2**40: slots, rounds and offsets stay below it
 _FAR = const(1099511627776)
 _ZERO = (0, "")
@@ -337,7 +343,9 @@ class PaxosCore:
         # 0 a voter; 1 unsure (not voting, see the module docstring) and "unsure" is durable;
         # 2 unsure, "unsure" still to be written with the next step's effects
         self._unsure = 0
-        self._nonce = 0  # an unsure candidate's election: the nonce its PREPAREs carry
+        self._nonce = 0  # an unsure replica's last ask or election: the nonce its PREPAREs carry
+        self._heard_by = []  # the voters that answered that ask
+        self._asked_at = now_ms - self.config.retry_ms  # when it last asked
         # [id, incarnation] of those who answered the PREPAREs of that nonce that they are
         # unsure too; kept once it found its group new with them (it vouches for them)
         self._unsure_seen = []
@@ -579,10 +587,12 @@ class PaxosCore:
                 self._leader_tick(now_ms, out)
             return out
         if now_ms >= self._election_at:
-            if self.node_id in self.members:  # members are known: not a joining node
-                self._start_election(now_ms, out)
-            else:
+            if self.node_id not in self.members:  # members unknown: a joining node
                 self._election_at = now_ms + self._election_timeout()
+            elif self._unsure:
+                self._ask(now_ms, out)
+            else:
+                self._start_election(now_ms, out)
         elif self.role == CANDIDATE and self._retry_at is not None and now_ms >= self._retry_at:
             self._retry_at = now_ms + self.config.retry_ms
             self._send_prepares(out, self._p1_from)
@@ -701,8 +711,10 @@ class PaxosCore:
     # ---- acceptor ------------------------------------------------------------------------
 
     def _on_prepare(self, now_ms, src, body, out, inc=0):
-        unsure = len(body) == 4  # from an unsure candidate: [r, n, from_slot, nonce]
-        if len(body) != 3 and not (unsure and _uint(body[3]) and body[3] > 0):
+        # from an unsure replica: [r, n, from_slot, nonce], or [..., nonce, 1] if it asks
+        k = len(body)
+        unsure = k == 4 or k == 5
+        if k != 3 and not (unsure and _uint(body[3]) and body[3] > 0 and (k == 4 or body[4] == 1)):
             return self._reject("malformed")
         b = self._ballot(body, src)
         frm = body[2]
@@ -710,15 +722,19 @@ class PaxosCore:
             return self._reject("malformed")
         self._see_round(b[0])
         if self._unsure:
-            if unsure and self.role == FOLLOWER:
-                # another unsure replica campaigns: campaign now too, so that the replicas
-                # of a new group ask each other while all of them are still unsure
+            if unsure and self.role == FOLLOWER and now_ms - self._asked_at >= self.config.retry_ms:
+                # another unsure replica asks: ask now too, so that the replicas of a new
+                # group ask each other while all of them are still unsure (not again and
+                # again: each ask's new nonce voids the answers to the one before)
                 self._election_at = now_ms
             return self._nack_unsure(out, src, b, body[3] if unsure else 0)
         if unsure and [src, inc] in self._unsure_seen:
             # it found its group new with this replica, which has not restarted since and
             # still does not vote: that finding is this replica's too (NACK before promise)
             self._nack_unsure(out, src, b, body[3])
+        if k == 5:  # it only asks who hears it: answered, nothing promised
+            return self._send(out, NACK, src, [b[0], b[1], self.ballot[0], self.ballot[1],
+                                               _NACK_HEARD, body[3]])
         if unsure and b == self.ballot and self._promised_unsure != [b[0], b[1], body[3]]:
             # a wiped replica counts its rounds from 0 again and may pick a ballot it used
             # before it lost its flash: only a ballot above every promise is new for sure
@@ -1091,6 +1107,28 @@ class PaxosCore:
         if self._election_won():
             self._become_leader(now_ms, out)
 
+    def _ask(self, now_ms, out):
+        """An unsure replica asks who hears it before it campaigns: each of its elections
+        outbids the leader at the replicas it reaches, and one that cannot reach a majority
+        of the others would cost the group an election every timeout, for nothing. Voters
+        answer NACK 3 and change nothing; unsure replicas answer NACK 2 (a new group)."""
+        if self.role == CANDIDATE:
+            self._become_follower(now_ms, out)
+        self._nonce = self.rng.randint(1, 1 << 30)
+        self._unsure_seen = []
+        self._heard_by = []
+        self._asked_at = now_ms
+        self._election_at = now_ms + self._election_timeout()
+        r = self._max_round
+        if self.ballot[0] > r:
+            r = self.ballot[0]
+        frm = self.commit_index + 1
+        for m in self._peers(frm):
+            self._send(out, PREPARE, m, [r + 1, self.node_id, frm, self._nonce, 1])
+        self._new_group(out)  # a group of one: no answer will come
+        if not self._unsure:
+            self._election_at = now_ms
+
     def _send_prepares(self, out, frm):
         for m in self._peers(frm):
             st = self._p1.get(m)
@@ -1398,19 +1436,33 @@ class PaxosCore:
             self._pump(now_ms, out)
 
     def _on_nack(self, now_ms, src, body, out, inc=0):
-        if len(body) != 5 and not (len(body) == 6 and body[4] == _NACK_UNSURE):
+        if len(body) != 5 and not (len(body) == 6 and body[4] in (_NACK_UNSURE, _NACK_HEARD)):
             return self._reject("malformed")
         r, n, pr, pn, reason = body[0], body[1], body[2], body[3], body[4]
         if not (_uint(r) and is_valid_id(n) and _uint(pr) and isinstance(pn, str)
-                and reason in (_NACK_STALE, _NACK_BEHIND, _NACK_UNSURE)):
+                and reason in (_NACK_STALE, _NACK_BEHIND, _NACK_UNSURE, _NACK_HEARD)):
             return self._reject("malformed")
         self._see_round(pr)
+        if reason == _NACK_HEARD:
+            if (self._unsure and self.role == FOLLOWER and body[5] == self._nonce
+                    and src not in self._heard_by):
+                self._heard_by.append(src)
+                cfg = self.members
+                if (src in cfg and len([m for m in self._heard_by if m in cfg])
+                        >= _majority(cfg)):
+                    # a majority of the others hear it: now an election can rebuild it
+                    self._start_election(now_ms, out)
+            return None
         if reason == _NACK_UNSURE:
             if (self._unsure and len(body) == 6 and body[5] == self._nonce
                     and [src, inc] not in self._unsure_seen):
                 self._unsure_seen.append([src, inc])  # unsure too, answering our last election
                 self._new_group(out)
-                if (not self._unsure and self.role == CANDIDATE and (r, n) == self.ballot
+                if not self._unsure and self.role == FOLLOWER:
+                    # it found its group new when it asked: campaign soon (at random, so
+                    # that the others, finding it too, seldom duel with it)
+                    self._election_at = now_ms + self.rng.randint(0, self.config.retry_ms)
+                elif (not self._unsure and self.role == CANDIDATE and (r, n) == self.ballot
                         and self._election_won()):
                     self._become_leader(now_ms, out)
             return None

@@ -96,11 +96,14 @@ def test_forged_snapshot_chunks_cannot_install():
     follower = [n for n in IDS if n != leader][0]
     core = cl.core(follower)
     ch = Channel(leader, KEY, incarnation=99)
+    # opened by a channel of their own: the core's would take the leader for rebooted and
+    # drop its real datagrams, of an older incarnation, from then on
+    rx = Channel(follower, KEY)
     # a chunk claiming to complete a snapshot with the wrong checksum
-    eff = core.receive(cl.now, leader, ch.seal(SNAP, follower, [50, 2, 7, 0, "e30="]))
+    eff = core.handle(cl.now, rx.open(ch.seal(SNAP, follower, [50, 2, 7, 0, "e30="])))
     assert eff == [] and core.applied_slot == 0
     assert core.stats["rx_rejected_malformed"] == 1
-    eff = core.receive(cl.now, leader, ch.seal(SNAP, follower, [50, 10**9, 7, 0, "e30="]))
+    eff = core.handle(cl.now, rx.open(ch.seal(SNAP, follower, [50, 10**9, 7, 0, "e30="])))
     assert core.stats["rx_rejected_oversized"] == 1
     assert cl.propose(leader, "still fine")
     cl.advance(200)

@@ -96,6 +96,38 @@ def test_a_wiped_follower_rebuilds_and_votes_again():
         g.check_converged("rebuilds")
 
 
+def test_a_wiped_replica_out_of_reach_of_a_majority_does_not_disrupt_the_group():
+    """A wiped replica that reaches only two of the other four cannot rebuild. Each election
+    of its own would outbid the leader at those two: it asks who hears it and campaigns only
+    once a majority of the others do (before, it campaigned 90-97 times in 30 s and the group
+    applied 40% of its commands), and rebuilds once the links are back."""
+    for seed in range(3):
+        g = Group(seed, IDS5)
+        g.wait_leader(1000)
+        g.client(5, 40000)
+        g.sim.run_for(500)
+        w = "n5"
+        g.sim.wipe(w)
+        for m in ("n1", "n2"):
+            g.sim.set_link(w, m, loss=1.0)
+            g.sim.set_link(m, w, loss=1.0)
+        g.sim.restart(w)
+        leaders = g.host("n3").stats["leader_terms"] + g.host("n4").stats["leader_terms"]
+        before = len(g.by_index)
+        g.sim.run_for(30000)
+        assert g.host(w).unsure and g.host(w).stats["elections"] == 0, _replay("disrupt", seed)
+        # a command every 5 ms at the leader: all of them applied, none lost to an election
+        assert len(g.by_index) - before >= 5900, _replay("disrupt", seed)
+        assert (g.host("n3").stats["leader_terms"] + g.host("n4").stats["leader_terms"]
+                == leaders), _replay("disrupt", seed)
+        for m in ("n1", "n2"):
+            g.sim.set_link(w, m, loss=0.0)
+            g.sim.set_link(m, w, loss=0.0)
+        g.sim.run_for(1000)
+        assert not g.host(w).unsure, _replay("disrupt", seed)
+        g.check_safety("disrupt")
+
+
 def test_a_new_group_finds_out_it_is_new_and_elects_a_leader_at_once():
     for ids in (IDS3, IDS5):
         for seed in range(10):
@@ -226,18 +258,46 @@ def test_a_rebuilt_replica_reads_back_the_values_it_wrote_as_chosen():
     assert not core.unsure and core.log.state(1) == 1 and core.log.state(2) == 0
 
 
-def test_only_answers_to_this_election_say_a_group_is_new():
+def test_only_answers_to_this_ask_say_a_group_is_new():
     core = PaxosCore("n1", Channel("n1", KEY), IDS3, CountSM(), storage={})
     n2 = Channel("n2", KEY)
-    eff = core.tick(1000)  # an unsure replica campaigns at once
-    prepares = [n2.open(e[2]) for e in eff if e[0] == SEND and e[1] == "n2"]
-    nonce = prepares[0].body[3]
-    assert nonce > 0 and core.unsure
-    r, n = core.ballot
-    _feed(core, 1001, n2, NACK, [r, n, 0, "", 2, nonce + 1])  # another election's answer
+    eff = core.tick(1000)  # an unsure replica asks at once
+    asks = [n2.open(e[2]) for e in eff if e[0] == SEND and e[1] == "n2"]
+    r, n, _, nonce, flag = asks[0].body
+    assert nonce > 0 and flag == 1 and core.unsure
+    _feed(core, 1001, n2, NACK, [r, n, 0, "", 2, nonce + 1])  # another ask's answer
     assert core.unsure
     _feed(core, 1002, n2, NACK, [r, n, 0, "", 2, nonce])  # this one's: n1 and n2 of three
     assert not core.unsure
+
+
+def test_a_voter_answers_an_ask_and_promises_nothing():
+    core = PaxosCore("n2", Channel("n2", KEY), IDS3, CountSM(), storage={"unsure": 0})
+    n1 = Channel("n1", KEY)
+    raw = n1.seal(PREPARE, "n2", [5, "n1", 1, 77, 1])
+    eff = core.receive(1, "n1", raw)
+    assert [e[0] for e in eff] == [SEND]  # nothing persisted
+    assert n1.open(eff[0][2]).body == [5, "n1", 0, "", 3, 77]
+    assert core.ballot == (0, "") and core.leader is None
+
+
+def test_an_unsure_replica_campaigns_once_a_majority_of_the_others_hear_it():
+    core = PaxosCore("n1", Channel("n1", KEY), IDS5, CountSM(), storage={})
+    peers = {m: Channel(m, KEY) for m in IDS5[1:]}
+    eff = core.tick(1000)
+    asks = {e[1]: peers[e[1]].open(e[2]).body for e in eff if e[0] == SEND}
+    assert sorted(asks) == IDS5[1:] and all(len(b) == 5 for b in asks.values())
+    r, n, _, nonce, _ = asks["n2"]
+    for m in ("n2", "n3"):  # two of the four others: no election yet
+        assert _feed(core, 1001, peers[m], NACK, [r, n, 0, "", 3, nonce]) == []
+    assert core.stats["elections"] == 0 and core.ballot == (0, "")
+    _feed(core, 1002, peers["n4"], NACK, [r, n, 0, "", 3, nonce + 1])  # not this ask's
+    assert core.stats["elections"] == 0
+    raw = peers["n4"].seal(NACK, "n1", [r, n, 0, "", 3, nonce])  # three: it campaigns
+    eff = core.receive(1003, "n4", raw)
+    assert core.stats["elections"] == 1 and core.unsure
+    sent = [peers[e[1]].open(e[2]) for e in eff if e[0] == SEND]
+    assert [m.kind for m in sent] == [PREPARE] * 4 and all(len(m.body) == 4 for m in sent)
 
 
 def test_wipes_one_at_a_time_never_undo_a_chosen_value():
