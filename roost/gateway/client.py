@@ -736,19 +736,25 @@ def _status_cmd(args: argparse.Namespace) -> int:
     # "boot": the incarnation, counted from the node's clock (seconds since 2020)
     print("%-5s %-11s %-8s %-9s %-9s %-20s %s" % ("node", "interp", "process", "boot", "members",
                                                    "role", "rx/tx/rejected"))
+    old = []  # nodes whose role is from a report they no longer renew (stalled, ...)
     for n in sorted(st["nodes"]):
         v = st["nodes"][n]
         g = v.get("group") or {}
         role = ""
         if g:
-            role = "%s %s c%s" % (g.get("name"), "LEADER" if g.get("is_leader") else
-                                  "rebuilding" if g.get("unsure") else "replica", g.get("commit"))
+            role = "%s %s%s c%s" % (g.get("name"), "LEADER" if g.get("is_leader") else
+                                    "rebuilding" if g.get("unsure") else "replica",
+                                    "" if v["process"] == "running" else "?", g.get("commit"))
+            if v["process"] != "running":
+                old.append("%s (%s)" % (n, v["process"]))
         c = v.get("counters") or {}
         alive = len(v.get("sees_alive", []))
         print("%-5s %-11s %-8s %-9s %-9s %-20s %s/%s/%s" % (
             n, v["interp"], v["process"], v.get("incarnation", "-"),
             "%d/%d" % (alive, len(st["members"])) if v.get("counters") else "-", role,
             c.get("rx", "-"), c.get("tx", "-"), c.get("rx_rejected", "-")))
+    if old:
+        print("?: the role a node last reported; it reports no more: " + ", ".join(old))
     for n in sorted(st["nodes"]):  # boards: the code they run, and their last update
         b = st["nodes"][n].get("board")
         if b:

@@ -460,6 +460,29 @@ def test_a_pipelines_health_gate_and_exit_codes(emu):
     _wait(lambda: _healthy(d), 60, "healthy again")
 
 
+def test_a_paused_leaders_old_report_is_marked_in_the_status_table(emu):
+    """A hung board (SIGSTOP) keeps its last report, which says it leads; once another
+    replica leads, `roost status` must not show two plain LEADER rows."""
+    d = emu
+    _wait(lambda: _healthy(d), 60, "a healthy fleet")
+    old = _leader(d)
+    assert chaos.pause(d, old)
+    try:
+        def table():
+            r = _roost("status", "--dir", str(d))
+            assert r.returncode == 0, r.stderr
+            rows = [ln.split() for ln in r.stdout.splitlines() if "LEADER" in ln]
+            lead = [row[0] for row in rows if "LEADER" in row]
+            marked = any(row[0] == old and "LEADER?" in row for row in rows)
+            return r.stdout if len(lead) == 1 and lead[0] != old and marked else None
+
+        out = _wait(table, 30, "a new leader, and the paused one's row marked")
+        assert "it reports no more: %s (stalled)" % old in out, out
+    finally:
+        assert chaos.resume(d, old)
+    _wait(lambda: _healthy(d), 60, "healthy again")
+
+
 def test_clean_shutdown_leaves_no_stray_processes(emu):
     d = emu
     assert len(_our_processes(d)) >= 6  # 5 nodes + the broker
