@@ -56,7 +56,9 @@ catches up like a lagging follower), its own PREPAREs say it is unsure, and its 
 timer runs on whatever leader it hears. When the timer fires it first asks who hears it (a
 flagged PREPARE that voters answer with NACK reason 3, changing nothing) and campaigns only
 once a majority of the others answered: an election it cannot win would outbid the leader
-at the replicas it reaches, every timeout. It becomes a voter in one of two ways:
+at the replicas it reaches, every timeout. Hearing another's ask, it sends its own again
+(same nonce, at most once per retry_ms); hearing another unsure replica's election, it
+waits a timeout (one rebuild at a time). It becomes a voter in one of two ways:
   * it wins an election in which its own promise does not count: a majority of the group
     other than itself promised its ballot. That majority meets every quorum the replica
     voted in before it lost its flash (in the others), so phase 1 brings back every value
@@ -587,7 +589,10 @@ class PaxosCore:
                 self._leader_tick(now_ms, out)
             return out
         if now_ms >= self._election_at:
-            if self.node_id not in self.members:  # members unknown: a joining node
+            if (self.node_id not in self.members
+                    or self.node_id not in self.config_of(self.commit_index + 1)):
+                # a joining node, or a member added to a configuration not yet in force:
+                # as leader it would step down at once
                 self._election_at = now_ms + self._election_timeout()
             elif self._unsure:
                 self._ask(now_ms, out)
@@ -714,7 +719,8 @@ class PaxosCore:
         # from an unsure replica: [r, n, from_slot, nonce], or [..., nonce, 1] if it asks
         k = len(body)
         unsure = k == 4 or k == 5
-        if k != 3 and not (unsure and _uint(body[3]) and body[3] > 0 and (k == 4 or body[4] == 1)):
+        if k != 3 and not (unsure and _uint(body[3]) and body[3] > 0
+                           and (k == 4 or (_uint(body[4]) and body[4] == 1))):
             return self._reject("malformed")
         b = self._ballot(body, src)
         frm = body[2]
@@ -722,11 +728,18 @@ class PaxosCore:
             return self._reject("malformed")
         self._see_round(b[0])
         if self._unsure:
-            if unsure and self.role == FOLLOWER and now_ms - self._asked_at >= self.config.retry_ms:
-                # another unsure replica asks: ask now too, so that the replicas of a new
-                # group ask each other while all of them are still unsure (not again and
-                # again: each ask's new nonce voids the answers to the one before)
-                self._election_at = now_ms
+            if self.role != FOLLOWER:
+                pass
+            elif k == 4:
+                # another unsure replica campaigns (a majority of the others heard it): one
+                # at a time, or the two would outbid each other at the same voters
+                self._heard_by = []
+                self._election_at = now_ms + self._election_timeout()
+            elif k == 5 and now_ms - self._asked_at >= self.config.retry_ms:
+                # another unsure replica asks: ask now too (this ask again, same nonce: a
+                # new one would void the answers still on their way), so that the
+                # replicas of a new group ask each other while all of them are unsure
+                self._ask(now_ms, out, True)
             return self._nack_unsure(out, src, b, body[3] if unsure else 0)
         if unsure and [src, inc] in self._unsure_seen:
             # it found its group new with this replica, which has not restarted since and
@@ -1091,6 +1104,7 @@ class PaxosCore:
         if self._unsure:
             self._nonce = self.rng.randint(1, 1 << 30)
             self._unsure_seen = []
+            self._heard_by = []
         for s in self.log.slots(frm):
             if self.log.state(s) == 0:  # chosen ones are known already
                 e = self.log.get(s)
@@ -1107,18 +1121,19 @@ class PaxosCore:
         if self._election_won():
             self._become_leader(now_ms, out)
 
-    def _ask(self, now_ms, out):
+    def _ask(self, now_ms, out, again=False):
         """An unsure replica asks who hears it before it campaigns: each of its elections
         outbids the leader at the replicas it reaches, and one that cannot reach a majority
         of the others would cost the group an election every timeout, for nothing. Voters
         answer NACK 3 and change nothing; unsure replicas answer NACK 2 (a new group)."""
-        if self.role == CANDIDATE:
-            self._become_follower(now_ms, out)
-        self._nonce = self.rng.randint(1, 1 << 30)
-        self._unsure_seen = []
-        self._heard_by = []
         self._asked_at = now_ms
-        self._election_at = now_ms + self._election_timeout()
+        if not (again and self._nonce):  # a new ask: its answers are counted afresh
+            if self.role == CANDIDATE:
+                self._become_follower(now_ms, out)
+            self._nonce = self.rng.randint(1, 1 << 30)
+            self._unsure_seen = []
+            self._heard_by = []
+            self._election_at = now_ms + self._election_timeout()
         r = self._max_round
         if self.ballot[0] > r:
             r = self.ballot[0]
@@ -1337,10 +1352,11 @@ class PaxosCore:
             elif self._cfg_pending is not None and self._cfg_pending != self.configs[-1][1] \
                     and not self._cfg_in_flight():
                 value = ["c", list(self._cfg_pending)]
-            elif self._queue:
+            elif self._queue or s < self.configs[-1][0]:
                 if len(self._sent) >= self.config.pipeline:
                     return  # enough in flight: the queue grows into a fuller batch
-                value = self._take_batch()
+                # no commands: no-ops bring a chosen configuration into force
+                value = self._take_batch() if self._queue else NOOP
             else:
                 return
             self._next_slot = s + 1
@@ -1436,11 +1452,14 @@ class PaxosCore:
             self._pump(now_ms, out)
 
     def _on_nack(self, now_ms, src, body, out, inc=0):
-        if len(body) != 5 and not (len(body) == 6 and body[4] in (_NACK_UNSURE, _NACK_HEARD)):
+        if not 5 <= len(body) <= 6:
             return self._reject("malformed")
         r, n, pr, pn, reason = body[0], body[1], body[2], body[3], body[4]
+        # reasons 2 and 3 echo a nonce: [r, n, pr, pn, reason, nonce]
         if not (_uint(r) and is_valid_id(n) and _uint(pr) and isinstance(pn, str)
-                and reason in (_NACK_STALE, _NACK_BEHIND, _NACK_UNSURE, _NACK_HEARD)):
+                and reason in (_NACK_STALE, _NACK_BEHIND, _NACK_UNSURE, _NACK_HEARD)
+                and len(body) == (6 if reason >= _NACK_UNSURE else 5)
+                and (len(body) == 5 or _uint(body[5]))):
             return self._reject("malformed")
         self._see_round(pr)
         if reason == _NACK_HEARD:
@@ -1454,7 +1473,7 @@ class PaxosCore:
                     self._start_election(now_ms, out)
             return None
         if reason == _NACK_UNSURE:
-            if (self._unsure and len(body) == 6 and body[5] == self._nonce
+            if (self._unsure and body[5] == self._nonce and body[5]
                     and [src, inc] not in self._unsure_seen):
                 self._unsure_seen.append([src, inc])  # unsure too, answering our last election
                 self._new_group(out)

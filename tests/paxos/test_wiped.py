@@ -145,6 +145,45 @@ def test_a_new_group_finds_out_it_is_new_and_elects_a_leader_at_once():
             assert "paxos.rebuilt" not in events, _replay("new_group", seed)
 
 
+def test_members_added_campaign_only_once_their_configuration_is_in_force():
+    """A configuration chosen at slot k governs from k + window. A member it adds that won
+    an election before then stepped down at once: growing a group of three to five under
+    load, the two new members took 4-5 elections each and the group went without a leader
+    for up to a second (seed 0). And with no command at all, the configuration never came
+    into force (the leader now fills the slots up to there with no-ops)."""
+    for seed in range(4):  # as in test_sim's reconfiguration test: replace one, then grow
+        g = Group(seed, IDS3, config=PaxosConfig(snapshot_every=100))
+        g.wait_leader(1000)
+        g.client(5, 6000)
+        g.sim.run_for(500)
+        dead = [n for n in IDS3 if n != g.leader()][0]
+        g.sim.crash(dead)
+        g.add("n4")
+        replaced = sorted([n for n in IDS3 if n != dead] + ["n4"])
+        assert g.reconfigure(replaced), _replay("in_force", seed)
+        g.sim.run_for(1000)
+        g.add("n5")
+        g.add("n6")
+        for _ in range(40):  # refused while the last change is not yet in force
+            if g.reconfigure(sorted(replaced + ["n5", "n6"])):
+                break
+            g.sim.run_for(50)
+        else:
+            raise AssertionError(_replay("in_force", seed))
+        g.sim.run_for(1000)
+        assert not g.host("n5").unsure and not g.host("n6").unsure, _replay("in_force", seed)
+        assert g.host("n5").stats["elections"] <= 2, _replay("in_force", seed)
+        assert g.host("n6").stats["elections"] <= 2, _replay("in_force", seed)
+        g.check_safety("in_force")
+    g = Group(0, IDS3)
+    g.wait_leader(1000)
+    g.add("n4")
+    assert g.reconfigure(IDS3 + ["n4"])
+    g.sim.run_for(2000)  # no commands
+    h = g.host(g.leader())
+    assert "n4" in h.config_of(h.commit_index + 1) and not g.host("n4").unsure
+
+
 def test_a_new_group_with_a_replica_missing_still_starts():
     for seed in range(5):
         g = Group(seed, IDS3)
@@ -269,6 +308,53 @@ def test_only_answers_to_this_ask_say_a_group_is_new():
     assert core.unsure
     _feed(core, 1002, n2, NACK, [r, n, 0, "", 2, nonce])  # this one's: n1 and n2 of three
     assert not core.unsure
+
+
+def test_a_new_group_on_slow_links_still_finds_out_it_is_new():
+    """One-way latency at or above retry_ms: a replica that hears another's ask sends its
+    own ask again with the same nonce. With a new nonce each time (the first version), each
+    one voided the answers still on their way and no group of 3 or 5 ever had a leader."""
+    for ids, latency in ((IDS3, 60), (IDS5, 70)):
+        for seed in range(5):
+            g = Group(seed, ids, net=NetConfig(latency_ms=latency, jitter_ms=latency // 10))
+            assert g.wait_leader(3000), _replay("slow_links", seed)
+            assert not any(g.host(n).unsure for n in g.live()), _replay("slow_links", seed)
+            g.check_safety("slow_links")
+
+
+def test_two_wiped_of_five_rebuild_when_their_link_is_the_quicker():
+    """Two wiped replicas (within the two a group of five survives) whose link to each other
+    is quicker than their links to the voters: each one's ask reached the other first."""
+    for seed in range(3):
+        g = Group(seed, IDS5)
+        assert g.wait_leader(2000)
+        g.client(20, 20000)
+        g.sim.run_for(500)
+        g.sim.set_net(latency_ms=40, jitter_ms=2)
+        for w in ("n4", "n5"):
+            g.sim.wipe(w)
+        g.sim.set_link("n4", "n5", latency_ms=30, jitter_ms=2)
+        g.sim.set_link("n5", "n4", latency_ms=30, jitter_ms=2)
+        for w in ("n4", "n5"):
+            g.sim.restart(w)
+        g.sim.run_for(10000)
+        assert not g.host("n4").unsure and not g.host("n5").unsure, _replay("quicker", seed)
+        g.check_safety("quicker")
+
+
+def test_answers_without_their_nonce_or_with_a_bad_flag_are_malformed():
+    core = PaxosCore("n1", Channel("n1", KEY), IDS3, CountSM(), storage={})
+    n2 = Channel("n2", KEY)
+    core.tick(1000)  # it asks: it is an unsure follower
+    for body in ([1, "n1", 0, "", 3], [1, "n1", 0, "", 2], [1, "n1", 0, "", 3, "x"],
+                 [1, "n1", 0, "", 0, 5]):
+        assert _feed(core, 1001, n2, NACK, body) == []
+    assert core.stats["rx_rejected_malformed"] == 4 and core.unsure
+    voter = PaxosCore("n2", Channel("n2", KEY), IDS3, CountSM(), storage={"unsure": 0})
+    n1 = Channel("n1", KEY)
+    for flag in (True, 1.0, 2):
+        assert _feed(voter, 1, n1, PREPARE, [5, "n1", 1, 77, flag]) == []
+    assert voter.stats["rx_rejected_malformed"] == 3
 
 
 def test_a_voter_answers_an_ask_and_promises_nothing():
