@@ -422,13 +422,22 @@ def health(state: dict[str, Any], nodes: dict[str, Any]) -> dict[str, Any]:
                 if g.get("is_leader"):
                     ls.append(m)
                 if g.get("unsure"):
+                    why = heard_text(g.get("heard"), len(members) - 1)
                     problems.append("%s is rebuilding: it booted with an empty flash and does "
-                                    "not vote yet" % m)
+                                    "not vote yet%s" % (m, " (%s)" % why if why else ""))
         leaders[name] = ls
         if len(ls) != 1:
             problems.append("group %s has %s" % (name, "no leader" if not ls else
                                                    "leaders " + ",".join(ls)))
     return {"healthy": not problems, "problems": problems, "leaders": leaders}
+
+
+def heard_text(heard: list[int] | None, others: int) -> str:
+    """Why a rebuilding replica is not rebuilt yet, from its status' ``heard``."""
+    if not heard:
+        return ""
+    return "%d of the other %d replicas answer it as voters; it needs %d" % (
+        heard[0], others, heard[1])
 
 
 def wait_healthy(d: Path, timeout_s: float, say=None) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from typing import Any
 from roost.common.channel import Channel
 from roost.common.prng import Prng
 from roost.common.stablehash import bucket
-from roost.emulator.fleet import FleetError, load_state, pid_alive, read_status
+from roost.emulator.fleet import FleetError, heard_text, load_state, pid_alive, read_status
 from roost.node.effects import SEND
 from roost.node.kv import KvConfig
 from roost.node.kvclient import KvClient, KvClientConfig
@@ -755,6 +755,10 @@ def _status_cmd(args: argparse.Namespace) -> int:
             c.get("rx", "-"), c.get("tx", "-"), c.get("rx_rejected", "-")))
     if old:
         print("?: the role a node last reported; it reports no more: " + ", ".join(old))
+    for n in sorted(st["nodes"]):
+        g = st["nodes"][n].get("group") or {}
+        if g.get("unsure") and g.get("heard"):  # why it has not rebuilt yet
+            print("%s rebuilding: %s" % (n, heard_text(g["heard"], len(g.get("members", [])) - 1)))
     for n in sorted(st["nodes"]):  # boards: the code they run, and their last update
         b = st["nodes"][n].get("board")
         if b:

@@ -198,7 +198,7 @@ class NodeHost:
             p = r.paxos
             st["group"] = {"name": self.config.group, "members": list(p.members),
                            "leader": p.leader_hint(), "is_leader": p.is_leader(),
-                           "unsure": p.unsure,
+                           "unsure": p.unsure, "heard": p.heard(),
                            "commit": p.commit_index, "applied": p.applied_index,
                            "keys": len(r.store.data), "kv": _nonzero(r.stats),
                            "paxos": _nonzero(p.stats)}

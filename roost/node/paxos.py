@@ -346,7 +346,8 @@ class PaxosCore:
         # 2 unsure, "unsure" still to be written with the next step's effects
         self._unsure = 0
         self._nonce = 0  # an unsure replica's last ask or election: the nonce its PREPAREs carry
-        self._heard_by = []  # the voters that answered that ask
+        self._heard_by = None  # the voters that answered that ask (None: not asking)
+        self._heard_n = -1  # how many answered its last ask that fell short (-1: none yet)
         self._asked_at = now_ms - self.config.retry_ms  # when it last asked
         # [id, incarnation] of those who answered the PREPAREs of that nonce that they are
         # unsure too; kept once it found its group new with them (it vouches for them)
@@ -608,6 +609,13 @@ class PaxosCore:
         """True while this replica rebuilds after booting with nothing (it does not vote)."""
         return self._unsure != 0
 
+    def heard(self):
+        """While unsure: [how many other replicas answered its last ask that fell short,
+        how many it needs]; else None."""
+        if self._unsure and self._heard_n >= 0:
+            return [self._heard_n, _majority(self.members)]
+        return None
+
     # ---- helpers -------------------------------------------------------------------------
 
     def _write_unsure(self, out):
@@ -733,7 +741,7 @@ class PaxosCore:
             elif k == 4:
                 # another unsure replica campaigns (a majority of the others heard it): one
                 # at a time, or the two would outbid each other at the same voters
-                self._heard_by = []
+                self._heard_by = None
                 self._election_at = now_ms + self._election_timeout()
             elif k == 5 and now_ms - self._asked_at >= self.config.retry_ms:
                 # another unsure replica asks: ask now too (this ask again, same nonce: a
@@ -1104,7 +1112,7 @@ class PaxosCore:
         if self._unsure:
             self._nonce = self.rng.randint(1, 1 << 30)
             self._unsure_seen = []
-            self._heard_by = []
+            self._heard_by = None
         for s in self.log.slots(frm):
             if self.log.state(s) == 0:  # chosen ones are known already
                 e = self.log.get(s)
@@ -1130,6 +1138,12 @@ class PaxosCore:
         if not (again and self._nonce):  # a new ask: its answers are counted afresh
             if self.role == CANDIDATE:
                 self._become_follower(now_ms, out)
+            heard = self._heard_by
+            if heard is not None and len(heard) != self._heard_n:
+                # the last ask fell short: say how far (a link down, a replica off)
+                self._heard_n = len(heard)
+                out.append((EVENT, "paxos.asked", [self.node_id, len(heard),
+                                                   _majority(self.members)]))
             self._nonce = self.rng.randint(1, 1 << 30)
             self._unsure_seen = []
             self._heard_by = []
@@ -1464,7 +1478,7 @@ class PaxosCore:
         self._see_round(pr)
         if reason == _NACK_HEARD:
             if (self._unsure and self.role == FOLLOWER and body[5] == self._nonce
-                    and src not in self._heard_by):
+                    and self._heard_by is not None and src not in self._heard_by):
                 self._heard_by.append(src)
                 cfg = self.members
                 if (src in cfg and len([m for m in self._heard_by if m in cfg])

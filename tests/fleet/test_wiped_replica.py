@@ -16,6 +16,7 @@ from tests.fleet.test_fleet import (
     _healthy,
     _leader,
     _nothing_acknowledged_lost,
+    _roost,
     _status,
     _wait,
     fleet_for_test,
@@ -70,3 +71,29 @@ def test_a_wiped_replica_rebuilds_under_load_and_votes_again(small):
     assert all(r["ok"] is True for r in recs), recs
     chaos.restart(d, other)
     _wait(lambda: _healthy(d), 40, "the fleet to be healthy again")
+
+
+def test_a_wiped_replica_short_of_voters_says_why_and_rebuilds_when_they_return(small):
+    """A board swapped while another replica's plug is out: the wiped one reaches one voter
+    of the two it needs. Its console, the fleet's health and roost status say so; once the
+    other replica is back it rebuilds."""
+    d = small
+    state = fleet.load_state(d)
+    group = state["groups"][0][1]
+    wiped = [n for n in group if state["nodes"][n]["interp"] == "micropython"][0]
+    off = [n for n in group if n != wiped][0]
+    assert chaos.kill(d, off)
+    chaos.wipe(d, wiped)
+    why = "1 of the other 2 replicas answer it as voters; it needs 2"
+
+    def said():
+        problems = fleet.snapshot(fleet.load_state(d))["health"]["problems"]
+        return [p for p in problems if p.startswith(wiped + " is rebuilding") and why in p]
+
+    _wait(said, 30, "the fleet's health to say why %s has not rebuilt" % wiped)
+    r = _roost("status", "--dir", str(d))
+    assert "%s rebuilding: %s" % (wiped, why) in r.stdout, r.stdout
+    log = (d / "nodes" / wiped / "node.log").read_text()
+    assert "%s still rebuilding before it votes: 1 of the other replicas" % wiped in log, log
+    assert chaos.restart(d, off)
+    _wait(lambda: _healthy(d), 40, "%s rebuilt and the fleet healthy again" % wiped)

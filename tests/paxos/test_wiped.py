@@ -116,6 +116,7 @@ def test_a_wiped_replica_out_of_reach_of_a_majority_does_not_disrupt_the_group()
         before = len(g.by_index)
         g.sim.run_for(30000)
         assert g.host(w).unsure and g.host(w).stats["elections"] == 0, _replay("disrupt", seed)
+        assert g.host(w).heard() == [2, 3], _replay("disrupt", seed)  # roost status says so
         # a command every 5 ms at the leader: all of them applied, none lost to an election
         assert len(g.by_index) - before >= 5900, _replay("disrupt", seed)
         assert (g.host("n3").stats["leader_terms"] + g.host("n4").stats["leader_terms"]
@@ -355,6 +356,26 @@ def test_answers_without_their_nonce_or_with_a_bad_flag_are_malformed():
     for flag in (True, 1.0, 2):
         assert _feed(voter, 1, n1, PREPARE, [5, "n1", 1, 77, flag]) == []
     assert voter.stats["rx_rejected_malformed"] == 3
+
+
+def test_an_ask_that_fell_short_is_told_once_per_change():
+    core = PaxosCore("n1", Channel("n1", KEY), IDS5, CountSM(), storage={})
+    peers = {m: Channel(m, KEY) for m in IDS5[1:]}
+
+    def ask(t, answer):
+        eff = core.tick(t)
+        body = [peers["n2"].open(e[2]).body for e in eff if e[0] == SEND and e[1] == "n2"][0]
+        for m in answer:
+            _feed(core, t + 1, peers[m], NACK, [body[0], body[1], 0, "", 3, body[3]])
+        return [e[2] for e in eff if e[0] == EVENT and e[1] == "paxos.asked"]
+
+    assert ask(1000, ["n2"]) == [] and core.heard() is None  # the first ask: nothing to tell
+    t = core.next_deadline_ms()
+    assert ask(t, ["n2"]) == [["n1", 1, 3]] and core.heard() == [1, 3]
+    t = core.next_deadline_ms()
+    assert ask(t, ["n2", "n3"]) == []  # one answer again: nothing new to tell
+    t = core.next_deadline_ms()
+    assert ask(t, []) == [["n1", 2, 3]] and core.heard() == [2, 3]
 
 
 def test_a_voter_answers_an_ask_and_promises_nothing():
