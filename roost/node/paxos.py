@@ -590,10 +590,7 @@ class PaxosCore:
                 self._leader_tick(now_ms, out)
             return out
         if now_ms >= self._election_at:
-            if (self.node_id not in self.members
-                    or self.node_id not in self.config_of(self.commit_index + 1)):
-                # a joining node, or a member added to a configuration not yet in force:
-                # as leader it would step down at once
+            if not self._may_campaign():
                 self._election_at = now_ms + self._election_timeout()
             elif self._unsure:
                 self._ask(now_ms, out)
@@ -1129,21 +1126,31 @@ class PaxosCore:
         if self._election_won():
             self._become_leader(now_ms, out)
 
+    def _may_campaign(self):
+        """Only a member of the configuration that governs its next slot: not a joining
+        node, nor one added by a configuration not yet in force (as leader it would step
+        down at once). A member being removed may, until its removal is in force."""
+        return self.node_id in self.config_of(self.commit_index + 1)
+
     def _ask(self, now_ms, out, again=False):
         """An unsure replica asks who hears it before it campaigns: each of its elections
         outbids the leader at the replicas it reaches, and one that cannot reach a majority
         of the others would cost the group an election every timeout, for nothing. Voters
         answer NACK 3 and change nothing; unsure replicas answer NACK 2 (a new group)."""
+        if not self._may_campaign():
+            return
         self._asked_at = now_ms
         if not (again and self._nonce):  # a new ask: its answers are counted afresh
             if self.role == CANDIDATE:
                 self._become_follower(now_ms, out)
             heard = self._heard_by
-            if heard is not None and len(heard) != self._heard_n:
-                # the last ask fell short: say how far (a link down, a replica off)
-                self._heard_n = len(heard)
-                out.append((EVENT, "paxos.asked", [self.node_id, len(heard),
-                                                   _majority(self.members)]))
+            if heard is not None:
+                n = len([m for m in heard if m in self.members])
+                if n != self._heard_n:
+                    # the last ask fell short: say how far (a link down, a replica off)
+                    self._heard_n = n
+                    out.append((EVENT, "paxos.asked", [self.node_id, n,
+                                                       _majority(self.members)]))
             self._nonce = self.rng.randint(1, 1 << 30)
             self._unsure_seen = []
             self._heard_by = []
@@ -1310,8 +1317,18 @@ class PaxosCore:
     def _leader_tick(self, now_ms, out):
         cfg = self.config
         self._heartbeat_at = now_ms + cfg.heartbeat_ms
-        if self.node_id not in self.config_of(self.commit_index + 1):
-            return self._become_follower(now_ms, out)
+        cur = self.config_of(self.commit_index + 1)
+        if self.node_id not in cur:
+            # removed: it leads on (heartbeats, catch-up, no new slot) until a majority of
+            # the configuration now in force has reported the commit that put it in force,
+            # or they would still need the old majority to elect one of their own
+            n = 0
+            for m in cur:
+                p = self._peer.get(m)
+                if p is not None and p[0] >= self.commit_index:
+                    n += 1
+            if n >= _majority(cur):
+                return self._become_follower(now_ms, out)
         if cfg.check_quorum:
             members = self.config_of(self._next_slot)
             heard = 1 if self.node_id in members else 0
@@ -1482,7 +1499,7 @@ class PaxosCore:
                 self._heard_by.append(src)
                 cfg = self.members
                 if (src in cfg and len([m for m in self._heard_by if m in cfg])
-                        >= _majority(cfg)):
+                        >= _majority(cfg) and self._may_campaign()):
                     # a majority of the others hear it: now an election can rebuild it
                     self._start_election(now_ms, out)
             return None

@@ -265,6 +265,32 @@ def test_reconfiguration_replace_dead_then_grow_under_load():
         g.check_converged("reconfiguration", live)
 
 
+def test_a_removed_leader_hands_over_before_it_steps_down():
+    """A leader that a shrink removes fills the slots up to the new configuration and leads
+    on until a majority of the new one has its commit: stepping down at once left the
+    members kept without it, and with the removed ones switched off they could never elect
+    (12 of 20 seeds of 3 -> 1, 17 of 20 of 5 -> 2)."""
+    for ids, keep_n in ((IDS3, 1), (IDS5, 2)):
+        for seed in range(10):
+            g = Group(seed, ids)
+            ld = g.wait_leader(1000)
+            g.client(5, 300)
+            g.sim.run_for(400)
+            keep = [n for n in ids if n != ld][:keep_n]
+            assert g.reconfigure(keep), replay("removed_leader", seed)
+            h = g.host(ld)
+            for _ in range(200):
+                g.sim.run_for(5)
+                if not h.is_leader() and h.config_of(h.commit_index + 1) == keep:
+                    break
+            for n in ids:
+                if n not in keep:
+                    g.sim.crash(n)  # decommissioned
+            g.sim.run_for(3000)
+            assert len(g.leaders()) == 1 and g.leader() in keep, replay("removed_leader", seed)
+            g.check_safety("removed_leader")
+
+
 # ---- the checks have teeth: broken variants are caught --------------------------------
 
 

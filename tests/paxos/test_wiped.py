@@ -378,6 +378,29 @@ def test_an_ask_that_fell_short_is_told_once_per_change():
     assert ask(t, []) == [["n1", 2, 3]] and core.heard() == [2, 3]
 
 
+def test_only_members_answers_count_and_no_ask_outside_the_configuration_in_force():
+    """Answers from replicas a shrink removed are not counted as voters that hear it; and a
+    member added by a configuration not yet in force neither asks nor campaigns, not even
+    when another's ask would have it ask again, or voters answer an ask of its."""
+    snap = [10, 0, [[1, IDS5], [40, IDS3]], [0, 0, None]]  # 5 -> 3 chosen, in force at 40
+    core = PaxosCore("n3", Channel("n3", KEY), IDS5, CountSM(), storage={"unsure": 1, "snap": snap})
+    eff = core.tick(10000)
+    nonce = [Channel(e[1], KEY).open(e[2]).body[3] for e in eff if e[0] == SEND][0]
+    for src in ("n4", "n5"):  # removed members answer as voters
+        _feed(core, 10001, Channel(src, KEY), NACK, [1, "n3", 1, src, 3, nonce])
+    eff = core.tick(core.next_deadline_ms())
+    assert [e[2] for e in eff if e[0] == EVENT] == [["n3", 0, 2]] and core.heard() == [0, 2]
+    assert core.stats["elections"] == 0
+    snap = [10, 0, [[1, IDS3], [40, IDS5]], [0, 0, None]]  # 3 -> 5 chosen, in force at 40
+    n4 = PaxosCore("n4", Channel("n4", KEY), IDS3, CountSM(), storage={"unsure": 1, "snap": snap})
+    assert [e for e in n4.tick(10000) if e[0] == SEND] == []
+    assert _feed(n4, 10001, Channel("n5", KEY), PREPARE, [1, "n5", 40, 555, 1])[0].kind == NACK
+    assert n4._nonce == 0  # it answered (unsure: NACK 2) and did not ask
+    for t, v in ((10002, "n1"), (10003, "n2"), (10004, "n3")):
+        _feed(n4, t, Channel(v, KEY), NACK, [1, "n4", 7, "n1", 3, 0])
+    assert n4.stats["elections"] == 0
+
+
 def test_a_voter_answers_an_ask_and_promises_nothing():
     core = PaxosCore("n2", Channel("n2", KEY), IDS3, CountSM(), storage={"unsure": 0})
     n1 = Channel("n1", KEY)
