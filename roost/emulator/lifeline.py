@@ -4,6 +4,7 @@ PR_SET_PDEATHSIG), and commands that a kill stops as Ctrl-C does. CPython-only."
 import ctypes
 import os
 import signal
+import threading
 
 _PR_SET_PDEATHSIG = 1
 
@@ -25,7 +26,18 @@ def die_with_parent(sig: int = signal.SIGKILL):
     return arm
 
 
-def raise_keyboard_interrupt(signum, frame):  # noqa: ARG001
+def raise_keyboard_interrupt(signum, frame):
     """A signal handler: SIGTERM (a CI step's timeout, a kill) or SIGHUP (a closed terminal)
-    stops a command as Ctrl-C does, through its cleanup."""
+    stops a command as Ctrl-C does, through its cleanup. Not while a child is being forked:
+    raised there, in an at-fork handler (logging's), the KeyboardInterrupt is swallowed and
+    the command went on (roost broker kept running after a SIGTERM); the signal is sent
+    again 50 ms later instead."""
+    f = frame
+    while f is not None:
+        if f.f_code.co_name == "_execute_child":  # inside subprocess.Popen
+            t = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            t.daemon = True
+            t.start()
+            return
+        f = f.f_back
     raise KeyboardInterrupt

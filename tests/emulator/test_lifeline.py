@@ -1,0 +1,65 @@
+"""A stop signal that lands while a child is being forked (roost/emulator/lifeline.py)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from roost.emulator.lifeline import raise_keyboard_interrupt
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_a_stop_during_a_fork_is_sent_again_instead_of_lost():
+    """Raised inside subprocess's fork (an at-fork handler, logging's, swallows it) the
+    KeyboardInterrupt was lost; the handler sends the signal again 50 ms later instead."""
+    got = []
+    old = signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))
+    try:
+        def _execute_child():  # the name subprocess.Popen forks under
+            raise_keyboard_interrupt(signal.SIGUSR1, sys._getframe())
+
+        _execute_child()  # does not raise
+        deadline = time.monotonic() + 5
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == [signal.SIGUSR1]
+        try:
+            raise_keyboard_interrupt(signal.SIGUSR1, sys._getframe())
+        except KeyboardInterrupt:
+            pass
+        else:
+            raise AssertionError("outside a fork it raises KeyboardInterrupt")
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+
+
+def test_a_command_stopped_while_it_spawns_children_stops():
+    """A process spawns children in a loop, with an at-fork handler as logging registers
+    one (made slower here, 3 ms, so that SIGTERMs often land in it): every run must end by
+    its KeyboardInterrupt. Before, the first run already went on."""
+    script = textwrap.dedent("""
+        import os, signal, subprocess, sys, time
+        from roost.emulator.lifeline import raise_keyboard_interrupt
+        os.register_at_fork(after_in_parent=lambda: time.sleep(0.003))
+        signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+        print("ready", flush=True)
+        try:
+            while True:
+                subprocess.Popen(["true"], preexec_fn=lambda: None).wait()
+        except KeyboardInterrupt:
+            sys.exit(0)
+    """)
+    for i in range(15):
+        p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=ROOT)
+        assert p.stdout.readline().strip() == b"ready"
+        time.sleep(0.05 + 0.013 * i)
+        p.send_signal(signal.SIGTERM)
+        try:
+            assert p.wait(timeout=10) == 0
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise AssertionError("run %d went on after its SIGTERM" % i) from None
