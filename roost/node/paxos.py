@@ -1329,8 +1329,15 @@ class PaxosCore:
                     n += 1
             if n >= _majority(cur):
                 return self._become_follower(now_ms, out)
+        nxt = self.config_of(self._next_slot)
+        if (not self._unsure and self.node_id not in self._p1 and self.node_id in nxt
+                and not self._p1_ok(self._next_slot)):
+            # won as unsure, so its own promise does not count in this term, and phase 1
+            # of a configuration it belongs to waits (a shrink may leave no majority without
+            # it): rebuilt by now, it runs a fresh election, where its promise counts
+            return self._start_election(now_ms, out)
         if cfg.check_quorum:
-            members = self.config_of(self._next_slot)
+            members = nxt
             heard = 1 if self.node_id in members else 0
             for m in members:
                 p = self._peer.get(m)

@@ -185,6 +185,35 @@ def test_members_added_campaign_only_once_their_configuration_is_in_force():
     assert "n4" in h.config_of(h.commit_index + 1) and not g.host("n4").unsure
 
 
+def test_a_rebuilt_leader_can_shrink_its_group_to_where_it_needs_its_own_promise():
+    """A leader that won as unsure does not count its own promise in that term; shrunk to
+    [itself] or [itself, one other], phase 1 there could never finish: it led on and
+    proposed nothing, forever. Rebuilt, it now runs a fresh election."""
+    for seed in range(3):
+        for keep in (0, 1):
+            g = Group(seed, IDS3)
+            g.wait_leader(1000)
+            g.client(5, 400)
+            g.sim.run_for(500)
+            w = [n for n in IDS3 if n != g.leader()][0]
+            g.sim.wipe(w)
+            g.sim.restart(w)
+            for _ in range(100):
+                g.sim.run_for(50)
+                if not g.host(w).unsure and g.leader() == w:
+                    break
+            assert g.leader() == w and not g.host(w).unsure, _replay("shrink", seed)
+            target = sorted([w] + [n for n in IDS3 if n != w][:keep])
+            assert g.reconfigure(target), _replay("shrink", seed)
+            g.sim.run_for(1000)
+            before = len(g.by_index)
+            for i in range(20):
+                g.propose(["after", i], at=w)
+            g.sim.run_for(2000)
+            assert len(g.by_index) - before == 20, _replay("shrink", seed)
+            g.check_safety("shrink")
+
+
 def test_a_new_group_with_a_replica_missing_still_starts():
     for seed in range(5):
         g = Group(seed, IDS3)
