@@ -146,6 +146,23 @@ class Group:
         return top
 
 
+def replace_one_under_load(seed: int, why: str) -> tuple[Group, list[str]]:
+    """A group of three under load loses a follower for good and has it replaced by n4 (the
+    first step of the reconfiguration tests): the group, and the members it has now."""
+    ids = ["n1", "n2", "n3"]
+    g = Group(seed, ids, config=PaxosConfig(snapshot_every=100))
+    g.wait_leader(1000)
+    g.client(5, 6000)
+    g.sim.run_for(500)
+    dead = [n for n in ids if n != g.leader()][0]
+    g.sim.crash(dead)
+    g.add("n4")
+    replaced = sorted([n for n in ids if n != dead] + ["n4"])
+    assert g.reconfigure(replaced), why
+    g.sim.run_for(1000)
+    return g, replaced
+
+
 def leader_nemesis(g: Group, rng: Any, start_ms: int, end_ms: int, mean_ms: int) -> None:
     """Faults aimed at the leader and its followers, drawn from rng: isolate a follower,
     crash a follower in the middle of its next step (after its first effect), kill the

@@ -6,7 +6,13 @@ from roost.common.prng import Prng
 from roost.emulator.nemesis import Nemesis
 from roost.emulator.sim import NetConfig
 from roost.node.paxos import PaxosConfig
-from tests.paxos.simharness import Group, leader_nemesis, lost_write_faults, replay
+from tests.paxos.simharness import (
+    Group,
+    leader_nemesis,
+    lost_write_faults,
+    replace_one_under_load,
+    replay,
+)
 
 IDS3 = ["n1", "n2", "n3"]
 IDS5 = ["n1", "n2", "n3", "n4", "n5"]
@@ -231,16 +237,7 @@ def test_snapshots_install_on_laggard_and_log_stays_bounded():
 
 def test_reconfiguration_replace_dead_then_grow_under_load():
     for seed in range(4):
-        g = Group(seed, IDS3, config=PaxosConfig(snapshot_every=100))
-        g.wait_leader(1000)
-        g.client(5, 6000)
-        g.sim.run_for(500)
-        dead = [n for n in IDS3 if n != g.leader()][0]
-        g.sim.crash(dead)
-        g.add("n4")
-        replaced = sorted([n for n in IDS3 if n != dead] + ["n4"])
-        assert g.reconfigure(replaced), replay("reconfiguration", seed)
-        g.sim.run_for(1000)
+        g, replaced = replace_one_under_load(seed, replay("reconfiguration", seed))
         for n in replaced:
             assert g.host(n).members == replaced, replay("reconfiguration", seed)
         # the old member is gone for good; the new group survives losing another one

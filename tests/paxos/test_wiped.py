@@ -9,7 +9,7 @@ from roost.emulator.sim import NetConfig
 from roost.node.effects import EVENT, PERSIST, SEND
 from roost.node.paxos import ACCEPT, ACK, NACK, PREPARE, PROMISE, PaxosConfig, PaxosCore
 from tests.paxos.pump import KEY, CountSM
-from tests.paxos.simharness import Group
+from tests.paxos.simharness import Group, replace_one_under_load
 
 IDS3 = ["n1", "n2", "n3"]
 IDS5 = ["n1", "n2", "n3", "n4", "n5"]
@@ -153,16 +153,7 @@ def test_members_added_campaign_only_once_their_configuration_is_in_force():
     for up to a second (seed 0). And with no command at all, the configuration never came
     into force (the leader now fills the slots up to there with no-ops)."""
     for seed in range(4):  # as in test_sim's reconfiguration test: replace one, then grow
-        g = Group(seed, IDS3, config=PaxosConfig(snapshot_every=100))
-        g.wait_leader(1000)
-        g.client(5, 6000)
-        g.sim.run_for(500)
-        dead = [n for n in IDS3 if n != g.leader()][0]
-        g.sim.crash(dead)
-        g.add("n4")
-        replaced = sorted([n for n in IDS3 if n != dead] + ["n4"])
-        assert g.reconfigure(replaced), _replay("in_force", seed)
-        g.sim.run_for(1000)
+        g, replaced = replace_one_under_load(seed, _replay("in_force", seed))
         g.add("n5")
         g.add("n6")
         for _ in range(40):  # refused while the last change is not yet in force
