@@ -37,9 +37,11 @@ def test_a_stop_during_a_fork_is_sent_again_instead_of_lost():
 
 
 def test_a_command_stopped_while_it_spawns_children_stops():
-    """A process spawns children in a loop, with an at-fork handler as logging registers
-    one (made slower here, 3 ms, so that SIGTERMs often land in it): every run must end by
-    its KeyboardInterrupt. Before, the first run already went on."""
+    """A command spawns children one after another with a preexec_fn (as roost broker and
+    emulate up do: die_with_parent), which makes CPython run the at-fork handlers, here one
+    as logging registers (made slower, 3 ms, so that a SIGTERM often lands in it); then it
+    waits (as roost broker does). Stopped while spawning, every run must end by
+    its KeyboardInterrupt. Before, the first run already went on for good."""
     script = textwrap.dedent("""
         import os, signal, subprocess, sys, time
         from roost.emulator.lifeline import raise_keyboard_interrupt
@@ -47,18 +49,20 @@ def test_a_command_stopped_while_it_spawns_children_stops():
         signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
         print("ready", flush=True)
         try:
-            while True:
+            for _ in range(40):
                 subprocess.Popen(["true"], preexec_fn=lambda: None).wait()
+            while True:
+                time.sleep(0.05)
         except KeyboardInterrupt:
             sys.exit(0)
     """)
     for i in range(15):
         p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=ROOT)
         assert p.stdout.readline().strip() == b"ready"
-        time.sleep(0.05 + 0.013 * i)
+        time.sleep(0.02 + 0.007 * i)
         p.send_signal(signal.SIGTERM)
         try:
-            assert p.wait(timeout=10) == 0
+            assert p.wait(timeout=20) == 0
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
