@@ -413,8 +413,11 @@ def health(state: dict[str, Any], nodes: dict[str, Any]) -> dict[str, Any]:
         if missing:
             problems.append("%s does not see %s alive" % (n, ",".join(missing)))
     leaders = {}
+    first = []  # the groups' problems, which say whether writes go on, lead the list
     for name, members in state["groups"]:
         ls = []
+        voting = 0
+        out = []  # members that do not vote now, and why
         for m in members:
             st = nodes[m]["status"]
             if nodes[m]["process"] == "running" and not nodes[m]["stale"] and st:
@@ -422,13 +425,23 @@ def health(state: dict[str, Any], nodes: dict[str, Any]) -> dict[str, Any]:
                 if g.get("is_leader"):
                     ls.append(m)
                 if g.get("unsure"):
+                    out.append("%s rebuilding" % m)
                     why = heard_text(g.get("heard"), len(members) - 1)
-                    problems.append("%s is rebuilding: it booted with an empty flash and does "
-                                    "not vote yet%s" % (m, " (%s)" % why if why else ""))
+                    first.append("%s is rebuilding: it booted with an empty flash and does "
+                                 "not vote yet%s" % (m, " (%s)" % why if why else ""))
+                else:
+                    voting += 1
+            else:
+                out.append("%s %s" % (m, nodes[m]["process"] if nodes[m]["process"] != "running"
+                                      else "not reporting"))
         leaders[name] = ls
+        if voting < len(members) // 2 + 1:
+            first.insert(0, "group %s: %d of its %d replicas vote (%s): writes wait until a "
+                         "majority votes again" % (name, voting, len(members), ", ".join(out)))
         if len(ls) != 1:
-            problems.append("group %s has %s" % (name, "no leader" if not ls else
-                                                   "leaders " + ",".join(ls)))
+            first.append("group %s has %s" % (name, "no leader" if not ls else
+                                                "leaders " + ",".join(ls)))
+    problems = first + problems
     return {"healthy": not problems, "problems": problems, "leaders": leaders}
 
 
@@ -712,12 +725,15 @@ def _describe(state: dict[str, Any], snap: dict[str, Any]) -> str:
         role = ""
         if g:
             role = "%s %s commit %s" % (g.get("name"), "leader" if g.get("is_leader")
-                                        else "replica", g.get("commit"))
+                                        else "rebuilding" if g.get("unsure") else "replica",
+                                        g.get("commit"))
         alive = sum(1 for m in host.get("members", []) if m[1] == "alive")
         lines.append("  %-4s %-10s %-8s pid %-7s udp %-5d sees %d alive  %s"
                      % (n, v["interp"], v["process"], v["pid"] or "-", v["port"], alive, role))
     h = snap["health"]
-    lines.append("healthy" if h["healthy"] else "not healthy: " + "; ".join(h["problems"][:4]))
+    more = len(h["problems"]) - 6
+    lines.append("healthy" if h["healthy"] else "not healthy: " + "; ".join(h["problems"][:6])
+                 + ("; and %d more (--json lists them)" % more if more > 0 else ""))
     return "\n".join(lines)
 
 

@@ -500,6 +500,7 @@ class Board:
         buf = b""
         started = False
         rebuilding = False
+        short = None  # its last "still rebuilding ... answer it" line: why it waits
         found = None
         while time.monotonic() < deadline:
             data = ser.read(4096)
@@ -513,6 +514,8 @@ class Board:
                     say("board: " + line)
                 rebuilding = (rebuilding or REBUILDING in line) and not any(
                     v in line for v in VOTING)
+                if "still " + REBUILDING in line:
+                    short = line.split(REBUILDING + ": ", 1)[-1]
                 if found is None and wait_for in line:
                     found = line
                     if rebuilding:
@@ -524,7 +527,10 @@ class Board:
                     raise ValueError("the board is in safe mode: " + line[17:].strip())
         if found is not None:
             say("it is still rebuilding after %d s: it does not count towards its group's "
-                "majority until roost status shows it as a replica" % self.timeout)
+                "majority until it has rebuilt (roost status then shows it as a replica or "
+                "the LEADER)%s" % (self.timeout, "" if short is None else
+                                   "; it said %s: switch its group's other replicas on, or "
+                                   "mend the link to them" % short))
             return found
         if started and wait_for.startswith("roost: joined"):
             raise ValueError("the node started but had not joined within %d s: joining needs "

@@ -549,6 +549,17 @@ def _pick(r: Prng, weights: list[tuple[str, int]]) -> str:
 
 
 def _load_cmd(args: argparse.Namespace) -> int:
+    if args.history:
+        # the history is judged from empty keys: values left by an earlier load would make
+        # a correct store look not linearizable (its first reads see writes it never saw)
+        for i in range(min(3, args.keys)):
+            key = "%s%d" % (args.key_prefix, i)
+            r = kv_once(args.dir, "get", key, timeout_ms=2000)
+            if r.get("ok") is True and r.get("output") is not None:
+                print("roost load: key %s already holds a value (an earlier load?); a history "
+                      "is checked from empty keys: pass a new --key-prefix (say --key-prefix "
+                      "run2-)" % key, file=sys.stderr)
+                return 2
     s = run_load(args.dir, args.clients, args.duration, args.history, args.keys, args.mix,
                  args.seed, args.value_size, key_prefix=args.key_prefix, rate=args.rate)
     if not args.history:
@@ -771,6 +782,18 @@ def _status_cmd(args: argparse.Namespace) -> int:
     for g in st["groups"]:
         print("group %s: leader %s, commit %s, lag %s" % (g["name"], g["leader"] or "none",
                                                           g["commit"], g["lag"]))
+        out = []  # members that do not vote now: a leader without a majority commits nothing
+        for m in g["members"]:
+            v = st["nodes"][m]
+            mg = v.get("group") or {}
+            if v["process"] != "running" or not mg:
+                out.append("%s %s" % (m, v["process"]))
+            elif mg.get("unsure"):
+                out.append("%s rebuilding" % m)
+        voting = len(g["members"]) - len(out)
+        if voting < len(g["members"]) // 2 + 1:
+            print("group %s: %d of its %d replicas vote (%s): writes wait until a majority "
+                  "votes again" % (g["name"], voting, len(g["members"]), ", ".join(out)))
     down = [m for m in st["members"] if st["members"][m]["state"] != "alive"]
     if down:
         print("not alive in the views: " + ", ".join(

@@ -457,10 +457,15 @@ def test_flash_follows_a_rebuilding_replica_until_it_votes(board):
     # one that is still rebuilding when the time is up: said, and the joined line returned
     (board.flash / "main.py").write_text(_console_script([
         (0.1, "roost: n07 replica flash empty: rebuilding before it votes"),
-        (0.1, "roost: joined fleet lab as n07")]))
+        (0.1, "roost: joined fleet lab as n07"),
+        (0.1, "roost: n07 still rebuilding before it votes: 1 of the other replicas answer "
+              "it as voters, it needs 2")]))
     said.clear()
     assert _follow(board.url, 8, said) == "roost: joined fleet lab as n07"
     assert "still rebuilding after 8 s" in said[-1], said
+    # and why, from what it said, with what to do
+    assert "it said 1 of the other replicas answer it as voters, it needs 2: switch its " \
+        "group's other replicas on" in said[-1], said
     # a replica of a new group: no rebuilding line, the joined line ends it at once
     (board.flash / "main.py").write_text(_console_script([
         (0.1, "roost: joined fleet lab as n07"), (5.0, "roost: never read")]))

@@ -483,6 +483,23 @@ def test_a_paused_leaders_old_report_is_marked_in_the_status_table(emu):
     _wait(lambda: _healthy(d), 60, "healthy again")
 
 
+def test_a_load_with_a_history_refuses_keys_an_earlier_load_filled(emu):
+    """A second `roost load --history` on the same keys would be judged from empty keys and
+    look not linearizable (a teacher rehearsal saw NOT linearizable on a correct store): it
+    says so and stops, and a new --key-prefix gives a history that checks."""
+    d = emu
+    _wait(lambda: _healthy(d), 60, "a healthy fleet")
+    assert client.kv_once(d, "put", "k0", "left by an earlier load")["ok"] is True
+    h = d / "second.jsonl"
+    r = _roost("load", "--dir", str(d), "--clients", "1", "--duration", "1", "--history", str(h))
+    assert r.returncode == 2 and "key k0 already holds a value" in r.stderr, r.stderr
+    assert not h.exists()
+    r = _roost("load", "--dir", str(d), "--clients", "1", "--duration", "1", "--history", str(h),
+               "--key-prefix", "fresh-")
+    assert r.returncode == 0, r.stderr
+    assert _roost("check", str(h)).returncode == 0
+
+
 def test_clean_shutdown_leaves_no_stray_processes(emu):
     d = emu
     assert len(_our_processes(d)) >= 6  # 5 nodes + the broker

@@ -91,8 +91,15 @@ def test_a_wiped_replica_short_of_voters_says_why_and_rebuilds_when_they_return(
         return [p for p in problems if p.startswith(wiped + " is rebuilding") and why in p]
 
     _wait(said, 30, "the fleet's health to say why %s has not rebuilt" % wiped)
+    # and, first in the list, that writes wait
+    problems = fleet.snapshot(fleet.load_state(d))["health"]["problems"]
+    stop = "group g0: 1 of its 3 replicas vote ("
+    assert problems[0].startswith(stop) and "writes wait" in problems[0], problems
     r = _roost("status", "--dir", str(d))
     assert "%s rebuilding: %s" % (wiped, why) in r.stdout, r.stdout
+    assert stop in r.stdout and "%s down" % off in r.stdout, r.stdout
+    r = _roost("emulate", "status", "--dir", str(d))
+    assert stop in r.stdout and "%s rebuilding" % wiped in r.stdout, r.stdout
     log = (d / "nodes" / wiped / "node.log").read_text()
     assert "%s still rebuilding before it votes: 1 of the other replicas" % wiped in log, log
     assert chaos.restart(d, off)
