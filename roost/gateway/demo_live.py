@@ -123,7 +123,7 @@ def _subscribe(url: str, topic: str, got: list) -> Any:
     except ImportError:
         return None
     host, port = url.split("://")[1].rsplit(":", 1)
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-" + os.urandom(3).hex())
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-" + os.urandom(8).hex())
     c.reconnect_delay_set(0.2, 1)
     c.on_connect = lambda cl, u, f, rc, p=None: cl.subscribe(topic, 1)
     c.on_message = lambda cl, u, m: got.append((m.topic, time.time()))

@@ -81,3 +81,15 @@ def test_roost_demo_json_from_the_installed_command():
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["nodes"] == 9 and data["coverage"] == 1.0
+
+
+def test_client_ids_do_not_repeat():
+    """A replica answers a (client id, seq) it has applied from that client's session, and
+    clients started in the same second share their first seq: a repeated id gets another
+    request's answer. 24 random bits repeated within 120 gets in one CI run; 100,000 draws
+    here would repeat ~300 times with them."""
+    from roost.gateway.client import _client_id
+
+    ids = [_client_id("k") for _ in range(100000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) <= 32 for i in ids)  # a node id's limit (roost.common.ids)
