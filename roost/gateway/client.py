@@ -474,10 +474,13 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
 
         return next_op
 
+    made: list[UdpKvClient] = []  # the clients, for a history when stopped by Ctrl-C
+
     async def go() -> list[UdpKvClient]:
         loop = asyncio.get_running_loop()
         cs = [UdpKvClient(fleet, _client_id("L", i), clock, cfg, rng.next32())
               for i in range(clients)]
+        made.extend(cs)
         all_done = loop.create_future()
         running = set(range(clients))
 
@@ -508,7 +511,15 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
         return cs
 
     t0 = time.monotonic()
-    cs = asyncio.run(go())
+    interrupted = False
+    try:
+        cs = asyncio.run(go())
+    except KeyboardInterrupt:  # Ctrl-C or a kill: the history so far is still written
+        interrupted = True
+        cs = made
+        for c in cs:
+            for core in c.cores:
+                core.abandon(clock.ms())  # in flight: may still take effect
     elapsed = time.monotonic() - t0
     hist = [rec for c in cs for rec in c.history]
     hist.sort(key=lambda r: r["call"])
@@ -521,6 +532,11 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
         summary["history"] = history
     else:
         summary["history"] = hist
+    if interrupted:
+        if history:
+            print("roost load: stopped; the history so far (%d operations, those in flight "
+                  "as unknown) is in %s" % (len(hist), history), file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
     return summary
 
 
@@ -553,6 +569,12 @@ def _pick(r: Prng, weights: list[tuple[str, int]]) -> str:
 
 
 def _load_cmd(args: argparse.Namespace) -> int:
+    import signal
+
+    from roost.emulator.lifeline import raise_keyboard_interrupt
+
+    # a kill (a CI step's timeout) stops it as Ctrl-C does: the history so far is written
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     if args.history:
         # the history is judged from empty keys: values left by an earlier load would make
         # a correct store look not linearizable (its first reads see writes it never saw)

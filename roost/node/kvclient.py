@@ -274,6 +274,12 @@ class KvClient:
             self._deadline = self._give_up_at
         return []
 
+    def abandon(self, now_ms):
+        """The operation in progress, if any, ends with an unknown outcome (a load stopped by
+        Ctrl-C): it may still take effect, and its history record says so."""
+        if self._rec is not None:
+            self._finish(now_ms, None, None)
+
     def _finish(self, now_ms, ok, output):
         rec = self._rec
         rec["ok"] = ok

@@ -500,6 +500,27 @@ def test_a_load_with_a_history_refuses_keys_an_earlier_load_filled(emu):
     assert _roost("check", str(h)).returncode == 0
 
 
+def test_a_load_stopped_by_ctrl_c_or_a_kill_still_writes_its_history(emu):
+    """A teacher's Ctrl-C (or a CI step's timeout) lost the whole recorded history: it was
+    written only at the end. Now the history so far is written, the operations in flight
+    as unknown, and it checks."""
+    d = emu
+    _wait(lambda: _healthy(d), 60, "a healthy fleet")
+    for n, sig in enumerate((signal.SIGINT, signal.SIGTERM)):
+        h = d / ("stopped-%d.jsonl" % n)
+        p = subprocess.Popen([sys.executable, "-m", "roost.gateway.cli", "load", "--dir", str(d),
+                              "--clients", "2", "--duration", "60", "--history", str(h),
+                              "--key-prefix", "stopped%d-" % n, "--mix", "append:1,get:1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        time.sleep(3)
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode != 0 and "the history so far" in err, (p.returncode, err)
+        ops = [json.loads(line) for line in h.read_text().splitlines()]
+        assert len(ops) > 10 and all(o["ok"] is not None or o["return"] is None for o in ops)
+        assert _roost("check", str(h)).returncode == 0
+
+
 def test_clean_shutdown_leaves_no_stray_processes(emu):
     d = emu
     assert len(_our_processes(d)) >= 6  # 5 nodes + the broker
