@@ -293,7 +293,7 @@ class PaxosCore:
         members = list(members)
         if not check_members(members):
             raise ValueError("paxos members must be a sorted list of distinct node ids")
-        # 41 attributes in all: MicroPython keeps them in a 47-slot table (752 bytes); a 48th
+        # 46 attributes in all: MicroPython keeps them in a 47-slot table (752 bytes); a 48th
         # grows it. Derived values are computed, not stored.
         self.node_id = node_id
         self.channel = channel
@@ -734,7 +734,7 @@ class PaxosCore:
         self._see_round(b[0])
         if self._unsure:
             if self.role != FOLLOWER:
-                pass
+                pass  # campaigning or leading: its own rounds go on
             elif k == 4:
                 # another unsure replica campaigns (a majority of the others heard it): one
                 # at a time, or the two would outbid each other at the same voters
@@ -1086,11 +1086,13 @@ class PaxosCore:
 
     # ---- candidate -----------------------------------------------------------------------
 
-    def _start_election(self, now_ms, out):
+    def _next_round(self):
+        """The round of this replica's next ballot (or ask): above every round it has seen."""
         r = self._max_round
-        if self.ballot[0] > r:
-            r = self.ballot[0]
-        b = (r + 1, self.node_id)
+        return (self.ballot[0] if self.ballot[0] > r else r) + 1
+
+    def _start_election(self, now_ms, out):
+        b = (self._next_round(), self.node_id)
         self._see_round(b[0])
         if self.role == LEADER:
             self._become_follower(now_ms, out)
@@ -1155,12 +1157,10 @@ class PaxosCore:
             self._unsure_seen = []
             self._heard_by = []
             self._election_at = now_ms + self._election_timeout()
-        r = self._max_round
-        if self.ballot[0] > r:
-            r = self.ballot[0]
+        r = self._next_round()
         frm = self.commit_index + 1
         for m in self._peers(frm):
-            self._send(out, PREPARE, m, [r + 1, self.node_id, frm, self._nonce, 1])
+            self._send(out, PREPARE, m, [r, self.node_id, frm, self._nonce, 1])
         self._new_group(out)  # a group of one: no answer will come
         if not self._unsure:
             self._election_at = now_ms
@@ -1256,10 +1256,10 @@ class PaxosCore:
 
     def _new_group(self, out):
         """An unsure replica that a majority of its group (itself counted) answered that
-        they are unsure too, in answer to its last election (their NACKs echo that
-        election's nonce, so neither an old datagram nor an answer to an earlier election
-        counts; a duel it lost since does not matter): the group is new, so it votes from
-        now on, and as a candidate counts its own promise."""
+        they are unsure too, in answer to its last ask or election (their NACKs echo its
+        nonce, so neither an old datagram nor an answer to an earlier one counts; a duel it
+        lost since does not matter): the group is new, so it votes from now on, and as a
+        candidate counts its own promise."""
         if len(self.configs) != 1 or self.configs[0][0] != 1:
             return  # a reconfigured group: a member added later is unsure until it rebuilds
         cfg = self.configs[0][1]
