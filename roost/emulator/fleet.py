@@ -416,7 +416,6 @@ def health(state: dict[str, Any], nodes: dict[str, Any]) -> dict[str, Any]:
     first = []  # the groups' problems, which say whether writes go on, lead the list
     for name, members in state["groups"]:
         ls = []
-        voting = 0
         out = []  # members that do not vote now, and why
         for m in members:
             st = nodes[m]["status"]
@@ -429,20 +428,28 @@ def health(state: dict[str, Any], nodes: dict[str, Any]) -> dict[str, Any]:
                     why = heard_text(g.get("heard"), len(members) - 1)
                     first.append("%s is rebuilding: it booted with an empty flash and does "
                                  "not vote yet%s" % (m, " (%s)" % why if why else ""))
-                else:
-                    voting += 1
             else:
                 out.append("%s %s" % (m, nodes[m]["process"] if nodes[m]["process"] != "running"
                                       else "not reporting"))
         leaders[name] = ls
-        if voting < len(members) // 2 + 1:
-            first.insert(0, "group %s: %d of its %d replicas vote (%s): writes wait until a "
-                         "majority votes again" % (name, voting, len(members), ", ".join(out)))
+        stop = no_majority_text(name, members, out)
+        if stop:
+            first.insert(0, stop)
         if len(ls) != 1:
             first.append("group %s has %s" % (name, "no leader" if not ls else
                                                 "leaders " + ",".join(ls)))
     problems = first + problems
     return {"healthy": not problems, "problems": problems, "leaders": leaders}
+
+
+def no_majority_text(group: str, members: list[str], out: list[str]) -> str | None:
+    """The sentence for a group whose voting replicas are no majority (``out``: "n02 down",
+    "n01 rebuilding", ...): its leader, if any, commits nothing. None while it has one."""
+    voting = len(members) - len(out)
+    if voting >= len(members) // 2 + 1:
+        return None
+    return "group %s: %d of its %d replicas vote (%s): writes wait until a majority votes " \
+        "again" % (group, voting, len(members), ", ".join(out))
 
 
 def heard_text(heard: list[int] | None, others: int) -> str:

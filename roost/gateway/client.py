@@ -35,7 +35,14 @@ from typing import Any
 from roost.common.channel import Channel
 from roost.common.prng import Prng
 from roost.common.stablehash import bucket
-from roost.emulator.fleet import FleetError, heard_text, load_state, pid_alive, read_status
+from roost.emulator.fleet import (
+    FleetError,
+    heard_text,
+    load_state,
+    no_majority_text,
+    pid_alive,
+    read_status,
+)
 from roost.node.effects import SEND
 from roost.node.kv import KvConfig
 from roost.node.kvclient import KvClient, KvClientConfig
@@ -816,10 +823,9 @@ def _status_cmd(args: argparse.Namespace) -> int:
                 out.append("%s %s" % (m, v["process"]))
             elif mg.get("unsure"):
                 out.append("%s rebuilding" % m)
-        voting = len(g["members"]) - len(out)
-        if voting < len(g["members"]) // 2 + 1:
-            print("group %s: %d of its %d replicas vote (%s): writes wait until a majority "
-                  "votes again" % (g["name"], voting, len(g["members"]), ", ".join(out)))
+        stop = no_majority_text(g["name"], g["members"], out)
+        if stop:
+            print(stop)
     down = [m for m in st["members"] if st["members"][m]["state"] != "alive"]
     if down:
         print("not alive in the views: " + ", ".join(

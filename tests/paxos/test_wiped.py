@@ -19,10 +19,9 @@ def _replay(test, seed):
     return "replay: python -m pytest -q tests/paxos/test_wiped.py -k %s  # seed=%d" % (test, seed)
 
 
-def _chosen_then_wiped(seed, config=None):
-    """Commands chosen by the leader and one follower while the other follower is cut off;
-    then the follower that voted for them loses its flash and the leader its plug, and the
-    cut-off follower comes back: it and the wiped one are two of three."""
+def _chosen_without_x(seed, config=None):
+    """Five commands chosen by the leader and follower w while follower x is cut off (a
+    partition); then w's flash is wiped. -> the group, leader, w, x, commands chosen."""
     g = Group(seed, IDS3, config=config)
     leader = g.wait_leader(1000)
     w, x = [n for n in IDS3 if n != leader]
@@ -33,6 +32,13 @@ def _chosen_then_wiped(seed, config=None):
     g.sim.run_for(100)
     chosen = len(g.by_index)
     g.sim.wipe(w)
+    return g, leader, w, x, chosen
+
+
+def _chosen_then_wiped(seed, config=None):
+    """As _chosen_without_x, and the leader loses its plug, and the cut-off follower comes
+    back: it and the wiped one are two of three."""
+    g, leader, w, x, chosen = _chosen_without_x(seed, config)
     g.sim.crash(leader)
     g.sim.heal()
     g.sim.restart(w)
@@ -254,16 +260,7 @@ def test_what_a_rebuilt_replica_recovered_survives_its_next_restart():
     reported them chosen): they must be on its flash before it votes, or a plain restart
     forgets them again, and with the replica that never had them it undoes them."""
     for seed in range(5):
-        g = Group(seed, IDS3)
-        leader = g.wait_leader(1000)
-        w, x = [n for n in IDS3 if n != leader]
-        g.sim.run_for(100)
-        g.sim.isolate(x)  # commands chosen by the leader and w only
-        for i in range(5):
-            assert g.propose(["chosen", i], at=leader)
-        g.sim.run_for(100)
-        chosen = len(g.by_index)
-        g.sim.wipe(w)
+        g, leader, w, x, chosen = _chosen_without_x(seed)  # by the leader and w only
         g.sim.restart(w)
         g.sim.heal()
         g.sim.set_link(leader, x, loss=1.0)  # x stays behind: w rebuilds from both
