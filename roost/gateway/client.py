@@ -672,6 +672,9 @@ def reports_through_broker(state: dict[str, Any],
     return out
 
 
+TWIN_RECENT_S = 120  # roost status names a board with a node's id heard this recently
+
+
 def fleet_status(d: str | Path) -> dict[str, Any]:
     """Members and their state, groups, leaders, commit indexes, lag, counters."""
     from roost.gateway.plan import is_plan
@@ -682,6 +685,7 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
     now = time.time()
     nodes: dict[str, Any] = {}
     views: dict[str, dict[str, str]] = {}
+    boots: dict[str, dict[str, int]] = {}  # the gossip incarnation each view holds
     for n in state["ids"]:
         info = state["nodes"][n]
         if planned:  # a real node: alive while its broker status says online
@@ -710,6 +714,7 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
                 "loss_ppm": st.get("loss_ppm", 0), "mqtt": st.get("mqtt"),
                 "mem_free": st.get("mem_free"), "summary": host.get("summary"),
                 "board": st.get("board"),  # a board's slot, version and OTA counters
+                "twin": st.get("twin"),  # another board heard announcing this node's id
                 "counters": {"rx": stats.get("rx", 0), "tx": stats.get("tx", 0),
                              "udp_rx": stats.get("udp_rx", 0),
                              "udp_rx_oversize": stats.get("udp_rx_oversize", 0),
@@ -720,12 +725,18 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
                 "rejected": rej, "group": host.get("group"),
             })
             views[n] = {m[0]: m[1] for m in host.get("members", [])}
+            boots[n] = {m[0]: m[2] for m in host.get("members", []) if len(m) > 2}
             entry["sees_alive"] = sorted(m for m in views[n] if views[n][m] == "alive")
             if age > 5:
                 entry["process"] = "stalled"
             elif st.get("out_of_memory"):
                 entry["process"] = "out-of-memory"  # stopped taking part (docs/fleet.md)
         nodes[n] = entry
+    for n, seen in boots.items():  # a view whose dead mark is on another life of the member
+        for m, inc in seen.items():  # than the one it reports (a board replaced by flash
+            own = boots.get(m, {}).get(m)  # --replace, or restarted): not heard of it yet
+            if views[n][m] == "dead" and own is not None and inc != own:
+                views[n][m] = "rejoining"
     members = {}
     for m in state["ids"]:
         seen = {v[m] for v in views.values() if m in v}
@@ -748,6 +759,14 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
                     leaders.append(m)
         top = max(commits.values()) if commits else 0
         lag = {m: top - c for m, c in sorted(commits.items())}
+        heard = (nodes[leaders[0]].get("group") or {}).get("follower_commits") \
+            if len(leaders) == 1 else None
+        if heard:  # one report's figures: the others' reports may be seconds older (a plan)
+            for m in lag:
+                if m in heard:
+                    lag[m] = max(0, commits[leaders[0]] - heard[m])
+                elif m == leaders[0]:
+                    lag[m] = 0
         groups.append({"name": name, "members": gm, "leaders": leaders,
                        "leader": leaders[0] if len(leaders) == 1 else None,
                        "commit": commits, "lag": lag})
@@ -803,6 +822,12 @@ def _status_cmd(args: argparse.Namespace) -> int:
         g = st["nodes"][n].get("group") or {}
         if g.get("unsure") and g.get("heard"):  # why it has not rebuilt yet
             print("%s rebuilding: %s" % (n, heard_text(g["heard"], len(g.get("members", [])) - 1)))
+    for n in sorted(st["nodes"]):
+        tw = st["nodes"][n].get("twin")
+        if tw and tw.get("ago_s", TWIN_RECENT_S) < TWIN_RECENT_S:
+            print("%s: another board also calls itself %s (at %s, %ss before this report): "
+                  "switch the old one off, or give each board its own --node-id"
+                  % (n, n, tw.get("at"), tw.get("ago_s")))
     for n in sorted(st["nodes"]):  # boards: the code they run, and their last update
         b = st["nodes"][n].get("board")
         if b:

@@ -11,6 +11,7 @@ mistake that otherwise shows only as rejected replays) says so once on its conso
 """
 
 from roost.common import envelope as _env
+from roost.node.aio import now_ms
 from roost.node.mqtt_codec import parse_url
 from roost.node.runtime import topic
 
@@ -100,6 +101,8 @@ class AddrBook:
         stats["rx_rejected_addr"] = 0
         stats["duplicate_id"] = 0
         self._sent = []  # (incarnation, seq) of this node's last announcements
+        self._stored = False  # one of them came back: the broker holds this boot's address
+        self.twin = None  # [address, now_ms()] of the last announcement by another board
         self._mine = None  # the [host, port] it announced
         self._newest = {}  # node -> (incarnation, seq) of the announcement last taken
         self._prev = client.on_message
@@ -154,20 +157,28 @@ class AddrBook:
 
     def _check_twin(self, payload, retained, ch):
         """An announcement under this node's own id: its own (one it sent, heard back, or a
-        retained one from an earlier boot) or another node's that uses the same id: any it
-        did not send once it has announced (the broker hands a twin's connection and ours
-        the same client id in turn, so a twin shows as the retained announcement found at a
-        reconnect), or one from a later boot than this."""
+        retained one from an earlier boot found before its own came back) or another
+        node's that uses the same id: any it did not send once it has announced, or one
+        from a later boot than this. The broker hands a twin's connection and ours the same
+        client id in turn, so a twin mostly shows as the retained announcement found at a
+        reconnect; once this boot's own came back, the broker held it, so an earlier boot's
+        found after that was published after it: by an old board resumed beside the one
+        that replaced it (roost flash --replace), whose boot count is lower."""
         env, _why = _env.decode(payload, ch.mac)
         if env is None or env.kind != KIND_ADDR or env.sender != self.node_id:
             return
         inc = env.incarnation
-        if (inc, env.seq) in self._sent or env.body == self._mine:
+        if (inc, env.seq) in self._sent:
+            self._stored = True
+            return
+        if env.body == self._mine:
             return  # its own (a board whose flash was erased counts its boots from 1 again)
-        if retained and (inc < ch.incarnation or (inc == ch.incarnation and not self._sent)):
+        if retained and not self._stored and (
+                inc < ch.incarnation or (inc == ch.incarnation and not self._sent)):
             return
         self.stats["duplicate_id"] += 1
+        b = env.body if isinstance(env.body, list) and len(env.body) == 2 else ["?", "?"]
+        self.twin = ["%s:%s" % (b[0], b[1]), now_ms()]
         if self.stats["duplicate_id"] == 1 and self.log is not None:
-            b = env.body if isinstance(env.body, list) and len(env.body) == 2 else ["?", "?"]
             self.log("roost: another node also calls itself %s (at %s:%s): give each board "
                      "its own --node-id" % (self.node_id, b[0], b[1]))

@@ -200,6 +200,7 @@ class NodeHost:
                            "leader": p.leader_hint(), "is_leader": p.is_leader(),
                            "unsure": p.unsure, "heard": p.heard(),
                            "commit": p.commit_index, "applied": p.applied_index,
+                           "follower_commits": p.follower_commits(),
                            "keys": len(r.store.data), "kv": _nonzero(r.stats),
                            "paxos": _nonzero(p.stats)}
             px = st["group"]["paxos"]  # how far the log reached (what a reserve must cover)

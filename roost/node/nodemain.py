@@ -455,6 +455,9 @@ class Node:
                 st["mqtt"]["refused"] = sorted(self.mqtt.refused)
         if self.hooks is not None and hasattr(self.hooks, "status"):
             st["board"] = self.hooks.status()  # slot, version, OTA counters
+        if self.addrs is not None and self.addrs.twin is not None:  # a board with our id
+            st["twin"] = {"at": self.addrs.twin[0],
+                          "ago_s": (now_ms() - self.addrs.twin[1]) // 1000}
         if MICROPYTHON:
             import gc
 

@@ -613,6 +613,13 @@ class PaxosCore:
             return [self._heard_n, _majority(self.members)]
         return None
 
+    def follower_commits(self):
+        """While leading: {follower: the commit it last reported}, all as this replica
+        knows them now (roost status's lag; reports of different nodes differ in age)."""
+        if self.role != LEADER:
+            return None
+        return {m: p[0] for m, p in self._peer.items() if p[0] >= 0}
+
     # ---- helpers -------------------------------------------------------------------------
 
     def _write_unsure(self, out):

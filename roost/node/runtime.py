@@ -203,7 +203,8 @@ class NodeRuntime:
         now = now_ms()
         self.started_ms = now
         self.host = self.host_factory(self.node_id, self.channel, state, rng, now)
-        self.log("%s boot %d: recovered %d keys" % (self.node_id, boot, len(state)))
+        self.log("%s boot %d: recovered %d records from its flash" % (self.node_id, boot,
+                                                                     len(state)))
         return self.host
 
     # -------------------------------------------------------- effects

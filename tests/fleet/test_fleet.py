@@ -194,7 +194,7 @@ def test_restarted_node_catches_up_from_its_own_directory_and_rejoins(emu):
 
 
 def _boots(d: Path, node: str) -> list[tuple[int, int]]:
-    """(boot number, keys recovered) of each start in the node's log."""
+    """(boot number, flash records recovered) of each start in the node's log."""
     log = (Path(fleet.load_state(d)["nodes"][node]["dir"]) / "node.log").read_text()
     out = []
     for x in log.splitlines():

@@ -125,3 +125,52 @@ def test_ota_publish_refuses_a_target_the_plan_does_not_hold(tmp_path, capsys):
                  "--serial", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "n09 is neither a node of the plan" in err and "Traceback" not in err
+
+
+def _report(inc, views, group=None, twin=None):
+    host = {"members": [[m, s, b, [None, None]] for m, s, b in views]}
+    if group is not None:
+        host["group"] = group
+    st = {"incarnation": inc, "uptime_ms": 9000, "joined": True, "stats": {}, "host": host}
+    if twin is not None:
+        st["twin"] = twin
+    return st
+
+
+def test_a_replaced_board_is_not_down_while_the_views_still_hold_its_old_boot(
+        tmp_path, monkeypatch, capsys):
+    """Right after roost flash --replace, the reports of the other nodes (every 5 s) still
+    mark the old board's boot dead: that says nothing of the new one, which leads already.
+    The old board switched on again beside it is named; the lag is the leader's."""
+    from roost.gateway import client
+
+    plan = tmp_path / "p"
+    make(plan, "class", "mqtt://192.168.4.1:1883", KIT[:3], key="k" * 32)
+    g = {"name": "g0", "members": ["n01", "n02", "n03"], "commit": 40, "is_leader": False}
+    old_view = [("n01", "alive", 3), ("n02", "alive", 3), ("n03", "dead", 4)]
+    new_view = [("n01", "alive", 3), ("n02", "alive", 3), ("n03", "alive", 1)]  # wiped
+    reports = {
+        "n01": ("online", _report(3, old_view, dict(g))),
+        "n02": ("online", _report(3, old_view, dict(g))),
+        "n03": ("online", _report(1_700_000, new_view, dict(g, is_leader=True, commit=90,
+                                                            follower_commits={"n01": 88,
+                                                                              "n02": 90}),
+                                  twin={"at": "192.168.4.30:4210", "ago_s": 4})),
+    }
+    monkeypatch.setattr(client, "reports_through_broker", lambda state: reports)
+    st = client.fleet_status(plan)
+    assert st["nodes"]["n03"]["process"] == "running"
+    assert st["members"]["n03"]["state"] == "rejoining"
+    assert st["groups"][0]["leader"] == "n03"
+    # the lag as the leader's one report has it, not its commit against older reports' 40
+    assert st["groups"][0]["lag"] == {"n01": 2, "n02": 0, "n03": 0}
+    assert main(["status", "--dir", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "group g0: leader n03" in out and "n03 (rejoining)" in out
+    assert ("n03: another board also calls itself n03 (at 192.168.4.30:4210, 4s before this "
+            "report)") in out
+    # the same views about the boot it reports: down, as before
+    reports["n01"] = ("online", _report(3, [("n03", "dead", 1)], dict(g)))
+    reports["n02"] = ("online", _report(3, [("n03", "dead", 1)], dict(g)))
+    st = client.fleet_status(plan)
+    assert st["nodes"]["n03"]["process"] == "down" and st["groups"][0]["leader"] is None

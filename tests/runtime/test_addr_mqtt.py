@@ -103,10 +103,10 @@ def test_another_node_with_the_same_id_is_named_once():
     book = AddrBook(c, "lab", "n03", udp, set(), stats, lambda: mine, None, said.append)
     t = "roost/lab/node/n03/udp"
     book.announce()
+    c.on_message(t, Channel("n03", KEY, incarnation=0).seal(KIND_ADDR, "*", ["10.0.0.3", 4210]),
+                 True)  # an earlier boot's, retained, found before its own came back
     c.on_message(t, c.sent[0][1], False)  # its own, heard back
     c.on_message(t, c.sent[0][1], True)  # and retained, after a reconnect
-    c.on_message(t, Channel("n03", KEY, incarnation=0).seal(KIND_ADDR, "*", ["10.0.0.3", 4210]),
-                 True)  # an earlier boot's, retained
     c.on_message(t, Channel("n03", KEY, incarnation=5).seal(KIND_ADDR, "*", ["10.0.0.3", 47392]),
                  True)  # from before its flash was erased: a higher boot, the same address
     assert stats["duplicate_id"] == 0 and said == []
@@ -118,3 +118,31 @@ def test_another_node_with_the_same_id_is_named_once():
     assert stats["duplicate_id"] == 2
     assert said == ["roost: another node also calls itself n03 (at 10.0.0.9:4210): give each "
                     "board its own --node-id"]
+
+
+def test_an_old_board_resumed_beside_its_replacement_is_named():
+    """roost flash --replace gives the new board a boot count from the clock, so the old
+    board, switched on again, announces a lower one; the broker hands the two the client id
+    in turn and each finds the other's retained announcement at its reconnect. Before this
+    boot's own announcement came back, an earlier boot's is its own leftover; after, it
+    was published later, by another board."""
+    said = []
+    new = Channel("n03", KEY, incarnation=1_000_000)
+    c = _Client()
+    stats = {}
+    udp = UdpTransport("10.0.0.7", 47392)
+    udp.sock = True
+    book = AddrBook(c, "lab", "n03", udp, set(), stats, lambda: new, None, said.append)
+    t = "roost/lab/node/n03/udp"
+    old = Channel("n03", KEY, incarnation=4)
+    old.seq = 30
+    leftover = old.seal(KIND_ADDR, "*", ["10.0.0.3", 4210])
+    book.announce()
+    c.on_message(t, leftover, True)  # retained at its first connect: the old board's last
+    assert stats["duplicate_id"] == 0 and said == [] and book.twin is None
+    c.on_message(t, c.sent[0][1], False)  # its own came back: the broker holds it
+    c.on_message(t, old.seal(KIND_ADDR, "*", ["10.0.0.3", 4210]), True)  # the old board's,
+    assert stats["duplicate_id"] == 1  # announced after ours, found at a reconnect
+    assert said == ["roost: another node also calls itself n03 (at 10.0.0.3:4210): give each "
+                    "board its own --node-id"]
+    assert book.twin[0] == "10.0.0.3:4210"
