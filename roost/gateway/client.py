@@ -672,7 +672,7 @@ def reports_through_broker(state: dict[str, Any],
     return out
 
 
-TWIN_RECENT_S = 120  # roost status names a board with a node's id heard this recently
+TWIN_RECENT_S = 30  # roost status names a board with a node's id heard this recently
 
 
 def fleet_status(d: str | Path) -> dict[str, Any]:
@@ -769,7 +769,8 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
                     lag[m] = 0
         groups.append({"name": name, "members": gm, "leaders": leaders,
                        "leader": leaders[0] if len(leaders) == 1 else None,
-                       "commit": commits, "lag": lag})
+                       "commit": commits, "lag": lag,
+                       "lag_from": "leader" if heard else "reports"})
     return {"fleet": state["fleet"], "dir": state["dir"], "broker": state.get("broker"),
             "nodes": nodes, "members": members, "groups": groups, "gateway": _gateway(state)}
 
@@ -825,9 +826,9 @@ def _status_cmd(args: argparse.Namespace) -> int:
     for n in sorted(st["nodes"]):
         tw = st["nodes"][n].get("twin")
         if tw and tw.get("ago_s", TWIN_RECENT_S) < TWIN_RECENT_S:
-            print("%s: another board also calls itself %s (at %s, %ss before this report): "
-                  "switch the old one off, or give each board its own --node-id"
-                  % (n, n, tw.get("at"), tw.get("ago_s")))
+            print("%s: another board also called itself %s (at %s, %ss before this report): "
+                  "the one with the earlier boot stops taking part; switch it off, or give "
+                  "each board its own --node-id" % (n, n, tw.get("at"), tw.get("ago_s")))
     for n in sorted(st["nodes"]):  # boards: the code they run, and their last update
         b = st["nodes"][n].get("board")
         if b:
@@ -838,8 +839,12 @@ def _status_cmd(args: argparse.Namespace) -> int:
                 ", on trial until it joins" if b.get("trial", -1) >= 0 else "",
                 "; updates: " + ", ".join("%s %s" % kv for kv in ota.items()) if ota else ""))
     for g in st["groups"]:
-        print("group %s: leader %s, commit %s, lag %s" % (g["name"], g["leader"] or "none",
-                                                          g["commit"], g["lag"]))
+        if g["lag_from"] == "leader":  # the rows' commits come from reports of other ages
+            print("group %s: leader %s at commit %s, lag %s (as the leader last heard each "
+                  "replica)" % (g["name"], g["leader"], g["commit"][g["leader"]], g["lag"]))
+        else:
+            print("group %s: leader %s, commit %s, lag %s" % (
+                g["name"], g["leader"] or "none", g["commit"], g["lag"]))
         out = []  # members that do not vote now: a leader without a majority commits nothing
         for m in g["members"]:
             v = st["nodes"][m]

@@ -7,7 +7,9 @@ others' to its UDP address book. Gossip and Paxos then go peer to peer and keep 
 while the broker is away. A forged address fails the tag and is counted; an old one was
 still that node's own. Configured peers are never moved. A node that hears another node
 announce itself under its own id (two boards flashed with the same --node-id, a classroom
-mistake that otherwise shows only as rejected replays) says so once on its console.
+mistake that otherwise shows only as rejected replays) says so once on its console; the
+one with the lower boot count (an old board switched on beside the one that replaced it,
+whose datagrams the fleet drops as replays anyway) stops taking part.
 """
 
 from roost.common import envelope as _env
@@ -29,7 +31,8 @@ KIND_ADDR = const(120)  # outside the gossip and key-value kinds: never handed t
 def local_ip(toward):
     """This node's address on the network that reaches host ``toward``: a board's Wi-Fi
     station address, else the source address a UDP socket connected there would use (no
-    datagram is sent). None when neither can be told (the unix port has no getsockname)."""
+    datagram is sent); toward this machine's loopback (a virtual board beside its broker on
+    a laptop), the loopback. None when none can be told (the unix port has no getsockname)."""
     try:
         import network
 
@@ -38,6 +41,8 @@ def local_ip(toward):
             return w.ifconfig()[0]
     except (ImportError, AttributeError, OSError):
         pass
+    if toward == "localhost" or toward.startswith("127."):
+        return "127.0.0.1"
     try:
         import socket
 
@@ -81,9 +86,10 @@ class AddrBook:
     """Announce this node's UDP address and learn the fleet's, over one MQTT client."""
 
     def __init__(self, client, fleet, node_id, udp, static, stats, channel_of,
-                 broker_url=None, log=None):
+                 broker_url=None, log=None, on_newer=None):
         self.client = client
         self.log = log
+        self.on_newer = on_newer  # (address) when a board with this id and a later boot speaks
         self.channel_of = channel_of  # -> the node's channel now (None before it booted)
         self.node_id = node_id
         self.udp = udp
@@ -179,6 +185,8 @@ class AddrBook:
         self.stats["duplicate_id"] += 1
         b = env.body if isinstance(env.body, list) and len(env.body) == 2 else ["?", "?"]
         self.twin = ["%s:%s" % (b[0], b[1]), now_ms()]
-        if self.stats["duplicate_id"] == 1 and self.log is not None:
+        if inc > ch.incarnation and self.on_newer is not None:
+            self.on_newer(self.twin[0])  # this board is the old one: the fleet takes the other
+        elif self.stats["duplicate_id"] == 1 and self.log is not None:
             self.log("roost: another node also calls itself %s (at %s:%s): give each board "
                      "its own --node-id" % (self.node_id, b[0], b[1]))

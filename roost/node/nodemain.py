@@ -347,7 +347,7 @@ class Node:
 
             self.addrs = AddrBook(self.mqtt, self.fleet, self.id, self.udp, set(peers),
                                   self.runtime.stats, self._channel, cfg["brokers"][0],
-                                  self.log)
+                                  self.log, self._replaced)
             online = self.mqtt.on_connect
 
             def on_connect(c):
@@ -357,6 +357,7 @@ class Node:
 
             self.mqtt.on_connect = on_connect
         self._control_text = None
+        self._bye = None  # the MQTT client's clean stop once another board took this id
         self.joined_at = None
         self.readings = 0
         self._stop = asyncio.Event()
@@ -395,6 +396,20 @@ class Node:
                 self.hooks.joined(now)  # a board prints the joined line (and confirms an update)
             else:
                 self.log("roost: joined fleet %s as %s" % (self.fleet, self.id))
+
+    def _replaced(self, addr):
+        """Another board announces this node's id with a later boot (roost flash --replace
+        put it in this one's place): stop taking part and leave the broker to it (both
+        would take the MQTT client id from each other, and roost status would show each in
+        turn). A clean DISCONNECT: no Last Will marks the other one offline."""
+        if self.runtime.stood_down:
+            return
+        self.log("roost: another board runs as %s with a later boot (at %s): this one stops "
+                 "taking part; switch it off, or flash it with its own --node-id"
+                 % (self.id, addr))
+        self.runtime.stand_down()
+        if self.mqtt is not None:
+            self._bye = asyncio.create_task(self.mqtt.stop(500))
 
     def announce_sensors(self):
         """Home Assistant MQTT discovery: one retained config per sensor quantity."""
@@ -494,7 +509,7 @@ class Node:
         while not self._stop.is_set():
             self.apply_control()
             t = now_ms()
-            if self.mqtt is not None:
+            if self.mqtt is not None and not self.runtime.stood_down:
                 broker_up = self._say_broker(broker_up)
             if t >= next_status:
                 next_status = t + 1000
@@ -528,7 +543,7 @@ class Node:
         finally:
             self._stop.set()
             self.write_status()
-            if self.mqtt is not None:
+            if self.mqtt is not None and not self.runtime.stood_down:  # (else: the other's)
                 self.mqtt.publish(topic(self.fleet, self.id, "status"), b"offline", 1, True)
                 await self.mqtt.stop(1000)
             try:

@@ -182,6 +182,7 @@ class NodeRuntime:
         self._rebuild = False  # a step ran out of memory: rebuild the host from flash
         self._oom = []  # when the last memory errors happened (ms)
         self.out_of_memory = False  # given up: too many rebuilds (see _step_out_of_memory)
+        self.stood_down = False  # another board took this node's id (see stand_down)
         self.stats = {"rx": 0, "tx": 0, "tx_no_route": 0, "persists": 0, "flushes": 0,
                       "ticks": 0, "applies": 0, "events": 0, "host_errors": 0,
                       "fault_dropped": 0, "rx_batches": 0}
@@ -360,6 +361,14 @@ class NodeRuntime:
                  "(its flash is intact; restart it with a larger heap)"
                  % (self.node_id, len(self._oom), _REBUILD_WINDOW_MS // 1000))
 
+    def stand_down(self):
+        """Stop taking part for good: another board runs as this node with a later boot (the
+        fleet drops this one's datagrams as replays). The host goes; the process stays up, so
+        a board keeps feeding its watchdog instead of resetting into the same fight."""
+        if not self.stood_down:
+            self.stood_down = True
+            self._drop_host()
+
     def _drop_host(self):
         """Write the whole steps before the failing one, then let the host go."""
         self.flush()
@@ -406,6 +415,8 @@ class NodeRuntime:
               "uptime_ms": now_ms() - self.started_ms, "peers": self.peers(), "stats": {}}
         if self.out_of_memory:
             st["out_of_memory"] = True
+        if self.stood_down:
+            st["stood_down"] = True
         stats = st["stats"]
         for src in [self.stats, self.channel.stats if self.channel else {}]:
             for k in sorted(src):
@@ -510,7 +521,7 @@ class NodeRuntime:
     async def _tick_loop_inner(self):
         next_status = now_ms()
         while self.running:
-            if self.out_of_memory or (self._rebuild and not self.rebuild()):
+            if self.out_of_memory or self.stood_down or (self._rebuild and not self.rebuild()):
                 await wait_event_ms(self._stop, 100 if self._rebuild else _MAX_SLEEP_MS)
                 continue
             now = now_ms()

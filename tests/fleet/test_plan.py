@@ -199,3 +199,29 @@ def test_a_planned_fleet_runs_through_its_broker_and_a_flashed_board_joins(plann
     wait_for(updated, 120, "n04 running the update, seen in roost status")
     r = roost("status", "--dir", str(plan), timeout=60)
     assert "board n04: slot b, version v2 (serial 1)" in r.stdout, r.stdout
+
+    # a spare put in n04's place (--replace) while the old board still runs: the old one,
+    # whose boot is earlier, hears the new one's announcement, says so and stands down (the
+    # two took the MQTT client id from each other and roost status showed each in turn)
+    spare = {}
+    flash3 = tmp_path / "flash3"
+    flash3.mkdir()
+    url3 = start_board(spare, flash3, "--board", "esp32-wrover")
+    procs["spare"] = spare["board"]
+    r = roost("flash", "--port", url3, "--node-id", "n04", "--join-dir", str(plan), "--replace",
+              "--json", "--timeout", "60", timeout=240)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    def console(f):
+        p = f.with_name(f.name + ".console.log")
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    wait_for(lambda: "this one stops taking part" in console(flash)
+             and "another node also calls itself n04" in console(flash3), 60,
+             "the old board to stand down and the new one to name it")
+    wait_for(lambda: "n04: another board also called itself n04" in roost(
+        "status", "--dir", str(plan), timeout=60).stdout, 30, "roost status naming the twin")
+    wait_for(lambda: (lambda st: st["nodes"]["n04"]["process"] == "running"
+                      and (st["nodes"]["n04"].get("incarnation") or 0) > 0
+                      and st["groups"][0]["leader"])(status(plan)), 30,
+             "the fleet healthy with the spare as n04")

@@ -166,9 +166,9 @@ def test_a_replaced_board_is_not_down_while_the_views_still_hold_its_old_boot(
     assert st["groups"][0]["lag"] == {"n01": 2, "n02": 0, "n03": 0}
     assert main(["status", "--dir", str(plan)]) == 0
     out = capsys.readouterr().out
-    assert "group g0: leader n03" in out and "n03 (rejoining)" in out
-    assert ("n03: another board also calls itself n03 (at 192.168.4.30:4210, 4s before this "
-            "report)") in out
+    assert "group g0: leader n03 at commit 90, lag" in out and "n03 (rejoining)" in out
+    assert ("n03: another board also called itself n03 (at 192.168.4.30:4210, 4s before this "
+            "report): the one with the earlier boot stops taking part") in out
     # the same views about the boot it reports: down, as before
     reports["n01"] = ("online", _report(3, [("n03", "dead", 1)], dict(g)))
     reports["n02"] = ("online", _report(3, [("n03", "dead", 1)], dict(g)))

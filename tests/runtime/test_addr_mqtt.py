@@ -2,7 +2,7 @@
 MicroPython; the broker side runs for real in tests/fleet/test_plan.py)."""
 
 from roost.common.channel import Channel
-from roost.node.addr_mqtt import KIND_ADDR, AddrBook, parse
+from roost.node.addr_mqtt import KIND_ADDR, AddrBook, local_ip, parse
 from roost.node.udp import UdpTransport
 
 KEY = "k" * 32
@@ -146,3 +146,26 @@ def test_an_old_board_resumed_beside_its_replacement_is_named():
     assert said == ["roost: another node also calls itself n03 (at 10.0.0.3:4210): give each "
                     "board its own --node-id"]
     assert book.twin[0] == "10.0.0.3:4210"
+
+
+def test_the_old_board_hears_its_replacement_and_is_told_to_stand_down():
+    """The other side of the swap: the board with the lower boot count finds the new one's
+    announcement at its reconnect; it is the one the fleet no longer hears (its datagrams
+    are replays of an older boot to its peers), so it is told to stop taking part."""
+    said, newer = [], []
+    old = Channel("n03", KEY, incarnation=4)
+    c = _Client()
+    stats = {}
+    udp = UdpTransport("10.0.0.3", 4210)
+    udp.sock = True
+    AddrBook(c, "lab", "n03", udp, set(), stats, lambda: old, None, said.append, newer.append)
+    new = Channel("n03", KEY, incarnation=1_000_000)
+    c.on_message("roost/lab/node/n03/udp", new.seal(KIND_ADDR, "*", ["10.0.0.7", 4210]), True)
+    assert newer == ["10.0.0.7:4210"] and said == [] and stats["duplicate_id"] == 1
+
+
+def test_a_node_beside_its_broker_on_loopback_announces_the_loopback():
+    """A virtual board flashed without --wifi has no station address, and the unix port
+    cannot tell a socket's own address: toward a broker on this machine's loopback, the
+    node is reachable on the loopback (else it never announced, and a twin went unseen)."""
+    assert local_ip("127.0.0.1") == "127.0.0.1" and local_ip("localhost") == "127.0.0.1"
