@@ -674,6 +674,21 @@ def reports_through_broker(state: dict[str, Any],
 
 TWIN_RECENT_S = 30  # roost status names a board with a node's id heard this recently
 
+# what each reason a node drops a datagram for means, for the line under roost status
+REJECTED_WHY = {
+    "stale": "sent by an earlier boot of a node (a restarted or replaced board's datagrams "
+             "still on their way, or an old board switched on again)",
+    "replay": "copies of datagrams already taken",
+    "auth": "not signed with this fleet's key (another fleet, or a forger)",
+    "malformed": "not a roost message",
+    "oversized": "larger than a datagram may be",
+    "version": "from another version of roost's wire format",
+    "misdirected": "addressed to another node",
+    "unknown_kind": "of a kind nothing on the node takes",
+    "unknown_sender": "from a node outside the fleet",
+    "addr": "address announcements that failed their check",
+}
+
 
 def fleet_status(d: str | Path) -> dict[str, Any]:
     """Members and their state, groups, leaders, commit indexes, lag, counters."""
@@ -819,6 +834,14 @@ def _status_cmd(args: argparse.Namespace) -> int:
             c.get("rx", "-"), c.get("tx", "-"), c.get("rx_rejected", "-")))
     if old:
         print("?: the role a node last reported; it reports no more: " + ", ".join(old))
+    why: dict[str, int] = {}
+    for v in st["nodes"].values():
+        for k, c in (v.get("rejected") or {}).items():
+            why[k] = why.get(k, 0) + c
+    if why:  # dropped and counted, nothing applied; say what each count is
+        print("rejected, all nodes since they started: " + "; ".join(
+            "%s %d (%s)" % (k, why[k], REJECTED_WHY.get(k, "see docs/fleet.md"))
+            for k in sorted(why, key=lambda k: -why[k])))
     for n in sorted(st["nodes"]):
         g = st["nodes"][n].get("group") or {}
         if g.get("unsure") and g.get("heard"):  # why it has not rebuilt yet

@@ -127,11 +127,12 @@ def test_ota_publish_refuses_a_target_the_plan_does_not_hold(tmp_path, capsys):
     assert code == 2 and "n09 is neither a node of the plan" in err and "Traceback" not in err
 
 
-def _report(inc, views, group=None, twin=None):
+def _report(inc, views, group=None, twin=None, stats=None):
     host = {"members": [[m, s, b, [None, None]] for m, s, b in views]}
     if group is not None:
         host["group"] = group
-    st = {"incarnation": inc, "uptime_ms": 9000, "joined": True, "stats": {}, "host": host}
+    st = {"incarnation": inc, "uptime_ms": 9000, "joined": True, "stats": stats or {},
+          "host": host}
     if twin is not None:
         st["twin"] = twin
     return st
@@ -150,7 +151,8 @@ def test_a_replaced_board_is_not_down_while_the_views_still_hold_its_old_boot(
     old_view = [("n01", "alive", 3), ("n02", "alive", 3), ("n03", "dead", 4)]
     new_view = [("n01", "alive", 3), ("n02", "alive", 3), ("n03", "alive", 1)]  # wiped
     reports = {
-        "n01": ("online", _report(3, old_view, dict(g))),
+        "n01": ("online", _report(3, old_view, dict(g), stats={"rx_rejected_stale": 130,
+                                                                "rx_rejected_auth": 2})),
         "n02": ("online", _report(3, old_view, dict(g))),
         "n03": ("online", _report(1_700_000, new_view, dict(g, is_leader=True, commit=90,
                                                             follower_commits={"n01": 88,
@@ -167,6 +169,8 @@ def test_a_replaced_board_is_not_down_while_the_views_still_hold_its_old_boot(
     assert main(["status", "--dir", str(plan)]) == 0
     out = capsys.readouterr().out
     assert "group g0: leader n03 at commit 90, lag" in out and "n03 (rejoining)" in out
+    assert ("rejected, all nodes since they started: stale 130 (sent by an earlier boot of a "
+            "node") in out and "; auth 2 (not signed with this fleet's key" in out
     assert ("n03: another board also called itself n03 (at 192.168.4.30:4210, 4s before this "
             "report): the one with the earlier boot stops taking part") in out
     # the same views about the boot it reports: down, as before
