@@ -47,6 +47,10 @@ _MAX_SLEEP_MS = const(1000)  # the tick loop wakes at least this often (stop, st
 # datagrams handled per wake-up (and per durable write) at most; a board keeps the held
 # sends and staged records of few datagrams in its heap at once
 _RX_BATCH = 4 if MICROPYTHON else 32
+_STATUS_SOON_MS = const(1000)  # a role change publishes the status at most this often
+# events after which roost status should not wait for the next status (joined, rebuilt, led)
+_STATUS_EVENTS = ("joined", "paxos.rebuilt", "paxos.leader", "paxos.step_down",
+                  "paxos.new_group")
 _MAX_REBUILDS = const(3)  # memory errors within the window that make a node give up
 _REBUILD_WINDOW_MS = const(60000)
 
@@ -183,6 +187,8 @@ class NodeRuntime:
         self._oom = []  # when the last memory errors happened (ms)
         self.out_of_memory = False  # given up: too many rebuilds (see _step_out_of_memory)
         self.stood_down = False  # another board took this node's id (see stand_down)
+        self._status_soon = False  # a role changed: publish the status before its time
+        self._status_at = 0  # when it was last published
         self.stats = {"rx": 0, "tx": 0, "tx_no_route": 0, "persists": 0, "flushes": 0,
                       "ticks": 0, "applies": 0, "events": 0, "host_errors": 0,
                       "fault_dropped": 0, "rx_batches": 0}
@@ -238,6 +244,8 @@ class NodeRuntime:
             self._send(e[1], e[2])
         elif kind == APPLY or kind == EVENT:
             self.stats["applies" if kind == APPLY else "events"] += 1
+            if kind == EVENT and e[1] in _STATUS_EVENTS and self.mqtt is not None:
+                self._status_soon = True  # roost status shows it now, not up to 5 s later
             for fn in self.observers:
                 try:
                     fn(now, self.node_id, e)
@@ -539,12 +547,17 @@ class NodeRuntime:
                     await wait_event_ms(self._stop, 100)  # do not spin on a failing tick
                 self._execute_or_rebuild("tick", effects, now)
                 continue
-            if self.mqtt is not None and now >= next_status:
+            if self.mqtt is not None and (now >= next_status or (
+                    self._status_soon and now - self._status_at >= _STATUS_SOON_MS)):
                 next_status = now + self.config.status_interval_ms
+                self._status_soon = False
+                self._status_at = now
                 self.publish_status()
             wait = _MAX_SLEEP_MS if d is None else d - now
             if self.mqtt is not None and next_status - now < wait:
                 wait = next_status - now
+            if self._status_soon and self._status_at + _STATUS_SOON_MS - now < wait:
+                wait = self._status_at + _STATUS_SOON_MS - now
             if wait > _MAX_SLEEP_MS:
                 wait = _MAX_SLEEP_MS
             if MICROPYTHON and wait >= 20:

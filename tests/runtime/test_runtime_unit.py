@@ -425,3 +425,59 @@ def test_a_datagram_with_no_block_left_for_it_takes_the_reserved_one():
 
 def _no_room(n):
     raise MemoryError("memory allocation failed, allocating %d bytes" % n)
+
+
+class LeaderHost(ScriptHost):
+    """Leads 300 ms after it boots (an EVENT as a Paxos core says it), then idles."""
+
+    def __init__(self, node_id, channel, storage, rng, now_ms):
+        super().__init__(node_id, channel, storage, rng, now_ms)
+        self.at = now_ms + 300
+
+    def tick(self, now_ms):
+        if self.at is not None and now_ms >= self.at:
+            self.at = None
+            return [(EVENT, "paxos.leader", ["n1", 1, 1])]
+        return []
+
+    def next_deadline_ms(self):
+        return self.at
+
+    def status(self):
+        return {"leads": self.at is None}
+
+
+class StateBroker:
+    def __init__(self):
+        self.states = []
+
+    def publish(self, t, payload, qos=0, retain=False):
+        if t.endswith("/state"):
+            self.states.append(payload)
+
+
+def test_a_node_that_starts_to_lead_says_so_before_its_next_status():
+    """roost status reads the retained status, published every 5 s on a plan: a board that
+    had just rebuilt or taken the lead still showed its old role (a rehearsal). A role
+    change publishes it within a second."""
+    import asyncio
+
+    from roost.node.runtime import RuntimeConfig
+
+    d = scratch_dir("status-soon")
+    try:
+        broker = StateBroker()
+        rt = NodeRuntime(LeaderHost, "n1", "k", d, [], RuntimeConfig(status_interval_ms=60000),
+                         mqtt=broker, log=lambda m: None)
+
+        async def run():
+            task = asyncio.create_task(rt.run())
+            await asyncio.sleep(1.6)
+            rt.stop()
+            await task
+
+        asyncio.run(run())
+        assert len(broker.states) == 2, broker.states  # at the start, and once it led
+        assert '"leads": true' in broker.states[1], broker.states
+    finally:
+        remove_tree(d)
