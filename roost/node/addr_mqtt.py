@@ -33,15 +33,18 @@ def local_ip(toward):
     station address, else the source address a UDP socket connected there would use (no
     datagram is sent); toward this machine's loopback (a virtual board beside its broker on
     a laptop), the loopback. None when none can be told (the unix port has no getsockname)."""
+    here = toward == "localhost" or toward.startswith("127.")
     try:
         import network
 
         w = network.WLAN(network.STA_IF)
         if w.isconnected():
-            return w.ifconfig()[0]
+            ip = w.ifconfig()[0]
+            if here or not ip.startswith("127."):  # a virtual board's station is loopback
+                return ip
     except (ImportError, AttributeError, OSError):
         pass
-    if toward == "localhost" or toward.startswith("127."):
+    if here:
         return "127.0.0.1"
     try:
         import socket

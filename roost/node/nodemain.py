@@ -208,6 +208,9 @@ def fleet_key(cfg):
 # console words `roost flash` follows: a replica rebuilding after an empty flash, then voting
 REBUILDING = "rebuilding before it votes"
 VOTING = ("rebuilt: votes again", "in a new replica group: votes")
+# events after which the node publishes its status at once (joined, rebuilt, led or not)
+_STATUS_EVENTS = ("joined", "paxos.rebuilt", "paxos.leader", "paxos.step_down",
+                  "paxos.new_group")
 
 _Y2020 = 1577836800  # 2020-01-01T00:00Z in seconds since 1970
 
@@ -327,6 +330,9 @@ class Node:
             by_mqtt = [m for m in members if m != self.id and m not in peers]
             transports.append(MqttTransport(self.mqtt, self.fleet, self.id, by_mqtt))
         rcfg = dict(cfg.get("runtime", {}))
+        # a floor written when the board was flashed orders its boots after every board
+        # flashed before it under this id; a Pi's floor is its clock at each start
+        flashed = "boot_floor" in cfg or "boot_floor" in rcfg  # (config.json's runtime)
         rcfg.setdefault("fleet", self.fleet)
         # The lowest boot number (roost flash writes one: a board's clock may not be set),
         # so that a node whose flash was wiped is heard again. A wiped Paxos replica boots
@@ -347,7 +353,7 @@ class Node:
 
             self.addrs = AddrBook(self.mqtt, self.fleet, self.id, self.udp, set(peers),
                                   self.runtime.stats, self._channel, cfg["brokers"][0],
-                                  self.log, self._replaced)
+                                  self.log, self._replaced if flashed else None)
             online = self.mqtt.on_connect
 
             def on_connect(c):
@@ -379,6 +385,8 @@ class Node:
         if e[0] != EVENT:
             return
         name = e[1]
+        if name in _STATUS_EVENTS:  # roost status shows it now, not up to 5 s later
+            self.runtime.status_soon()
         if name == "reading":
             self.readings += 1
             if self.mqtt is not None:
@@ -401,8 +409,10 @@ class Node:
         """Another board announces this node's id with a later boot (roost flash --replace
         put it in this one's place): stop taking part and leave the broker to it (both
         would take the MQTT client id from each other, and roost status would show each in
-        turn). A clean DISCONNECT: no Last Will marks the other one offline."""
-        if self.runtime.stood_down:
+        turn). A clean DISCONNECT: no Last Will marks the other one offline. Only a flashed
+        board does this: its boot floor was written when it was flashed, so a later boot is
+        a later flash; a Pi's is its clock when it starts, and both only say so."""
+        if self.runtime.stood_down or not self.runtime.running:
             return
         self.log("roost: another board runs as %s with a later boot (at %s): this one stops "
                  "taking part; switch it off, or flash it with its own --node-id"
@@ -543,6 +553,11 @@ class Node:
         finally:
             self._stop.set()
             self.write_status()
+            if self._bye is not None:  # stood down: its clean DISCONNECT goes out first
+                try:
+                    await self._bye
+                except Exception:  # it is only a goodbye
+                    pass
             if self.mqtt is not None and not self.runtime.stood_down:  # (else: the other's)
                 self.mqtt.publish(topic(self.fleet, self.id, "status"), b"offline", 1, True)
                 await self.mqtt.stop(1000)

@@ -47,10 +47,7 @@ _MAX_SLEEP_MS = const(1000)  # the tick loop wakes at least this often (stop, st
 # datagrams handled per wake-up (and per durable write) at most; a board keeps the held
 # sends and staged records of few datagrams in its heap at once
 _RX_BATCH = 4 if MICROPYTHON else 32
-_STATUS_SOON_MS = const(1000)  # a role change publishes the status at most this often
-# events after which roost status should not wait for the next status (joined, rebuilt, led)
-_STATUS_EVENTS = ("joined", "paxos.rebuilt", "paxos.leader", "paxos.step_down",
-                  "paxos.new_group")
+_STATUS_SOON_MS = const(1000)  # status_soon() publishes the status at most this often
 _MAX_REBUILDS = const(3)  # memory errors within the window that make a node give up
 _REBUILD_WINDOW_MS = const(60000)
 
@@ -156,6 +153,10 @@ class MqttTransport:
 class NodeRuntime:
     """Run one node: boot, receive, tick, carry out effects, publish status, stop."""
 
+    # set by status_soon() (a role changed: publish the status before its time); a class
+    # default, so the instance's own attributes stay within MicroPython's 29-slot table
+    _status_soon = False
+
     def __init__(self, host_factory, node_id, key, storage_dir, transports=(), config=None,
                  observers=(), mqtt=None, log=None):
         self.host_factory = host_factory
@@ -187,8 +188,6 @@ class NodeRuntime:
         self._oom = []  # when the last memory errors happened (ms)
         self.out_of_memory = False  # given up: too many rebuilds (see _step_out_of_memory)
         self.stood_down = False  # another board took this node's id (see stand_down)
-        self._status_soon = False  # a role changed: publish the status before its time
-        self._status_at = 0  # when it was last published
         self.stats = {"rx": 0, "tx": 0, "tx_no_route": 0, "persists": 0, "flushes": 0,
                       "ticks": 0, "applies": 0, "events": 0, "host_errors": 0,
                       "fault_dropped": 0, "rx_batches": 0}
@@ -244,8 +243,6 @@ class NodeRuntime:
             self._send(e[1], e[2])
         elif kind == APPLY or kind == EVENT:
             self.stats["applies" if kind == APPLY else "events"] += 1
-            if kind == EVENT and e[1] in _STATUS_EVENTS and self.mqtt is not None:
-                self._status_soon = True  # roost status shows it now, not up to 5 s later
             for fn in self.observers:
                 try:
                     fn(now, self.node_id, e)
@@ -369,12 +366,17 @@ class NodeRuntime:
                  "(its flash is intact; restart it with a larger heap)"
                  % (self.node_id, len(self._oom), _REBUILD_WINDOW_MS // 1000))
 
+    def status_soon(self):
+        """Publish the status within a second, not at its next interval (a role changed)."""
+        self._status_soon = True
+
     def stand_down(self):
         """Stop taking part for good: another board runs as this node with a later boot (the
         fleet drops this one's datagrams as replays). The host goes; the process stays up, so
         a board keeps feeding its watchdog instead of resetting into the same fight."""
         if not self.stood_down:
             self.stood_down = True
+            self._rebuild = False  # a rebuild still asked for would bring the cores back
             self._drop_host()
 
     def _drop_host(self):
@@ -389,6 +391,8 @@ class NodeRuntime:
         flash, as a board's reset would, while the process keeps its sockets and its MQTT
         session. A rebuild that does not fit either counts as one more memory error."""
         self._rebuild = False
+        if self.stood_down or self.out_of_memory:
+            return False
         self._drop_host()
         try:
             self.boot()
@@ -547,17 +551,17 @@ class NodeRuntime:
                     await wait_event_ms(self._stop, 100)  # do not spin on a failing tick
                 self._execute_or_rebuild("tick", effects, now)
                 continue
-            if self.mqtt is not None and (now >= next_status or (
-                    self._status_soon and now - self._status_at >= _STATUS_SOON_MS)):
+            soon = next_status - self.config.status_interval_ms + _STATUS_SOON_MS  # (its last
+            if self.mqtt is not None and (now >= next_status or (  # publish + a second)
+                    self._status_soon and now >= soon)):
                 next_status = now + self.config.status_interval_ms
                 self._status_soon = False
-                self._status_at = now
                 self.publish_status()
             wait = _MAX_SLEEP_MS if d is None else d - now
             if self.mqtt is not None and next_status - now < wait:
                 wait = next_status - now
-            if self._status_soon and self._status_at + _STATUS_SOON_MS - now < wait:
-                wait = self._status_at + _STATUS_SOON_MS - now
+            if self._status_soon and soon - now < wait:
+                wait = soon - now
             if wait > _MAX_SLEEP_MS:
                 wait = _MAX_SLEEP_MS
             if MICROPYTHON and wait >= 20:

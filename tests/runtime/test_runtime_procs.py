@@ -139,9 +139,12 @@ def test_wrong_fleet_key_is_rejected_and_counted(tmp_path):
 @pytest.mark.parametrize("mpy", [False, True])
 def test_node_traffic_through_the_broker_when_udp_has_no_address(tmp_path, mpy):
     h = broker("mosquitto", tmp_path)
-    # precompiled .mpy, as a board runs (roost/firmware/build.py). 128K: the unix port's
-    # objects use 8-byte words, an ESP32's 4; UDP + MQTT + asyncio do not fit 100K here yet
-    exe_b = [micropython(), "-X", "heapsize=128K", mpy_tree(tmp_path)] if mpy else [sys.executable]
+    # precompiled .mpy, as a board runs (roost/firmware/build.py). 136K: the unix port's
+    # objects use 8-byte words, an ESP32's 4; UDP + MQTT + asyncio do not fit 100K here yet.
+    # The code is in this heap too, and near the bound whether a run fits turns on where the
+    # GC's blocks fall (on 2026-12-07 the runtime's code of that morning failed at 124K and
+    # ran at 120K and 128K; 160 bytes more of it failed at 128K): 136K leaves a margin
+    exe_b = [micropython(), "-X", "heapsize=136K", mpy_tree(tmp_path)] if mpy else [sys.executable]
     a = Proc(_argv([sys.executable], "n1", tmp_path / "a", udp_port(), "-", h.url, "n2"))
     b = Proc(_argv(exe_b, "n2", tmp_path / "b", udp_port(), "-", h.url, "n1"))
     try:

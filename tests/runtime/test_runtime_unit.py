@@ -467,8 +467,12 @@ def test_a_node_that_starts_to_lead_says_so_before_its_next_status():
     d = scratch_dir("status-soon")
     try:
         broker = StateBroker()
+        def observe(now, node, e):  # as the node's (roost/node/nodemain.py) does
+            if e[0] == EVENT and e[1] == "paxos.leader":
+                rt.status_soon()
+
         rt = NodeRuntime(LeaderHost, "n1", "k", d, [], RuntimeConfig(status_interval_ms=60000),
-                         mqtt=broker, log=lambda m: None)
+                         observers=[observe], mqtt=broker, log=lambda m: None)
 
         async def run():
             task = asyncio.create_task(rt.run())
@@ -479,5 +483,22 @@ def test_a_node_that_starts_to_lead_says_so_before_its_next_status():
         asyncio.run(run())
         assert len(broker.states) == 2, broker.states  # at the start, and once it led
         assert '"leads": true' in broker.states[1], broker.states
+    finally:
+        remove_tree(d)
+
+
+def test_a_node_that_stood_down_never_brings_its_cores_back():
+    """A rebuild still asked for (a memory error in the step before) must not revive the
+    cores of a node that stood down: it would take part again as the board that lost."""
+    d = scratch_dir("stood-down")
+    try:
+        rt = _rt(d, [FakeTransport(["n2"])])
+        rt.boot()
+        rt._rebuild = True
+        rt.stand_down()
+        assert rt.host is None and rt.status()["stood_down"] is True
+        assert rt.rebuild() is False and rt.host is None and rt.incarnation == 1
+        rt.deliver("n2", b"x")
+        assert rt.host is None and rt.stats["rx"] == 0
     finally:
         remove_tree(d)
