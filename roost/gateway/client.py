@@ -642,9 +642,11 @@ def reports_through_broker(state: dict[str, Any],
             words[node] = payload.decode("utf-8", "replace")
         elif leaf == "state":
             try:
-                states[node] = json.loads(payload)
+                doc = json.loads(payload)
             except ValueError:
-                pass
+                return
+            if isinstance(doc, dict):  # anyone on the broker may publish there
+                states[node] = doc
 
     async def go() -> None:
         c = PahoClient("status-%s" % os.urandom(8).hex(), [admin_url(state)],
@@ -673,6 +675,9 @@ def reports_through_broker(state: dict[str, Any],
 
 
 TWIN_RECENT_S = 30  # roost status names a board with a node's id heard this recently
+# a member whose report is of a life this young, while views hold another life of it dead,
+# is rejoining (its report may also be a dead node's last, retained: older lives stay dead)
+REJOIN_S = 60
 
 # what each reason a node drops a datagram for means, for the line under roost status
 REJECTED_WHY = {
@@ -688,6 +693,11 @@ REJECTED_WHY = {
     "unknown_sender": "from a node outside the fleet",
     "addr": "address announcements that failed their check",
 }
+
+
+def _dict(x: Any) -> dict:
+    """x when it is a dict, else {} (a report's parts come from JSON anyone may publish)."""
+    return x if isinstance(x, dict) else {}
 
 
 def fleet_status(d: str | Path) -> dict[str, Any]:
@@ -718,17 +728,17 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
             # a board's clock may not be set: a real node's report is as fresh as its broker
             # status says
             age = 0.0 if planned else now - st.get("wall", 0)
-            host = st.get("host") or {}
-            stats = st.get("stats") or {}
+            host = _dict(st.get("host"))
+            stats = _dict(st.get("stats"))
             rej = {k[len("rx_rejected_"):]: v for k, v in sorted(stats.items())
-                   if k.startswith("rx_rejected_") and v}
+                   if k.startswith("rx_rejected_") and isinstance(v, int) and v}
             entry.update({
                 "age_s": round(age, 1), "incarnation": st.get("incarnation"),
                 "uptime_s": round(st.get("uptime_ms", 0) / 1000, 1),
                 "joined": st.get("joined"), "blocked": st.get("blocked", []),
                 "loss_ppm": st.get("loss_ppm", 0), "mqtt": st.get("mqtt"),
                 "mem_free": st.get("mem_free"), "summary": host.get("summary"),
-                "board": st.get("board"),  # a board's slot, version and OTA counters
+                "board": _dict(st.get("board")) or None,  # its slot, version, OTA counters
                 "twin": st.get("twin"),  # another board heard announcing this node's id
                 "counters": {"rx": stats.get("rx", 0), "tx": stats.get("tx", 0),
                              "udp_rx": stats.get("udp_rx", 0),
@@ -737,10 +747,11 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
                              "host_errors": stats.get("host_errors", 0),
                              "rx_rejected": sum(rej.values()), "persists": stats.get("persists", 0),
                              "mqtt_tx": stats.get("mqtt_tx", 0)},
-                "rejected": rej, "group": host.get("group"),
+                "rejected": rej, "group": _dict(host.get("group")) or None,
             })
-            views[n] = {m[0]: m[1] for m in host.get("members", [])}
-            boots[n] = {m[0]: m[2] for m in host.get("members", []) if len(m) > 2}
+            rows = [m for m in host.get("members") or [] if isinstance(m, list) and len(m) > 1]
+            views[n] = {m[0]: m[1] for m in rows}
+            boots[n] = {m[0]: m[2] for m in rows if len(m) > 2 and isinstance(m[2], int)}
             entry["sees_alive"] = sorted(m for m in views[n] if views[n][m] == "alive")
             if age > 5:
                 entry["process"] = "stalled"
@@ -749,8 +760,10 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
         nodes[n] = entry
     for n, seen in boots.items():  # a view whose dead mark is on another life of the member
         for m, inc in seen.items():  # than the one it reports (a board replaced by flash
-            own = boots.get(m, {}).get(m)  # --replace, or restarted): not heard of it yet
-            if views[n][m] == "dead" and own is not None and inc != own:
+            own = boots.get(m, {}).get(m)  # --replace, or restarted): not heard of it yet,
+            young = (nodes.get(m) or {}).get("uptime_s")  # if that life began just now
+            if views[n][m] == "dead" and own is not None and inc != own \
+                    and isinstance(young, (int, float)) and young < REJOIN_S:
                 views[n][m] = "rejoining"
     members = {}
     for m in state["ids"]:
@@ -772,16 +785,18 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
                 commits[m] = g.get("commit", 0)
                 if g.get("is_leader"):
                     leaders.append(m)
+        commits = {m: c for m, c in commits.items() if isinstance(c, int)}
         top = max(commits.values()) if commits else 0
-        lag = {m: top - c for m, c in sorted(commits.items())}
+        lag: dict[str, int | None] = {m: top - c for m, c in sorted(commits.items())}
         heard = (nodes[leaders[0]].get("group") or {}).get("follower_commits") \
             if len(leaders) == 1 else None
+        if not (isinstance(heard, dict) and isinstance(commits.get(leaders[0]), int)):
+            heard = None
         if heard:  # one report's figures: the others' reports may be seconds older (a plan)
-            for m in lag:
-                if m in heard:
-                    lag[m] = max(0, commits[leaders[0]] - heard[m])
-                elif m == leaders[0]:
-                    lag[m] = 0
+            for m in lag:  # (None: the leader has not heard this one yet)
+                c = heard.get(m)
+                lag[m] = 0 if m == leaders[0] else max(0, commits[leaders[0]] - c) \
+                    if isinstance(c, int) else None
         groups.append({"name": name, "members": gm, "leaders": leaders,
                        "leader": leaders[0] if len(leaders) == 1 else None,
                        "commit": commits, "lag": lag,
@@ -848,7 +863,8 @@ def _status_cmd(args: argparse.Namespace) -> int:
             print("%s rebuilding: %s" % (n, heard_text(g["heard"], len(g.get("members", [])) - 1)))
     for n in sorted(st["nodes"]):
         tw = st["nodes"][n].get("twin")
-        if tw and tw.get("ago_s", TWIN_RECENT_S) < TWIN_RECENT_S:
+        if isinstance(tw, dict) and isinstance(tw.get("ago_s"), int) \
+                and tw["ago_s"] < TWIN_RECENT_S:
             print("%s: another board also called itself %s (at %s, %ss before this report): "
                   "the one with the earlier boot stops taking part; switch it off, or give "
                   "each board its own --node-id" % (n, n, tw.get("at"), tw.get("ago_s")))
@@ -856,7 +872,7 @@ def _status_cmd(args: argparse.Namespace) -> int:
         b = st["nodes"][n].get("board")
         if b:
             ota = {k[len("rx_rejected_"):] if k.startswith("rx_rejected_") else k: v
-                   for k, v in sorted((b.get("ota") or {}).items()) if v}
+                   for k, v in sorted(_dict(b.get("ota")).items()) if v}
             print("board %s: slot %s, version %s (serial %s)%s%s" % (
                 n, b.get("slot"), b.get("version") or "as flashed", b.get("serial"),
                 ", on trial until it joins" if b.get("trial", -1) >= 0 else "",
@@ -864,7 +880,9 @@ def _status_cmd(args: argparse.Namespace) -> int:
     for g in st["groups"]:
         if g["lag_from"] == "leader":  # the rows' commits come from reports of other ages
             print("group %s: leader %s at commit %s, lag %s (as the leader last heard each "
-                  "replica)" % (g["name"], g["leader"], g["commit"][g["leader"]], g["lag"]))
+                  "replica; ?: not yet)" % (g["name"], g["leader"], g["commit"][g["leader"]],
+                                           {m: "?" if x is None else x
+                                            for m, x in g["lag"].items()}))
         else:
             print("group %s: leader %s, commit %s, lag %s" % (
                 g["name"], g["leader"] or "none", g["commit"], g["lag"]))

@@ -173,8 +173,57 @@ def test_a_replaced_board_is_not_down_while_the_views_still_hold_its_old_boot(
             "node") in out and "; auth 2 (not signed with this fleet's key" in out
     assert ("n03: another board also called itself n03 (at 192.168.4.30:4210, 4s before this "
             "report): the one with the earlier boot stops taking part") in out
+    # the same old views, but n03's report is of a life that began long ago: the views'
+    # dead mark stands (a node that died while the broker was away left that report retained)
+    old_report = reports["n03"][1]
+    reports["n03"] = ("online", dict(old_report, uptime_ms=3_600_000))
+    st = client.fleet_status(plan)
+    assert st["nodes"]["n03"]["process"] == "down" and st["groups"][0]["leader"] is None
+    reports["n03"] = ("online", old_report)
     # the same views about the boot it reports: down, as before
     reports["n01"] = ("online", _report(3, [("n03", "dead", 1)], dict(g)))
     reports["n02"] = ("online", _report(3, [("n03", "dead", 1)], dict(g)))
     st = client.fleet_status(plan)
     assert st["nodes"]["n03"]["process"] == "down" and st["groups"][0]["leader"] is None
+
+
+def test_roost_status_takes_reports_it_cannot_read(tmp_path, monkeypatch, capsys):
+    """The retained reports are JSON anyone on the broker may publish: fields of the wrong
+    type are left out, not a traceback."""
+    from roost.gateway import client
+
+    plan = tmp_path / "p"
+    make(plan, "class", "mqtt://192.168.4.1:1883", KIT[:3], key="k" * 32)
+    bad = {"incarnation": 2, "uptime_ms": 1000, "stats": ["x"], "twin": "n03",
+           "board": "esp32", "host": {"members": [["n01"], "junk", ["n02", "alive", "x"]],
+                                      "group": {"name": "g0", "is_leader": True,
+                                                "commit": 5, "follower_commits": [1, 2]}}}
+    worse = {"incarnation": 2, "twin": {"at": "x", "ago_s": None}, "host": {"group": "g0"},
+             "stats": {"rx_rejected_stale": "many"}}
+    reports = {"n01": ("online", bad), "n02": ("online", worse), "n03": ("online", None)}
+    monkeypatch.setattr(client, "reports_through_broker", lambda state: reports)
+    assert main(["status", "--dir", str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert "group g0: leader n01, commit {'n01': 5}" in out
+
+
+def test_only_a_flashed_board_stands_down(tmp_path, monkeypatch):
+    """A flashed board's boot floor was written when it was flashed, so a later boot under
+    its id is a later flash; a Pi's floor is its clock at each start, so an old Pi switched
+    on after its replacement boots later: Pis only say so, neither stands down."""
+    from roost.node.nodemain import Node
+
+    monkeypatch.delenv("ROOST_FLEET_KEY", raising=False)
+    monkeypatch.setenv("ROOST_WIFI_PASSWORD", "password1")
+    plan = tmp_path / "p"
+    st = make(plan, "class", "mqtt://127.0.0.1:1883", KIT, key="k" * 32)
+    pi = node_config(st, "n01", str(plan / "fleet.key"))  # as install.sh has it
+    fcfg, _sec = make_config(_flash_args(plan, "n03"))  # as roost flash writes config.json
+    board = board_config(argparse.Namespace(runtime=fcfg["runtime"], **{
+        k: fcfg[k] for k in ("node_id", "fleet", "board", "broker", "udp_port")}))
+    for cfg, stands in ((pi, False), (board, True)):
+        cfg = dict(cfg, storage=str(tmp_path / cfg["node_id"]), udp=["127.0.0.1", 0],
+                   sensors="none")
+        cfg.pop("mqtt_password_file", None)  # (on the Pi, beside its key)
+        node = Node(cfg, key="k" * 32, log=lambda m: None)
+        assert (node.addrs.on_newer is not None) == stands, cfg["node_id"]
