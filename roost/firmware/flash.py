@@ -496,8 +496,13 @@ class Board:
         ser.reset_input_buffer()
         ser.write(b"\x04")
         ser.timeout = 0.2
-        deadline = time.monotonic() + self.timeout
+        t0 = time.monotonic()
+        deadline = t0 + self.timeout
         buf = b""
+        # lines a program printed before our reset took (still on their way, or the board's
+        # own run since power-up) are shown, not taken: they are another run's. MicroPython
+        # says "soft reboot" when it resets; a board that does not is believed after 3 s
+        ours = False
         started = False
         rebuilding = False
         short = None  # its last "still rebuilding ... answer it" line: why it waits
@@ -512,6 +517,10 @@ class Board:
                 line = redact(raw.decode("utf-8", "replace").rstrip("\r"))
                 if line.strip():
                     say("board: " + line)
+                if not ours:
+                    ours = "soft reboot" in line or time.monotonic() - t0 > 3.0
+                    if not ours:
+                        continue
                 rebuilding = (rebuilding or REBUILDING in line) and not any(
                     v in line for v in VOTING)
                 if "still " + REBUILDING in line:
