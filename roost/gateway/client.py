@@ -865,9 +865,11 @@ def _status_cmd(args: argparse.Namespace) -> int:
         tw = st["nodes"][n].get("twin")
         if isinstance(tw, dict) and isinstance(tw.get("ago_s"), int) \
                 and tw["ago_s"] < TWIN_RECENT_S:
-            print("%s: another board also called itself %s (at %s, %ss before this report): "
-                  "the one with the earlier boot stops taking part; switch it off, or give "
-                  "each board its own --node-id" % (n, n, tw.get("at"), tw.get("ago_s")))
+            print("%s: another board also called itself %s (at %s, %ss before this report): %s"
+                  % (n, n, tw.get("at"), tw["ago_s"],
+                     "the one flashed earlier stops taking part; switch it off, or give each "
+                     "board its own --node-id" if st["nodes"][n]["interp"] == "board" else
+                     "switch the old one off, or give each its own node id"))
     for n in sorted(st["nodes"]):  # boards: the code they run, and their last update
         b = st["nodes"][n].get("board")
         if b:

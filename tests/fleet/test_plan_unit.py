@@ -172,7 +172,7 @@ def test_a_replaced_board_is_not_down_while_the_views_still_hold_its_old_boot(
     assert ("rejected, all nodes since they started: stale 130 (sent by an earlier boot of a "
             "node") in out and "; auth 2 (not signed with this fleet's key" in out
     assert ("n03: another board also called itself n03 (at 192.168.4.30:4210, 4s before this "
-            "report): the one with the earlier boot stops taking part") in out
+            "report): the one flashed earlier stops taking part") in out
     # the same old views, but n03's report is of a life that began long ago: the views'
     # dead mark stands (a node that died while the broker was away left that report retained)
     old_report = reports["n03"][1]
