@@ -881,10 +881,11 @@ def _status_cmd(args: argparse.Namespace) -> int:
                 "; updates: " + ", ".join("%s %s" % kv for kv in ota.items()) if ota else ""))
     for g in st["groups"]:
         if g["lag_from"] == "leader":  # the rows' commits come from reports of other ages
+            unheard = None in g["lag"].values()
             print("group %s: leader %s at commit %s, lag %s (as the leader last heard each "
-                  "replica; ?: not yet)" % (g["name"], g["leader"], g["commit"][g["leader"]],
-                                           {m: "?" if x is None else x
-                                            for m, x in g["lag"].items()}))
+                  "replica%s)" % (g["name"], g["leader"], g["commit"][g["leader"]],
+                                  {m: "?" if x is None else x for m, x in g["lag"].items()},
+                                  "; ?: not yet" if unheard else ""))
         else:
             print("group %s: leader %s, commit %s, lag %s" % (
                 g["name"], g["leader"] or "none", g["commit"], g["lag"]))

@@ -362,6 +362,15 @@ class Node:
                 self.addrs.announce()
 
             self.mqtt.on_connect = on_connect
+        if self.mqtt is not None:  # at each (re)connect, its status at once: what the broker
+            connected = self.mqtt.on_connect  # retained may be another board's, or stale
+
+            def status_now(c):
+                if connected is not None:
+                    connected(c)
+                self.runtime.status_soon()
+
+            self.mqtt.on_connect = status_now
         self._control_text = None
         self._bye = None  # the MQTT client's clean stop once another board took this id
         self.joined_at = None

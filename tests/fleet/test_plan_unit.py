@@ -227,3 +227,8 @@ def test_only_a_flashed_board_stands_down(tmp_path, monkeypatch):
         cfg.pop("mqtt_password_file", None)  # (on the Pi, beside its key)
         node = Node(cfg, key="k" * 32, log=lambda m: None)
         assert (node.addrs.on_newer is not None) == stands, cfg["node_id"]
+        # at each connection to the broker its status goes out at once: what the broker
+        # kept may be the other board's, or this one's from before a pause
+        assert not node.runtime._status_soon
+        node.mqtt.on_connect(node.mqtt)
+        assert node.runtime._status_soon
