@@ -170,8 +170,9 @@ class Client:
     """A paced client host: puts and appends over the keys, one operation at a time."""
 
     def __init__(self, node_id: str, channel: Any, rng: Prng, now_ms: int, gap_ms: int,
-                 keys: int, stats: dict[str, int], value_size: int = 200) -> None:
-        self.c = KvClient(node_id, channel, REPLICAS, rng=rng.fork("client"), now_ms=now_ms)
+                 keys: int, stats: dict[str, int], value_size: int = 200,
+                 replicas: list[str] = REPLICAS) -> None:
+        self.c = KvClient(node_id, channel, replicas, rng=rng.fork("client"), now_ms=now_ms)
         self.rng = rng
         self.gap = gap_ms
         self.keys = keys
@@ -225,17 +226,20 @@ def _child(port: str, heap: int, mpy: Path, wasm_dir: Path | None) -> subprocess
 
 def run_one(port: str, heap_k: int, minutes: float, mpy: Path, wasm_dir: Path | None,
             rate: float, keys: int, clients: int, seed: int,
-            value_size: int = 200, reserve: int | None = None) -> dict[str, Any]:
+            value_size: int = 200, reserve: int | None = None,
+            role: str = "replica") -> dict[str, Any]:
     """Ten (or --minutes) emulated minutes with the node in a heap of heap_k KB."""
     sim = Simulator(seed, NetConfig(latency_ms=2, jitter_ms=1))
     gcfg = GossipConfig.lan(seeds=tuple(MEMBERS))
     pcfg = PaxosConfig.lan()
-    rep = make_host_factory(gcfg, REPLICAS, KvConfig.lan(), pcfg, None, HostConfig.lan(group="g0"))
+    group = REPLICAS if role == "replica" else ["m4", "r1", "r2"]  # member: b3 holds none
+    rep = make_host_factory(gcfg, group, KvConfig.lan(), pcfg, None, HostConfig.lan(group="g0"))
     member = make_host_factory(gcfg, None, None, None, None, HostConfig.lan())
     t0 = time.monotonic()
     flash = tempfile.mkdtemp(prefix="heapnode-")
     proc = _child(port, heap_k * 1024, mpy, wasm_dir)
-    out: dict[str, Any] = {"port": port, "heap_kb": heap_k, "minutes": minutes, "rate": rate,
+    out: dict[str, Any] = {"port": port, "role": role, "heap_kb": heap_k, "minutes": minutes,
+                           "rate": rate,
                            "keys": keys, "value_size": value_size,
                            "log_reserve": BOARD_PAXOS["log_reserve_bytes"] if reserve is None
                            else reserve}
@@ -243,7 +247,7 @@ def run_one(port: str, heap_k: int, minutes: float, mpy: Path, wasm_dir: Path | 
 
     def board(node_id: str, channel: Any, storage: dict, rng: Prng, now_ms: int) -> RemoteHost:
         cfg = {"node_id": node_id, "key": sim.key, "incarnation": channel.incarnation,
-               "members": MEMBERS, "replicas": REPLICAS, "group": "g0", "board": "esp32-wrover",
+               "members": MEMBERS, "replicas": group, "group": "g0", "board": "esp32-wrover",
                "paxos": dict(BOARD_PAXOS, **({} if reserve is None else
                                              {"log_reserve_bytes": reserve})),
                "flash": "/flash" if port == "wasm" else flash,
@@ -257,13 +261,13 @@ def run_one(port: str, heap_k: int, minutes: float, mpy: Path, wasm_dir: Path | 
         for n in ("r1", "r2"):
             sim.add_node(n, rep)
         for n in ("m4", "m5"):
-            sim.add_node(n, member)
+            sim.add_node(n, rep if n in group else member)
         sim.add_node(BOARD, board)
         h = box["h"]
         out["code_bytes"], out["after_boot_bytes"] = h.code, h.after_boot
         for i in range(clients):
             sim.add_node("c%d" % (i + 1), lambda nid, ch, st, rng, now: Client(
-                nid, ch, rng, now + 1000, gap, keys, stats, value_size))
+                nid, ch, rng, now + 1000, gap, keys, stats, value_size, group))
         end = int(minutes * 60_000)
         live_max = 0
         t = 0
@@ -293,7 +297,7 @@ def run_one(port: str, heap_k: int, minutes: float, mpy: Path, wasm_dir: Path | 
     out["applied_cpython"] = applied
     out["wall_s"] = round(time.monotonic() - t0, 1)
     out["board_steps"] = box["h"].steps if "h" in box else 0
-    if out["ok"]:  # kept up: it applied what the group chose
+    if out["ok"] and role == "replica":  # kept up: it applied what the group chose
         out["ok"] = out["applied_board"] >= max(applied.values()) > 0
     return out
 
@@ -312,6 +316,9 @@ def main() -> int:
                     help="the Paxos log's reserve in bytes (default: the fleet's 36,864)")
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--role", choices=("replica", "member"), default="replica",
+                    help="member: the node holds no replica (the esp32 profile's role); the "
+                    "group is two CPython replicas and a CPython member")
     a = ap.parse_args()
     from roost.emulator import fleet
 
@@ -329,7 +336,7 @@ def main() -> int:
         for port in a.ports.split(","):
             for h in heaps:
                 r = run_one(port, h, a.minutes, mpy, wasm_dir, a.rate, a.keys, a.clients,
-                            a.seed, a.value_size, a.log_reserve)
+                            a.seed, a.value_size, a.log_reserve, a.role)
                 print(json.dumps(r, sort_keys=True), flush=True)
     return 0
 

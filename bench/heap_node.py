@@ -58,7 +58,8 @@ class Node:
         def sensors(node_id, now):
             return make_sensors(cfg.get("board", "esp32"), simulated=True, seed=7)
 
-        factory = make_host_factory(gcfg, sorted(cfg["replicas"]), kcfg, pcfg, sensors, hcfg)
+        group = sorted(cfg["replicas"]) if me in cfg["replicas"] else None  # else a member
+        factory = make_host_factory(gcfg, group, kcfg, pcfg, sensors, hcfg)
         self.flash = DirStorage(cfg["flash"], sync=False)
         ch = Channel(me, cfg["key"], incarnation=cfg.get("incarnation", 1))
         self.host = factory(me, ch, self.flash.boot_state(), Prng(cfg.get("seed", 1)), 0)
@@ -97,9 +98,10 @@ def step(node, line):
         return node.run(h.release(int(w[1])))
     if op == "M":
         gc.collect()
-        px = h.replica.paxos
+        px = h.replica.paxos if h.replica is not None else None
         return "mem %d %d %d %d %d" % (gc.mem_alloc(), gc.mem_free(), node.peak,
-                                       px.applied_index, px.commit_index)
+                                       -1 if px is None else px.applied_index,
+                                       -1 if px is None else px.commit_index)
     return "bad %s" % op
 
 
