@@ -26,15 +26,20 @@ def die_with_parent(sig: int = signal.SIGKILL):
     return arm
 
 
+# frames in which CPython prints and drops an exception instead of raising it: a child
+# being forked (logging's at-fork handler runs there) and a finalizer (an earlier Popen's)
+_SWALLOWED_IN = ("_execute_child", "__del__")
+
+
 def raise_keyboard_interrupt(signum, frame):
     """A signal handler: SIGTERM (a CI step's timeout, a kill) or SIGHUP (a closed terminal)
-    stops a command as Ctrl-C does, through its cleanup. Not while a child is being forked:
-    raised there, in an at-fork handler (logging's), the KeyboardInterrupt is swallowed and
-    the command went on (roost broker kept running after a SIGTERM); the signal is sent
-    again 50 ms later instead."""
+    stops a command as Ctrl-C does, through its cleanup. Not where the KeyboardInterrupt
+    would be swallowed and the command go on (roost broker kept running after a SIGTERM
+    that came while it forked a child; a test's command, after one that came while an old
+    Popen object was finalized): the signal is sent again 50 ms later instead."""
     f = frame
     while f is not None:
-        if f.f_code.co_name == "_execute_child":  # inside subprocess.Popen
+        if f.f_code.co_name in _SWALLOWED_IN:
             t = threading.Timer(0.05, os.kill, (os.getpid(), signum))
             t.daemon = True
             t.start()

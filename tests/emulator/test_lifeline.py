@@ -67,3 +67,40 @@ def test_a_command_stopped_while_it_spawns_children_stops():
             p.kill()
             p.wait()
             raise AssertionError("run %d went on after its SIGTERM" % i) from None
+
+
+def test_a_command_stopped_while_it_finalizes_an_object_stops():
+    """CPython drops an exception raised in a __del__ ("Exception ignored in"): a SIGTERM
+    that came while an earlier Popen object was being finalized (its __del__) was lost, and
+    the command went on (a CI run). Here most of the loop's time is spent in a __del__;
+    every run must end by its KeyboardInterrupt."""
+    script = textwrap.dedent("""
+        import signal, sys, time
+        from roost.emulator.lifeline import raise_keyboard_interrupt
+
+        class Slow:
+            def __del__(self):
+                time.sleep(0.005)
+
+        signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+        print("ready", flush=True)
+        try:
+            for _ in range(600):
+                Slow()
+                time.sleep(0.002)
+            while True:
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            sys.exit(0)
+    """)
+    for i in range(6):
+        p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=ROOT)
+        assert p.stdout.readline().strip() == b"ready"
+        time.sleep(0.05 + 0.013 * i)
+        p.send_signal(signal.SIGTERM)
+        try:
+            assert p.wait(timeout=20) == 0
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise AssertionError("run %d went on after its SIGTERM" % i) from None
