@@ -154,7 +154,7 @@ class NodeRuntime:
     """Run one node: boot, receive, tick, carry out effects, publish status, stop."""
 
     # set by status_soon() (a role changed: publish the status before its time); a class
-    # default, so the instance's own attributes stay within MicroPython's 29-slot table
+    # default: an instance holds its own only once that happened
     _status_soon = False
 
     def __init__(self, host_factory, node_id, key, storage_dir, transports=(), config=None,
