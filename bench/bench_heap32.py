@@ -51,6 +51,9 @@ from roost.node.kv import KvConfig  # noqa: E402
 from roost.node.kvclient import KvClient  # noqa: E402
 from roost.node.paxos import PaxosConfig  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_wordsize import WASM_COPY  # noqa: E402
+
 BOARD = "b3"
 REPLICAS = ["r1", "r2", BOARD]
 MEMBERS = sorted(REPLICAS + ["m4", "m5"])
@@ -65,14 +68,7 @@ import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
 import fs from "fs"; import path from "path";
 const [src, child, heap] = [process.argv[2], process.argv[3], parseInt(process.argv[4])];
 const mp = await loadMicroPython({heapsize: heap, stdout: (d) => process.stderr.write(d + "\\n")});
-function copy(from, to) {
-  mp.FS.mkdirTree(to);
-  for (const e of fs.readdirSync(from, {withFileTypes: true})) {
-    const p = path.join(from, e.name);
-    if (e.isDirectory()) copy(p, to + "/" + e.name);
-    else mp.FS.writeFile(to + "/" + e.name, fs.readFileSync(p));
-  }
-}
+""" + WASM_COPY + """
 copy(src, "/lib/roost");
 mp.FS.writeFile("/lib/heap_node.py", fs.readFileSync(child));
 mp.FS.mkdirTree("/flash");

@@ -41,13 +41,8 @@ for m in %r:
         print(m, 'failed:', repr(e))
 """
 
-# Node.js: load the WebAssembly port, copy the .mpy tree into its file system, run MEASURE.
-RUN_WASM = """
-import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
-import fs from "fs"; import path from "path";
-const [src, code] = [process.argv[2], fs.readFileSync(process.argv[3], "utf8")];
-const mp = await loadMicroPython({heapsize: 4 * 1024 * 1024,
-                                   stdout: (d) => process.stdout.write(d + "\\n")});
+# Node.js (also bench_heap32.py's): copy a directory tree into the port's file system
+WASM_COPY = """
 function copy(from, to) {
   mp.FS.mkdirTree(to);
   for (const e of fs.readdirSync(from, {withFileTypes: true})) {
@@ -56,6 +51,16 @@ function copy(from, to) {
     else mp.FS.writeFile(to + "/" + e.name, fs.readFileSync(p));
   }
 }
+"""
+
+# Node.js: load the WebAssembly port, copy the .mpy tree into its file system, run MEASURE.
+RUN_WASM = """
+import { loadMicroPython } from "@micropython/micropython-webassembly-pyscript";
+import fs from "fs"; import path from "path";
+const [src, code] = [process.argv[2], fs.readFileSync(process.argv[3], "utf8")];
+const mp = await loadMicroPython({heapsize: 4 * 1024 * 1024,
+                                   stdout: (d) => process.stdout.write(d + "\\n")});
+""" + WASM_COPY + """
 copy(src, "/lib/roost");
 mp.runPython("import sys; sys.path.insert(0, '/lib')");
 mp.runPython(code);
