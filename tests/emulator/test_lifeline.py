@@ -36,6 +36,22 @@ def test_a_stop_during_a_fork_is_sent_again_instead_of_lost():
         signal.signal(signal.SIGUSR1, old)
 
 
+def _stop_each_run(script, runs, first_s, step_s):
+    """Start script runs times; each run gets its SIGTERM first_s + i * step_s after it says
+    ready, and must end by its KeyboardInterrupt (exit 0) within 20 s."""
+    for i in range(runs):
+        p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=ROOT)
+        assert p.stdout.readline().strip() == b"ready"
+        time.sleep(first_s + step_s * i)
+        p.send_signal(signal.SIGTERM)
+        try:
+            assert p.wait(timeout=20) == 0
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise AssertionError("run %d went on after its SIGTERM" % i) from None
+
+
 def test_a_command_stopped_while_it_spawns_children_stops():
     """A command spawns children one after another with a preexec_fn (as roost broker and
     emulate up do: die_with_parent), which makes CPython run the at-fork handlers, here one
@@ -56,17 +72,7 @@ def test_a_command_stopped_while_it_spawns_children_stops():
         except KeyboardInterrupt:
             sys.exit(0)
     """)
-    for i in range(15):
-        p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=ROOT)
-        assert p.stdout.readline().strip() == b"ready"
-        time.sleep(0.02 + 0.007 * i)
-        p.send_signal(signal.SIGTERM)
-        try:
-            assert p.wait(timeout=20) == 0
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            raise AssertionError("run %d went on after its SIGTERM" % i) from None
+    _stop_each_run(script, 15, 0.02, 0.007)
 
 
 def test_a_command_stopped_while_it_finalizes_an_object_stops():
@@ -93,14 +99,4 @@ def test_a_command_stopped_while_it_finalizes_an_object_stops():
         except KeyboardInterrupt:
             sys.exit(0)
     """)
-    for i in range(6):
-        p = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, cwd=ROOT)
-        assert p.stdout.readline().strip() == b"ready"
-        time.sleep(0.05 + 0.013 * i)
-        p.send_signal(signal.SIGTERM)
-        try:
-            assert p.wait(timeout=20) == 0
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            raise AssertionError("run %d went on after its SIGTERM" % i) from None
+    _stop_each_run(script, 6, 0.05, 0.013)

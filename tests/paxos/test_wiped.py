@@ -35,6 +35,18 @@ def _chosen_without_x(seed, config=None):
     return g, leader, w, x, chosen
 
 
+def _follower_wiped(seed, ops):
+    """A group of three under a client's load of ops commands for 500 ms; then a follower's
+    flash is wiped (it is down until restarted). -> the group, the wiped follower."""
+    g = Group(seed, IDS3)
+    g.wait_leader(1000)
+    g.client(5, ops)
+    g.sim.run_for(500)
+    w = [n for n in IDS3 if n != g.leader()][0]
+    g.sim.wipe(w)
+    return g, w
+
+
 def _chosen_then_wiped(seed, config=None):
     """As _chosen_without_x, and the leader loses its plug, and the cut-off follower comes
     back: it and the wiped one are two of three."""
@@ -80,12 +92,7 @@ def test_teeth_a_wiped_replica_voting_at_once_undoes_a_chosen_value():
 
 def test_a_wiped_follower_rebuilds_and_votes_again():
     for seed in range(5):
-        g = Group(seed, IDS3)
-        g.wait_leader(1000)
-        g.client(5, 4000)
-        g.sim.run_for(500)
-        w = [n for n in IDS3 if n != g.leader()][0]
-        g.sim.wipe(w)
+        g, w = _follower_wiped(seed, 4000)
         g.sim.run_for(50)
         g.sim.restart(w)
         g.sim.run_for(1000)
@@ -188,12 +195,7 @@ def test_a_rebuilt_leader_can_shrink_its_group_to_where_it_needs_its_own_promise
     proposed nothing, forever. Rebuilt, it now runs a fresh election."""
     for seed in range(3):
         for keep in (0, 1):
-            g = Group(seed, IDS3)
-            g.wait_leader(1000)
-            g.client(5, 400)
-            g.sim.run_for(500)
-            w = [n for n in IDS3 if n != g.leader()][0]
-            g.sim.wipe(w)
+            g, w = _follower_wiped(seed, 400)
             g.sim.restart(w)
             for _ in range(100):
                 g.sim.run_for(50)
