@@ -551,17 +551,17 @@ class NodeRuntime:
                     await wait_event_ms(self._stop, 100)  # do not spin on a failing tick
                 self._execute_or_rebuild("tick", effects, now)
                 continue
-            soon = next_status - self.config.status_interval_ms + _STATUS_SOON_MS  # (its last
-            if self.mqtt is not None and (now >= next_status or (  # publish + a second)
-                    self._status_soon and now >= soon)):
-                next_status = now + self.config.status_interval_ms
+            if self._status_soon:  # due a second after the last one, if that is sooner
                 self._status_soon = False
+                soon = next_status - self.config.status_interval_ms + _STATUS_SOON_MS
+                if soon < next_status:
+                    next_status = soon
+            if self.mqtt is not None and now >= next_status:
+                next_status = now + self.config.status_interval_ms
                 self.publish_status()
             wait = _MAX_SLEEP_MS if d is None else d - now
             if self.mqtt is not None and next_status - now < wait:
                 wait = next_status - now
-            if self._status_soon and soon - now < wait:
-                wait = soon - now
             if wait > _MAX_SLEEP_MS:
                 wait = _MAX_SLEEP_MS
             if MICROPYTHON and wait >= 20:
