@@ -419,18 +419,18 @@ def health(state: dict[str, Any], nodes: dict[str, Any]) -> dict[str, Any]:
         out = []  # members that do not vote now, and why
         for m in members:
             st = nodes[m]["status"]
+            g = None
             if nodes[m]["process"] == "running" and not nodes[m]["stale"] and st:
                 g = (st.get("host") or {}).get("group") or {}
                 if g.get("is_leader"):
                     ls.append(m)
                 if g.get("unsure"):
-                    out.append("%s rebuilding" % m)
                     why = heard_text(g.get("heard"), len(members) - 1)
                     first.append("%s is rebuilding: it booted with an empty flash and does "
                                  "not vote yet%s" % (m, " (%s)" % why if why else ""))
-            else:
-                out.append("%s %s" % (m, nodes[m]["process"] if nodes[m]["process"] != "running"
-                                      else "not reporting"))
+            no = not_voting(m, nodes[m]["process"], g)
+            if no:
+                out.append(no)
         leaders[name] = ls
         stop = no_majority_text(name, members, out)
         if stop:
@@ -440,6 +440,16 @@ def health(state: dict[str, Any], nodes: dict[str, Any]) -> dict[str, Any]:
                                                 "leaders " + ",".join(ls)))
     problems = first + problems
     return {"healthy": not problems, "problems": problems, "leaders": leaders}
+
+
+def not_voting(member: str, process: str, group: dict[str, Any] | None) -> str | None:
+    """Why a replica does not vote now ("n02 down", "n01 rebuilding"), or None when it does;
+    ``group`` is its report's group (None: no fresh report)."""
+    if process != "running" or group is None:
+        return "%s %s" % (member, process if process != "running" else "not reporting")
+    if group.get("unsure"):
+        return "%s rebuilding" % member
+    return None
 
 
 def no_majority_text(group: str, members: list[str], out: list[str]) -> str | None:

@@ -40,6 +40,7 @@ from roost.emulator.fleet import (
     heard_text,
     load_state,
     no_majority_text,
+    not_voting,
     pid_alive,
     read_status,
 )
@@ -891,12 +892,9 @@ def _status_cmd(args: argparse.Namespace) -> int:
                 g["name"], g["leader"] or "none", g["commit"], g["lag"]))
         out = []  # members that do not vote now: a leader without a majority commits nothing
         for m in g["members"]:
-            v = st["nodes"][m]
-            mg = v.get("group") or {}
-            if v["process"] != "running" or not mg:
-                out.append("%s %s" % (m, v["process"]))
-            elif mg.get("unsure"):
-                out.append("%s rebuilding" % m)
+            no = not_voting(m, st["nodes"][m]["process"], st["nodes"][m].get("group"))
+            if no:
+                out.append(no)
         stop = no_majority_text(g["name"], g["members"], out)
         if stop:
             print(stop)
