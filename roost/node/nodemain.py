@@ -354,23 +354,19 @@ class Node:
             self.addrs = AddrBook(self.mqtt, self.fleet, self.id, self.udp, set(peers),
                                   self.runtime.stats, self._channel, cfg["brokers"][0],
                                   self.log, self._replaced if flashed else None)
+        if self.mqtt is not None:
             online = self.mqtt.on_connect
 
             def on_connect(c):
                 if online is not None:
                     online(c)
-                self.addrs.announce()
-
-            self.mqtt.on_connect = on_connect
-        if self.mqtt is not None:  # at each (re)connect, its status at once: what the broker
-            connected = self.mqtt.on_connect  # retained may be another board's, or stale
-
-            def status_now(c):
-                if connected is not None:
-                    connected(c)
+                if self.addrs is not None:
+                    self.addrs.announce()
+                # its status at once: what the broker retained may be another board's, or
+                # this one's from before a pause
                 self.runtime.status_soon()
 
-            self.mqtt.on_connect = status_now
+            self.mqtt.on_connect = on_connect
         self._control_text = None
         self._bye = None  # the MQTT client's clean stop once another board took this id
         self.joined_at = None
