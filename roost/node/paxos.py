@@ -78,6 +78,13 @@ term. The second rule holds only in a group never reconfigured (a member added l
 unsure until it rebuilds), and a replica vouches only if it found its group new itself.
 A wiped replica's return costs the group one election.
 
+``prefer`` (the group's Pis beside its boards): a leader outside it that is not unsure hands
+the lead to the first preferred member that answers within election_timeout_min_ms and whose
+commit is within ``window`` slots of its own (a HEARTBEAT with a fourth element, 1; at most
+once per two election timeouts). That member campaigns at once; its ballot wins as any
+election's does. A board that won while the Pis were away, or rebuilt by winning, so leads
+only until one of them is back.
+
 Wire kinds 32-40 (bodies are JSON lists):
   PREPARE   [r, n, from_slot] or, from an unsure candidate, [r, n, from_slot, nonce];
             [r, n, from_slot, nonce, 1] asks (an unsure replica before its election)
@@ -89,7 +96,7 @@ Wire kinds 32-40 (bodies are JSON lists):
             snapshot; [r, n, promised_r, promised_n, 2, nonce]: unsure (not voting until
             rebuilt), with the nonce of the PREPARE it answers (0 if it had none);
             [r, n, promised_r, promised_n, 3, nonce]: a voter's answer to an ask
-  HEARTBEAT [r, n, leader_commit]
+  HEARTBEAT [r, n, leader_commit]; [r, n, leader_commit, 1] hands the lead to the receiver
   ACK       [r, n, commit, snap_rx_slot, snap_rx_offset]
   CHOSEN    [[slot, value], ...]                        catch-up of chosen values
   SNAP      [slot, total_bytes, crc32, offset, base64_chunk]
@@ -175,6 +182,9 @@ class PaxosConfig:
     max_members = 9  # members of one configuration
     check_quorum = True  # a leader that hears no majority for election_timeout_max_ms
     # steps down, so clients of a partitioned leader are told to go elsewhere
+    prefer = ()  # members that should lead (the group's Pis beside its boards), the same
+    # list on every replica: a leader outside it hands the lead to the first of them that
+    # is up and caught up; () lets any member lead as well as another
 
     def __init__(self, **overrides):
         self._unsafe_send_before_persist = False  # TEST ONLY: breaks durability
@@ -204,6 +214,10 @@ class PaxosConfig:
         if self.log_reserve_bytes < 0 or self.catchup_slots < 0:
             raise ValueError("paxos options log_reserve_bytes and catchup_slots must not be "
                              "negative")
+        pref = self.prefer
+        if not isinstance(pref, (list, tuple)) or not all(is_valid_id(m) for m in pref):
+            raise ValueError("paxos option prefer must be a list of node ids")
+        self.prefer = tuple(pref)
 
     @classmethod
     def lan(cls, **overrides):
@@ -293,7 +307,7 @@ class PaxosCore:
         members = list(members)
         if not check_members(members):
             raise ValueError("paxos members must be a sorted list of distinct node ids")
-        # 46 attributes in all: MicroPython keeps them in a 47-slot table (752 bytes); a 48th
+        # 47 attributes in all: MicroPython keeps them in a 47-slot table (752 bytes); a 48th
         # grows it. Derived values are computed, not stored.
         self.node_id = node_id
         self.channel = channel
@@ -316,6 +330,7 @@ class PaxosCore:
             "catchup_sent": 0,
             "retransmits": 0,
             "queue_full": 0,
+            "hand_overs": 0,
         }
         # rx_rejected_<reason> counters appear on first use (a smaller dict on a board)
         # bytes a body may take; a log value may take _VALUE_SLACK less (fits any message)
@@ -353,6 +368,7 @@ class PaxosCore:
         # unsure too; kept once it found its group new with them (it vouches for them)
         self._unsure_seen = []
         self._promised_unsure = None  # [r, n, nonce] of the unsure candidate it promised
+        self._hand_at = 0  # a leader outside config.prefer hands the lead over from then on
         self._reset_leader_state()
         self._recover(storage if storage is not None else {})
         self._refresh_known()
@@ -861,7 +877,8 @@ class PaxosCore:
         self._advance(out)
 
     def _on_heartbeat(self, now_ms, src, body, out):
-        if len(body) != 3:
+        k = len(body)
+        if k != 3 and not (k == 4 and _uint(body[3]) and body[3] == 1):
             return self._reject("malformed")
         b = self._ballot(body, src)
         if b is None or not _uint(body[2]):
@@ -872,6 +889,10 @@ class PaxosCore:
             return self._nack(out, src, body, _NACK_STALE)
         self._heard_leader(now_ms, src, b, out)
         self._learn_commit(b, body[2], out)
+        if (k == 4 and self.role == FOLLOWER and not self._unsure and self._may_campaign()
+                and self.commit_index + self.config.window >= body[2]):
+            # the leader hands the lead over (see _hand_over): campaign now
+            return self._start_election(now_ms, out)
         self._send_ack(out, src, b)
 
     def _send_ack(self, out, dst, b):
@@ -1307,6 +1328,7 @@ class PaxosCore:
         self._retry_at = None
         self._p1_more_at = now_ms
         self.stats["leader_terms"] += 1
+        self._hand_at = now_ms + self.config.election_timeout_max_ms
         for m in self._peers(self.commit_index + 1):
             self._touch(m, now_ms)
         out.append((EVENT, "paxos.leader", [self.node_id, self.ballot[0], self._p1_from]))
@@ -1357,6 +1379,9 @@ class PaxosCore:
         body = [b[0], b[1], self.commit_index]
         for m in self._peers(self.commit_index + 1):
             self._send(out, HEARTBEAT, m, body)
+        if cfg.prefer and now_ms >= self._hand_at and not self._unsure \
+                and self.node_id not in cfg.prefer:
+            self._hand_over(now_ms, cur, out)
         # resend accepts that are still unanswered
         for s in sorted(self._sent):
             if now_ms - self._sent[s] >= cfg.retry_ms:
@@ -1372,6 +1397,24 @@ class PaxosCore:
                         self.stats["retransmits"] += 1
                         self._send(out, ACCEPT, m, abody)
         self._pump(now_ms, out)
+
+    def _hand_over(self, now_ms, members, out):
+        """A leader outside config.prefer (a board that won while the Pis were down, or
+        rebuilt by winning) asks the first preferred member that answers and is caught up
+        (within a window of slots) to campaign now: a HEARTBEAT with a fourth element, 1.
+        That member's higher ballot takes the lead as any election does (phase 1 keeps every
+        value); at most one ask per two election timeouts."""
+        cfg = self.config
+        for m in cfg.prefer:
+            p = self._peer.get(m)
+            if (m in members and p is not None and p[0] >= 0
+                    and p[0] + cfg.window >= self.commit_index
+                    and now_ms - p[1] <= cfg.election_timeout_min_ms):
+                self._hand_at = now_ms + 2 * cfg.election_timeout_max_ms
+                self.stats["hand_overs"] += 1
+                out.append((EVENT, "paxos.hand_over", [self.node_id, m]))
+                b = self.ballot
+                return self._send(out, HEARTBEAT, m, [b[0], b[1], self.commit_index, 1])
 
     def _pump(self, now_ms, out):
         """Start phase 2 in as many slots as the window, phase 1 and the queue allow."""

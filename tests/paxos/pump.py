@@ -56,6 +56,9 @@ class MemDisk:
     def load(self):
         return {k: json.loads(v) for k, v in self.d.items()}
 
+    def clear(self):
+        self.d = {}
+
 
 class FlashDisk:
     """A replica's durable storage as files, the way a board keeps it in flash: under
@@ -88,6 +91,10 @@ class FlashDisk:
 
     def __len__(self):
         return len(self._names())
+
+    def clear(self):
+        for name in self._names():
+            os.remove(_ROOT + "/" + name)
 
     def load(self):
         out = {}
@@ -171,6 +178,11 @@ class Cluster:
     def crash(self, n):
         self.cores[n] = None
         self.down.add(n)
+
+    def wipe(self, n):
+        """Crash n and empty its flash (a spare board in its place); start(n) boots it."""
+        self.crash(n)
+        self.storage[n].clear()
 
     def core(self, n):
         return self.cores[n]

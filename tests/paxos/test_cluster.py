@@ -124,3 +124,74 @@ def test_a_snapshot_that_does_not_fit_the_heap_is_skipped_and_tried_again():
     assert failures == 2
     assert all(cl.core(n).stats["snapshots"] >= 1 for n in IDS)  # tried again, and taken
     assert cl.violations == 0
+
+
+def test_a_leader_outside_prefer_hands_the_lead_to_the_preferred_member_once_caught_up():
+    """prefer: a replica that won while the preferred one was away leads only until that
+    one is back and caught up; no command is lost on the way and the lead then stays."""
+    cl = Cluster(IDS, config=PaxosConfig(prefer=["n1"]))
+    assert cl.propose(_elect(cl), ["first"])
+    cl.advance(100)
+    cl.crash("n1")  # switched off (an isolated one would come back campaigning anyway)
+    cl.advance(1000)
+    other = _elect(cl)
+    assert other != "n1"
+    for i in range(20):
+        assert cl.propose(other, ["before", i])
+        cl.advance(10)
+    assert cl.core(other).is_leader() and cl.core(other).stats["hand_overs"] == 0
+    cl.start("n1")
+    cl.advance(1500)  # n1 catches up, is asked, campaigns and wins
+    assert cl.leader() == "n1"
+    assert cl.core(other).stats["hand_overs"] == 1
+    assert cl.propose("n1", ["after"])
+    elections = cl.core("n1").stats["elections"]
+    cl.advance(3000)  # the preferred leader keeps the lead
+    assert cl.leader() == "n1" and cl.core("n1").stats["elections"] == elections
+    assert all(cl.core(n).applied_index == 22 for n in IDS)
+    assert cl.violations == 0
+
+
+def test_a_wiped_replica_outside_prefer_rebuilds_by_leading_then_hands_the_lead_back():
+    """The classroom's board swap: the board rebuilds by winning an election, then a Pi
+    (in prefer) leads again."""
+    cl = Cluster(IDS, config=PaxosConfig(prefer=["n1", "n2"]))
+    leader = _elect(cl)
+    for i in range(10):
+        assert cl.propose(leader, [i])
+        cl.advance(10)
+    cl.wipe("n3")  # a spare board: an empty flash
+    cl.start("n3")
+    seen = set()
+    for _ in range(60):
+        cl.advance(50)
+        seen.add(cl.leader())
+    assert "n3" in seen, seen  # it rebuilt by winning
+    assert not cl.core("n3").unsure
+    assert cl.leader() in ("n1", "n2") and cl.core("n3").stats["hand_overs"] == 1
+    assert cl.propose(cl.leader(), ["after"])
+    cl.advance(300)
+    assert all(cl.core(n).applied_index == 11 for n in IDS)
+    assert cl.violations == 0
+
+
+def test_a_preferred_leader_or_no_preference_never_hands_over():
+    for prefer in (["n1", "n2", "n3"], []):
+        cl = Cluster(IDS, config=PaxosConfig(prefer=prefer))
+        leader = _elect(cl)
+        for i in range(10):
+            assert cl.propose(leader, [i])
+            cl.advance(200)
+        assert cl.leader() == leader
+        assert sum(cl.core(n).stats["elections"] for n in IDS) == 1
+        assert sum(cl.core(n).stats["hand_overs"] for n in IDS) == 0
+
+
+def test_prefer_must_be_a_list_of_ids():
+    for bad in ("n1", ["n 1"], [3]):
+        try:
+            PaxosConfig(prefer=bad)
+        except ValueError as e:
+            assert "prefer" in str(e)
+        else:
+            raise AssertionError("accepted prefer=%r" % (bad,))
