@@ -32,6 +32,7 @@ from roost.emulator.sim import NetConfig, Simulator
 from roost.node.effects import EVENT
 from roost.node.kv import KvConfig, make_replica_factory
 from roost.node.kvclient import KvClient, KvClientConfig
+from roost.node.paxos import PaxosConfig
 from roost.node.pb import PbConfig, make_pb_factories
 
 MODES = ("paxos", "primary-backup")
@@ -468,6 +469,12 @@ def add_kv_parser(subparsers) -> argparse.ArgumentParser:
         help="primary-backup only, for teaching: the primary answers reads without its backup",
     )
     p.add_argument("--latency-ms", type=int, default=2, help="one-way link latency")
+    p.add_argument(
+        "--prefer",
+        default="",
+        help="paxos only: comma-separated replicas that should lead when up and caught up "
+        "(as a plan's Pis beside its boards), e.g. n1",
+    )
     p.add_argument("--history", default=None, help="write the client history (JSON Lines)")
     p.add_argument("--json", action="store_true", help="print one JSON summary")
     p.set_defaults(func=run_kv_cli)
@@ -486,7 +493,20 @@ def _replay(args, kinds: tuple[str, ...]) -> str:
         cmd += " --unsafe-local-reads"
     if getattr(args, "latency_ms", 2) != 2:
         cmd += " --latency-ms %d" % args.latency_ms
+    if getattr(args, "prefer", ""):
+        cmd += " --prefer " + args.prefer
     return cmd + " --seed %d" % args.seed
+
+
+def parse_prefer(text: str, replicas: int) -> tuple[str, ...]:
+    """'n1,n2' -> ('n1', 'n2'), each one of the run's replicas n1..nR; ValueError else."""
+    names = tuple(x.strip() for x in text.split(",") if x.strip())
+    members = ["n%d" % (i + 1) for i in range(replicas)]
+    for n in names:
+        if n not in members:
+            raise ValueError("--prefer names replicas of this run (%s), not %r"
+                             % (", ".join(members), n))
+    return names
 
 
 MAX_SWEEP = 100_000  # seeds one --seeds sweep may run
@@ -508,9 +528,11 @@ def parse_seeds(text: str) -> range:
 
 def _run_args(args, kinds: tuple[str, ...], pb_config: PbConfig | None) -> KvRun:
     """The run the command line's arguments describe (its seed: args.seed), done."""
+    prefer = getattr(args, "prefer", "")
+    paxos_config = PaxosConfig(prefer=parse_prefer(prefer, args.replicas)) if prefer else None
     return KvRun(
         args.replicas, args.clients, args.ops, args.seed, kinds, args.mode,
-        getattr(args, "latency_ms", 2), pb_config=pb_config,
+        getattr(args, "latency_ms", 2), pb_config=pb_config, paxos_config=paxos_config,
     ).run()
 
 
@@ -563,9 +585,12 @@ def run_kv_cli(args) -> int:
         err = "--latency-ms must not be negative."
     elif getattr(args, "seeds", None) and args.history:
         err = "--history writes one run's history: give --seed, not --seeds."
+    elif getattr(args, "prefer", "") and args.mode != "paxos":
+        err = "--prefer applies to --mode paxos only."
     else:
         try:
             kinds = parse_nemesis(args.nemesis)
+            parse_prefer(getattr(args, "prefer", ""), args.replicas)
             if getattr(args, "seeds", None):
                 seeds = parse_seeds(args.seeds)
         except ValueError as e:

@@ -4,7 +4,7 @@ history file, and the replay line on a non-linearizable run."""
 import argparse
 import json
 
-from roost.emulator.kv_scenario import add_kv_parser, run_kv, run_kv_cli
+from roost.emulator.kv_scenario import _replay, add_kv_parser, run_kv, run_kv_cli
 from roost.emulator.linearize import load_history
 
 KEYS = {"ops", "ok", "failed", "unknown", "throughput_ops_per_virtual_s", "latency_ms",
@@ -45,7 +45,8 @@ def test_readable_output(capsys):
 def test_bad_arguments_one_sentence_exit_2(capsys):
     for argv in (["--replicas", "0"], ["--mode", "raft"], ["--nemesis", "meteor"],
                  ["--ops", "0"], ["--unsafe-local-reads"], ["--seeds", "5-2"], ["--seeds", "x"],
-                 ["--seeds", "1"], ["--seeds", "1-200000"], ["--seeds", "1-3", "--history", "h"]):
+                 ["--seeds", "1"], ["--seeds", "1-200000"], ["--seeds", "1-3", "--history", "h"],
+                 ["--prefer", "n4"], ["--prefer", "n1", "--mode", "primary-backup"]):
         args = _parse(argv)
         assert run_kv_cli(args) == 2, argv
         err = capsys.readouterr().err.strip()
@@ -83,3 +84,12 @@ def test_a_sweep_of_seeds_prints_only_the_failures_and_a_summary(capsys):
     assert run_kv_cli(args) == 0
     s = json.loads(capsys.readouterr().out)
     assert s["seeds"] == 2 and s["first"] == 7 and s["last"] == 8 and s["failed"] == []
+
+
+def test_prefer_runs_and_is_in_the_replay_line(capsys):
+    args = _parse(["--prefer", "n1", "--nemesis", "kill,restart", "--ops", "60", "--json"])
+    assert run_kv_cli(args) == 0
+    assert json.loads(capsys.readouterr().out)["linearizable"] is True
+    assert _replay(args, ("kill", "restart")) == (
+        "roost sim kv --replicas 3 --clients 4 --ops 60 --nemesis kill,restart --prefer n1 "
+        "--seed 1")

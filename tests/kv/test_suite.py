@@ -24,6 +24,10 @@ SUITES = [
     ("power cuts", ("power-cut", "reorder", "loss"), range(1, 31), 4, 80, 3),
     # a replica's flash erased (a board flashed again), one at a time, with partitions
     ("wiped flash", ("wipe", "partition"), range(1, 61), 4, 120, 3),
+    # a plan's Pis beside its boards: n1 should lead, and the others hand it the lead back
+    # whenever it is up and caught up (prefer), amid kills, wipes and partitions
+    ("a preferred leader", ("kill", "restart", "wipe", "partition") + NET, range(1, 41), 4,
+     120, 3, ("n1",)),
 ]
 
 
@@ -32,16 +36,20 @@ def _replay(run):
         run.replicas, run.clients, run.ops)
     if run.nemesis:
         cmd += " --nemesis " + ",".join(run.nemesis)
+    if run.paxos_config is not None and run.paxos_config.prefer:
+        cmd += " --prefer " + ",".join(run.paxos_config.prefer)
     return cmd + " --seed %d" % run.seed
 
 
 def _suite(name):
-    for sname, nemesis, seeds, clients, ops, keys in SUITES:
+    for entry in SUITES:
+        sname, nemesis, seeds, clients, ops, keys = entry[:6]
         if sname != name:
             continue
+        pcfg = PaxosConfig(prefer=entry[6]) if len(entry) > 6 else None
         runs = together = 0
         for seed in seeds:
-            run = KvRun(3, clients, ops, seed, nemesis, keys=keys).run()
+            run = KvRun(3, clients, ops, seed, nemesis, keys=keys, paxos_config=pcfg).run()
             together += run.sim.stats["delivered_together"]
             assert run.verdict is True, "%s: %s" % (name, _replay(run))
             assert run.liveness_ok, "%s: liveness, clients %s: %s" % (
@@ -85,6 +93,10 @@ def test_power_cuts():
 
 def test_wiped_flash():
     assert _suite("wiped flash") == 60
+
+
+def test_a_preferred_leader():
+    assert _suite("a preferred leader") == 40
 
 
 def test_seed_count():
