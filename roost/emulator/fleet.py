@@ -329,6 +329,18 @@ def broker_marker(state: dict[str, Any]) -> str | None:
     return b.get("dir") if b.get("managed") else None
 
 
+def lead_preference(state: dict[str, Any], node_id: str) -> list[str]:
+    """The CPython nodes (Pis) of node_id's replica group when the group also holds boards
+    or MicroPython nodes: they should lead (PaxosConfig.prefer), a board's leader being the
+    slowest link of every write. [] for a group of one kind, or a node in no group."""
+    for _, members in state["groups"]:
+        if node_id in members:
+            pis = [m for m in members
+                   if state["nodes"].get(m, {}).get("interp") == "cpython"]
+            return pis if 0 < len(pis) < len(members) else []
+    return []
+
+
 def write_configs(d: Path, state: dict[str, Any], opts: dict[str, Any]) -> None:
     ids = state["ids"]
     peers = {n: [state["nodes"][n].get("addr", "127.0.0.1"), state["nodes"][n]["port"]]
@@ -358,6 +370,9 @@ def write_configs(d: Path, state: dict[str, Any], opts: dict[str, Any]) -> None:
             # queue, small batches and its log buffers reserved at start-up
             cfg["paxos"] = {"snapshot_every": 100, "snapshot_log_bytes": 16384,
                             "max_queue": 32, "max_batch": 8, "log_reserve_bytes": 36864}
+        prefer = lead_preference(state, n)
+        if prefer:
+            cfg.setdefault("paxos", {})["prefer"] = prefer
         for k, v in (opts.get("extra") or {}).items():
             cfg[k] = v
         info["config"] = str(nd / "config.json")

@@ -192,6 +192,11 @@ def shared(state: dict[str, Any], node_id: str) -> dict[str, Any]:
     peers = {n: a for n, a in sorted(state.get("addrs", {}).items()) if n != node_id}
     if peers:
         out["peers"] = peers
+    from roost.emulator.fleet import lead_preference
+
+    prefer = lead_preference(state, node_id)
+    if prefer:  # the group's Pis lead while one is up: a board leader slows every write
+        out["paxos"] = {"prefer": prefer}
     return out
 
 

@@ -400,6 +400,9 @@ class Node:
             self.log("roost: %s %s" % (self.id, VOTING[0]))
         elif name == "paxos.new_group":
             self.log("roost: %s is %s" % (self.id, VOTING[1]))
+        elif name == "paxos.hand_over":
+            self.log("roost: %s hands the lead to %s (its group prefers a Pi as leader)"
+                     % (self.id, e[2][1]))
         elif name == "paxos.asked":
             self.log("roost: %s still %s: %d of the other replicas answer it as voters, it "
                      "needs %d" % (self.id, REBUILDING, e[2][1], e[2][2]))

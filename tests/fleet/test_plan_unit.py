@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from roost.emulator.fleet import lead_preference, load_state
 from roost.firmware.flash import make_config
 from roost.gateway.cli import main
 from roost.gateway.plan import PlanError, make, node_config
@@ -63,6 +64,10 @@ def test_a_flashed_board_gets_its_share_of_the_plan(tmp_path, monkeypatch):
         k: cfg[k] for k in ("node_id", "fleet", "board", "broker", "udp_port")})))
     assert node["groups"] == [["g0", ["n01", "n02", "n03"]]] and node["preset"] == "wifi"
     assert node["members"] == [n for n, _ in KIT]
+    # the group's Pis lead while one of them is up (the board rebuilds, then hands back)
+    assert node["paxos"] == {"prefer": ["n01", "n02"]}
+    assert check_config(node_config(load_state(plan), "n01", "/k"))["paxos"] == {
+        "prefer": ["n01", "n02"]}
     with pytest.raises(ValueError, match="says n03 is a esp32-wrover, not a esp32"):
         make_config(_flash_args(plan, "n03", "esp32"))
     with pytest.raises(ValueError, match="n09 is not in the plan"):
@@ -232,3 +237,14 @@ def test_only_a_flashed_board_stands_down(tmp_path, monkeypatch):
         assert not node.runtime._status_soon
         node.mqtt.on_connect(node.mqtt)
         assert node.runtime._status_soon
+
+
+def test_only_a_group_of_pis_and_boards_prefers_its_pis():
+    state = {"groups": [["g0", ["n01", "n02", "n03"]], ["g1", ["n04", "n05", "n06"]]],
+             "nodes": {"n01": {"interp": "cpython"}, "n02": {"interp": "micropython"},
+                       "n03": {"interp": "cpython"}, "n04": {"interp": "cpython"},
+                       "n05": {"interp": "cpython"}, "n06": {"interp": "cpython"},
+                       "n07": {"interp": "board"}}}
+    assert lead_preference(state, "n02") == ["n01", "n03"]
+    assert lead_preference(state, "n05") == []  # all alike: any of them leads
+    assert lead_preference(state, "n07") == []  # no replica
