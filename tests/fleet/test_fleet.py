@@ -489,7 +489,8 @@ def test_a_load_with_a_history_refuses_keys_an_earlier_load_filled(emu):
     says so and stops, and a new --key-prefix gives a history that checks."""
     d = emu
     _wait(lambda: _healthy(d), 60, "a healthy fleet")
-    assert client.kv_once(d, "put", "k0", "left by an earlier load")["ok"] is True
+    rec = client.kv_once(d, "put", "k0", "left by an earlier load")
+    assert rec["ok"] is True, rec
     h = d / "second.jsonl"
     r = _roost("load", "--dir", str(d), "--clients", "1", "--duration", "1", "--history", str(h))
     assert r.returncode == 2 and "key k0 already holds a value" in r.stderr, r.stderr
