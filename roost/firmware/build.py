@@ -50,8 +50,8 @@ def board_heap(board: str) -> int:
     p = get_profile(board)
     if p.heap_bytes is None:
         raise ValueError(
-            "board %r runs CPython (a Raspberry Pi): install it with roost/firmware/pi/"
-            "install.sh instead of building an image" % board
+            "board %r runs CPython (a Raspberry Pi), not MicroPython: it takes no image; "
+            "install roost on it with roost/firmware/pi/install.sh" % board
         )
     return p.heap_bytes
 
@@ -142,11 +142,13 @@ def build(board: str, out: Path, serial: int = 0, version: str = "") -> dict:
     if out.exists():
         if not out.is_dir():
             raise ValueError("--out %s is a file, not a directory" % out)
-        if any(out.iterdir()) and not (out / "manifest.json").exists():
-            raise ValueError(
-                "--out %s is a non-empty directory without a roost image in it; "
-                "give an empty or new directory" % out
-            )
+        if any(out.iterdir()):
+            stranger = _not_of_an_image(out)
+            if stranger is not None:
+                raise ValueError(
+                    "--out %s holds %s, which is not part of a roost image; give an empty or "
+                    "new directory (an earlier image there is replaced)" % (out, stranger)
+                )
         shutil.rmtree(out)
     out.mkdir(parents=True)
     from roost import __version__
@@ -187,6 +189,24 @@ def build(board: str, out: Path, serial: int = 0, version: str = "") -> dict:
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _not_of_an_image(out: Path) -> str | None:
+    """None if out holds an earlier image and nothing else (its manifest lists every file),
+    else the first thing in it that is not part of one: only an image is replaced."""
+    try:
+        listed = {rel for rel, _, _ in load_manifest(out)["files"]}
+    except (ValueError, TypeError):
+        return "no roost image manifest"
+    listed.add("manifest.json")
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out).as_posix()
+        if path.is_dir():
+            if not any(f.startswith(rel + "/") for f in listed):
+                return rel + "/"
+        elif rel not in listed:
+            return rel
+    return None
 
 
 def load_manifest(image: Path) -> dict:

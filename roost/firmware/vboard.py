@@ -582,12 +582,38 @@ class VirtualBoard:
             self.close()
 
 
+# what a board's flash holds once flashed, or once MicroPython booted on it
+_FLASH_MARKS = ("boot.py", "main.py", "boot.mpy", "bootsel.mpy", "config.json", "slots",
+                "data", "secrets.json")
+
+
+def _not_a_flash(flash: Path) -> str | None:
+    """The first entry of a non-empty directory with nothing a board's flash holds (a
+    user's folder given by mistake), else None."""
+    names = sorted(p.name for p in flash.iterdir())
+    if not names or any(n in _FLASH_MARKS for n in names):
+        return None
+    return names[0]
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     if args.heap is not None and not 16 <= args.heap <= 65536:
         raise ValueError("--heap must be 16 to 65536 KB")
     if not 0 <= args.romfs <= 16384 or args.romfs % 4:
         raise ValueError("--romfs must be 0 to 16384 KB, a multiple of 4 (the erase block)")
+    if not 0 <= args.port <= 65535:
+        raise ValueError("--port must be 0 to 65535 (0: any free one)")
+    if args.hold_pin is not None and not 0 <= args.hold_pin <= 48:
+        raise ValueError("--hold-pin must be a GPIO number, 0 to 48")
+    board_heap(args.board)  # an unknown or CPython board: one sentence, nothing created
     flash = Path(args.dir)
+    if flash.exists() and not flash.is_dir():
+        raise ValueError("--dir %s is a file: give a directory for the board's flash" % flash)
+    stranger = _not_a_flash(flash) if flash.exists() else None
+    if stranger is not None:
+        raise ValueError("--dir %s holds %s and nothing of a board's flash: give an empty or "
+                         "new directory (roost flash --firmware erases the board's files)"
+                         % (flash, stranger))
     if not flash.exists():
         flash.mkdir(parents=True)
     # default beside the flash, like DIR.romfs (a killed board leaves no temp dir), and

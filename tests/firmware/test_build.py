@@ -155,9 +155,24 @@ def test_cli_parser_and_user_mistakes(tmp_path: Path, capsys):
         build.build("pi-4", tmp_path / "x")
     (tmp_path / "notimage").mkdir()
     (tmp_path / "notimage" / "keep.txt").write_text("mine")
-    with pytest.raises(ValueError, match="without a roost image"):
+    with pytest.raises(ValueError, match="holds no roost image manifest, which is not part"):
         build.build("esp32", tmp_path / "notimage")
     assert (tmp_path / "notimage" / "keep.txt").exists()
+    # a project that happens to hold a manifest.json, or an image with the user's files
+    # beside it: nothing is deleted
+    proj = tmp_path / "proj"
+    (proj / "src").mkdir(parents=True)
+    (proj / "manifest.json").write_text('{"name": "my web app"}')
+    (proj / "src" / "app.js").write_text("mine")
+    with pytest.raises(ValueError, match="holds no roost image manifest"):
+        build.build("esp32", proj)
+    assert (proj / "src" / "app.js").read_text() == "mine"
+    (tmp_path / "o" / "notes").mkdir()
+    (tmp_path / "o" / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds notes/, which is not part of a roost image"):
+        build.build("esp32", tmp_path / "o")
+    shutil.rmtree(tmp_path / "o" / "notes")
+    build.build("esp32", tmp_path / "o")  # an earlier image alone is replaced
     with pytest.raises(ValueError, match="no readable manifest"):
         build.check_image(tmp_path / "nowhere")
     assert isinstance(build.report(tmp_path, dict(summary, heap=None), 6), str)

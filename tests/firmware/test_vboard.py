@@ -566,3 +566,22 @@ def test_flash_mistakes_are_one_sentence(tmp_path: Path):
         os.environ.update(env)
     red = flash.Redactor({"fleet_key": "abc123", "wifi_password": "pw"})
     assert red("key abc123 pw") == "key *** ***"
+
+
+def test_serve_mistakes_are_one_sentence_and_touch_no_user_file(tmp_path: Path):
+    """A user's folder given as --dir is refused before anything is written (roost flash
+    --firmware would erase it); so are a file, a bad port, pin or board."""
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "thesis.txt").write_text("mine")
+    (tmp_path / "afile").write_text("mine")
+    for argv, words in ((["--dir", str(user)], "holds thesis.txt and nothing of a board's"),
+                        (["--dir", str(tmp_path / "afile")], "is a file"),
+                        (["--dir", str(tmp_path / "n"), "--port", "99999"], "--port must be"),
+                        (["--dir", str(tmp_path / "n"), "--hold-pin", "999"], "--hold-pin"),
+                        (["--dir", str(tmp_path / "n"), "--board", "pi-4"], "not MicroPython")):
+        r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "board", "serve"] + argv,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "user"]
+    assert (user / "thesis.txt").read_text() == "mine"
