@@ -204,6 +204,15 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
 
     state = _join_state(args)
     args.join_plan = state is not None and is_plan(state)  # flash() registers no plan's board
+    if state is not None and not args.join_plan:
+        info = state.get("nodes", {}).get(args.node_id)
+        if info is not None and info.get("interp") != "board":
+            # a board under the id of a node process: two nodes with one id (each boot
+            # would make the fleet drop the other's datagrams as stale)
+            raise ValueError("%s is a %s node of the fleet in %s: give the board an id of its "
+                             "own (the fleet's nodes: %s)"
+                             % (args.node_id, info.get("interp"), args.join_dir,
+                                ", ".join(state.get("ids", []))))
     args.board = _board_of(args, state)
     cfg = {"node_id": args.node_id, "fleet": args.fleet, "board": args.board,
            "broker": args.broker or "", "wifi_ssid": args.wifi or ""}
@@ -534,6 +543,13 @@ class Board:
                 started = started or line.startswith("roost: started")
                 if line.startswith("roost: safe mode:"):
                     raise ValueError("the board is in safe mode: " + line[17:].strip())
+                if "does not fit in this board's memory" in line:  # it idles from now on
+                    raise ValueError("the board says " + line.split("roost: ", 1)[-1].strip())
+                if "node stopped by MemoryError" in line:  # it resets, and will again
+                    raise ValueError("the board ran out of memory (it says: %s): the node does "
+                                     "not fit in it; use a board with PSRAM, or keep the code "
+                                     "in flash (a ROMFS firmware and roost flash --romfs)"
+                                     % line.split("roost: ", 1)[-1].strip())
         if found is not None:
             say("it is still rebuilding after %d s: it does not count towards its group's "
                 "majority until it has rebuilt (roost status then shows it as a replica or "

@@ -53,6 +53,17 @@ def test_join_dir_gives_the_fleets_own_key(tmp_path, monkeypatch):
     assert cfg["runtime"]["peers"] == {"n01": ["127.0.0.1", 42001]}
 
 
+def test_join_dir_refuses_the_id_of_a_node_process(tmp_path):
+    """A board under the id of one of the emulated fleet's processes would be a second n01:
+    the fleet would follow whichever booted later. Refused before anything is written."""
+    a = _args("esp32")
+    a.join_dir = _fleet_dir(tmp_path, "k" * 32)
+    a.node_id = "n01"
+    with pytest.raises(ValueError, match="n01 is a cpython node of the fleet in .*: give the "
+                       "board an id of its own"):
+        make_config(a)
+
+
 def test_join_dir_refuses_another_fleets_key(tmp_path):
     """ROOST_FLEET_KEY (set by the fixture) is not this fleet's: the board would boot and
     never join, so flashing stops with one sentence instead."""

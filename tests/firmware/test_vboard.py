@@ -585,3 +585,23 @@ def test_serve_mistakes_are_one_sentence_and_touch_no_user_file(tmp_path: Path):
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "user"]
     assert (user / "thesis.txt").read_text() == "mine"
+
+
+def test_flash_says_at_once_when_the_node_does_not_fit_the_board(tmp_path: Path, image: Path):
+    """The board runs out of memory starting the node: roost flash says so at once, and does
+    not wait out its timeout to blame the fleet ("start the Pis first")."""
+    flash_dir = tmp_path / "flash"
+    flash_dir.mkdir()
+    pins = tmp_path / "pins.json"
+    pins.write_text("{}")
+    b = Served(flash_dir, pins, "--heap", "64")
+    try:
+        t0 = time.monotonic()
+        out = _flash(b.url, image)
+        text = out.stdout + out.stderr
+        assert out.returncode == 2, text
+        assert "roost: the board ran out of memory (it says: node stopped by MemoryError" \
+            in text and "the node does not fit in it; use a board with PSRAM" in text
+        assert "start the Pis first" not in text and time.monotonic() - t0 < 60
+    finally:
+        b.stop()
