@@ -50,6 +50,10 @@ class FleetError(ValueError):
 
 
 def load_state(d: str | Path) -> dict[str, Any]:
+    """The fleet's or plan's state in d (FleetError, one sentence, for anything else)."""
+    if Path(d).exists() and not Path(d).is_dir():
+        raise FleetError("%s is a file, not a fleet's directory (give the --dir of 'roost "
+                         "emulate up' or 'roost plan')" % d)
     p = Path(d) / STATE
     try:
         state = json.loads(p.read_text())
@@ -59,10 +63,25 @@ def load_state(d: str | Path) -> dict[str, Any]:
                          % (d, d, d)) from None
     except ValueError:
         raise FleetError("%s is damaged (not JSON)" % p) from None
-    if isinstance(state, dict) and state.get("kind") == "plan":
+    except OSError as e:
+        raise FleetError("cannot read %s (%s)" % (p, e.strerror)) from None
+    if not _state_shaped(state):
+        raise FleetError("%s is damaged (not a fleet's state: it needs its node ids and "
+                         "nodes)" % p)
+    if state.get("kind") == "plan":
         # a plan is copied to the machines of its fleet: it lies where it was found
         state["dir"] = str(Path(d).resolve())
     return state
+
+
+def _state_shaped(state: Any) -> bool:
+    """What every command reads of a state: ids (strings), nodes (objects), groups."""
+    if not isinstance(state, dict):
+        return False
+    ids, nodes, groups = state.get("ids"), state.get("nodes"), state.get("groups", [])
+    return (isinstance(ids, list) and all(isinstance(n, str) for n in ids)
+            and isinstance(nodes, dict) and all(isinstance(v, dict) for v in nodes.values())
+            and isinstance(groups, list))
 
 
 def save_state(d: str | Path, state: dict[str, Any]) -> None:
@@ -519,11 +538,18 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
     say = say or (lambda m: None)
     d = Path(d).resolve()
     check_id(fleet, "fleet")
+    if d.exists() and not d.is_dir():
+        raise FleetError("--dir %s is a file: give a directory for the fleet" % d)
     if (d / STATE).exists():
         old = load_state(d)
+        if old.get("kind") == "plan":
+            raise FleetError("%s holds a real fleet's plan (roost plan), not an emulated "
+                             "fleet: give another --dir" % d)
         if any_running(old):
             raise FleetError("a fleet is already running in %s; stop it with "
                              "'roost emulate down --dir %s'" % (d, d))
+        say("note: %s held a fleet before: its nodes start from their flash, with the keys "
+            "and values they kept (a new --dir starts with an empty store)" % d)
         if old.get("netns"):  # its processes are gone, its namespaces may not be: the
             _teardown_fabric(old)  # keeper would hold them for good once state is replaced
     p = plan(nodes, micropython, groups, min(replicas, nodes))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 
 import pytest
 
-from roost.emulator.fleet import lead_preference, load_state
+from roost.emulator.fleet import FleetError, lead_preference, load_state
+from roost.emulator.fleet import up as fleet_up
 from roost.firmware.flash import make_config
 from roost.gateway.cli import main
 from roost.gateway.plan import PlanError, make, node_config
@@ -248,3 +251,27 @@ def test_only_a_group_of_pis_and_boards_prefers_its_pis():
     assert lead_preference(state, "n02") == ["n01", "n03"]
     assert lead_preference(state, "n05") == []  # all alike: any of them leads
     assert lead_preference(state, "n07") == []  # no replica
+
+
+def test_a_dir_that_is_no_fleet_is_one_sentence_everywhere(tmp_path):
+    """A file given as --dir, or a fleet.json of the wrong shape: every command that reads a
+    fleet's state says so in one sentence (exit 2), no traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    for i, shape in enumerate(("[]", "{}", '{"ids": "n01", "nodes": {}}')):
+        d = tmp_path / ("bad%d" % i)
+        d.mkdir()
+        (d / "fleet.json").write_text(shape)
+        with pytest.raises(FleetError, match="is damaged \\(not a fleet's state"):
+            load_state(d)
+    with pytest.raises(FleetError, match="is a file, not a fleet's directory"):
+        load_state(afile)
+    for argv in (["status"], ["kv", "get", "k"], ["chaos", "kill", "n01"], ["emulate", "status"],
+                 ["load", "--duration", "1"]):
+        r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", *argv, "--dir",
+                            str(afile)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr, \
+            (argv, r.stderr)
+    make(tmp_path / "p", "class", "mqtt://192.168.4.1:1883", KIT, key="k" * 32)
+    with pytest.raises(FleetError, match="holds a real fleet's plan"):
+        fleet_up(tmp_path / "p", 1)
