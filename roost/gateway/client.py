@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import socket
 import sys
@@ -442,10 +443,13 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
     summary (and the history in ``summary["history"]`` unless written to a file)."""
     if clients < 1:
         raise ValueError("--clients must be at least 1")
-    if duration_s <= 0:
-        raise ValueError("--duration must be positive")
-    if rate < 0:
-        raise ValueError("--rate must not be negative (0: as fast as the fleet answers)")
+    if not 0 < duration_s < math.inf:
+        raise ValueError("--duration must be a positive number of seconds")
+    if not 0 <= rate < math.inf:
+        raise ValueError("--rate must be a number, not negative (0: as fast as the fleet "
+                         "answers)")
+    if keys < 1:
+        raise ValueError("--keys must be at least 1")
     gap = clients / rate if rate else 0.0  # seconds between one client's operations
     weights = _parse_mix(mix)
     fleet = Fleet(d)
@@ -576,6 +580,21 @@ def _pick(r: Prng, weights: list[tuple[str, int]]) -> str:
     return weights[-1][0]
 
 
+def _check_writable(path: str) -> None:
+    """ValueError (one sentence) unless a file can be written at path; leaves none behind."""
+    p = Path(path)
+    existed = p.exists()
+    if p.is_dir():
+        raise ValueError("--history %s is a directory: give a file name" % path)
+    try:
+        with open(p, "a"):
+            pass
+    except OSError as e:
+        raise ValueError("cannot write the history to %s (%s)" % (path, e.strerror)) from None
+    if not existed:
+        p.unlink()
+
+
 def _load_cmd(args: argparse.Namespace) -> int:
     import signal
 
@@ -584,6 +603,7 @@ def _load_cmd(args: argparse.Namespace) -> int:
     # a kill (a CI step's timeout) stops it as Ctrl-C does: the history so far is written
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     if args.history:
+        _check_writable(args.history)  # before the load, not after it (its history lost)
         # the history is judged from empty keys: values left by an earlier load would make
         # a correct store look not linearizable (its first reads see writes it never saw)
         for i in range(min(3, args.keys)):

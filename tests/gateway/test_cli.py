@@ -44,6 +44,11 @@ def test_every_command_has_help(capsys):
         ["sim", "gossip", "--loss", "7"],
         ["sim"],
         ["load", "--dir", ".", "--rate", "-5"],
+        ["load", "--dir", ".", "--duration", "nan"],
+        ["load", "--dir", ".", "--keys", "0"],
+        # the history's file is checked before the load runs, not after (its history lost)
+        ["load", "--dir", ".", "--history", "/nonexistent/h.jsonl"],
+        ["load", "--dir", ".", "--history", "."],
     ],
 )
 def test_mistakes_are_one_sentence_exit_2(argv, capsys):
