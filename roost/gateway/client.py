@@ -713,6 +713,10 @@ REJECTED_WHY = {
     "unknown_kind": "of a kind nothing on the node takes",
     "unknown_sender": "from a node outside the fleet",
     "addr": "address announcements that failed their check",
+    "old_ballot": "Paxos messages of a leader or candidate that a later election passed "
+                  "(usual after a leader change or a partition)",
+    "full": "accepts a board's Paxos log had no room for until its next snapshot (the "
+            "leader sends them again)",
 }
 
 

@@ -779,10 +779,10 @@ class PaxosCore:
         if unsure and b == self.ballot and self._promised_unsure != [b[0], b[1], body[3]]:
             # a wiped replica counts its rounds from 0 again and may pick a ballot it used
             # before it lost its flash: only a ballot above every promise is new for sure
-            self._reject("stale")
+            self._reject("old_ballot")
             return self._nack(out, src, body, _NACK_STALE)
         if b < self.ballot:
-            self._reject("stale")
+            self._reject("old_ballot")
             return self._nack(out, src, body, _NACK_STALE)
         if frm <= self.snap_slot:
             # our log no longer holds those slots: the candidate must catch up first
@@ -836,7 +836,7 @@ class PaxosCore:
             return self._reject("malformed")
         self._see_round(b[0])
         if b < self.ballot:
-            self._reject("stale")
+            self._reject("old_ballot")
             return self._nack(out, src, body, _NACK_STALE)
         self._heard_leader(now_ms, src, b, out)
         persists = []
@@ -885,7 +885,7 @@ class PaxosCore:
             return self._reject("malformed")
         self._see_round(b[0])
         if b < self.ballot:
-            self._reject("stale")
+            self._reject("old_ballot")
             return self._nack(out, src, body, _NACK_STALE)
         self._heard_leader(now_ms, src, b, out)
         self._learn_commit(b, body[2], out)
@@ -1228,7 +1228,7 @@ class PaxosCore:
                 and last in (0, 1) and isinstance(entries, list) and lo <= hi):
             return self._reject("malformed")
         if self.role == FOLLOWER or (r, n) != self.ballot:
-            return self._reject("stale")
+            return self._reject("old_ballot")
         mm = self.config.max_members
         for it in entries:
             if (not isinstance(it, list) or len(it) != 5 or not _uint(it[0])
@@ -1524,7 +1524,7 @@ class PaxosCore:
         if not (_uint(r) and is_valid_id(n) and _uint(slot) and _uint(commit)):
             return self._reject("malformed")
         if self.role != LEADER or (r, n) != self.ballot:
-            return self._reject("stale")
+            return self._reject("old_ballot")
         p = self._touch(src, now_ms)
         if commit > p[0]:
             p[0] = commit
@@ -1591,7 +1591,7 @@ class PaxosCore:
                 and _uint(rx_off)):
             return self._reject("malformed")
         if self.role != LEADER or (r, n) != self.ballot:
-            return self._reject("stale")
+            return self._reject("old_ballot")
         p = self._touch(src, now_ms)
         p[0] = commit
         p[2] = rx_slot

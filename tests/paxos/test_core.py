@@ -213,7 +213,7 @@ def test_stale_ballot_is_refused_and_counted():
     n2 = Channel("n2", KEY)
     core.receive(0, "n2", n2.seal(PREPARE, "n1", [9, "n2", 1]))
     eff = core.receive(1, "n2", n2.seal(ACCEPT, "n1", [4, "n2", 1, ["n"], 0]))
-    assert core.stats["rx_rejected_stale"] == 1
+    assert core.stats["rx_rejected_old_ballot"] == 1
     env = n2.open(eff[0][2])
     assert len(eff) == 1 and env.kind == NACK and env.body == [4, "n2", 9, "n2", 0]
     assert 1 not in core.log

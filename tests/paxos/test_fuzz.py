@@ -75,7 +75,7 @@ def test_wrong_ballots_are_refused_after_a_promise(r, slot):
     core.receive(0, "n2", n2.seal(PREPARE, "n1", [1000, "n2", 1]))
     eff = core.receive(1, "n3", n3.seal(ACCEPT, "n1", [r % 1000, "n3", slot, ["n"], 0]))
     assert slot not in core.log
-    assert core.stats["rx_rejected_stale"] == 1
+    assert core.stats["rx_rejected_old_ballot"] == 1
     assert [e[0] for e in eff] == [SEND]  # a NACK, nothing persisted
     eff = core.receive(2, "n3", n3.seal(PREPARE, "n1", [r % 1000, "n3", 1]))
     assert not [e for e in eff if e[0] == PERSIST]
