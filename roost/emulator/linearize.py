@@ -153,9 +153,13 @@ def _q(v) -> str:
 
 
 def _num(x) -> bool:
-    return (
-        isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-    )
+    """A finite number of seconds (an integer too large for a float is not)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
 
 
 def _opt_str(x) -> bool:
@@ -244,6 +248,9 @@ def _load_lines(lines, where: str) -> list[Op]:
             continue
         try:
             obj = json.loads(raw, parse_constant=_reject_constant)
+        except RecursionError:
+            raise HistoryError("%s line %d is nested too deeply to be an operation."
+                               % (where, lineno), lineno) from None
         except ValueError as e:
             reason = e.msg if isinstance(e, json.JSONDecodeError) else str(e)
             raise HistoryError(

@@ -113,8 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
-    except ValueError as e:  # option values that the commands themselves reject
+    except (ValueError, OverflowError) as e:  # option values the commands reject (or that
+        # overflow what they feed: a port of 99999, a timeout of 1e308)
         print("roost: %s" % e, file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.filename is None:
+            raise
+        # a path given on the command line (or in a config) that cannot be used: a file
+        # where a directory belongs, a directory that cannot be made, no permission
+        print("roost: cannot use %s: %s" % (e.filename, e.strerror), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("roost: interrupted", file=sys.stderr)

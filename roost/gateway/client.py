@@ -370,6 +370,8 @@ def _kv_cmd(args: argparse.Namespace) -> int:
         new = args.new
         if old is None and not args.absent:
             raise ValueError("cas needs OLD NEW, or --absent NEW to swap only if the key is absent")
+    if not 0.001 <= args.timeout <= 3600:  # nan fails this too
+        raise ValueError("--timeout must be 0.001 to 3600 seconds")
     rec = kv_once(args.dir, op, args.key, value, old, new, int(args.timeout * 1000))
     ok = rec["ok"]
     if args.json:

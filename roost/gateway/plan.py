@@ -115,6 +115,8 @@ def make(d: str | Path, fleet: str, broker: str, nodes: list[tuple[str, str]],
                         "the plan has %d (%s)" % (groups, replicas, groups * replicas, len(able),
                                                   ", ".join(able) or "none"))
     d = Path(d).resolve()
+    if d.exists() and not d.is_dir():
+        raise PlanError("--dir %s is a file: give a directory for the plan" % d)
     if (d / STATE).exists():
         raise PlanError("%s already holds a fleet; give another --dir" % d)
     where = "given" if key else "in ROOST_FLEET_KEY"

@@ -297,6 +297,12 @@ def test_load_history_rejects_bad_json():
     assert "line 2" in msg and "JSON" in msg
     assert "line 1" in _error(["[1, 2]"])
     assert "line 1" in _error(['{"client": "c", "op": "get", "key": "x", "call": NaN}'])
+    # bad input, not a verdict: one sentence each (exit 2), never a traceback (exit 1 would
+    # read as "not linearizable")
+    assert "nested too deeply" in _error(["[" * 100000])
+    huge = '{"client": "c", "op": "put", "key": "x", "value": "a", "ok": true, "call": 1%s, ' \
+        '"return": 2}' % ("0" * 400)
+    assert "'call' time that is not a finite number" in _error([huge])
 
 
 def test_load_history_rejects_missing_fields():

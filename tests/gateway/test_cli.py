@@ -49,6 +49,13 @@ def test_every_command_has_help(capsys):
         # the history's file is checked before the load runs, not after (its history lost)
         ["load", "--dir", ".", "--history", "/nonexistent/h.jsonl"],
         ["load", "--dir", ".", "--history", "."],
+        ["kv", "get", "k", "--dir", ".", "--timeout", "inf"],
+        ["kv", "get", "k", "--dir", ".", "--timeout", "nan"],
+        # paths that cannot be used: one sentence naming them
+        ["build", "--board", "esp32", "--out", "/proc/roost-x/out", "--no-measure"],
+        ["broker", "--dir", "/proc/roost-x"],
+        ["plan", "--dir", "/etc/passwd", "--fleet", "f", "--broker", "mqtt://10.0.0.1:1883",
+         "--nodes", "n01:pi-4,n02:pi-4,n03:pi-4"],
     ],
 )
 def test_mistakes_are_one_sentence_exit_2(argv, capsys):
