@@ -130,6 +130,17 @@ def _key(args: argparse.Namespace) -> str:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
+    from roost.common.ids import check_id
+    from roost.hardware.boards import get_profile
+
+    if args.retain and not args.single:
+        raise ValueError("--retain needs --single: a stream's frames cannot be retained (the "
+                         "broker would keep its last frame only, useless to a board)")
+    check_id(args.target, "--target")
+    if args.fleet is not None:
+        check_id(args.fleet, "--fleet")
+    if args.board is not None:
+        get_profile(args.board)  # an unknown board: one sentence naming the known ones
     key = _key(args)
     broker, fleet = args.broker, args.fleet
     planned = {}
@@ -150,11 +161,17 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                                     ", ".join(PROFILE_NAMES)))
     if not broker or not fleet:
         raise ValueError("give --broker and --fleet (or --dir of a fleet)")
-    if args.board is None:  # the plan's board for that node, or the board kind targeted
+    built_for = build.load_manifest(Path(args.image)).get("board") if args.image else None
+    if args.board is None:  # the plan's board for that node, the board kind targeted, or
+        # the image's
         args.board = planned.get("board") or (args.target if args.target in PROFILE_NAMES
-                                              else "esp32")
+                                              else built_for or "esp32")
     if args.image:
         image = Path(args.image)
+        if built_for and built_for != args.board:
+            raise ValueError("the image in %s was built for a %s board, not a %s one: build "
+                             "it for %s, or leave out --image" % (image, built_for, args.board,
+                                                                 args.board))
         files = image_files(image)
     else:
         import tempfile

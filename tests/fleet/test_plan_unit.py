@@ -133,6 +133,19 @@ def test_ota_publish_refuses_a_target_the_plan_does_not_hold(tmp_path, capsys):
                  "--serial", "2"])
     err = capsys.readouterr().err
     assert code == 2 and "n09 is neither a node of the plan" in err and "Traceback" not in err
+    # other mistakes, each one sentence before anything is built or published
+    img = tmp_path / "img"
+    img.mkdir()
+    (img / "manifest.json").write_text('{"format": 1, "board": "esp32-cam", "files": []}')
+    for extra, words in ((["--target", "n03", "--retain"], "--retain needs --single"),
+                         (["--target", ""], "--target ''"),
+                         (["--target", "n03", "--fleet", "a b"], "--fleet 'a b'"),
+                         (["--target", "n03", "--board", "nosuch"], "unknown board 'nosuch'"),
+                         (["--target", "n03", "--image", str(img)],
+                          "built for a esp32-cam board, not a esp32-wrover one")):
+        code = main(["ota", "publish", "--dir", str(tmp_path / "p"), "--serial", "2"] + extra)
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and "Traceback" not in err, (extra, err)
 
 
 def _report(inc, views, group=None, twin=None, stats=None):
