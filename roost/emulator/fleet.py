@@ -795,9 +795,23 @@ def _describe(state: dict[str, Any], snap: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _check_up_args(args: argparse.Namespace) -> None:
+    """What would stop every node at start (seen only in its log, after --timeout), said
+    before anything starts: ValueError, one sentence."""
+    if args.broker and not args.broker.startswith(("mqtt://", "mqtts://")):
+        raise ValueError("--broker must be mqtt://HOST:PORT (or mqtts://), got %r" % args.broker)
+    if args.replicas % 2 == 0:
+        raise ValueError("--replicas must be odd (3 or 5): a group needs a majority")
+    if not 0 < args.timeout <= 3600:
+        raise ValueError("--timeout must be 0 to 3600 seconds")
+    if args.sample_ms < 100:
+        raise ValueError("--sample-ms must be at least 100")
+
+
 def _up_cmd(args: argparse.Namespace) -> int:
     say = (lambda m: None) if args.json else _say
     d = Path(args.dir).resolve()
+    _check_up_args(args)
     if 0 < args.nodes < min(args.replicas, 3):
         say("note: %d node(s) make one replica group of %d, which survives no failure "
             "(3 replicas survive one)" % (args.nodes, args.nodes))

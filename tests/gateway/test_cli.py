@@ -56,6 +56,11 @@ def test_every_command_has_help(capsys):
         ["broker", "--dir", "/proc/roost-x"],
         ["plan", "--dir", "/etc/passwd", "--fleet", "f", "--broker", "mqtt://10.0.0.1:1883",
          "--nodes", "n01:pi-4,n02:pi-4,n03:pi-4"],
+        # emulate up: what would stop every node at start, said before anything starts
+        ["emulate", "up", "--dir", "/nonexistent/f", "--nodes", "3", "--broker", "foo"],
+        ["emulate", "up", "--dir", "/nonexistent/f", "--nodes", "3", "--replicas", "2"],
+        ["emulate", "up", "--dir", "/nonexistent/f", "--nodes", "3", "--timeout", "nan"],
+        ["emulate", "up", "--dir", "/nonexistent/f", "--nodes", "3", "--sample-ms", "50"],
     ],
 )
 def test_mistakes_are_one_sentence_exit_2(argv, capsys):
