@@ -44,6 +44,7 @@ from roost.emulator.fleet import (
     not_voting,
     pid_alive,
     read_status,
+    refuse_if_stopped,
 )
 from roost.node.effects import SEND
 from roost.node.kv import KvConfig
@@ -61,6 +62,7 @@ class Fleet:
         from roost.gateway.plan import admin_url, is_plan
 
         self.state = load_state(d)
+        refuse_if_stopped(d, self.state)  # its replicas are down: no answer would come
         self.dir = Path(self.state["dir"])
         self.key = (self.dir / "fleet.key").read_text().strip()
         self.groups = [(g[0], sorted(g[1])) for g in self.state["groups"]]
@@ -829,7 +831,8 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
                        "commit": commits, "lag": lag,
                        "lag_from": "leader" if heard else "reports"})
     return {"fleet": state["fleet"], "dir": state["dir"], "broker": state.get("broker"),
-            "nodes": nodes, "members": members, "groups": groups, "gateway": _gateway(state)}
+            "nodes": nodes, "members": members, "groups": groups, "gateway": _gateway(state),
+            "stopped_at": state.get("stopped_at")}
 
 
 def _gateway(state: dict[str, Any]) -> dict[str, Any] | None:
@@ -854,6 +857,10 @@ def _status_cmd(args: argparse.Namespace) -> int:
         print(json.dumps(st, sort_keys=True))
         return 0
     print("fleet %s in %s, broker %s" % (st["fleet"], st["dir"], (st["broker"] or {}).get("url")))
+    if st.get("stopped_at"):
+        print("stopped by roost emulate down at %s: none of its processes runs (roost emulate "
+              "up --dir %s starts it again)"
+              % (time.strftime("%H:%M:%S", time.localtime(st["stopped_at"])), args.dir))
     # "boot": the incarnation, counted from the node's clock (seconds since 2020)
     print("%-5s %-11s %-8s %-9s %-9s %-20s %s" % ("node", "interp", "process", "boot", "members",
                                                    "role", "rx/tx/rejected"))

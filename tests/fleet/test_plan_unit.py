@@ -288,3 +288,20 @@ def test_a_dir_that_is_no_fleet_is_one_sentence_everywhere(tmp_path):
     make(tmp_path / "p", "class", "mqtt://192.168.4.1:1883", KIT, key="k" * 32)
     with pytest.raises(FleetError, match="holds a real fleet's plan"):
         fleet_up(tmp_path / "p", 1)
+
+
+def test_a_stopped_fleet_says_so_at_once(tmp_path, capsys):
+    """After roost emulate down: kv and load refuse at once (they waited 5 s for a leader,
+    then said "unknown"), and roost status says the fleet was stopped."""
+    from roost.emulator.fleet import save_state
+
+    save_state(tmp_path, {"fleet": "emu", "dir": str(tmp_path), "ids": ["n01"],
+                          "groups": [["g0", ["n01"]]], "broker": None, "stopped_at": 1.0e9,
+                          "nodes": {"n01": {"interp": "cpython", "port": 9, "pid": None,
+                                            "config": str(tmp_path / "c.json")}}})
+    (tmp_path / "fleet.key").write_text("k" * 32)
+    for argv in (["kv", "get", "k"], ["load", "--duration", "1"]):
+        assert main(argv + ["--dir", str(tmp_path)]) == 2
+        assert "was stopped (roost emulate down)" in capsys.readouterr().err
+    assert main(["status", "--dir", str(tmp_path)]) == 0
+    assert "stopped by roost emulate down at " in capsys.readouterr().out
