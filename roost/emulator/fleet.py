@@ -782,9 +782,12 @@ def _describe(state: dict[str, Any], snap: dict[str, Any]) -> str:
         g = host.get("group") or {}
         role = ""
         if g:
-            role = "%s %s commit %s" % (g.get("name"), "leader" if g.get("is_leader")
-                                        else "rebuilding" if g.get("unsure") else "replica",
-                                        g.get("commit"))
+            # "?": the role of a report it no longer renews (paused, stalled, down), as in
+            # roost status: a paused leader and the one elected after it are not two leaders
+            old = v["process"] != "running" or v["stale"]
+            role = "%s %s%s commit %s" % (g.get("name"), "leader" if g.get("is_leader")
+                                          else "rebuilding" if g.get("unsure") else "replica",
+                                          "?" if old else "", g.get("commit"))
         alive = sum(1 for m in host.get("members", []) if m[1] == "alive")
         lines.append("  %-4s %-10s %-8s pid %-7s udp %-5d sees %d alive  %s"
                      % (n, v["interp"], v["process"], v["pid"] or "-", v["port"], alive, role))

@@ -305,3 +305,22 @@ def test_a_stopped_fleet_says_so_at_once(tmp_path, capsys):
         assert "was stopped (roost emulate down)" in capsys.readouterr().err
     assert main(["status", "--dir", str(tmp_path)]) == 0
     assert "stopped by roost emulate down at " in capsys.readouterr().out
+
+
+def test_emulate_status_marks_the_role_of_a_paused_node():
+    """As roost status does: a paused leader's row says leader? (its last report), so the
+    paused one and the one elected after it are not two leaders."""
+    from roost.emulator.fleet import _describe
+
+    def node(process, leader, stale=False):
+        st = {"host": {"members": [], "group": {"name": "g0", "is_leader": leader,
+                                                 "commit": 7}}}
+        return {"process": process, "pid": 1, "interp": "cpython", "port": 9, "status": st,
+                "stale": stale}
+
+    snap = {"nodes": {"n01": node("paused", True), "n02": node("running", True),
+                      "n03": node("running", False, stale=True)},
+            "health": {"healthy": False, "problems": ["n01 is paused"]}}
+    rows = _describe({"ids": ["n01", "n02", "n03"]}, snap).splitlines()
+    assert rows[0].endswith("g0 leader? commit 7") and rows[1].endswith("g0 leader commit 7")
+    assert rows[2].endswith("g0 replica? commit 7")
