@@ -851,6 +851,11 @@ def _gateway(state: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
+def _pairs(d: dict[str, Any]) -> str:
+    """{'n01': 0, 'n02': None} -> 'n01 0, n02 ?' (for people, not for Python)."""
+    return ", ".join("%s %s" % (k, "?" if v is None else v) for k, v in sorted(d.items()))
+
+
 def _status_cmd(args: argparse.Namespace) -> int:
     st = fleet_status(args.dir)
     if args.json:
@@ -916,13 +921,19 @@ def _status_cmd(args: argparse.Namespace) -> int:
     for g in st["groups"]:
         if g["lag_from"] == "leader":  # the rows' commits come from reports of other ages
             unheard = None in g["lag"].values()
-            print("group %s: leader %s at commit %s, lag %s (as the leader last heard each "
-                  "replica%s)" % (g["name"], g["leader"], g["commit"][g["leader"]],
-                                  {m: "?" if x is None else x for m, x in g["lag"].items()},
-                                  "; ?: not yet" if unheard else ""))
+            print("group %s: leader %s at commit %s, lag %s (slots behind, as the leader last "
+                  "heard each replica%s)" % (g["name"], g["leader"], g["commit"][g["leader"]],
+                                             _pairs(g["lag"]),
+                                             "; ?: not heard since it leads" if unheard
+                                             else ""))
         else:
+            who = g["leader"] or "none"
+            if len(g["leaders"]) > 1:  # one of them was paused or cut off, and not yet
+                # marked so: the rows show the role each last reported
+                who = "not clear (%s each report leading)" % " and ".join(g["leaders"])
             print("group %s: leader %s, commit %s, lag %s" % (
-                g["name"], g["leader"] or "none", g["commit"], g["lag"]))
+                g["name"], who, _pairs(g["commit"]) or "none reported",
+                _pairs(g["lag"]) or "-"))
         out = []  # members that do not vote now: a leader without a majority commits nothing
         for m in g["members"]:
             no = not_voting(m, st["nodes"][m]["process"], st["nodes"][m].get("group"))
