@@ -492,6 +492,12 @@ def no_majority_text(group: str, members: list[str], out: list[str]) -> str | No
     voting = len(members) - len(out)
     if voting >= len(members) // 2 + 1:
         return None
+    if voting == 0 and all(o.endswith(" rebuilding") for o in out):
+        # every replica booted with an empty flash: a new group (or one that lost every
+        # flash), finding out from each other; it votes within moments when all are up
+        return "group %s: none of its %d replicas votes yet (all booted with an empty flash: " \
+            "a new group, finding out together): writes wait until they do" \
+            % (group, len(members))
     return "group %s: %d of its %d replicas vote (%s): writes wait until a majority votes " \
         "again" % (group, voting, len(members), ", ".join(out))
 

@@ -206,7 +206,8 @@ def run_live(nodes: int = 5, micropython: int | None = None, duration_s: float =
             return "%5.1fs" % t
 
         say("%s  %d clients start appending to (and reading) %d keys for %.0f s, %d "
-            "operations/s" % (at(0), _CLIENTS, _KEYS, duration_s, _RATE))
+            "operations/s (times from here on count from this start)"
+            % (at(0), _CLIENTS, _KEYS, duration_s, _RATE))
         time.sleep(3.0)
 
         # 1. the leader, as the freshest statuses (at most 1.5 s old) tell it now
@@ -230,8 +231,10 @@ def run_live(nodes: int = 5, micropython: int | None = None, duration_s: float =
         # a replica may still believe it leads for a moment: trust statuses written after
         # the pull, and say who leads once the statuses agree
         t_new = watch.until(lambda: time.sleep(1.0) or new_leader(), 10)
-        if t_new is not None:
-            say("%s  %s leads now" % (at(t_new - t0), new["n"]))
+        if t_new is not None:  # the statuses are read once a second: the election itself
+            # was quicker (the outcome gives when writes resumed)
+            say("%s  %s leads now (as the nodes' statuses, read every second, show)"
+                % (at(t_new - t0), new["n"]))
         det1 = _detect(d, watch, leader, t0 + t_kill, 10)
         _say_detect(say, det1, t_kill)
 
@@ -321,7 +324,7 @@ def run_live(nodes: int = 5, micropython: int | None = None, duration_s: float =
         })
         say("")
         say("Outcome:")
-        say("  acknowledged writes lost: %d of %d (%s)"
+        say("  acknowledged writes lost: %d of the %d appends the store acknowledged (%s)"
             % (len(lost), len(acked_writes), "every key read back at the end" if not unread
                else "NOT CHECKED for %d keys: the store did not answer their final read"
                % len(unread)))
@@ -335,10 +338,10 @@ def run_live(nodes: int = 5, micropython: int | None = None, duration_s: float =
         else:
             say("  readings delivered through the %s broker: %d from %d of %d nodes"
                 % (result["broker"], readings["delivered"], len(readings["by_node"]), nodes))
-        say("  history of %d operations: %s" % (len(ops), {True: "linearizable",
-                                                            False: "NOT linearizable",
-                                                            None: "unknown (time bound)"}
-                                                 [res.verdict]))
+        say("  history of %d operations (the load's %d and %d final reads): %s"
+            % (len(ops), len(ops) - len(final), len(final),
+               {True: "linearizable", False: "NOT linearizable",
+                None: "unknown (time bound)"}[res.verdict]))
         if res.verdict is False:
             for line in res.explain()[:10]:
                 say("    " + line)

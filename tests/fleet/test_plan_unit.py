@@ -325,3 +325,18 @@ def test_emulate_status_marks_the_role_of_a_paused_node():
     rows = _describe({"ids": ["n01", "n02", "n03"]}, snap).splitlines()
     assert rows[0].endswith("g0 leader? commit 7") and rows[1].endswith("g0 leader commit 7")
     assert rows[2].endswith("g0 replica? commit 7")
+
+
+def test_a_new_group_is_not_said_to_vote_again():
+    """Right after emulate up every replica is still finding out that its group is new:
+    'writes wait until a majority votes again' read like a failure."""
+    from roost.emulator.fleet import no_majority_text
+
+    new = no_majority_text("g0", ["n01", "n02", "n03"],
+                           ["n01 rebuilding", "n02 rebuilding", "n03 rebuilding"])
+    assert new.startswith("group g0: none of its 3 replicas votes yet (all booted with an "
+                          "empty flash: a new group") and "again" not in new
+    assert no_majority_text("g0", ["n01", "n02", "n03"], ["n01 rebuilding", "n02 down"]) == (
+        "group g0: 1 of its 3 replicas vote (n01 rebuilding, n02 down): writes wait until a "
+        "majority votes again")
+    assert no_majority_text("g0", ["n01", "n02", "n03"], ["n01 down"]) is None
