@@ -78,12 +78,13 @@ term. The second rule holds only in a group never reconfigured (a member added l
 unsure until it rebuilds), and a replica vouches only if it found its group new itself.
 A wiped replica's return costs the group one election.
 
-``prefer`` (the group's Pis beside its boards): a leader outside it that is not unsure hands
-the lead to the first preferred member that answers within election_timeout_min_ms and whose
-commit is within ``window`` slots of its own (a HEARTBEAT with a fourth element, 1; at most
-once per two election timeouts). That member campaigns at once; its ballot wins as any
-election's does. A board that won while the Pis were away, or rebuilt by winning, so leads
-only until one of them is back.
+``prefer`` (the group's Pis beside its boards): a leader outside it that is not unsure asks
+a preferred member that answers it and is nearly caught up to take the lead (a HEARTBEAT
+with a fourth element, 1; the members in turn, the wait between asks doubling across terms).
+That member, if it holds every slot up to the leader's commit, asks who hears it (as an
+unsure replica does) and campaigns once a majority of the others answered; its ballot wins
+as any election's does. A board that won while the Pis were away, or rebuilt by winning, so
+leads only until one of them is back.
 
 Wire kinds 32-40 (bodies are JSON lists):
   PREPARE   [r, n, from_slot] or, from an unsure candidate, [r, n, from_slot, nonce];
@@ -368,7 +369,9 @@ class PaxosCore:
         # unsure too; kept once it found its group new with them (it vouches for them)
         self._unsure_seen = []
         self._promised_unsure = None  # [r, n, nonce] of the unsure candidate it promised
-        self._hand_at = 0  # a leader outside config.prefer hands the lead over from then on
+        # a leader outside config.prefer: [not before (ms), back-off (ms), next preferred
+        # member to ask]; kept across terms, so a hand-over that did not hold waits longer
+        self._hand = [0, 2 * self.config.election_timeout_max_ms, 0]
         self._reset_leader_state()
         self._recover(storage if storage is not None else {})
         self._refresh_known()
@@ -890,9 +893,10 @@ class PaxosCore:
         self._heard_leader(now_ms, src, b, out)
         self._learn_commit(b, body[2], out)
         if (k == 4 and self.role == FOLLOWER and not self._unsure and self._may_campaign()
-                and self.commit_index + self.config.window >= body[2]):
-            # the leader hands the lead over (see _hand_over): campaign now
-            return self._start_election(now_ms, out)
+                and self.commit_index >= body[2]):
+            # the leader hands the lead over (see _hand_over), and this replica holds all it
+            # chose (so no replica's snapshot is past it): ask who hears it, then campaign
+            self._ask_to_lead(now_ms, out)
         self._send_ack(out, src, b)
 
     def _send_ack(self, out, dst, b):
@@ -1136,10 +1140,10 @@ class PaxosCore:
         # or values a leader proposed: either may be merged)
         self._p1 = {} if self._unsure else {self.node_id: [frm, _FAR, True, None]}
         self._nonce = 0
+        self._heard_by = None  # an ask (as unsure, or asked to lead) ends here
         if self._unsure:
             self._nonce = self.rng.randint(1, 1 << 30)
             self._unsure_seen = []
-            self._heard_by = None
         for s in self.log.slots(frm):
             if self.log.state(s) == 0:  # chosen ones are known already
                 e = self.log.get(s)
@@ -1328,7 +1332,9 @@ class PaxosCore:
         self._retry_at = None
         self._p1_more_at = now_ms
         self.stats["leader_terms"] += 1
-        self._hand_at = now_ms + self.config.election_timeout_max_ms
+        h = self._hand
+        if h[0] < now_ms + self.config.election_timeout_max_ms:
+            h[0] = now_ms + self.config.election_timeout_max_ms
         for m in self._peers(self.commit_index + 1):
             self._touch(m, now_ms)
         out.append((EVENT, "paxos.leader", [self.node_id, self.ballot[0], self._p1_from]))
@@ -1379,7 +1385,7 @@ class PaxosCore:
         body = [b[0], b[1], self.commit_index]
         for m in self._peers(self.commit_index + 1):
             self._send(out, HEARTBEAT, m, body)
-        if cfg.prefer and now_ms >= self._hand_at and not self._unsure \
+        if cfg.prefer and now_ms >= self._hand[0] and not self._unsure \
                 and self.node_id not in cfg.prefer:
             self._hand_over(now_ms, cur, out)
         # resend accepts that are still unanswered
@@ -1399,22 +1405,48 @@ class PaxosCore:
         self._pump(now_ms, out)
 
     def _hand_over(self, now_ms, members, out):
-        """A leader outside config.prefer (a board that won while the Pis were down, or
-        rebuilt by winning) asks the first preferred member that answers and is caught up
-        (within a window of slots) to campaign now: a HEARTBEAT with a fourth element, 1.
-        That member's higher ballot takes the lead as any election does (phase 1 keeps every
-        value); at most one ask per two election timeouts."""
+        """A leader outside config.prefer (a board that won while the Pis were away, or
+        rebuilt by winning) asks a preferred member that answers and is nearly caught up to
+        take the lead: a HEARTBEAT with a fourth element, 1. The member asks who hears it
+        first and campaigns only if a majority does (_ask_to_lead); its higher ballot then
+        wins as any election's does (phase 1 keeps every value). The preferred members are
+        asked in turn (one that cannot take it does not stop the next), and the wait between
+        two asks doubles up to 32 election timeouts, across terms: a hand-over that did not
+        hold (a preferred member behind a lossy or one-way link) is tried less and less."""
         cfg = self.config
-        for m in cfg.prefer:
+        h = self._hand
+        base = 2 * cfg.election_timeout_max_ms
+        if now_ms - (h[0] - h[1]) > 8 * h[1]:  # the last ask is long past: it held
+            h[1] = base
+        n = len(cfg.prefer)
+        for k in range(n):
+            i = (h[2] + k) % n
+            m = cfg.prefer[i]
             p = self._peer.get(m)
             if (m in members and p is not None and p[0] >= 0
                     and p[0] + cfg.window >= self.commit_index
                     and now_ms - p[1] <= cfg.election_timeout_min_ms):
-                self._hand_at = now_ms + 2 * cfg.election_timeout_max_ms
+                h[2] = i + 1
+                h[0] = now_ms + h[1]
+                if h[1] < 16 * base:
+                    h[1] *= 2
                 self.stats["hand_overs"] += 1
                 out.append((EVENT, "paxos.hand_over", [self.node_id, m]))
                 b = self.ballot
                 return self._send(out, HEARTBEAT, m, [b[0], b[1], self.commit_index, 1])
+
+    def _ask_to_lead(self, now_ms, out):
+        """Asked to take the lead: ask who hears it first (the unsure replicas' ask, a
+        flagged PREPARE that voters answer with NACK 3, changing nothing). It campaigns
+        once a majority of the others answered (_on_nack): a member heard by the leader
+        alone would depose it and win nothing."""
+        self._nonce = self.rng.randint(1, 1 << 30)
+        self._heard_by = []
+        self._asked_at = now_ms
+        r = self._next_round()
+        frm = self.commit_index + 1
+        for m in self._peers(frm):
+            self._send(out, PREPARE, m, [r, self.node_id, frm, self._nonce, 1])
 
     def _pump(self, now_ms, out):
         """Start phase 2 in as many slots as the window, phase 1 and the queue allow."""
@@ -1551,7 +1583,9 @@ class PaxosCore:
             return self._reject("malformed")
         self._see_round(pr)
         if reason == _NACK_HEARD:
-            if (self._unsure and self.role == FOLLOWER and body[5] == self._nonce
+            # asking as unsure, or asked to lead (a voter: answers within a timeout count)
+            if ((self._unsure or now_ms - self._asked_at <= self.config.election_timeout_min_ms)
+                    and self.role == FOLLOWER and body[5] == self._nonce
                     and self._heard_by is not None and src not in self._heard_by):
                 self._heard_by.append(src)
                 cfg = self.members
