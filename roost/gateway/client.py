@@ -370,12 +370,19 @@ def _kv_cmd(args: argparse.Namespace) -> int:
     elif op == "cas":
         old = None if args.absent else args.old
         new = args.new
+        if args.absent and args.old is not None:
+            raise ValueError("cas --absent takes NEW only (it swaps only if the key is absent): "
+                             "leave out OLD, or --absent")
         if old is None and not args.absent:
             raise ValueError("cas needs OLD NEW, or --absent NEW to swap only if the key is absent")
     if not 0.001 <= args.timeout <= 3600:  # nan fails this too
         raise ValueError("--timeout must be 0.001 to 3600 seconds")
     rec = kv_once(args.dir, op, args.key, value, old, new, int(args.timeout * 1000))
     ok = rec["ok"]
+    code = 0 if ok else (3 if ok is None else 1)
+    if ok and op in ("get", "cas") and not rec.get("output"):
+        # answered, but the key is absent (get: "" is a value) or nothing was swapped
+        code = 4 if op == "cas" or rec.get("output") is None else 0
     if args.json:
         print(json.dumps(rec, sort_keys=True))
     elif ok is None and op == "get":  # a read changes nothing: only the answer is missing
@@ -386,13 +393,17 @@ def _kv_cmd(args: argparse.Namespace) -> int:
               % (args.timeout, op))
     elif ok is False:
         print("error: %s" % rec.get("error"))
+    elif op == "get" and code == 4:
+        # stdout stays empty: a value may read "(absent)", and a script tells by the code
+        print("(absent: the key holds no value)", file=sys.stderr)
     elif op == "get":
-        print("(absent)" if rec.get("output") is None else rec["output"])
+        print(rec["output"])
     elif op == "cas":
-        print("swapped" if rec["output"] else "not swapped (the value was different)")
+        print("swapped" if code == 0 else "not swapped (%s)" % (
+            "the key holds a value" if args.absent else "the key did not hold %r" % old))
     else:
         print("ok")
-    return 0 if ok else (3 if ok is None else 1)
+    return code
 
 
 # ---------------------------------------------------------------- roost load

@@ -522,6 +522,27 @@ def test_a_load_stopped_by_ctrl_c_or_a_kill_still_writes_its_history(emu):
         assert _roost("check", str(h)).returncode == 0
 
 
+def test_kv_exit_codes_tell_a_script_absent_and_not_swapped(emu):
+    """0 done, 4 answered but absent (get) or not swapped (cas): an absent key printed
+    "(absent)" with 0, the same as a key holding that text, and a cas that did not swap
+    exited 0 too."""
+    d = str(emu)
+    _wait(lambda: _healthy(emu), 60, "a healthy fleet")
+    assert _roost("kv", "put", "x/held", "(absent)", "--dir", d).returncode == 0
+    r = _roost("kv", "get", "x/held", "--dir", d)
+    assert (r.returncode, r.stdout) == (0, "(absent)\n"), r.stderr
+    r = _roost("kv", "get", "x/never-written", "--dir", d)
+    assert (r.returncode, r.stdout) == (4, "") and "absent" in r.stderr, r.stdout + r.stderr
+    r = _roost("kv", "cas", "x/held", "other", "new", "--dir", d)
+    assert r.returncode == 4 and "not swapped (the key did not hold 'other')" in r.stdout
+    r = _roost("kv", "cas", "x/held", "--absent", "new", "--dir", d)
+    assert r.returncode == 4 and "not swapped (the key holds a value)" in r.stdout
+    r = _roost("kv", "cas", "x/held", "(absent)", "new", "--dir", d)
+    assert (r.returncode, r.stdout) == (0, "swapped\n"), r.stdout + r.stderr
+    r = _roost("kv", "cas", "--absent", "x/held", "old", "new", "--dir", d)
+    assert r.returncode == 2 and "cas --absent takes NEW only" in r.stderr
+
+
 def test_clean_shutdown_leaves_no_stray_processes(emu):
     d = emu
     assert len(_our_processes(d)) >= 6  # 5 nodes + the broker
@@ -534,9 +555,11 @@ def test_clean_shutdown_leaves_no_stray_processes(emu):
                  ["run", "--duration", "2"]):
         r = _roost("chaos", *argv, "--dir", str(d))
         assert r.returncode == 2 and "was stopped" in r.stderr, (argv, r.stderr)
-    r = _roost("load", "--dir", str(d), "--clients", "1", "--duration", "1")
-    assert r.returncode == 1 and "no operation succeeded" in r.stderr, r.stderr
+    for argv in (["load", "--clients", "1", "--duration", "1"], ["kv", "get", "k"]):
+        r = _roost(*argv, "--dir", str(d))  # at once, not after waiting for an answer
+        assert r.returncode == 2 and "was stopped" in r.stderr, (argv, r.stderr)
     assert _our_processes(d) == []
     assert _roost("emulate", "down", "--dir", str(d)).returncode == 0  # twice is fine
     r = _roost("emulate", "down", "--dir", str(d / "never"))
     assert r.returncode == 0 and "nothing to stop" in r.stdout
+
