@@ -13,11 +13,14 @@ counted: the socket reads ``max_bytes + 1`` so an oversized one is seen, not tru
 
 import gc
 import socket
+import sys
 
 from roost.common.limits import MAX_DATAGRAM
 from roost.node.aio import wait_readable
 
 _EAGAIN = (11, 35, 119)  # EAGAIN/EWOULDBLOCK on Linux, BSD and lwIP
+_EADDRINUSE = (98, 48, 112)  # EADDRINUSE on Linux, BSD and lwIP
+_ON_BOARD = sys.platform not in ("linux", "darwin", "win32")  # esp32, rp2, ...
 _RETAKE_READS = 32  # reads between tries to take the reserve again (a failed try collects)
 
 
@@ -77,14 +80,21 @@ class UdpTransport:
     def open(self):
         """Bind the socket (non-blocking); returns the bound port (useful with port 0)."""
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        except (OSError, AttributeError):
-            pass
+        if _ON_BOARD:  # a board's soft reset may leave the last run's socket open; a
+            # process (CPython, or MicroPython's unix port) binds alone: two nodes on one
+            # port would split its datagrams between them, silently
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            except (OSError, AttributeError):
+                pass
         try:
             s.bind(_resolve(self.bind_host, self.bind_port))
-        except OSError:
+        except OSError as e:
             s.close()
+            if e.args and e.args[0] in _EADDRINUSE:
+                raise ValueError("UDP port %d on %s is taken (another node, or another "
+                                 "program): give this node a port of its own (its config's "
+                                 "udp)" % (self.bind_port, self.bind_host)) from None
             raise
         s.setblocking(False)
         self.sock = s

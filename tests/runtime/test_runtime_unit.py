@@ -347,7 +347,7 @@ def _open_somewhere(max_bytes):
         t = UdpTransport("127.0.0.1", 20000 + ((r[0] << 8) | r[1]) % 40000, max_bytes=max_bytes)
         try:
             return t, t.open()
-        except OSError:
+        except (OSError, ValueError):  # taken: ValueError, one sentence (see below)
             t.close()
     raise AssertionError("no free UDP port")
 
@@ -502,3 +502,19 @@ def test_a_node_that_stood_down_never_brings_its_cores_back():
         assert rt.host is None and rt.stats["rx"] == 0
     finally:
         remove_tree(d)
+
+
+def test_a_udp_port_another_node_holds_is_one_sentence():
+    """Two nodes given one port split its datagrams between them, silently (the socket took
+    SO_REUSEADDR): the second now stops at start, saying so."""
+    t, port = _open_somewhere(1400)
+    other = UdpTransport("127.0.0.1", port)
+    try:
+        other.open()
+    except ValueError as e:
+        assert ("UDP port %d on 127.0.0.1 is taken" % port) in str(e)
+    else:
+        raise AssertionError("a second socket took the port")
+    finally:
+        other.close()
+        t.close()
