@@ -63,14 +63,20 @@ def image(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture()
-def board(tmp_path: Path):
+def _served(tmp_path: Path, *extra: str) -> Served:
+    """A board on an empty flash directory in tmp_path, its pins file beside it."""
     flash = tmp_path / "flash"
     flash.mkdir()
     pins = tmp_path / "pins.json"
     pins.write_text("{}")
-    b = Served(flash, pins)
+    b = Served(flash, pins, *extra)
     b.flash, b.pins = flash, pins
+    return b
+
+
+@pytest.fixture()
+def board(tmp_path: Path):
+    b = _served(tmp_path)
     yield b
     b.stop()
 
@@ -276,11 +282,8 @@ def _romfs_board(tmp_path: Path) -> tuple[Path, Served]:
     with its code in the heap needs 256 KB (docs/hardware/firmware.md); from ROMFS it joins
     in 192 KB, and 16 KB more keep an update's trial boot off the edge (at 192 KB it ran
     out of memory in about one run in four once the stand-in machine module grew 1 KB)."""
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    pins = tmp_path / "pins.json"
-    pins.write_text("{}")
-    return flash, Served(flash, pins, "--romfs", "192", "--heap", "208")
+    b = _served(tmp_path, "--romfs", "192", "--heap", "208")
+    return b.flash, b
 
 
 def test_a_romfs_board_takes_the_code_in_its_partition_and_runs_it_in_place(tmp_path, image):
@@ -366,11 +369,7 @@ def test_flash_romfs_on_a_board_without_the_partition_is_one_sentence(board, ima
 
 def test_romfs_mistakes_are_one_sentence(tmp_path: Path, image: Path):
     """A partition too small for the code, and a partition size that is not whole blocks."""
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    pins = tmp_path / "pins.json"
-    pins.write_text("{}")
-    b = Served(flash, pins, "--romfs", "64")
+    b = _served(tmp_path, "--romfs", "64")
     try:
         out = _flash(b.url, image, "--romfs")
         text = out.stdout + out.stderr
@@ -380,7 +379,7 @@ def test_romfs_mistakes_are_one_sentence(tmp_path: Path, image: Path):
     finally:
         b.stop()
     r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "board", "serve", "--port",
-                        "0", "--dir", str(flash), "--romfs", "3"],
+                        "0", "--dir", str(b.flash), "--romfs", "3"],
                        capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "--romfs must be 0 to 16384 KB, a multiple of 4" in r.stdout + r.stderr
@@ -391,12 +390,7 @@ def roomy_board(tmp_path: Path):
     """A board the whole node fits with its code in the heap (it did not at 256 KB: 70 KB
     free when it ran out): on the esp32 profile's 100 KB it prints that it does not fit and
     idles, which roost flash now reports at once."""
-    flash = tmp_path / "flash"
-    flash.mkdir()
-    pins = tmp_path / "pins.json"
-    pins.write_text("{}")
-    b = Served(flash, pins, "--heap", "512")
-    b.flash, b.pins = flash, pins
+    b = _served(tmp_path, "--heap", "512")
     yield b
     b.stop()
 
@@ -608,11 +602,7 @@ def test_serve_mistakes_are_one_sentence_and_touch_no_user_file(tmp_path: Path):
 def test_flash_says_at_once_when_the_node_does_not_fit_the_board(tmp_path: Path, image: Path):
     """The board runs out of memory starting the node: roost flash says so at once, and does
     not wait out its timeout to blame the fleet ("start the Pis first")."""
-    flash_dir = tmp_path / "flash"
-    flash_dir.mkdir()
-    pins = tmp_path / "pins.json"
-    pins.write_text("{}")
-    b = Served(flash_dir, pins, "--heap", "64")
+    b = _served(tmp_path, "--heap", "64")
     try:
         t0 = time.monotonic()
         out = _flash(b.url, image)

@@ -48,6 +48,13 @@ def emu(tmp_path_factory):
     yield from fleet_for_test(tmp_path_factory.mktemp("fleet"), 5, 2)
 
 
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory):
+    """A second, small fleet for tests that must create keys: the loads on emu's store fill
+    it to its max_keys (128), and a new key is then refused as full."""
+    yield from fleet_for_test(tmp_path_factory.mktemp("roomy"), 3, 0)
+
+
 def fleet_for_test(d: Path, nodes: int, micropython: int):
     """A fixture's body: a healthy fleet of one 3-replica group in d, then down with no
     stray process left."""
@@ -483,11 +490,11 @@ def test_a_paused_leaders_old_report_is_marked_in_the_status_table(emu):
     _wait(lambda: _healthy(d), 60, "healthy again")
 
 
-def test_a_load_with_a_history_refuses_keys_an_earlier_load_filled(emu):
+def test_a_load_with_a_history_refuses_keys_an_earlier_load_filled(roomy):
     """A second `roost load --history` on the same keys would be judged from empty keys and
     look not linearizable (a teacher rehearsal saw NOT linearizable on a correct store): it
     says so and stops, and a new --key-prefix gives a history that checks."""
-    d = emu
+    d = roomy
     _wait(lambda: _healthy(d), 60, "a healthy fleet")
     rec = client.kv_once(d, "put", "k0", "left by an earlier load")
     assert rec["ok"] is True, rec
@@ -522,12 +529,12 @@ def test_a_load_stopped_by_ctrl_c_or_a_kill_still_writes_its_history(emu):
         assert _roost("check", str(h)).returncode == 0
 
 
-def test_kv_exit_codes_tell_a_script_absent_and_not_swapped(emu):
+def test_kv_exit_codes_tell_a_script_absent_and_not_swapped(roomy):
     """0 done, 4 answered but absent (get) or not swapped (cas): an absent key printed
     "(absent)" with 0, the same as a key holding that text, and a cas that did not swap
     exited 0 too."""
-    d = str(emu)
-    _wait(lambda: _healthy(emu), 60, "a healthy fleet")
+    d = str(roomy)
+    _wait(lambda: _healthy(roomy), 60, "a healthy fleet")
     assert _roost("kv", "put", "x/held", "(absent)", "--dir", d).returncode == 0
     r = _roost("kv", "get", "x/held", "--dir", d)
     assert (r.returncode, r.stdout) == (0, "(absent)\n"), r.stderr
