@@ -107,7 +107,13 @@ def _handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    first = (sys.argv[1:] if argv is None else argv)[:1]
     try:
+        if first and first[0].startswith("-") and first[0] not in ("-h", "--help",
+                                                                    "--version"):
+            # argparse would only say that a command is missing
+            raise UsageError("roost: unknown option %s: the command comes first, like 'roost "
+                             "demo' (see 'roost --help')" % first[0])
         args = parser.parse_args(argv)
         return int(_handler(args)(args) or 0)
     except UsageError as e:

@@ -362,6 +362,18 @@ def kv_once(d: str | Path, op: str, key: str, value: str | None = None, old: str
     return asyncio.run(go())
 
 
+def _check_sizes(key: str, *values: str | None) -> None:
+    """The store's limits, said before sending (ValueError: one sentence): a long key was
+    refused in the transport's terms, a long value as a bare too_large."""
+    if len(key) > KvConfig.max_key_len:
+        raise ValueError("the key has %d characters; a key may have at most %d"
+                         % (len(key), KvConfig.max_key_len))
+    for v in values:
+        if v is not None and len(v) > KvConfig.max_value_len:
+            raise ValueError("a value has %d characters; a value may have at most %d"
+                             % (len(v), KvConfig.max_value_len))
+
+
 def _kv_cmd(args: argparse.Namespace) -> int:
     op = args.kv_command
     old = new = value = None
@@ -377,6 +389,7 @@ def _kv_cmd(args: argparse.Namespace) -> int:
             raise ValueError("cas needs OLD NEW, or --absent NEW to swap only if the key is absent")
     if not 0.001 <= args.timeout <= 3600:  # nan fails this too
         raise ValueError("--timeout must be 0.001 to 3600 seconds")
+    _check_sizes(args.key, value, old, new)
     rec = kv_once(args.dir, op, args.key, value, old, new, int(args.timeout * 1000))
     ok = rec["ok"]
     code = 0 if ok else (3 if ok is None else 1)
@@ -392,7 +405,12 @@ def _kv_cmd(args: argparse.Namespace) -> int:
         print("unknown: no answer within %.1f s (the %s may or may not have happened)"
               % (args.timeout, op))
     elif ok is False:
-        print("error: %s" % rec.get("error"))
+        why = rec.get("error")
+        print("error: %s%s" % (why, {
+            "full": " (the store holds its %d keys already: a new key is refused; write to a "
+                    "key it has)" % KvConfig.max_keys,
+            "too_large": " (the value would pass the %d characters a value may have)"
+                         % KvConfig.max_value_len}.get(why, "")), file=sys.stderr)
     elif op == "get" and code == 4:
         # stdout stays empty: a value may read "(absent)", and a script tells by the code
         print("(absent: the key holds no value)", file=sys.stderr)
@@ -465,6 +483,10 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
                          "answers)")
     if keys < 1:
         raise ValueError("--keys must be at least 1")
+    if value_size + 24 > KvConfig.max_value_len:  # a put's tag takes up to ~24 characters
+        raise ValueError("--value-size must be at most %d: a value may have %d characters, "
+                         "and a put's own tag takes some" % (KvConfig.max_value_len - 24,
+                                                             KvConfig.max_value_len))
     gap = clients / rate if rate else 0.0  # seconds between one client's operations
     weights = _parse_mix(mix)
     fleet = Fleet(d)
@@ -648,11 +670,18 @@ def _load_cmd(args: argparse.Namespace) -> int:
         if s["errors"].get("too_large"):
             print("(too_large: appended values reached %d characters; use more --keys or "
                   "fewer appends in --mix)" % KvConfig.max_value_len)
+        if s["errors"].get("full"):
+            print("(full: the store holds its %d keys: new keys are refused; use fewer --keys, "
+                  "or a --key-prefix a load used before)" % KvConfig.max_keys)
         if args.history:
             print("history: %s (check it: roost check %s)" % (args.history, args.history))
     if not s["ok"]:  # a pipeline must not go green on a load that did nothing
-        print("roost load: no operation succeeded: is the fleet in %s up? (roost emulate "
-              "status --dir %s)" % (args.dir, args.dir), file=sys.stderr)
+        if s["failed"]:
+            print("roost load: no operation succeeded: the store refused every one (see the "
+                  "reasons above)", file=sys.stderr)
+        else:
+            print("roost load: no operation succeeded: is the fleet in %s up? (roost emulate "
+                  "status --dir %s)" % (args.dir, args.dir), file=sys.stderr)
         return 1
     return 0
 

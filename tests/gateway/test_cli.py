@@ -51,6 +51,11 @@ def test_every_command_has_help(capsys):
         ["load", "--dir", ".", "--history", "."],
         ["kv", "get", "k", "--dir", ".", "--timeout", "inf"],
         ["kv", "get", "k", "--dir", ".", "--timeout", "nan"],
+        ["--bogus"],
+        # the store's limits, said before anything is sent
+        ["kv", "get", "k" * 65, "--dir", "."],
+        ["kv", "put", "k", "v" * 257, "--dir", "."],
+        ["load", "--dir", ".", "--value-size", "300"],
         # paths that cannot be used: one sentence naming them
         ["build", "--board", "esp32", "--out", "/proc/roost-x/out", "--no-measure"],
         ["broker", "--dir", "/proc/roost-x"],
