@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from roost.common.ids import is_valid_id
 from roost.emulator.lifeline import die_with_parent, raise_keyboard_interrupt
 from roost.node.mqtt_codec import topic_matches
 
@@ -457,6 +458,8 @@ def _broker_cmd(args: argparse.Namespace) -> int:
             d = Path(args.plan) / "broker"
     if args.port is None:
         args.port = 1883
+    if not 1 <= args.port <= 65535:
+        raise ValueError("--port must be 1 to 65535")
     if args.credentials:
         try:
             creds = json.loads(Path(args.credentials).read_text())
@@ -464,6 +467,10 @@ def _broker_cmd(args: argparse.Namespace) -> int:
             print("roost broker: cannot read credentials file %s: %s" % (args.credentials, e),
                   file=sys.stderr)
             return 2
+        if not isinstance(creds, dict) or not all(
+                is_valid_id(k) and isinstance(v, str) and v for k, v in creds.items()):
+            raise ValueError("credentials file %s must hold one JSON object of node id -> "
+                             "password, like {\"n01\": \"...\"}" % args.credentials)
 
     # kill PID or a closed terminal: as Ctrl-C; set before the broker starts, which must
     # never outlive this command
@@ -512,9 +519,20 @@ def _broker_cmd(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not
             signal.signal(sig, signal.SIG_IGN)  # cut the broker's stop short
         h.stop()  # the broker goes with this command, however it was stopped
-    print("roost broker: the %s broker (pid %s) stopped by itself; its log is %s"
-          % (h.kind, pid, h.log), file=sys.stderr, flush=True)
+    print("roost broker: the %s broker (pid %s) stopped by itself%s; its log is %s"
+          % (h.kind, pid, _last_words(h.log), h.log), file=sys.stderr, flush=True)
     return 1
+
+
+def _last_words(log: Any) -> str:
+    """': <the log's last error line>' (why a broker stopped), or ""."""
+    try:
+        lines = [ln.strip() for ln in Path(log).read_text(errors="replace").splitlines()
+                 if ln.strip()]
+    except (OSError, TypeError):
+        return ""
+    errs = [ln for ln in lines[-20:] if "rror" in ln]
+    return ": " + (errs[-1] if errs else lines[-1])[:200] if lines else ""
 
 
 def add_broker_parser(sub: Any) -> argparse.ArgumentParser:

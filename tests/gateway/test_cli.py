@@ -52,6 +52,7 @@ def test_every_command_has_help(capsys):
         ["kv", "get", "k", "--dir", ".", "--timeout", "inf"],
         ["kv", "get", "k", "--dir", ".", "--timeout", "nan"],
         ["--bogus"],
+        ["broker", "--dir", "/tmp/roost-test-never", "--port", "99999"],
         # the store's limits, said before anything is sent
         ["kv", "get", "k" * 65, "--dir", "."],
         ["kv", "put", "k", "v" * 257, "--dir", "."],
