@@ -290,12 +290,13 @@ def add_gossip_parser(subparsers: Any) -> argparse.ArgumentParser:
 def _check_args(args: Any) -> None:
     if args.nodes < 2 or args.nodes > 5000:
         raise _ArgError("--nodes must be between 2 and 5000")
-    if args.latency_ms < 0 or (args.jitter_ms is not None and args.jitter_ms < 0):
-        raise _ArgError("--latency-ms and --jitter-ms must not be negative")
+    if not 0 <= args.latency_ms <= 60000 or (args.jitter_ms is not None
+                                             and not 0 <= args.jitter_ms <= 60000):
+        raise _ArgError("--latency-ms and --jitter-ms must be 0 to 60000 (a minute)")
     if not 0.0 <= args.loss < 1.0:
         raise _ArgError("--loss must be a fraction from 0 up to (not including) 1")
     if not 0 < args.duration <= 3600:
-        raise _ArgError("--duration must be between 0 and 3600 seconds")
+        raise _ArgError("--duration must be more than 0 and at most 3600 seconds")
     if args.kill < 0 or args.kill >= args.nodes:
         raise _ArgError("--kill must be between 0 and nodes - 1")
     if args.updates_per_s is not None and not 0 < args.updates_per_s <= 10000:

@@ -581,8 +581,8 @@ def run_kv_cli(args) -> int:
         err = "--mode must be paxos or primary-backup, not %r." % args.mode
     elif getattr(args, "unsafe_local_reads", False) and args.mode != "primary-backup":
         err = "--unsafe-local-reads only applies to --mode primary-backup."
-    elif getattr(args, "latency_ms", 2) < 0:
-        err = "--latency-ms must not be negative."
+    elif not 0 <= getattr(args, "latency_ms", 2) <= 60000:
+        err = "--latency-ms must be 0 to 60000 (a minute)."
     elif getattr(args, "seeds", None) and args.history:
         err = "--history writes one run's history: give --seed, not --seeds."
     elif getattr(args, "prefer", "") and args.mode != "paxos":

@@ -506,6 +506,8 @@ def _add_commands(ap: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
+        if getattr(args, "for_s", None) is not None and not 0 < args.for_s <= 86400:
+            raise ValueError("--for must be more than 0 and at most 86400 seconds")
         if args.cmd == "advertise":
             props = {}
             for item in args.prop:

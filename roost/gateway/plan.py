@@ -74,10 +74,14 @@ def _parse_addrs(text: str, ids: list[str]) -> dict[str, list[Any]]:
         if node not in ids or not host:
             raise PlanError("--addr takes ID=HOST[:PORT] items for nodes of the plan (got %r)"
                             % item)
+        if node in out:
+            raise PlanError("--addr gives %s twice" % node)
         try:
             out[node] = [host, int(port) if port else UDP_PORT]
         except ValueError:
             raise PlanError("--addr %r: the port must be a number" % item) from None
+        if not 1 <= out[node][1] <= 65535:
+            raise PlanError("--addr %r: the port must be 1 to 65535" % item)
     return out
 
 
@@ -90,6 +94,11 @@ def _check_broker_host(url: str) -> None:
 
     try:
         host, port = parse_url(url.replace("mqtts://", "mqtt://", 1))[:2]
+    except ValueError:
+        raise PlanError("the broker %s is not mqtt://HOST:PORT" % url) from None
+    if not 1 <= port <= 65535:
+        raise PlanError("the broker %s has port %d: a port is 1 to 65535" % (url, port))
+    try:
         socket.getaddrinfo(host, port)
     except (ValueError, OSError):
         raise PlanError("the broker in %s does not resolve to an address: give the gateway's "

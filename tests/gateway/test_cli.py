@@ -53,6 +53,13 @@ def test_every_command_has_help(capsys):
         ["kv", "get", "k", "--dir", ".", "--timeout", "nan"],
         ["--bogus"],
         ["broker", "--dir", "/tmp/roost-test-never", "--port", "99999"],
+        ["demo", "--duration", "0"],
+        ["demo", "--duration", "nan"],
+        ["sim", "gossip", "--latency-ms", "99999999999"],
+        ["sim", "kv", "--latency-ms", "100000000"],
+        ["plan", "--dir", "/tmp/roost-test-never", "--fleet", "f", "--broker",
+         "mqtt://127.0.0.1:1883", "--nodes", "n01:pi-4,n02:pi-4,n03:pi-4", "--addr",
+         "n01=h:99999"],
         # the store's limits, said before anything is sent
         ["kv", "get", "k" * 65, "--dir", "."],
         ["kv", "put", "k", "v" * 257, "--dir", "."],
