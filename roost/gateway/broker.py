@@ -458,8 +458,8 @@ def _broker_cmd(args: argparse.Namespace) -> int:
             d = Path(args.plan) / "broker"
     if args.port is None:
         args.port = 1883
-    if not 1 <= args.port <= 65535:
-        raise ValueError("--port must be 1 to 65535")
+    if not 0 <= args.port <= 65535:
+        raise ValueError("--port must be 0 to 65535 (0: any free one)")
     if args.credentials:
         try:
             creds = json.loads(Path(args.credentials).read_text())

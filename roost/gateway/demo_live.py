@@ -148,7 +148,7 @@ def run_live(nodes: int = 5, micropython: int | None = None, duration_s: float =
     if nodes < 3:
         raise ValueError("--nodes must be at least 3 (one replica group of 3)")
     if not 12 <= duration_s <= 3600:  # nan fails this too
-        raise ValueError("--duration must be 12 to 3600 s (three faults take 12)")
+        raise ValueError("--duration must be at least 12 s (three faults) and at most 3600")
     mpy = _auto_micropython(nodes) if micropython is None else micropython
     d = Path(keep_dir or tempfile.mkdtemp(prefix="roost-demo-")).resolve()
     wall0 = time.monotonic()
