@@ -88,7 +88,13 @@ class UdpTransport:
             except (OSError, AttributeError):
                 pass
         try:
-            s.bind(_resolve(self.bind_host, self.bind_port))
+            where = _resolve(self.bind_host, self.bind_port)
+        except OSError as e:  # a name that does not resolve (gaierror)
+            s.close()
+            raise ValueError("the UDP address %s does not resolve (%s): give an address of "
+                             "this machine, or 0.0.0.0" % (self.bind_host, e)) from None
+        try:
+            s.bind(where)
         except OSError as e:
             s.close()
             if e.args and e.args[0] in _EADDRINUSE:

@@ -518,3 +518,15 @@ def test_a_udp_port_another_node_holds_is_one_sentence():
     finally:
         other.close()
         t.close()
+
+
+def test_a_udp_address_that_does_not_resolve_is_one_sentence():
+    t = UdpTransport("nosuchhost.invalid", 4210)
+    try:
+        t.open()
+    except ValueError as e:
+        assert "the UDP address nosuchhost.invalid does not resolve" in str(e)
+    else:
+        raise AssertionError("bound to a name that does not resolve")
+    finally:
+        t.close()
