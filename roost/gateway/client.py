@@ -362,6 +362,13 @@ def kv_once(d: str | Path, op: str, key: str, value: str | None = None, old: str
     return asyncio.run(go())
 
 
+# what the store's definite refusals mean (roost kv, roost load, the demo's narration)
+REFUSED_WHY = {
+    "full": "the store holds its %d keys already: a new key is refused" % KvConfig.max_keys,
+    "too_large": "a value may have at most %d characters" % KvConfig.max_value_len,
+}
+
+
 def _check_sizes(key: str, *values: str | None) -> None:
     """The store's limits, said before sending (ValueError: one sentence): a long key was
     refused in the transport's terms, a long value as a bare too_large."""
@@ -392,10 +399,10 @@ def _kv_cmd(args: argparse.Namespace) -> int:
     _check_sizes(args.key, value, old, new)
     rec = kv_once(args.dir, op, args.key, value, old, new, int(args.timeout * 1000))
     ok = rec["ok"]
-    code = 0 if ok else (3 if ok is None else 1)
-    if ok and op in ("get", "cas") and not rec.get("output"):
-        # answered, but the key is absent (get: "" is a value) or nothing was swapped
-        code = 4 if op == "cas" or rec.get("output") is None else 0
+    # 4: answered, but the key is absent ("" is a value) or nothing was swapped
+    absent = ok and op == "get" and rec.get("output") is None
+    unswapped = ok and op == "cas" and not rec.get("output")
+    code = 4 if absent or unswapped else 0 if ok else 3 if ok is None else 1
     if args.json:
         print(json.dumps(rec, sort_keys=True))
     elif ok is None and op == "get":  # a read changes nothing: only the answer is missing
@@ -406,18 +413,15 @@ def _kv_cmd(args: argparse.Namespace) -> int:
               % (args.timeout, op))
     elif ok is False:
         why = rec.get("error")
-        print("error: %s%s" % (why, {
-            "full": " (the store holds its %d keys already: a new key is refused; write to a "
-                    "key it has)" % KvConfig.max_keys,
-            "too_large": " (the value would pass the %d characters a value may have)"
-                         % KvConfig.max_value_len}.get(why, "")), file=sys.stderr)
-    elif op == "get" and code == 4:
+        print("error: %s%s" % (why, " (%s)" % REFUSED_WHY[why] if why in REFUSED_WHY else ""),
+              file=sys.stderr)
+    elif absent:
         # stdout stays empty: a value may read "(absent)", and a script tells by the code
         print("(absent: the key holds no value)", file=sys.stderr)
     elif op == "get":
         print(rec["output"])
     elif op == "cas":
-        print("swapped" if code == 0 else "not swapped (%s)" % (
+        print("swapped" if not unswapped else "not swapped (%s)" % (
             "the key holds a value" if args.absent else "the key did not hold %r" % old))
     else:
         print("ok")
@@ -668,11 +672,11 @@ def _load_cmd(args: argparse.Namespace) -> int:
             print("failed by reason: %s" % ", ".join(
                 "%s %d" % kv for kv in sorted(s["errors"].items())))
         if s["errors"].get("too_large"):
-            print("(too_large: appended values reached %d characters; use more --keys or "
-                  "fewer appends in --mix)" % KvConfig.max_value_len)
+            print("(too_large: %s, and appends reached it; use more --keys or fewer appends "
+                  "in --mix)" % REFUSED_WHY["too_large"])
         if s["errors"].get("full"):
-            print("(full: the store holds its %d keys: new keys are refused; use fewer --keys, "
-                  "or a --key-prefix a load used before)" % KvConfig.max_keys)
+            print("(full: %s; use fewer --keys, or a --key-prefix a load used before)"
+                  % REFUSED_WHY["full"])
         if args.history:
             print("history: %s (check it: roost check %s)" % (args.history, args.history))
     if not s["ok"]:  # a pipeline must not go green on a load that did nothing

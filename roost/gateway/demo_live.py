@@ -44,13 +44,10 @@ _POLL_S = 0.2  # status files are rewritten every second; polling faster only na
 
 
 # what the store's refusals mean, for the narration ("too_large": kv.py's max_value_len)
-_REFUSALS = {"too_large": "a key's appended value reached the store's size limit",
-             "full": "the store holds as many keys as it may"}
-
-
 def _why_refused(errors: dict[str, int]) -> str:
-    """' (218 too_large: a key's appended value reached ...)' for the load line, or ''."""
-    parts = ["%d %s%s" % (n, why, ": " + _REFUSALS[why] if why in _REFUSALS else "")
+    """' (218 too_large: a value may have at most ...)' for the load line, or ''."""
+    parts = ["%d %s%s" % (n, why, ": " + client.REFUSED_WHY[why]
+                          if why in client.REFUSED_WHY else "")
              for why, n in sorted(errors.items())]
     return " (%s)" % "; ".join(parts) if parts else ""
 
