@@ -184,8 +184,8 @@ class PaxosConfig:
     check_quorum = True  # a leader that hears no majority for election_timeout_max_ms
     # steps down, so clients of a partitioned leader are told to go elsewhere
     prefer = ()  # members that should lead (the group's Pis beside its boards), the same
-    # list on every replica: a leader outside it hands the lead to the first of them that
-    # is up and caught up; () lets any member lead as well as another
+    # list on every replica: a leader outside it asks them in turn to take the lead (see
+    # _hand_over); () lets any member lead as well as another
 
     def __init__(self, **overrides):
         self._unsafe_send_before_persist = False  # TEST ONLY: breaks durability
@@ -1189,10 +1189,7 @@ class PaxosCore:
             self._unsure_seen = []
             self._heard_by = []
             self._election_at = now_ms + self._election_timeout()
-        r = self._next_round()
-        frm = self.commit_index + 1
-        for m in self._peers(frm):
-            self._send(out, PREPARE, m, [r, self.node_id, frm, self._nonce, 1])
+        self._send_asks(out)
         self._new_group(out)  # a group of one: no answer will come
         if not self._unsure:
             self._election_at = now_ms
@@ -1443,6 +1440,10 @@ class PaxosCore:
         self._nonce = self.rng.randint(1, 1 << 30)
         self._heard_by = []
         self._asked_at = now_ms
+        self._send_asks(out)
+
+    def _send_asks(self, out):
+        """The ask: a PREPARE flagged as a question, with this ask's nonce, to every peer."""
         r = self._next_round()
         frm = self.commit_index + 1
         for m in self._peers(frm):
