@@ -145,6 +145,10 @@ def test_hlc_monotonic_and_merges():
 def test_ids():
     assert is_valid_id("n01") and not is_valid_id("") and not is_valid_id("a" * 33)
     assert not is_valid_id("a/b") and not is_valid_id(5)
+    # an id names a directory and stands on command lines: not '.', '..' or an option
+    for bad in (".", "..", "-", "-x", "_a", ".hidden"):
+        assert not is_valid_id(bad), bad
+    assert is_valid_id("n-01") and is_valid_id("pi4.kitchen") and is_valid_id("7_b")
     assert node_name(3) == "n03" and node_name(120) == "n120"
     try:
         check_id("bad id")
