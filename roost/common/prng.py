@@ -25,6 +25,17 @@ def _splitmix32(x):
     return x, z ^ (z >> 16)
 
 
+SEED_MAX = 0xFFFFFFFF  # int seeds are folded to 32 bits: larger or negative ones alias others
+
+
+def seed_problem(seed, flag="--seed"):
+    """None for a seed of 0..SEED_MAX, else one sentence naming flag (a command line's check:
+    seed 4294967297 or -1 would replay seed 0's run)."""
+    if isinstance(seed, int) and 0 <= seed <= SEED_MAX:
+        return None
+    return "%s must be a whole number from 0 to %d (seeds are 32-bit)" % (flag, SEED_MAX)
+
+
 def seed_to_int(seed):
     """An int or str seed -> 32-bit int (strings through FNV-1a, never hash())."""
     if isinstance(seed, int):

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from roost.common.prng import Prng
+from roost.common.prng import Prng, seed_problem
 from roost.emulator.fleet import (
     FleetError,
     broker_kill,
@@ -397,6 +397,8 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
     emulated_state(d, running=True)
     if verb == "run" and not (args.duration > 0 and args.interval > 0):
         raise ValueError("--duration and --interval must be positive seconds")
+    if verb == "run" and seed_problem(args.seed):
+        raise ValueError(seed_problem(args.seed))
     out: dict[str, Any] = {"action": verb}
     if verb == "kill":
         out["killed"] = kill(d, args.node)

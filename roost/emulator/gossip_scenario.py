@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from roost.common.ids import node_name
-from roost.common.prng import Prng
+from roost.common.prng import Prng, seed_problem
 from roost.emulator.sim import NetConfig, Simulator
 from roost.node.effects import EVENT
 from roost.node.gossip import GossipConfig, GossipCore
@@ -297,6 +297,8 @@ def _check_args(args: Any) -> None:
         raise _ArgError("--loss must be a fraction from 0 up to (not including) 1")
     if not 0 < args.duration <= 3600:
         raise _ArgError("--duration must be more than 0 and at most 3600 seconds")
+    if seed_problem(args.seed):
+        raise _ArgError(seed_problem(args.seed))
     if args.kill < 0 or args.kill >= args.nodes:
         raise _ArgError("--kill must be between 0 and nodes - 1")
     if args.updates_per_s is not None and not 0 < args.updates_per_s <= 10000:

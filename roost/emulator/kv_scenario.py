@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from roost.common.prng import Prng
+from roost.common.prng import SEED_MAX, Prng, seed_problem
 from roost.emulator.nemesis import KINDS, Nemesis
 from roost.emulator.sim import NetConfig, Simulator
 from roost.node.effects import EVENT
@@ -452,7 +452,7 @@ def add_kv_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--replicas", type=int, default=3, help="replicas (3 or 5)")
     p.add_argument("--clients", type=int, default=4, help="concurrent clients")
     p.add_argument("--ops", type=int, default=200, help="operations in total")
-    p.add_argument("--seed", type=int, default=1, help="seed of the whole run")
+    p.add_argument("--seed", type=int, default=None, help="seed of the whole run (default 1)")
     p.add_argument(
         "--seeds",
         default=None,
@@ -521,6 +521,8 @@ def parse_seeds(text: str) -> range:
         raise ValueError("--seeds takes a range A-B of whole numbers, like 1-500") from None
     if not sep or a < 0 or b < a:
         raise ValueError("--seeds takes a range A-B with 0 <= A <= B, like 1-500")
+    if b > SEED_MAX:
+        raise ValueError(seed_problem(b, "--seeds' last seed"))
     if b - a + 1 > MAX_SWEEP:
         raise ValueError("--seeds runs at most %d seeds at once" % MAX_SWEEP)
     return range(a, b + 1)
@@ -585,6 +587,10 @@ def run_kv_cli(args) -> int:
         err = "--latency-ms must be 0 to 60000 (a minute)."
     elif getattr(args, "seeds", None) and args.history:
         err = "--history writes one run's history: give --seed, not --seeds."
+    elif getattr(args, "seeds", None) and args.seed is not None:
+        err = "give --seed (one run) or --seeds (a sweep), not both."
+    elif args.seed is not None and seed_problem(args.seed):
+        err = seed_problem(args.seed) + "."
     elif getattr(args, "prefer", "") and args.mode != "paxos":
         err = "--prefer applies to --mode paxos only."
     else:
@@ -598,6 +604,8 @@ def run_kv_cli(args) -> int:
     if err:
         print("roost sim kv: " + err, file=sys.stderr)
         return 2
+    if args.seed is None:
+        args.seed = 1
     pb_config = None
     if getattr(args, "unsafe_local_reads", False):
         pb_config = PbConfig(unsafe_local_reads=True)

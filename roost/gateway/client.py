@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.common.channel import Channel
-from roost.common.prng import Prng
+from roost.common.prng import Prng, seed_problem
 from roost.common.stablehash import bucket
 from roost.emulator.fleet import (
     FleetError,
@@ -487,6 +487,8 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
                          "answers)")
     if keys < 1:
         raise ValueError("--keys must be at least 1")
+    if seed_problem(seed):
+        raise ValueError(seed_problem(seed))
     if value_size + 24 > KvConfig.max_value_len:  # a put's tag takes up to ~24 characters
         raise ValueError("--value-size must be at most %d: a value may have %d characters, "
                          "and a put's own tag takes some" % (KvConfig.max_value_len - 24,

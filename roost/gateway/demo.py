@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from roost.common.ids import node_name
+from roost.common.prng import seed_problem
 from roost.emulator.sim import NetConfig, Simulator
 from roost.node.effects import EVENT
 from roost.node.gossip import GossipConfig, GossipCore
@@ -242,6 +243,8 @@ def add_demo_parser(sub: argparse._SubParsersAction) -> None:
 def _run_cli(args: argparse.Namespace) -> int:
     if args.sim and args.live:
         raise ValueError("--sim and --live exclude each other: the live fleet is the default")
+    if seed_problem(args.seed):
+        raise ValueError(seed_problem(args.seed))
     if not args.sim:
         from roost.gateway import demo_live
 

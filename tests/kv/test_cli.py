@@ -46,7 +46,10 @@ def test_bad_arguments_one_sentence_exit_2(capsys):
     for argv in (["--replicas", "0"], ["--mode", "raft"], ["--nemesis", "meteor"],
                  ["--ops", "0"], ["--unsafe-local-reads"], ["--seeds", "5-2"], ["--seeds", "x"],
                  ["--seeds", "1"], ["--seeds", "1-200000"], ["--seeds", "1-3", "--history", "h"],
-                 ["--prefer", "n4"], ["--prefer", "n1", "--mode", "primary-backup"]):
+                 ["--prefer", "n4"], ["--prefer", "n1", "--mode", "primary-backup"],
+                 # seeds fold to 32 bits: -1 and 2**32 + 1 would replay seed 0's run
+                 ["--seed", "-1"], ["--seed", "4294967297"], ["--seeds", "1-3", "--seed", "2"],
+                 ["--seeds", "4294967290-4294967299"]):
         args = _parse(argv)
         assert run_kv_cli(args) == 2, argv
         err = capsys.readouterr().err.strip()
