@@ -178,10 +178,14 @@ def free_udp_port() -> int:
 # ---------------------------------------------------------------- layout
 
 
+MAX_NODES = 1000  # node processes one fleet starts (a 2-core machine keeps ~120-200 healthy)
+
+
 def plan(n: int, micropython: int, groups: int, replicas: int) -> dict[str, Any]:
     """Node ids, which run MicroPython (spread evenly), and the replica groups."""
-    if n < 1:
-        raise FleetError("--nodes must be at least 1")
+    if not 1 <= n <= MAX_NODES:
+        raise FleetError("--nodes must be 1 to %d (each is a process: a 2-core machine keeps "
+                         "about 120 healthy, docs/benchmarks.md)" % MAX_NODES)
     if not 0 <= micropython <= n:
         raise FleetError("--micropython must be between 0 and --nodes")
     if groups < 0 or replicas < 1:

@@ -159,6 +159,15 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                                  "(%s): no board would take the update"
                                  % (args.target, args.dir, ", ".join(state["ids"]),
                                     ", ".join(PROFILE_NAMES)))
+        elif args.target not in PROFILE_NAMES:  # an emulated fleet: only its flashed boards
+            # take updates (its node processes run the code of this checkout)
+            boards = sorted(n for n, i in state["nodes"].items() if i.get("interp") == "board")
+            if args.target not in boards:
+                raise ValueError("%s is neither a board that joined the fleet in %s (%s) nor a "
+                                 "board kind (%s): no board would take the update (emulated "
+                                 "nodes run this checkout's code)"
+                                 % (args.target, args.dir, ", ".join(boards) or "none yet",
+                                    ", ".join(PROFILE_NAMES)))
     if not broker or not fleet:
         raise ValueError("give --broker and --fleet (or --dir of a fleet)")
     built_for = build.load_manifest(Path(args.image)).get("board") if args.image else None

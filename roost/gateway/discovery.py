@@ -546,7 +546,7 @@ def _run(args: argparse.Namespace) -> int:
             print("\n".join(urls) if urls else "no broker found")
         return 0
     except ValueError as e:
-        print("error: %s" % e, file=sys.stderr)
+        print("roost discover: %s" % e, file=sys.stderr)
         return 2
 
 

@@ -148,6 +148,23 @@ def test_ota_publish_refuses_a_target_the_plan_does_not_hold(tmp_path, capsys):
         assert code == 2 and words in err and "Traceback" not in err, (extra, err)
 
 
+def test_ota_publish_to_an_emulated_fleet_names_its_boards(tmp_path, capsys):
+    """An emulated fleet's node processes take no update (only boards flashed into it do):
+    a target that is neither one of its boards nor a board kind is refused at once."""
+    from roost.emulator.fleet import save_state
+
+    (tmp_path / "fleet.key").write_text("k" * 32)
+    save_state(tmp_path, {"fleet": "emu", "dir": str(tmp_path), "ids": ["n01", "n02"],
+                          "groups": [["g0", ["n01"]]], "broker": None,
+                          "nodes": {"n01": {"interp": "cpython"}, "n02": {"interp": "board"}}})
+    for target in ("n01", "n09"):
+        code = main(["ota", "publish", "--dir", str(tmp_path), "--target", target,
+                     "--serial", "2"])
+        err = capsys.readouterr().err
+        assert code == 2 and "neither a board that joined the fleet" in err, err
+        assert "(n02)" in err and "Traceback" not in err
+
+
 def _report(inc, views, group=None, twin=None, stats=None):
     host = {"members": [[m, s, b, [None, None]] for m, s, b in views]}
     if group is not None:

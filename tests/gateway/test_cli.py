@@ -57,6 +57,11 @@ def test_every_command_has_help(capsys):
         ["demo", "--duration", "nan"],
         ["sim", "gossip", "--latency-ms", "99999999999"],
         ["sim", "kv", "--latency-ms", "100000000"],
+        # seeds fold to 32 bits: these would have replayed another seed's run
+        ["sim", "gossip", "--seed", "-1"],
+        ["demo", "--seed", "4294967296"],
+        ["demo", "--sim", "--seed", "-1"],
+        ["load", "--dir", ".", "--seed", "-2"],
         ["plan", "--dir", "/tmp/roost-test-never", "--fleet", "f", "--broker",
          "mqtt://127.0.0.1:1883", "--nodes", "n01:pi-4,n02:pi-4,n03:pi-4", "--addr",
          "n01=h:99999"],
@@ -74,6 +79,7 @@ def test_every_command_has_help(capsys):
         ["emulate", "up", "--dir", "/nonexistent/f", "--nodes", "3", "--replicas", "2"],
         ["emulate", "up", "--dir", "/nonexistent/f", "--nodes", "3", "--timeout", "nan"],
         ["emulate", "up", "--dir", "/nonexistent/f", "--nodes", "3", "--sample-ms", "50"],
+        ["emulate", "up", "--dir", "/nonexistent/f", "--nodes", "100000"],
     ],
 )
 def test_mistakes_are_one_sentence_exit_2(argv, capsys):

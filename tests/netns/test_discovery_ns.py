@@ -116,4 +116,4 @@ def test_cli_mistake_is_one_sentence(fab):
     p = py(fab, "probe", DISC + ["browse", "--fleet", "attic", "--seed", "nonsense",
                                  "--timeout", "1"])
     out, err = p.communicate(timeout=20)
-    assert p.returncode == 2 and err.startswith("error: seed 'nonsense'"), err
+    assert p.returncode == 2 and err.startswith("roost discover: seed 'nonsense'"), err
