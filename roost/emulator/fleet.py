@@ -799,7 +799,7 @@ def _describe(state: dict[str, Any], snap: dict[str, Any]) -> str:
                                           else "rebuilding" if g.get("unsure") else "replica",
                                           "?" if old else "", g.get("commit"))
         alive = sum(1 for m in host.get("members", []) if m[1] == "alive")
-        lines.append("  %-4s %-10s %-8s pid %-7s udp %-5d sees %d alive  %s"
+        lines.append("  %-4s %-11s %-8s pid %-7s udp %-5d sees %2d alive  %s"
                      % (n, v["interp"], v["process"], v["pid"] or "-", v["port"], alive, role))
     h = snap["health"]
     more = len(h["problems"]) - 6
