@@ -86,9 +86,17 @@ unsure replica does) and campaigns once a majority of the others answered; its b
 as any election's does. A board that won while the Pis were away, or rebuilt by winning, so
 leads only until one of them is back.
 
+Pre-vote (``pre_vote``, on by default): a voter whose election timer fires asks first
+whether the others hear no leader either (a PREPARE flagged 2, changing nothing), and
+campaigns only once a majority, itself counted, answered: a replica answers NACK 3 unless
+it leads, or heard its leader or promised a candidate within ``election_timeout_min_ms``. A replica whose radio
+loses the leader's heartbeats would otherwise outbid a leader the others hear, every
+timeout (a lossy link's node deposed a healthy leader ~60 times a minute).
+
 Wire kinds 32-40 (bodies are JSON lists):
   PREPARE   [r, n, from_slot] or, from an unsure candidate, [r, n, from_slot, nonce];
-            [r, n, from_slot, nonce, 1] asks (an unsure replica before its election)
+            [r, n, from_slot, nonce, 1] asks (an unsure replica before its election);
+            [r, n, from_slot, nonce, 2] a voter's pre-vote (does anyone hear a leader?)
   PROMISE   [r, n, from_slot, lo, hi, last, [[slot, ar, an, value, chosen], ...]]
             the acceptor's values in slots lo..hi-1; ``last`` marks the final part
   ACCEPT    [r, n, slot, value, leader_commit]
@@ -183,6 +191,8 @@ class PaxosConfig:
     max_members = 9  # members of one configuration
     check_quorum = True  # a leader that hears no majority for election_timeout_max_ms
     # steps down, so clients of a partitioned leader are told to go elsewhere
+    pre_vote = True  # a voter campaigns only once a majority answered that it hears no
+    # leader either (False: at once, as before; for comparison)
     prefer = ()  # members that should lead (the group's Pis beside its boards), the same
     # list on every replica: a leader outside it asks them in turn to take the lead (see
     # _hand_over); () lets any member lead as well as another
@@ -308,8 +318,8 @@ class PaxosCore:
         members = list(members)
         if not check_members(members):
             raise ValueError("paxos members must be a sorted list of distinct node ids")
-        # 47 attributes in all: MicroPython keeps them in a 47-slot table (752 bytes); a 48th
-        # grows it. Derived values are computed, not stored.
+        # 48 attributes in all: MicroPython keeps them in a 59-slot table (944 bytes; up to
+        # 47 took 752); a 60th grows it. Derived values are computed, not stored.
         self.node_id = node_id
         self.channel = channel
         self.sm = sm
@@ -341,6 +351,8 @@ class PaxosCore:
         self.role = FOLLOWER
         self.ballot = _ZERO  # the highest ballot promised (durable)
         self.leader = None  # who we believe leads (hint)
+        # when it last heard a leader, or promised a candidate (a pre-vote waits for them)
+        self._leader_at = now_ms - self.config.election_timeout_max_ms
         self._max_round = 0
         # slot -> (round, node, value, chosen), packed
         self.log = SlotLog(self._log_cap(), self.config.log_reserve_bytes)
@@ -613,6 +625,8 @@ class PaxosCore:
                 self._election_at = now_ms + self._election_timeout()
             elif self._unsure:
                 self._ask(now_ms, out)
+            elif self.config.pre_vote:
+                self._pre_vote(now_ms, out)
             else:
                 self._start_election(now_ms, out)
         elif self.role == CANDIDATE and self._retry_at is not None and now_ms >= self._retry_at:
@@ -733,9 +747,12 @@ class PaxosCore:
         if self.role != FOLLOWER and b != self.ballot:
             self._become_follower(now_ms, out)
         self.leader = src
+        self._leader_at = now_ms
         self._see_round(b[0])
         if not self._unsure:
             self._election_at = now_ms + self._election_timeout()
+            if self._heard_by is not None and self.node_id in self._heard_by:
+                self._heard_by = None  # its pre-vote: the leader is back, no election
 
     def _nack(self, out, dst, body, reason):
         self._send(out, NACK, dst, [body[0], body[1], self.ballot[0], self.ballot[1], reason])
@@ -751,7 +768,7 @@ class PaxosCore:
         k = len(body)
         unsure = k == 4 or k == 5
         if k != 3 and not (unsure and _uint(body[3]) and body[3] > 0
-                           and (k == 4 or (_uint(body[4]) and body[4] == 1))):
+                           and (k == 4 or (_uint(body[4]) and 1 <= body[4] <= 2))):
             return self._reject("malformed")
         b = self._ballot(body, src)
         frm = body[2]
@@ -766,7 +783,7 @@ class PaxosCore:
                 # at a time, or the two would outbid each other at the same voters
                 self._heard_by = None
                 self._election_at = now_ms + self._election_timeout()
-            elif k == 5 and now_ms - self._asked_at >= self.config.retry_ms:
+            elif k == 5 and body[4] == 1 and now_ms - self._asked_at >= self.config.retry_ms:
                 # another unsure replica asks: ask now too (this ask again, same nonce: a
                 # new one would void the answers still on their way), so that the
                 # replicas of a new group ask each other while all of them are unsure
@@ -777,6 +794,10 @@ class PaxosCore:
             # still does not vote: that finding is this replica's too (NACK before promise)
             self._nack_unsure(out, src, b, body[3])
         if k == 5:  # it only asks who hears it: answered, nothing promised
+            if body[4] == 2 and (self.role == LEADER or now_ms - self._leader_at
+                                 < self.config.election_timeout_min_ms):
+                return None  # a pre-vote, and this replica has a leader (or a fresh
+                # election it promised): no answer
             return self._send(out, NACK, src, [b[0], b[1], self.ballot[0], self.ballot[1],
                                                _NACK_HEARD, body[3]])
         if unsure and b == self.ballot and self._promised_unsure != [b[0], b[1], body[3]]:
@@ -797,6 +818,7 @@ class PaxosCore:
             self.ballot = b
             persists.append((PERSIST, "promised", [b[0], b[1]]))
         self.leader = None
+        self._leader_at = now_ms  # an election it promised: given time before a pre-vote
         self._promised_unsure = [b[0], b[1], body[3]] if unsure else None
         self._election_at = now_ms + self._election_timeout()
         sends = []
@@ -1442,12 +1464,30 @@ class PaxosCore:
         self._asked_at = now_ms
         self._send_asks(out)
 
-    def _send_asks(self, out):
-        """The ask: a PREPARE flagged as a question, with this ask's nonce, to every peer."""
+    def _pre_vote(self, now_ms, out):
+        """Heard no leader for an election timeout: ask whether the others hear none either
+        (a PREPARE flagged 2, promising nothing) and campaign once a majority, itself
+        counted, answered (_on_nack); the leader, or a replica that heard it (or promised
+        a candidate) within election_timeout_min_ms, does not answer. Unanswered, it asks
+        again next timeout."""
+        if self.role == CANDIDATE:
+            self._become_follower(now_ms, out)  # its election fell short: ask first again
+        else:
+            self._election_at = now_ms + self._election_timeout()
+        self._nonce = self.rng.randint(1, 1 << 30)
+        self._heard_by = [self.node_id]  # its own answer counts (an unsure replica's not)
+        self._asked_at = now_ms
+        self._send_asks(out, 2)
+        if _majority(self.members) <= 1:  # a group of one: no answer will come
+            self._start_election(now_ms, out)
+
+    def _send_asks(self, out, flag=1):
+        """The ask: a PREPARE flagged as a question (1; 2 a pre-vote), with this ask's
+        nonce, to every peer."""
         r = self._next_round()
         frm = self.commit_index + 1
         for m in self._peers(frm):
-            self._send(out, PREPARE, m, [r, self.node_id, frm, self._nonce, 1])
+            self._send(out, PREPARE, m, [r, self.node_id, frm, self._nonce, flag])
 
     def _pump(self, now_ms, out):
         """Start phase 2 in as many slots as the window, phase 1 and the queue allow."""
@@ -1584,7 +1624,7 @@ class PaxosCore:
             return self._reject("malformed")
         self._see_round(pr)
         if reason == _NACK_HEARD:
-            # asking as unsure, or asked to lead (a voter: answers within a timeout count)
+            # asking as unsure, asked to lead, or pre-voting (answers within a timeout count)
             if ((self._unsure or now_ms - self._asked_at <= self.config.election_timeout_min_ms)
                     and self.role == FOLLOWER and body[5] == self._nonce
                     and self._heard_by is not None and src not in self._heard_by):

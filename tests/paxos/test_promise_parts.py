@@ -2,7 +2,7 @@
 
 from roost.common.channel import Channel
 from roost.node.effects import SEND
-from roost.node.paxos import ACCEPT, HEARTBEAT, PROMISE, PaxosCore
+from roost.node.paxos import ACCEPT, HEARTBEAT, PROMISE, PaxosConfig, PaxosCore
 
 KEY = "k" * 32
 IDS = ["n1", "n2", "n3"]
@@ -29,7 +29,9 @@ def test_a_promise_in_reordered_parts_still_completes_phase_one():
     for s in range(1, 4):
         n2.receive(s, "n3", n3.seal(ACCEPT, "n2", [1, "n3", s, ["b", ["v%d" % s + "x" * 700]],
                                                    0]))
-    n1 = PaxosCore("n1", Channel("n1", KEY), IDS, NullSM(), storage=dict(NEW), now_ms=1000)
+    # campaigning at once, without a pre-vote first: this test is about the promise's parts
+    n1 = PaxosCore("n1", Channel("n1", KEY), IDS, NullSM(), PaxosConfig(pre_vote=False),
+                   storage=dict(NEW), now_ms=1000)
     n1.receive(1000, "n3", n3.seal(HEARTBEAT, "n1", [1, "n3", 0]))  # round 1 is taken
     eff = n1.tick(2000)  # no leader heard since: n1 campaigns in round 2
     prepares = [e for e in eff if e[0] == SEND and e[1] == "n2"]

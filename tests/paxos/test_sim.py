@@ -336,9 +336,9 @@ def test_teeth_send_before_persist_is_caught():
     bad = _scripted_lost_accept(PaxosConfig(_unsafe_send_before_persist=True))
     assert bad.violations, "the checker missed an acceptor that answered before its write"
     # seeded faults (crash mid-step, partitions, kills, restarts) find it on most seeds
-    # (18 of seeds 0-19 since an unsure replica asks before it campaigns; 0, 1 and 2 among
-    # them), while the correct core passes the very same runs
-    for seed in (0, 1, 2):
+    # (17 of seeds 0-19 since a voter pre-votes before it campaigns, 18 before; 0, 1 and 3
+    # among them), while the correct core passes the very same runs
+    for seed in (0, 1, 3):
         g = _lost_writes(seed, PaxosConfig(_unsafe_send_before_persist=True))
         assert g.violations, "send-before-persist not caught; " + replay("teeth_send", seed)
         ok = _lost_writes(seed, PaxosConfig())
@@ -348,7 +348,9 @@ def test_teeth_send_before_persist_is_caught():
 
 
 def test_teeth_skip_phase1_is_caught():
-    for seed in range(2):
+    # caught on 14 of seeds 0-19 (1 and 4 among them) since a voter pre-votes before it
+    # campaigns, 20 of 20 before: fewer elections, fewer chances for a phase 1 skipped
+    for seed in (1, 4):
         g, _ = _unreliable_run(seed, PaxosConfig(_unsafe_skip_phase1=True), ms=3000,
                                kinds=("kill", "restart", "partition"))
         assert g.violations, "skip-phase1 not caught; " + replay("teeth_skip_phase1", seed)

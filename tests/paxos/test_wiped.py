@@ -372,7 +372,7 @@ def test_answers_without_their_nonce_or_with_a_bad_flag_are_malformed():
     assert core.stats["rx_rejected_malformed"] == 4 and core.unsure
     voter = PaxosCore("n2", Channel("n2", KEY), IDS3, CountSM(), storage={"unsure": 0})
     n1 = Channel("n1", KEY)
-    for flag in (True, 1.0, 2):
+    for flag in (True, 1.0, 3):
         assert _feed(voter, 1, n1, PREPARE, [5, "n1", 1, 77, flag]) == []
     assert voter.stats["rx_rejected_malformed"] == 3
 
