@@ -36,10 +36,12 @@ from roost.emulator.fleet import (
     load_state,
     node_marker,
     pid_alive,
+    refuse_if_stopped,
     save_state,
     signal_pid,
     snapshot,
     start_node,
+    state_lock,
 )
 from roost.emulator.lifeline import raise_keyboard_interrupt
 
@@ -151,24 +153,27 @@ def _node(state: dict[str, Any], node: str) -> str:
 
 def kill(d: str | Path, node: str) -> bool:
     d = Path(d).resolve()
-    state = load_state(d)
-    _node(state, node)
-    info = state["nodes"][node]
-    ok = kill_pid(info.get("pid"), node_marker(state, node))
-    info["pid"] = None
-    save_state(d, state)
+    _node(load_state(d), node)
+    with state_lock(d):
+        state = load_state(d)
+        info = state["nodes"][node]
+        ok = kill_pid(info.get("pid"), node_marker(state, node))
+        info["pid"] = None
+        save_state(d, state)
     return ok
 
 
 def restart(d: str | Path, node: str) -> int:
     """Start a node again from its own directory (kills it first if it still runs)."""
     d = Path(d).resolve()
-    state = load_state(d)
-    _node(state, node)
-    info = state["nodes"][node]
-    if pid_alive(info.get("pid"), node_marker(state, node)):
-        kill_pid(info["pid"], node_marker(state, node))
-    return start_node(d, state, node)
+    _node(load_state(d), node)
+    with state_lock(d):
+        state = load_state(d)
+        refuse_if_stopped(d, state)
+        info = state["nodes"][node]
+        if pid_alive(info.get("pid"), node_marker(state, node)):
+            kill_pid(info["pid"], node_marker(state, node))
+        return start_node(d, state, node)
 
 
 def wipe(d: str | Path, node: str) -> int:
@@ -181,9 +186,11 @@ def wipe(d: str | Path, node: str) -> int:
     if state["nodes"][node].get("interp") == "board":
         raise FleetError("%s is a flashed board, not a process of this fleet: roost flash "
                          "--firmware erases a board" % node)
-    kill(d, node)
-    shutil.rmtree(Path(state["nodes"][node]["dir"]) / "flash", ignore_errors=True)
-    return start_node(d, load_state(d), node)
+    with state_lock(d):
+        refuse_if_stopped(d, load_state(d))
+        kill(d, node)
+        shutil.rmtree(Path(state["nodes"][node]["dir"]) / "flash", ignore_errors=True)
+        return start_node(d, load_state(d), node)
 
 
 MAX_OFF_S = 600.0
@@ -197,20 +204,23 @@ def power_cut(d: str | Path, off_s: float = 1.0) -> dict[str, Any]:
     if not 0 <= off_s <= MAX_OFF_S:
         raise FleetError("--off must be between 0 and %d seconds" % MAX_OFF_S)
     d = Path(d).resolve()
-    state = load_state(d)
-    ids = [n for n in state["ids"] if state["nodes"][n].get("interp") != "board"]
-    cut = []
-    for n in ids:  # every plug within a moment...
-        if signal_pid(state["nodes"][n].get("pid"), signal.SIGKILL, node_marker(state, n)):
-            cut.append(n)
-    for n in cut:  # ...then wait until each process is gone
-        kill_pid(state["nodes"][n]["pid"], node_marker(state, n))
-    for n in ids:
-        state["nodes"][n]["pid"] = None
-    save_state(d, state)
+    with state_lock(d):
+        state = load_state(d)
+        ids = [n for n in state["ids"] if state["nodes"][n].get("interp") != "board"]
+        cut = []
+        for n in ids:  # every plug within a moment...
+            if signal_pid(state["nodes"][n].get("pid"), signal.SIGKILL, node_marker(state, n)):
+                cut.append(n)
+        for n in cut:  # ...then wait until each process is gone
+            kill_pid(state["nodes"][n]["pid"], node_marker(state, n))
+        for n in ids:
+            state["nodes"][n]["pid"] = None
+        save_state(d, state)
     time.sleep(off_s)
-    state = load_state(d)
-    pids = {n: start_node(d, state, n) for n in ids}
+    with state_lock(d):
+        state = load_state(d)
+        refuse_if_stopped(d, state)  # stopped while the power was off: it stays off
+        pids = {n: start_node(d, state, n) for n in ids}
     return {"cut": cut, "restarted": pids, "off_s": off_s,
             "boards": [n for n in state["ids"] if n not in ids]}
 

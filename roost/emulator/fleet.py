@@ -20,6 +20,8 @@ alone).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -27,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -82,6 +85,49 @@ def _state_shaped(state: Any) -> bool:
     return (isinstance(ids, list) and all(isinstance(n, str) for n in ids)
             and isinstance(nodes, dict) and all(isinstance(v, dict) for v in nodes.values())
             and isinstance(groups, list))
+
+
+_LOCKS: dict[tuple[str, int], list[Any]] = {}  # (fleet dir, thread) -> [lock file, depth]
+LOCK_WAIT_S = 120.0  # how long a command waits for another one changing the same fleet
+
+
+@contextlib.contextmanager
+def state_lock(d: str | Path) -> Any:
+    """Hold the fleet's lock (``fleet.lock``, flock) while reading, changing and writing its
+    state and starting or stopping its processes: a ``chaos restart`` racing ``emulate
+    down`` started a node after down had read the pids, and left it running with nothing to
+    stop it. Re-entrant within one thread (``restart`` calls ``start_node``); two threads
+    exclude each other as two processes do (each opens the file: flock is per open file)."""
+    path = str(Path(d).resolve())
+    key = (path, threading.get_ident())
+    held = _LOCKS.get(key)
+    if held is not None:
+        held[1] += 1
+        try:
+            yield
+        finally:
+            held[1] -= 1
+        return
+    f = open(Path(path) / "fleet.lock", "a")
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise FleetError("another roost command has been changing the fleet in %s "
+                                     "for %d s; try again when it is done" % (path, LOCK_WAIT_S)
+                                     ) from None
+                time.sleep(0.05)
+        _LOCKS[key] = [f, 1]
+        try:
+            yield
+        finally:
+            del _LOCKS[key]
+    finally:
+        f.close()  # closing the file lets the lock go
 
 
 def save_state(d: str | Path, state: dict[str, Any]) -> None:
@@ -295,6 +341,11 @@ def _child_env() -> dict[str, str]:
 
 def start_node(d: Path, state: dict[str, Any], node_id: str) -> int:
     """Start one node process (its own session: a Ctrl-C in the terminal is not a kill)."""
+    with state_lock(d):
+        return _start_node(d, state, node_id)
+
+
+def _start_node(d: Path, state: dict[str, Any], node_id: str) -> int:
     info = state["nodes"][node_id]
     if info.get("interp") == "board":
         raise FleetError("%s is a flashed board: power it up again (roost board serve), the "
@@ -372,6 +423,10 @@ def write_configs(d: Path, state: dict[str, Any], opts: dict[str, Any]) -> None:
         info = state["nodes"][n]
         nd = Path(info["dir"])
         nd.mkdir(parents=True, exist_ok=True)
+        # a partition or loss left by the fleet's last run (roost chaos, then down) does not
+        # outlive it: the fleet starts whole (an up in the same directory failed its health
+        # check on a partition nobody could see)
+        (nd / "control.json").unlink(missing_ok=True)
         mpy = info["interp"] == "micropython"
         cfg = {
             "node_id": n, "fleet": state["fleet"], "key_file": str(d / "fleet.key"),
@@ -660,6 +715,12 @@ def any_running(state: dict[str, Any]) -> bool:
 def down(d: str | Path) -> dict[str, Any]:
     """Stop every node (SIGTERM, then SIGKILL) and the broker this fleet started."""
     d = Path(d).resolve()
+    load_state(d)  # no fleet: said before a lock file is made
+    with state_lock(d):
+        return _down(d)
+
+
+def _down(d: Path) -> dict[str, Any]:
     state = load_state(d)
     stopped = []
     for n in state["ids"]:
@@ -746,6 +807,12 @@ def netns_wrap(d: str | Path, argv: list[str], host: str = "gw") -> list[str]:
 
 def broker_kill(d: str | Path) -> bool:
     d = Path(d).resolve()
+    load_state(d)
+    with state_lock(d):
+        return _broker_kill(d)
+
+
+def _broker_kill(d: Path) -> bool:
     state = load_state(d)
     b = state.get("broker") or {}
     if not b.get("managed"):
@@ -759,6 +826,12 @@ def broker_kill(d: str | Path) -> bool:
 
 def broker_restart(d: str | Path) -> int:
     d = Path(d).resolve()
+    load_state(d)
+    with state_lock(d):
+        return _broker_restart(d)
+
+
+def _broker_restart(d: Path) -> int:
     state = load_state(d)
     b = state.get("broker") or {}
     if not b.get("managed"):
