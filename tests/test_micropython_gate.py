@@ -79,6 +79,7 @@ MPY_TEST_GLOBS = [
     "tests/runtime/test_storage.py",
     "tests/runtime/test_mqtt_codec.py",
     "tests/runtime/test_runtime_unit.py",
+    "tests/runtime/test_rx_yield.py",
     "tests/runtime/test_board_config.py",
     "tests/runtime/test_addr_mqtt.py",
     "tests/firmware/test_config.py",

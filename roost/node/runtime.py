@@ -26,7 +26,15 @@ import sys
 from roost.common.channel import Channel
 from roost.common.config import apply_overrides
 from roost.common.prng import Prng
-from roost.node.aio import MICROPYTHON, now_ms, random_seed, unwatch, wait_event_ms, watch_readable
+from roost.node.aio import (
+    MICROPYTHON,
+    now_ms,
+    random_seed,
+    sleep_ms,
+    unwatch,
+    wait_event_ms,
+    watch_readable,
+)
 from roost.node.effects import APPLY, EVENT, PERSIST, SEND
 
 if MICROPYTHON:  # a file per key: no index in RAM (a board's heap must not fragment)
@@ -475,6 +483,10 @@ class NodeRuntime:
             if not self.running:
                 return
             self._receive(t, src, payload)
+            # a transport's recv returns at once while datagrams wait: without a yield here
+            # a busy MicroPython node's other tasks (ticks, status, fault switch, a board's
+            # watchdog) waited for a lull; its status went 11 s stale under a 4-client load
+            await sleep_ms(0)
 
     def _on_readable(self, t):
         """CPython: t's socket has datagrams (the event loop calls this; see run)."""
@@ -641,6 +653,11 @@ def with_credentials(url, user, password):
 
 __all__ = ["NodeRuntime", "RuntimeConfig", "MqttTransport", "node_mqtt_client", "topic",
            "MICROPYTHON"]
+
+
+class ConfigError(ValueError):
+    """A board's node config (config.json and its runtime options) that cannot run, in one
+    sentence: the board idles in safe mode instead of resetting into it again."""
 
 
 def run_board(cfg, secrets, hooks):
