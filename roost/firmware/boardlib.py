@@ -259,7 +259,11 @@ def _start_node(cfg, secrets, hooks, runtime=None):
     if start is None:
         log("roost: node runtime has no run_board(); idling")
         return False
-    start(cfg, secrets, hooks)
+    try:
+        start(cfg, secrets, hooks)
+    except getattr(runtime, "ConfigError", ()) as e:  # its options, or a board name, wrong
+        log("roost: safe mode: config.json: %s; fix it and reset the board." % e)
+        return False
     return True
 
 

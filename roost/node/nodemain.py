@@ -38,6 +38,7 @@ from roost.common.ids import check_id
 from roost.node.aio import MICROPYTHON, now_ms, wait_event_ms
 from roost.node.effects import EVENT
 from roost.node.runtime import (
+    ConfigError,
     MqttTransport,
     NodeRuntime,
     RuntimeConfig,
@@ -547,7 +548,10 @@ class Node:
         """Open the UDP port, boot from the flash dir, run until stop()."""
         self.udp.open()
         self.apply_control()
-        self.runtime.boot()
+        try:
+            self.runtime.boot()
+        except ValueError as e:  # a board or sensor option the host cannot take (a typo)
+            raise ConfigError(_sentence(e)) from None
         self.log("roost: started %s (boot %d, udp %d)" % (self.id, self.runtime.incarnation,
                                                          self.udp.bind_port))
         if self.hooks is not None and hasattr(self.hooks, "attach"):
@@ -681,5 +685,13 @@ def run_board(fcfg, secrets, hooks):
     cfg = board_config(fcfg)
     if secrets.get("mqtt_password"):  # its own MQTT user, from a plan (roost broker --plan)
         cfg["mqtt_password"] = secrets["mqtt_password"]
-    node = Node(cfg, key=secrets["fleet_key"], hooks=hooks)
+    try:
+        node = Node(cfg, key=secrets["fleet_key"], hooks=hooks)
+    except ValueError as e:  # a typo in config.json: safe mode, not a reset into it again
+        raise ConfigError(_sentence(e)) from None
     asyncio.run(node.serve())
+
+
+def _sentence(e):
+    msg = str(e)
+    return msg[len("node config: "):] if msg.startswith("node config: ") else msg

@@ -54,3 +54,29 @@ def test_idle_without_runtime_rolls_back_a_trial_that_never_joins():
             assert any("rolling back" in ln for ln in lines)
     finally:
         _restore()
+
+
+class _BadConfigRuntime:
+    class ConfigError(ValueError):
+        pass
+
+    def run_board(self, cfg, secrets, hooks):
+        raise self.ConfigError("unknown board 'esp32-nope': choose one of esp32, pi-4")
+
+
+def test_a_config_the_node_refuses_is_safe_mode_and_idles_not_a_reset_loop():
+    """A typo only the node sees (a board name, a runtime option): one safe-mode line, then
+    the board idles feeding its watchdog; main.py's reset-in-10-s is for crashes."""
+    lines = _capture()
+    try:
+        with TmpDir() as d:
+            _board(d, dict(CFG, wifi_ssid=""))
+            boardlib.boot("a", d, FakeMachine, FakeNetwork)
+            before = FakeMachine.resets
+            out = boardlib.main(d, FakeMachine, FakeNetwork, runtime=_BadConfigRuntime(),
+                                idle_rounds=2)
+            assert out == "idle" and FakeMachine.resets == before
+            assert ("roost: safe mode: config.json: unknown board 'esp32-nope': choose one "
+                    "of esp32, pi-4; fix it and reset the board.") in lines
+    finally:
+        _restore()

@@ -111,3 +111,25 @@ def test_esptool_failures_say_what_to_do():
     assert _esptool_error("Writing at 0x1000\nA serial exception error occurred: read failed: "
                           "device disconnected\nFor troubleshooting steps visit: https://x",
                           "P", "esp32") == "read failed: device disconnected"
+
+
+@pytest.mark.parametrize("extra, words", [
+    # found when the node boots (its sensors), its UDP port open: on loopback, any port
+    ({"board": "esp32-nope", "runtime": {"udp": ["127.0.0.1", 0]}},
+     "unknown board 'esp32-nope'"),
+    ({"board": "esp32", "runtime": {"preset": "wiif"}}, "preset must be lan or wifi"),
+    ({"board": "esp32", "runtime": {"nonsense": 1}}, "unknown option 'nonsense'"),
+])
+def test_a_config_json_the_node_refuses_raises_its_config_error(extra, words):
+    """What a board's main.py gets from the node for a typo only the node checks: the
+    runtime's ConfigError (boardlib turns it into safe mode), its sentence without the
+    'node config:' prefix."""
+    from roost.firmware.nodeconfig import validate
+    from roost.node.nodemain import run_board
+    from roost.node.runtime import ConfigError
+
+    fc, why = validate(dict({"node_id": "n07", "broker": "mqtt://127.0.0.1:1883"}, **extra))
+    assert why is None
+    with pytest.raises(ConfigError) as e:
+        run_board(fc, {"fleet_key": "k" * 32}, None)
+    assert words in str(e.value) and not str(e.value).startswith("node config")
