@@ -567,10 +567,11 @@ class Board:
 
 
 def _check_not_twin(args: argparse.Namespace, say) -> None:
-    """A plan's node id already online on another board: refuse (ValueError) before anything
-    is written. Two boards under one id take each other's broker session in turn, and as
-    replicas they would be two acceptors with one name and two memories. The board being
-    flashed may be that node itself (its config.json names it): then it goes on."""
+    """A fleet's node id (a plan's, or an emulated fleet's board) already online on another
+    board: refuse (ValueError) before anything is written. Two boards under one id take
+    each other's broker session in turn, and as replicas they would be two acceptors with
+    one name and two memories. The board being flashed may be that node itself (its
+    config.json names it): then it goes on."""
     from roost.emulator.fleet import FleetError
     from roost.gateway.client import reports_through_broker
 
@@ -609,8 +610,8 @@ def flash(args: argparse.Namespace, say=print) -> dict:
     cfg, sec = make_config(args)
     if args.firmware:
         check_firmware(args.firmware, args.board)
-    if args.join_plan and not getattr(args, "replace", False):
-        _check_not_twin(args, say)
+    if getattr(args, "join_dir", None) and not getattr(args, "replace", False):
+        _check_not_twin(args, say)  # a plan's node, or a board of an emulated fleet
     redact = Redactor(sec)
     with tempfile.TemporaryDirectory(prefix="roost-flash-") as tmp:
         tmpd = Path(tmp)
@@ -741,8 +742,9 @@ def add_flash_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    "with it): write the code there, where it runs in place and costs no heap")
     p.add_argument("--no-follow", action="store_true", help="do not reset and follow the log")
     p.add_argument("--replace", action="store_true",
-                   help="flash a plan's node id even though the broker says a board with it "
-                   "is online (a board replaced while the broker still holds its status)")
+                   help="flash a node id of the --join-dir fleet even though the broker says a "
+                   "board with it is online (a board replaced while the broker still holds "
+                   "its status)")
     p.add_argument("--json", action="store_true", help="one JSON summary on stdout")
     p.set_defaults(handler=_cmd_flash)
     return p
