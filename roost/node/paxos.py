@@ -89,9 +89,10 @@ leads only until one of them is back.
 Pre-vote (``pre_vote``, on by default): a voter whose election timer fires asks first
 whether the others hear no leader either (a PREPARE flagged 2, changing nothing), and
 campaigns only once a majority, itself counted, answered: a replica answers NACK 3 unless
-it leads, or heard its leader or promised a candidate within ``election_timeout_min_ms``. A replica whose radio
-loses the leader's heartbeats would otherwise outbid a leader the others hear, every
-timeout (a lossy link's node deposed a healthy leader ~60 times a minute).
+it leads, or heard its leader or promised a candidate within ``election_timeout_min_ms``.
+A replica whose radio loses the leader's heartbeats would otherwise outbid a leader the
+others hear, every timeout (a lossy link's node deposed a healthy leader ~60 times a
+minute).
 
 Wire kinds 32-40 (bodies are JSON lists):
   PREPARE   [r, n, from_slot] or, from an unsure candidate, [r, n, from_slot, nonce];

@@ -120,7 +120,7 @@ def test_esptool_failures_say_what_to_do():
     ({"board": "esp32", "runtime": {"preset": "wiif"}}, "preset must be lan or wifi"),
     ({"board": "esp32", "runtime": {"nonsense": 1}}, "unknown option 'nonsense'"),
 ])
-def test_a_config_json_the_node_refuses_raises_its_config_error(extra, words):
+def test_a_config_json_the_node_refuses_raises_its_config_error(extra, words, tmp_path):
     """What a board's main.py gets from the node for a typo only the node checks: the
     runtime's ConfigError (boardlib turns it into safe mode), its sentence without the
     'node config:' prefix."""
@@ -128,7 +128,9 @@ def test_a_config_json_the_node_refuses_raises_its_config_error(extra, words):
     from roost.node.nodemain import run_board
     from roost.node.runtime import ConfigError
 
-    fc, why = validate(dict({"node_id": "n07", "broker": "mqtt://127.0.0.1:1883"}, **extra))
+    obj = dict({"node_id": "n07", "broker": "mqtt://127.0.0.1:1883"}, **extra)
+    obj["runtime"] = dict(obj.get("runtime", {}), storage=str(tmp_path / "data"))
+    fc, why = validate(obj)
     assert why is None
     with pytest.raises(ConfigError) as e:
         run_board(fc, {"fleet_key": "k" * 32}, None)
