@@ -13,6 +13,17 @@ from roost.emulator.fleet import FleetError
 from tests.fleet.test_fleet import _brokers_available, _need, _our_processes
 
 
+def _restarts(d: Path, stop: threading.Event, errors: list[str]) -> None:
+    """chaos restart of n01, n02, n03 in turn until stop (at most 60)."""
+    i = 0
+    while not stop.is_set() and i < 60:
+        try:
+            chaos.restart(d, "n0%d" % (i % 3 + 1))
+        except FleetError as e:  # refused once the fleet is down: expected
+            errors.append(str(e))
+        i += 1
+
+
 def test_down_while_chaos_restarts_leaves_no_process_and_the_next_up_starts_whole(tmp_path):
     """A chaos restart loop racing `emulate down` started a node after down had read the
     pids: it ran on with nothing to stop it (3 of 3 tries). And a partition set before a
@@ -25,17 +36,7 @@ def test_down_while_chaos_restarts_leaves_no_process_and_the_next_up_starts_whol
             assert snap["health"]["healthy"], snap["health"]
             stop = threading.Event()
             errors: list[str] = []
-
-            def restarts() -> None:
-                i = 0
-                while not stop.is_set() and i < 60:
-                    try:
-                        chaos.restart(d, "n0%d" % (i % 3 + 1))
-                    except FleetError as e:  # refused once the fleet is down: expected
-                        errors.append(str(e))
-                    i += 1
-
-            t = threading.Thread(target=restarts)
+            t = threading.Thread(target=_restarts, args=(d, stop, errors))
             t.start()
             time.sleep(0.8)
             fleet.down(d)
@@ -51,6 +52,37 @@ def test_down_while_chaos_restarts_leaves_no_process_and_the_next_up_starts_whol
             sw.partition([["n01"], ["n02", "n03"]])
             sw.loss("n02", 0.5)
             assert json.loads((Path(sw._control("n01"))).read_text())["blocked"]
+    finally:
+        fleet.down(d)
+        assert not _our_processes(d), _our_processes(d)
+
+
+def test_chaos_verbs_that_change_nothing_say_so(tmp_path):
+    """pause twice, resume a node never paused, kill or pause a dead one: each said
+    paused=True / resumed=True (or a bare False) as if it had acted."""
+    import subprocess
+    import sys
+
+    _need(_brokers_available(), "no MQTT broker (mosquitto or amqtt) is installed")
+    d = tmp_path / "f"
+
+    def roost(*argv: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "chaos", *argv, "--dir",
+                            str(d)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    try:
+        fleet.up(d, 1, groups=1, replicas=1, timeout_s=40)
+        assert "resumed=False" in roost("resume", "n01") and "n01 was not paused" in \
+            roost("resume", "n01")
+        assert chaos.pause(d, "n01") and not chaos.pause(d, "n01")
+        assert "n01 was paused already" in roost("pause", "n01")
+        assert chaos.resume(d, "n01") and not chaos.resume(d, "n01")
+        assert "killed=True" in roost("kill", "n01")
+        out = roost("kill", "n01")
+        assert "killed=False" in out and "n01 was not running" in out
+        assert "n01 is not running: nothing to pause" in roost("pause", "n01")
     finally:
         fleet.down(d)
         assert not _our_processes(d), _our_processes(d)
