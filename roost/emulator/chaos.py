@@ -225,16 +225,57 @@ def power_cut(d: str | Path, off_s: float = 1.0) -> dict[str, Any]:
             "boards": [n for n in state["ids"] if n not in ids]}
 
 
+def _is_paused(pid: int | None) -> bool:
+    """True for a process stopped by SIGSTOP (state T in /proc/PID/stat)."""
+    try:
+        return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "T"
+    except (OSError, IndexError, TypeError):
+        return False
+
+
+def _wait_paused(pid: int, paused: bool) -> None:
+    """A signal takes a moment to stop or wake a process: wait (at most 1 s) until /proc
+    says so, so that the verb that follows sees the state this one made."""
+    deadline = time.monotonic() + 1.0
+    while _is_paused(pid) != paused and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def pause(d: str | Path, node: str) -> bool:
+    """SIGSTOP the node: True if it ran and is now paused (False: not running, or paused
+    already)."""
     state = load_state(d)
     _node(state, node)
-    return signal_pid(state["nodes"][node].get("pid"), signal.SIGSTOP, node_marker(state, node))
+    pid = state["nodes"][node].get("pid")
+    if _is_paused(pid):
+        return False
+    if not signal_pid(pid, signal.SIGSTOP, node_marker(state, node)):
+        return False
+    _wait_paused(pid, True)
+    return True
 
 
 def resume(d: str | Path, node: str) -> bool:
+    """SIGCONT the node: True if it was paused and now runs (False: not running, or not
+    paused)."""
     state = load_state(d)
     _node(state, node)
-    return signal_pid(state["nodes"][node].get("pid"), signal.SIGCONT, node_marker(state, node))
+    pid = state["nodes"][node].get("pid")
+    if not _is_paused(pid):
+        return False
+    if not signal_pid(pid, signal.SIGCONT, node_marker(state, node)):
+        return False
+    _wait_paused(pid, False)
+    return True
+
+
+def _why_not(d: str | Path, verb: str, node: str) -> str:
+    """What a chaos verb that changed nothing says (its result was False)."""
+    state = load_state(d)
+    info = state["nodes"][node]
+    if not pid_alive(info.get("pid"), node_marker(state, node)):
+        return "%s is not running: nothing to %s" % (node, verb)
+    return "%s was %s" % (node, "paused already" if verb == "pause" else "not paused")
 
 
 def parse_sides(text: str, ids: list[str]) -> list[list[str]]:
@@ -413,6 +454,8 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
     if verb == "kill":
         out["killed"] = kill(d, args.node)
         out["node"] = args.node
+        if not out["killed"]:
+            out["note"] = "%s was not running" % args.node
     elif verb == "restart":
         out["pid"] = restart(d, args.node)
         out["node"] = args.node
@@ -422,9 +465,13 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
     elif verb == "pause":
         out["paused"] = pause(d, args.node)
         out["node"] = args.node
+        if not out["paused"]:
+            out["note"] = _why_not(d, "pause", args.node)
     elif verb == "resume":
         out["resumed"] = resume(d, args.node)
         out["node"] = args.node
+        if not out["resumed"]:
+            out["note"] = _why_not(d, "resume", args.node)
     elif verb == "power-cut":
         out.update(power_cut(d, args.off))
     elif verb == "partition":
@@ -455,7 +502,10 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, sort_keys=True))
     else:
+        note = out.pop("note", None)
         print(" ".join("%s=%s" % kv for kv in sorted(out.items())))
+        if note:  # it changed nothing: say why in words
+            print("roost chaos: " + note)
     return 0
 
 
