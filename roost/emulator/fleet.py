@@ -311,23 +311,27 @@ def node_argv(state: dict[str, Any], node_id: str) -> list[str]:
 
 
 def add_board(d: str | Path, node_id: str, udp_port: int, pid: int | None, marker: str,
-              flash_dir: str, port: str) -> None:
+              flash_dir: str, port: str, board: str = "") -> None:
     """Register a flashed board that joined this fleet (``roost flash --join-dir``), so
     ``roost status`` lists it: its process is the ``roost board serve`` pid (a virtual
     board; None for a real one), its status file the one its node writes on its flash. The
-    fleet never starts or stops a board: ``down`` leaves it, ``chaos kill`` pulls its plug."""
+    fleet never starts or stops a board: ``down`` leaves it, ``chaos kill`` pulls its plug.
+    ``board`` is its kind (esp32-wrover, ...): what ``roost ota publish`` builds for it."""
     check_id(node_id)
     d = Path(d).resolve()
-    state = load_state(d)
-    info = state["nodes"].get(node_id)
-    if info is not None and info.get("interp") != "board":
-        raise FleetError("%s is already a node of this fleet: flash the board as another id"
-                         % node_id)
-    state["nodes"][node_id] = {"interp": "board", "port": udp_port, "dir": flash_dir or str(d),
-                               "pid": pid, "config": marker or "board serve", "serial": port}
-    if node_id not in state["ids"]:
-        state["ids"].append(node_id)
-    save_state(d, state)
+    with state_lock(d):
+        state = load_state(d)
+        info = state["nodes"].get(node_id)
+        if info is not None and info.get("interp") != "board":
+            raise FleetError("%s is already a node of this fleet: flash the board as another "
+                             "id" % node_id)
+        state["nodes"][node_id] = {"interp": "board", "port": udp_port,
+                                   "dir": flash_dir or str(d), "pid": pid,
+                                   "config": marker or "board serve", "serial": port,
+                                   "board": board or None}
+        if node_id not in state["ids"]:
+            state["ids"].append(node_id)
+        save_state(d, state)
 
 
 def _child_env() -> dict[str, str]:

@@ -678,7 +678,8 @@ def flash(args: argparse.Namespace, say=print) -> dict:
         from roost.emulator.fleet import add_board
 
         pid, marker, cwd = host or (None, "", "")
-        add_board(args.join_dir, args.node_id, cfg["udp_port"], pid, marker, cwd, args.port)
+        add_board(args.join_dir, args.node_id, cfg["udp_port"], pid, marker, cwd, args.port,
+                  args.board)
         result["udp_port"] = cfg["udp_port"]
         result["fleet_dir"] = str(args.join_dir)
         say("registered %s in the fleet in %s (roost status --dir %s)"

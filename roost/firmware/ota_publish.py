@@ -168,6 +168,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
                                  "nodes run this checkout's code)"
                                  % (args.target, args.dir, ", ".join(boards) or "none yet",
                                     ", ".join(PROFILE_NAMES)))
+            planned = state["nodes"][args.target]  # its kind, recorded when it was flashed
     if not broker or not fleet:
         raise ValueError("give --broker and --fleet (or --dir of a fleet)")
     built_for = build.load_manifest(Path(args.image)).get("board") if args.image else None

@@ -156,13 +156,23 @@ def test_ota_publish_to_an_emulated_fleet_names_its_boards(tmp_path, capsys):
     (tmp_path / "fleet.key").write_text("k" * 32)
     save_state(tmp_path, {"fleet": "emu", "dir": str(tmp_path), "ids": ["n01", "n02"],
                           "groups": [["g0", ["n01"]]], "broker": None,
-                          "nodes": {"n01": {"interp": "cpython"}, "n02": {"interp": "board"}}})
+                          "nodes": {"n01": {"interp": "cpython"},
+                                    "n02": {"interp": "board", "board": "esp32-wrover"}}})
     for target in ("n01", "n09"):
         code = main(["ota", "publish", "--dir", str(tmp_path), "--target", target,
                      "--serial", "2"])
         err = capsys.readouterr().err
         assert code == 2 and "neither a board that joined the fleet" in err, err
         assert "(n02)" in err and "Traceback" not in err
+    # the board's kind, recorded when it was flashed, is what the update is built for (an
+    # esp32 bundle was refused by an esp32-wrover board as wrong_board)
+    img = tmp_path / "img"
+    img.mkdir()
+    (img / "manifest.json").write_text('{"format": 1, "board": "esp32", "files": []}')
+    code = main(["ota", "publish", "--dir", str(tmp_path), "--target", "n02", "--serial", "2",
+                 "--broker", "mqtt://127.0.0.1:1", "--image", str(img)])
+    err = capsys.readouterr().err
+    assert code == 2 and "built for a esp32 board, not a esp32-wrover one" in err, err
 
 
 def _report(inc, views, group=None, twin=None, stats=None):
