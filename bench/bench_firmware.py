@@ -163,9 +163,12 @@ def flash_seconds(image: Path, romfs: bool = False, firmware: bool = False) -> f
             fw.write_bytes(b"\xe9" + random.Random(1).randbytes(FIRMWARE_BYTES - 1))
             extra += ["--firmware", str(fw)]
         with _virtual_board(fl, *((192, 192) if romfs else ())) as url:
+            # main.py's started line, as in every earlier figure (roost flash now waits for
+            # the node's own, which a board without the room for the node never prints)
             return _timed_flash("--port", url, "--node-id", "n01", "--broker",
                                 "mqtt://127.0.0.1:1883", "--image", str(image),
-                                "--secrets-file", str(secrets), *extra)
+                                "--secrets-file", str(secrets), "--wait-for",
+                                "roost: started n01", *extra)
 
 
 def flash_to_joined(image: Path, runs: int, heap_k: int) -> list[float]:

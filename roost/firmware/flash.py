@@ -223,6 +223,8 @@ def make_config(args: argparse.Namespace) -> tuple[dict, dict]:
         if args.broker:
             add.pop("broker", None)
         cfg.update(add)
+    elif getattr(args, "udp_port", None) is not None:
+        cfg["udp_port"] = args.udp_port  # it was taken with --join-dir only, else dropped
     if not cfg["broker"]:
         raise ValueError("no broker: give --broker mqtt://HOST:PORT (or --join-dir DIR of a "
                          "fleet: emulated, or planned with roost plan)")
@@ -545,6 +547,9 @@ class Board:
                     raise ValueError("the board is in safe mode: " + line[17:].strip())
                 if "does not fit in this board's memory" in line:  # it idles from now on
                     raise ValueError("the board says " + line.split("roost: ", 1)[-1].strip())
+                if "node stopped by" in line and "MemoryError" not in line:  # it resets
+                    raise ValueError("the node stopped right after it started (the board says "
+                                     "%s)" % line.split("roost: ", 1)[-1].strip())
                 if "node stopped by MemoryError" in line:  # it resets, and will again
                     raise ValueError("the board ran out of memory (it says: %s): the node does "
                                      "not fit in it; use a board with PSRAM, or keep the code "
@@ -605,8 +610,11 @@ def _check_not_twin(args: argparse.Namespace, say) -> None:
 def flash(args: argparse.Namespace, say=print) -> dict:
     t0 = time.monotonic()
     if getattr(args, "wait_for", None) is None:
+        # without a fleet to join: the node's own started line, printed once its UDP port is
+        # open and its cores booted (main.py's "roost: started n07" comes before either, and
+        # a node that failed right after it was reported up)
         args.wait_for = "roost: joined fleet" if getattr(args, "join_dir", None) \
-            else "roost: started"
+            else "roost: started %s (boot" % args.node_id
     cfg, sec = make_config(args)
     if args.firmware:
         check_firmware(args.firmware, args.board)
@@ -722,8 +730,8 @@ def add_flash_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
                    "node). Its name, broker, key and seeds go into the board's config, and "
                    "the default --wait-for becomes joined")
     p.add_argument("--udp-port", type=int, default=None,
-                   help="the board's UDP port with --join-dir (default: a free one; 4210 on a "
-                   "real board of a plan)")
+                   help="the board's UDP port (default: 4210; with --join-dir a free one, "
+                   "4210 on a real board of a plan)")
     p.add_argument("--fleet", default="roost", help="fleet name (default roost)")
     p.add_argument("--safe-pin", type=int, default=None,
                    help="GPIO held low at reset for safe mode (default: the board profile's, "
@@ -735,8 +743,8 @@ def add_flash_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
     p.add_argument("--secrets-file", default=None, metavar="FILE",
                    help='JSON {"fleet_key": ..., "wifi_password": ...}')
     p.add_argument("--wait-for", default=None,
-                   help="console text that means the node is up (default 'roost: started', "
-                   "or 'roost: joined fleet' with --join-dir)")
+                   help="console text that means the node is up (default its node's 'roost: "
+                   "started ID (boot', or 'roost: joined fleet' with --join-dir)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per step (default 60)")
     p.add_argument("--romfs", action="store_true",
                    help="the board's firmware has a ROMFS partition (MicroPython >= 1.25 built "

@@ -35,6 +35,16 @@ def test_safe_pin_option_wins():
     assert cfg["safe_pin"] == 13
 
 
+def test_udp_port_reaches_a_board_flashed_without_a_fleet_dir():
+    """--udp-port was used with --join-dir only: without it the board kept 4210, which a
+    laptop node of the classroom kit held (the board then reset every 10 s)."""
+    args = _args("esp32")
+    args.udp_port = 4299
+    cfg, _ = make_config(args)
+    assert cfg["udp_port"] == 4299
+    assert "udp_port" not in make_config(_args("esp32"))[0]  # the firmware's 4210
+
+
 def _fleet_dir(tmp_path, key):
     from roost.emulator.fleet import save_state
 
