@@ -934,6 +934,9 @@ def _status_cmd(args: argparse.Namespace) -> int:
             c.get("rx", "-"), c.get("tx", "-"), c.get("rx_rejected", "-")))
     if old:
         print("?: the role a node last reported; it reports no more: " + ", ".join(old))
+    faults = faults_text(st["nodes"])
+    if faults:
+        print("faults in force (roost chaos; roost chaos heal lifts them): " + faults)
     why: dict[str, int] = {}
     for v in st["nodes"].values():
         for k, c in (v.get("rejected") or {}).items():
@@ -1001,6 +1004,33 @@ def _status_cmd(args: argparse.Namespace) -> int:
             "" if gw["view"]["broker_connected"] else ", now disconnected",
             ", ".join(gw["online"]) or "none", ", ".join(gw["offline"]) or "none", readings))
     return 0
+
+
+def faults_text(nodes: dict[str, Any]) -> str:
+    """The fault switch's cuts and losses the running nodes report, in words ("" for none):
+    'n01,n02 | n03,n04,n05' for a partition, 'n03 cut from n01' for a one-way cut, 'n02
+    loses 50%' (a partition's majority side otherwise showed only as 'dead' in the views)."""
+    sides: dict[tuple[str, ...], list[str]] = {}
+    lossy = []
+    for n in sorted(nodes):
+        v = nodes[n]
+        if v.get("process") != "running":
+            continue
+        blocked = v.get("blocked") or []
+        if blocked:
+            sides.setdefault(tuple(sorted(blocked)), []).append(n)
+        if v.get("loss_ppm"):
+            lossy.append("%s loses %d%% of its datagrams" % (n, round(v["loss_ppm"] / 1e4)))
+    parts, done = [], set()
+    for cut, side in sorted(sides.items(), key=lambda kv: kv[1]):
+        if tuple(side) in done:
+            continue
+        if sides.get(tuple(side)) == list(cut):  # the other side is cut from this one
+            parts.append("%s | %s" % (",".join(side), ",".join(cut)))
+            done.add(cut)
+        else:
+            parts.append("%s cut from %s" % (",".join(side), ",".join(cut)))
+    return "; ".join(parts + lossy)
 
 
 # ---------------------------------------------------------------- parsers

@@ -367,3 +367,20 @@ def test_a_new_group_is_not_said_to_vote_again():
         "group g0: 1 of its 3 replicas vote (n01 rebuilding, n02 down): writes wait until a "
         "majority votes again")
     assert no_majority_text("g0", ["n01", "n02", "n03"], ["n01 down"]) is None
+
+
+def test_status_says_which_faults_are_in_force():
+    """A partition's majority side kept committing while roost status showed its nodes only
+    as 'dead' in the other side's views: the fault switch's cuts and losses are said."""
+    from roost.gateway.client import faults_text
+
+    run = "running"
+    nodes = {"n01": {"process": run, "blocked": ["n03", "n04", "n05"]},
+             "n02": {"process": run, "blocked": ["n03", "n04", "n05"], "loss_ppm": 500000},
+             "n03": {"process": run, "blocked": ["n01", "n02"]},
+             "n04": {"process": run, "blocked": ["n01", "n02"]},
+             "n05": {"process": run, "blocked": ["n01", "n02"]}}
+    assert faults_text(nodes) == "n01,n02 | n03,n04,n05; n02 loses 50% of its datagrams"
+    assert faults_text({"n01": {"process": run, "blocked": ["n03"]},
+                        "n03": {"process": run}}) == "n01 cut from n03"
+    assert faults_text({"n01": {"process": "down", "blocked": ["n03"]}}) == ""
