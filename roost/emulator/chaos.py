@@ -35,6 +35,7 @@ from roost.emulator.fleet import (
     kill_pid,
     load_state,
     node_marker,
+    node_pid,
     pid_alive,
     refuse_if_stopped,
     save_state,
@@ -157,7 +158,7 @@ def kill(d: str | Path, node: str) -> bool:
     with state_lock(d):
         state = load_state(d)
         info = state["nodes"][node]
-        ok = kill_pid(info.get("pid"), node_marker(state, node))
+        ok = kill_pid(node_pid(state, node), node_marker(state, node))
         info["pid"] = None
         save_state(d, state)
     return ok

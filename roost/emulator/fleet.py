@@ -464,6 +464,31 @@ def write_configs(d: Path, state: dict[str, Any], opts: dict[str, Any]) -> None:
 # ---------------------------------------------------------------- health
 
 
+def node_pid(state: dict[str, Any], node_id: str) -> int | None:
+    """The pid of a node's live process, or None. A board that joined the fleet and was
+    powered up again (a new `roost board serve` on its flash dir) has a new pid: it is found
+    by its --dir and written into ``state`` (roost status said such a board was down for
+    good, and chaos kill could not pull its plug)."""
+    info = state["nodes"][node_id]
+    marker = node_marker(state, node_id)
+    if pid_alive(info.get("pid"), marker):
+        return info.get("pid")
+    if info.get("interp") != "board" or not marker or not Path("/proc").is_dir():
+        return None
+    want = marker.encode()
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"board" in argv and b"serve" in argv and want in argv and pid_alive(int(p.name)):
+            info["pid"] = int(p.name)
+            return info["pid"]
+    return None
+
+
 def read_status(state: dict[str, Any], node_id: str) -> dict[str, Any] | None:
     try:
         return json.loads((Path(state["nodes"][node_id]["dir"]) / "status.json").read_text())
@@ -477,7 +502,7 @@ def snapshot(state: dict[str, Any], fresh_s: float = 4.0) -> dict[str, Any]:
     nodes: dict[str, Any] = {}
     for n in state["ids"]:
         info = state["nodes"][n]
-        alive = pid_alive(info.get("pid"), node_marker(state, n))
+        alive = node_pid(state, n) is not None
         st = read_status(state, n) if alive else None
         # a status older than the process is its previous life's (a node just restarted
         # has not written its own yet): it says nothing about the node now

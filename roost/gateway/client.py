@@ -41,8 +41,8 @@ from roost.emulator.fleet import (
     heard_text,
     load_state,
     no_majority_text,
+    node_pid,
     not_voting,
-    pid_alive,
     read_status,
     refuse_if_stopped,
 )
@@ -793,7 +793,7 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
             alive = word == "online"
             process = {"online": "running", "offline": "down"}.get(word, "unknown")
         else:
-            alive = pid_alive(info.get("pid"), info["config"])
+            alive = node_pid(state, n) is not None
             st = read_status(state, n) if alive else None
             process = "running" if alive else "down"
         entry: dict[str, Any] = {"process": process,

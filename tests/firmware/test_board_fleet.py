@@ -255,6 +255,18 @@ def test_flashed_board_joins_updates_over_mqtt_refuses_tampering_and_its_plug_is
     for n in ("n01", "n02", "n03"):
         assert st["members"][n]["state"] == "alive"
 
+    # 6. power it up again: a new `roost board serve` on its flash dir, a new pid, found by
+    # that dir (roost status said a board powered up again was down for good)
+    start_board(procs, flash, "--board", BOARD)
+
+    def n04_back():
+        st = status(fleet)
+        return st if (st["nodes"]["n04"]["process"] == "running"
+                      and st["members"].get("n04", {}).get("state") == "alive") else None
+
+    st = wait_for(n04_back, 60, "n04 running and alive again after its power-up")
+    assert st["nodes"]["n04"]["pid"] == procs["board"].pid
+
 
 def test_a_romfs_board_takes_a_signed_update_over_mqtt_into_its_partition(romfs_setup,
                                                                           tmp_path):
