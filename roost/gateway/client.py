@@ -1000,9 +1000,16 @@ def _status_cmd(args: argparse.Namespace) -> int:
         print("gateway: %s, no fresh view" % gw["process"])
     elif gw is not None:
         readings = sum(v["readings"] for v in gw["view"]["nodes"].values())
+        ours = st["nodes"]  # an earlier fleet's nodes on the same broker are not this one's
+        online = [n for n in gw["online"] if n in ours]
         print("gateway (through the broker%s): online %s; offline %s; %d readings" % (
             "" if gw["view"]["broker_connected"] else ", now disconnected",
-            ", ".join(gw["online"]) or "none", ", ".join(gw["offline"]) or "none", readings))
+            ", ".join(online) or "none",
+            ", ".join(n for n in gw["offline"] if n in ours) or "none", readings))
+        gone = [n for n in online if ours[n]["process"] == "down"]
+        if gone:  # its retained "online" outlived it
+            print("gateway: %s 'online' at the broker, yet down here: a node that dies while "
+                  "the broker is away leaves no Last Will to say so" % ", ".join(gone))
     return 0
 
 
