@@ -1021,6 +1021,10 @@ def _status_cmd(args: argparse.Namespace) -> int:
                                         if k != "status"} for n in state["ids"]}},
                          sort_keys=True))
     else:
+        if state.get("stopped_at"):  # as roost status says it
+            print("stopped by roost emulate down at %s (roost emulate up --dir %s starts it "
+                  "again)" % (time.strftime("%H:%M:%S", time.localtime(state["stopped_at"])),
+                              args.dir))
         print(_describe(state, snap))
     return 0 if snap["health"]["healthy"] else 1  # a pipeline's health gate
 

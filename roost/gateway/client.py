@@ -668,8 +668,11 @@ def _load_cmd(args: argparse.Namespace) -> int:
         print("%d clients, %.1f s: %d ops ok (%.1f ops/s, %.1f writes/s), %d failed, %d unknown"
               % (args.clients, s["duration_s"], s["ok"], s["ops_per_s"], s["writes_per_s"],
                  s["failed"], s["unknown"]))
-        print("latency ms: p50 %s  p90 %s  p99 %s  max %s"
-              % (lat["p50"], lat["p90"], lat["p99"], lat["max"]))
+        if lat["p50"] is None:
+            print("latency: no operation was answered")
+        else:
+            print("latency ms: p50 %s  p90 %s  p99 %s  max %s"
+                  % (lat["p50"], lat["p90"], lat["p99"], lat["max"]))
         if s["errors"]:
             print("failed by reason: %s" % ", ".join(
                 "%s %d" % kv for kv in sorted(s["errors"].items())))
