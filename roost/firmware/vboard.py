@@ -192,7 +192,7 @@ class VirtualBoard:
 
     def soft_reset(self) -> None:
         self.log("soft reset (%s REPL)" % self.mode)
-        self._send(b"MPY: soft reboot\r\n")
+        self._says(b"MPY: soft reboot\r\n")
         raw = self.mode in ("raw", "paste")
         self.mode = "raw" if raw else "friendly"
         self._boot(not raw, RAW_BANNER if raw else BANNER + b">>> ")
@@ -202,15 +202,15 @@ class VirtualBoard:
         self.mode = "friendly"
         self.line.clear()
         self.block = []
-        self._send(b"\r\n" + cause + b"\r\n")
+        self._says(b"\r\n" + cause + b"\r\n")
         self.erased = not self._has_firmware()
         if self.erased:  # esptool erased the chip and wrote no firmware: nothing boots
             self._kill_child()
-            self._send(b"invalid header: 0xffffffff\r\n[roost virtual board: no firmware at "
+            self._says(b"invalid header: 0xffffffff\r\n[roost virtual board: no firmware at "
                        b"0x%x since esptool erased it: write one (roost flash --firmware "
                        b"FILE)]\r\n" % self._firmware_offset())
             return
-        self._send(b"[roost virtual board: flash " + str(self.flash).encode()
+        self._says(b"[roost virtual board: flash " + str(self.flash).encode()
                    + b", heap %d bytes]\r\n" % self.heap)
         self._boot(True, BANNER + b">>> ")
 
@@ -246,6 +246,16 @@ class VirtualBoard:
     def _printed(self, data: bytes) -> None:
         """Bytes the board printed: to whoever holds the port, and to the console file."""
         self._send(self._cooked(data))
+        self._to_console(data)
+
+    def _says(self, data: bytes) -> None:
+        """The board's own lines (a reset's banner, 'MPY: soft reboot', the virtual board's
+        notes; already \r\n): to the port and to the console file, as firmware.md says
+        of everything the board prints (they reached the port only)."""
+        self._send(data)
+        self._to_console(data.replace(b"\r\n", b"\n"))
+
+    def _to_console(self, data: bytes) -> None:
         try:
             if self._console is None or self._console_bytes > _CONSOLE_MAX:
                 self._close_console()
@@ -333,7 +343,7 @@ class VirtualBoard:
     def _on_child_exit(self) -> None:
         code = self.child.poll() if self.child is not None else None
         self.log("interpreter exited (%s)" % code)
-        self._send(b"\r\n[roost virtual board: the interpreter stopped (exit %s); resetting]\r\n"
+        self._says(b"\r\n[roost virtual board: the interpreter stopped (exit %s); resetting]\r\n"
                    % str(code).encode())
         time.sleep(0.2)  # a board in a crash loop must not eat the host
         self.hard_reset(b"rst:0xf (RTCWDT_RTC_RESET)")

@@ -185,6 +185,9 @@ def test_flash_writes_image_and_config_then_the_node_starts(roomy_board, image: 
     text = out.stdout + out.stderr
     assert out.returncode == 0, text
     assert "verified" in text and "board: roost: started n07" in text
+    # the console file holds the board's own lines too, not only what its programs print
+    console = board.flash.with_name(board.flash.name + ".console.log").read_text()
+    assert "MPY: soft reboot\n" in console and "roost: started n07" in console, console
     assert FLEET_KEY not in text and WIFI_PASSWORD not in text
     cfg = json.loads((board.flash / "config.json").read_text())
     assert cfg["node_id"] == "n07" and "fleet_key" not in cfg
