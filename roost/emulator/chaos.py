@@ -301,6 +301,18 @@ def partition(d: str | Path, text: str, backend: str | None = None) -> list[list
     return sides
 
 
+def _partitioned(d: str | Path) -> str:
+    """The fault switch's cuts now in force, in words ("" for none, or in namespaces mode)."""
+    if load_state(d).get("netns"):
+        return ""
+    from roost.gateway.client import faults_text
+
+    sw = FaultSwitch(d)
+    cuts = {n: {"process": "running", "blocked": sw.read(n).get("blocked") or []}
+            for n in sw.state["ids"]}
+    return faults_text(cuts)
+
+
 def heal(d: str | Path, backend: str | None = None) -> None:
     _backend(d, backend).heal()
 
@@ -476,7 +488,10 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
     elif verb == "power-cut":
         out.update(power_cut(d, args.off))
     elif verb == "partition":
+        before = _partitioned(d)
         out["sides"] = partition(d, args.sides)
+        if before:  # a partition replaces the one before (losses stay): say so
+            out["note"] = "the earlier partition (%s) was lifted first" % before
     elif verb == "heal":
         heal(d)
     elif verb == "loss":
@@ -491,14 +506,18 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
     elif verb == "run":
         say = (lambda m: None) if args.json else (lambda m: print(m, flush=True))
         old = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # undone, as on Ctrl-C
+        replay = ("replay the same schedule: roost chaos run --duration %g --seed %d "
+                  "--interval %g --dir %s" % (args.duration, args.seed, args.interval, d))
         try:
             out["events"] = nemesis(d, args.duration, args.seed, args.interval, say)
+        except KeyboardInterrupt:  # stopped early (its faults undone): the replay still helps
+            say(replay)
+            raise
         finally:
             signal.signal(signal.SIGTERM, old)
         out["seed"] = args.seed
         if not args.json:
-            print("replay the same schedule: roost chaos run --duration %s --seed %d "
-                  "--interval %s --dir %s" % (args.duration, args.seed, args.interval, d))
+            print(replay)
             return 0
     if args.json:
         print(json.dumps(out, sort_keys=True))

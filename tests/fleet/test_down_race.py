@@ -86,3 +86,29 @@ def test_chaos_verbs_that_change_nothing_say_so(tmp_path):
     finally:
         fleet.down(d)
         assert not _our_processes(d), _our_processes(d)
+
+
+def test_a_second_partition_says_it_lifted_the_first(tmp_path):
+    """`chaos partition` replaces the partition in force: it said nothing of the one it
+    lifted."""
+    import subprocess
+    import sys
+
+    _need(_brokers_available(), "no MQTT broker (mosquitto or amqtt) is installed")
+    d = tmp_path / "f"
+
+    def roost(*argv: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "chaos", *argv, "--dir",
+                            str(d)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    try:
+        fleet.up(d, 3, groups=1, replicas=3, timeout_s=40)
+        assert "lifted" not in roost("partition", "n01/n02,n03")
+        out = roost("partition", "n01,n02/n03")
+        assert "the earlier partition (n01 | n02,n03) was lifted first" in out, out
+        assert "lifted" not in roost("heal") + roost("partition", "n03/n01,n02")
+    finally:
+        fleet.down(d)
+        assert not _our_processes(d), _our_processes(d)

@@ -443,6 +443,7 @@ def test_chaos_run_stopped_by_sigterm_undoes_its_faults(emu):
             p.wait(10)
     assert p.returncode == 130, out
     assert "healed_all" in out, out
+    assert "replay the same schedule: roost chaos run --duration 60 --seed 13" in out, out
     assert _all_undone(d)
     _wait(lambda: _healthy(d), 60, "healthy after the stopped chaos run")
 
