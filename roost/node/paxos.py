@@ -193,7 +193,7 @@ class PaxosConfig:
     check_quorum = True  # a leader that hears no majority for election_timeout_max_ms
     # steps down, so clients of a partitioned leader are told to go elsewhere
     pre_vote = True  # a voter campaigns only once a majority answered that it hears no
-    # leader either (False: at once, as before; for comparison)
+    # leader either (False: at once, as before; for comparison); only with check_quorum
     prefer = ()  # members that should lead (the group's Pis beside its boards), the same
     # list on every replica: a leader outside it asks them in turn to take the lead (see
     # _hand_over); () lets any member lead as well as another
@@ -626,7 +626,9 @@ class PaxosCore:
                 self._election_at = now_ms + self._election_timeout()
             elif self._unsure:
                 self._ask(now_ms, out)
-            elif self.config.pre_vote:
+            elif self.config.pre_vote and self.config.check_quorum:
+                # (without check_quorum a leader that hears no one never steps down, and
+                # the follower it still reaches would decline every pre-vote for ever)
                 self._pre_vote(now_ms, out)
             else:
                 self._start_election(now_ms, out)
@@ -820,6 +822,8 @@ class PaxosCore:
             persists.append((PERSIST, "promised", [b[0], b[1]]))
         self.leader = None
         self._leader_at = now_ms  # an election it promised: given time before a pre-vote
+        if self._heard_by is not None and self.node_id in self._heard_by:
+            self._heard_by = None  # its own pre-vote ends: a late answer would outbid this
         self._promised_unsure = [b[0], b[1], body[3]] if unsure else None
         self._election_at = now_ms + self._election_timeout()
         sends = []

@@ -89,3 +89,26 @@ def test_a_follower_on_a_lossy_link_does_not_depose_a_leader_the_others_hear():
     assert min(without) >= 3, without
     with_pv = [_terms_with_a_lossy_follower(seed, True) for seed in range(3)]
     assert with_pv == [0, 0, 0], with_pv
+
+
+def test_a_promise_ends_the_replicas_own_pre_vote():
+    """n1 pre-votes, then promises n3's election; n2's answer to the pre-vote, late, must
+    not make n1 outbid the candidate it just promised (a duel for nothing)."""
+    n1 = _core("n1")
+    asks = _sends(n1.tick(1000), PREPARE)
+    nonce = asks[0][1].body[3]
+    n3 = Channel("n3", KEY)
+    n1.receive(1001, "n3", n3.seal(PREPARE, "n1", [5, "n3", 1]))
+    assert n1.ballot == (5, "n3")
+    n2 = Channel("n2", KEY)
+    eff = n1.receive(1002, "n2", n2.seal(NACK, "n1", [asks[0][1].body[0], "n1", 0, "", 3, nonce]))
+    assert n1.stats["elections"] == 0 and n1.ballot == (5, "n3") and not _sends(eff, PREPARE)
+
+
+def test_without_check_quorum_a_voter_campaigns_at_once():
+    """Pre-vote relies on check_quorum: a leader that hears no one but still reaches one
+    follower would keep that follower declining every pre-vote, and nothing would commit."""
+    n1 = _core("n1", check_quorum=False)
+    eff = n1.tick(1000)
+    assert n1.stats["elections"] == 1
+    assert all(len(env.body) == 3 for _, env in _sends(eff, PREPARE))
