@@ -292,7 +292,10 @@ def _sensors_fn(cfg):
         from roost.hardware.boards import make_sensors
 
         seed = cfg.get("sensor_seed", stable_hash(node_id) & 0xFFFF)
-        return make_sensors(board, simulated=(kind == "simulated"), seed=seed)
+        try:
+            return make_sensors(board, simulated=(kind == "simulated"), seed=seed)
+        except ValueError as e:  # an unknown board, a pin option: config.json's, not a crash
+            raise ConfigError(str(e)) from None
 
     return make
 
@@ -548,10 +551,7 @@ class Node:
         """Open the UDP port, boot from the flash dir, run until stop()."""
         self.udp.open()
         self.apply_control()
-        try:
-            self.runtime.boot()
-        except ValueError as e:  # a board or sensor option the host cannot take (a typo)
-            raise ConfigError(_sentence(e)) from None
+        self.runtime.boot()
         self.log("roost: started %s (boot %d, udp %d)" % (self.id, self.runtime.incarnation,
                                                          self.udp.bind_port))
         if self.hooks is not None and hasattr(self.hooks, "attach"):
