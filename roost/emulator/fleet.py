@@ -476,17 +476,29 @@ def node_pid(state: dict[str, Any], node_id: str) -> int | None:
     if info.get("interp") != "board" or not marker or not Path("/proc").is_dir():
         return None
     want = marker.encode()
+    flash = os.path.realpath(info.get("dir") or "")
+    found: dict[int, int] = {}  # pid -> parent pid, of the processes that serve this board
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
             continue
         try:
             argv = (p / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            cwd = os.readlink(p / "cwd")
+            ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        if b"board" in argv and b"serve" in argv and want in argv and pid_alive(int(p.name)):
-            info["pid"] = int(p.name)
-            return info["pid"]
-    return None
+        # its --dir, from where it runs, is this board's flash (the same relative --dir of
+        # another fleet's board is not), and it is alive
+        if (b"board" in argv and b"serve" in argv and want in argv
+                and os.path.realpath(os.path.join(cwd, marker)) == flash
+                and pid_alive(int(p.name))):
+            found[int(p.name)] = ppid
+    # a wrapper (timeout, nohup) around `roost board serve` matches too: the innermost
+    inner = [pid for pid in found if pid not in found.values()]
+    if len(inner) != 1:
+        return None
+    info["pid"] = inner[0]
+    return info["pid"]
 
 
 def read_status(state: dict[str, Any], node_id: str) -> dict[str, Any] | None:
@@ -665,19 +677,22 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
     for n in p["ids"]:
         state["nodes"][n] = {"interp": "micropython" if n in p["micropython"] else "cpython",
                              "port": free_udp_port(), "dir": str(d / "nodes" / n), "pid": None}
-    if netns:
-        _build_fabric(d, state, say)
-        save_state(d, state)  # from here `down` finds the fabric, whatever fails next
-    try:
-        _start_all(d, state, p, nodes, broker, fleet, heap_k, opts, code_in_rom, say)
-    except Exception:  # a failure leaves nothing half up: the namespaces, a broker, nodes
-        # (an interrupt goes to the caller, who stops what it started: roost emulate up)
-        if netns or (d / STATE).exists():
-            try:
-                down(d)
-            except (OSError, ValueError, RuntimeError):
-                pass
-        raise
+    # under the fleet's lock until every process is started: a chaos verb in between would
+    # have its pid written over by this state (its process then left running, unrecorded)
+    with state_lock(d):
+        if netns:
+            _build_fabric(d, state, say)
+            save_state(d, state)  # from here `down` finds the fabric, whatever fails next
+        try:
+            _start_all(d, state, p, nodes, broker, fleet, heap_k, opts, code_in_rom, say)
+        except Exception:  # a failure leaves nothing half up: the namespaces, a broker, nodes
+            # (an interrupt goes to the caller, who stops what it started: roost emulate up)
+            if netns or (d / STATE).exists():
+                try:
+                    down(d)
+                except (OSError, ValueError, RuntimeError):
+                    pass
+            raise
     if not wait:
         return snapshot(state)
     return wait_healthy(d, timeout_s, say)
