@@ -205,6 +205,7 @@ def power_cut(d: str | Path, off_s: float = 1.0) -> dict[str, Any]:
     if not 0 <= off_s <= MAX_OFF_S:
         raise FleetError("--off must be between 0 and %d seconds" % MAX_OFF_S)
     d = Path(d).resolve()
+    load_state(d)  # no fleet: said before a lock file is made
     with state_lock(d):
         state = load_state(d)
         ids = [n for n in state["ids"] if state["nodes"][n].get("interp") != "board"]

@@ -319,6 +319,7 @@ def add_board(d: str | Path, node_id: str, udp_port: int, pid: int | None, marke
     ``board`` is its kind (esp32-wrover, ...): what ``roost ota publish`` builds for it."""
     check_id(node_id)
     d = Path(d).resolve()
+    load_state(d)  # no fleet: said before a lock file is made
     with state_lock(d):
         state = load_state(d)
         info = state["nodes"].get(node_id)
