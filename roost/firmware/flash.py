@@ -35,7 +35,7 @@ from pathlib import Path
 
 from roost.common.ids import check_id
 from roost.firmware import build, nodeconfig
-from roost.hardware.boards import get_profile
+from roost.hardware.boards import a_board, get_profile
 
 # esptool's --chip for each board: it refuses a board of another chip (an ESP32 firmware
 # written at 0x1000 of an ESP32-S3 would leave it unable to boot)
@@ -191,8 +191,8 @@ def _board_of(args: argparse.Namespace, state: dict | None) -> str:
     if state is not None and is_plan(state):
         planned = board_of(state, args.node_id)
         if board and board != planned:
-            raise ValueError("the plan in %s says %s is a %s, not a %s: leave out --board"
-                             % (args.join_dir, args.node_id, planned, board))
+            raise ValueError("the plan in %s says %s is %s, not %s: leave out --board"
+                             % (args.join_dir, args.node_id, a_board(planned), a_board(board)))
         return planned
     return board or "esp32"
 

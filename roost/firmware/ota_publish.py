@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from roost.firmware import build, ota
-from roost.hardware.boards import PROFILE_NAMES
+from roost.hardware.boards import PROFILE_NAMES, a_board
 from roost.node.mqtt import WIFI
 from roost.node.mqtt_codec import parse_url
 from roost.node.ota_mqtt import frame_begin, frame_bundle, frame_end, frame_file, ota_topic
@@ -179,9 +179,9 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     if args.image:
         image = Path(args.image)
         if built_for and built_for != args.board:
-            raise ValueError("the image in %s was built for a %s board, not a %s one: build "
-                             "it for %s, or leave out --image" % (image, built_for, args.board,
-                                                                 args.board))
+            raise ValueError("the image in %s was built for %s board, not %s one: build "
+                             "it for %s, or leave out --image" % (image, a_board(built_for),
+                                                                 a_board(args.board), args.board))
         files = image_files(image)
     else:
         import tempfile

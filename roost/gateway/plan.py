@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from roost.common.ids import check_id
-from roost.hardware.boards import get_profile
+from roost.hardware.boards import a_board, get_profile
 
 STATE = "fleet.json"
 KEY = "fleet.key"
@@ -217,8 +217,8 @@ def node_config(state: dict[str, Any], node_id: str, key_file: str,
     board = board_of(state, node_id)
     common = shared(state, node_id)
     if state["nodes"][node_id]["interp"] != "cpython":
-        raise PlanError("%s is a %s board, not a Pi: flash it with roost flash --join-dir %s "
-                        "--node-id %s" % (node_id, board, state["dir"], node_id))
+        raise PlanError("%s is %s board, not a Pi: flash it with roost flash --join-dir %s "
+                        "--node-id %s" % (node_id, a_board(board), state["dir"], node_id))
     cfg = {"node_id": node_id, "fleet": state["fleet"],
            "board": board, "brokers": [state["broker"]["url"]],
            "key_file": key_file, "udp": ["0.0.0.0", UDP_PORT], "sensors": "real",

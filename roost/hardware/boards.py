@@ -114,6 +114,11 @@ _PROFILES = (
 PROFILE_NAMES = tuple(p.name for p in _PROFILES)
 
 
+def a_board(name):
+    """'an esp32', 'a pi-4': a board's name with its article, for sentences."""
+    return ("an " if name[:1] in "aeiou" else "a ") + name
+
+
 def get_profile(name):
     """A BoardProfile by name; ValueError with one sentence naming the valid ones."""
     if isinstance(name, BoardProfile):

@@ -44,7 +44,7 @@ def test_a_pi_node_config_is_one_roost_node_accepts(tmp_path):
     assert "peers" not in node_config(st, "n02", "/k")  # not its own address
     with pytest.raises(PlanError, match="n09 is not in the plan"):
         node_config(st, "n09", "/k")
-    with pytest.raises(PlanError, match="n03 is a esp32-wrover board, not a Pi: flash it"):
+    with pytest.raises(PlanError, match="n03 is an esp32-wrover board, not a Pi: flash it"):
         node_config(st, "n03", "/k")
 
 
@@ -71,7 +71,7 @@ def test_a_flashed_board_gets_its_share_of_the_plan(tmp_path, monkeypatch):
     assert node["paxos"] == {"prefer": ["n01", "n02"]}
     assert check_config(node_config(load_state(plan), "n01", "/k"))["paxos"] == {
         "prefer": ["n01", "n02"]}
-    with pytest.raises(ValueError, match="says n03 is a esp32-wrover, not a esp32"):
+    with pytest.raises(ValueError, match="says n03 is an esp32-wrover, not an esp32"):
         make_config(_flash_args(plan, "n03", "esp32"))
     with pytest.raises(ValueError, match="n09 is not in the plan"):
         make_config(_flash_args(plan, "n09"))
@@ -142,7 +142,7 @@ def test_ota_publish_refuses_a_target_the_plan_does_not_hold(tmp_path, capsys):
                          (["--target", "n03", "--fleet", "a b"], "--fleet 'a b'"),
                          (["--target", "n03", "--board", "nosuch"], "unknown board 'nosuch'"),
                          (["--target", "n03", "--image", str(img)],
-                          "built for a esp32-cam board, not a esp32-wrover one")):
+                          "built for an esp32-cam board, not an esp32-wrover one")):
         code = main(["ota", "publish", "--dir", str(tmp_path / "p"), "--serial", "2"] + extra)
         err = capsys.readouterr().err
         assert code == 2 and words in err and "Traceback" not in err, (extra, err)
@@ -172,7 +172,7 @@ def test_ota_publish_to_an_emulated_fleet_names_its_boards(tmp_path, capsys):
     code = main(["ota", "publish", "--dir", str(tmp_path), "--target", "n02", "--serial", "2",
                  "--broker", "mqtt://127.0.0.1:1", "--image", str(img)])
     err = capsys.readouterr().err
-    assert code == 2 and "built for a esp32 board, not a esp32-wrover one" in err, err
+    assert code == 2 and "built for an esp32 board, not an esp32-wrover one" in err, err
 
 
 def _report(inc, views, group=None, twin=None, stats=None):
