@@ -30,6 +30,7 @@ from roost.common.prng import Prng, seed_problem
 from roost.emulator.fleet import (
     FleetError,
     broker_kill,
+    broker_marker,
     broker_restart,
     emulated_state,
     kill_pid,
@@ -499,10 +500,17 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
         loss(d, args.node, args.rate)
         out.update({"node": args.node, "rate": args.rate})
     elif verb == "broker":
+        st = load_state(d)
+        b = st.get("broker") or {}
+        was_up = pid_alive(b.get("pid"), broker_marker(st))
         if args.what == "kill":
             out["killed"] = broker_kill(d)
+            if not out["killed"]:
+                out["note"] = "the broker was not running"
         else:
             out["pid"] = broker_restart(d)
+            if was_up:  # it did not say it stopped a running broker to start another
+                out["note"] = "the broker was running: it was stopped and started again"
         out["action"] = "broker " + args.what
     elif verb == "run":
         say = (lambda m: None) if args.json else (lambda m: print(m, flush=True))

@@ -112,3 +112,29 @@ def test_a_second_partition_says_it_lifted_the_first(tmp_path):
     finally:
         fleet.down(d)
         assert not _our_processes(d), _our_processes(d)
+
+
+def test_broker_verbs_say_what_they_found(tmp_path):
+    """`chaos broker restart` on a running broker stopped it and started another without a
+    word; `broker kill` on a dead one said only killed=False."""
+    import subprocess
+    import sys
+
+    _need(_brokers_available(), "no MQTT broker (mosquitto or amqtt) is installed")
+    d = tmp_path / "f"
+
+    def roost(*argv: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "chaos", *argv, "--dir",
+                            str(d)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    try:
+        fleet.up(d, 1, groups=1, replicas=1, timeout_s=40)
+        assert "was running: it was stopped and started again" in roost("broker", "restart")
+        assert "killed=True" in roost("broker", "kill")
+        assert "the broker was not running" in roost("broker", "kill")
+        assert "was running" not in roost("broker", "restart")
+    finally:
+        fleet.down(d)
+        assert not _our_processes(d), _our_processes(d)
