@@ -517,6 +517,10 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
         old = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # undone, as on Ctrl-C
         replay = ("replay the same schedule: roost chaos run --duration %g --seed %d "
                   "--interval %g --dir %s" % (args.duration, args.seed, args.interval, d))
+        for problem in snapshot(load_state(d))["health"]["problems"]:
+            if problem.startswith("group ") and "writes wait" in problem:
+                # the run keeps each group's majority, which it cannot when one is lost
+                say("note, before the run: " + problem)
         try:
             out["events"] = nemesis(d, args.duration, args.seed, args.interval, say)
         except KeyboardInterrupt:  # stopped early (its faults undone): the replay still helps
