@@ -979,8 +979,10 @@ def _up_cmd(args: argparse.Namespace) -> int:
                   % (args.dir, state["broker"]["url"], state["fleet"]))
         else:
             print("watch it:  roost status --dir %s" % args.dir)
-        print("use it:    roost kv put --dir %s KEY VALUE;  roost chaos kill n01 --dir %s"
-              % (args.dir, args.dir))
+        gw = ((state.get("netns") or {}).get("ns") or {}).get("gw")
+        inside = "ip netns exec %s " % gw if gw else ""  # root mode: clients run in "gw"
+        print("use it:    %sroost kv put --dir %s KEY VALUE;  roost chaos kill n01 --dir %s"
+              % (inside, args.dir, args.dir))
         print("stop it:   roost emulate down --dir %s" % args.dir, flush=True)
     if not args.foreground:
         return 0 if ok else 1

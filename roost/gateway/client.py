@@ -910,7 +910,9 @@ def _status_cmd(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(st, sort_keys=True))
         return 0
-    print("fleet %s in %s, broker %s" % (st["fleet"], st["dir"], (st["broker"] or {}).get("url")))
+    print("fleet %s in %s, %s" % (st["fleet"], st["dir"], "broker " + st["broker"]["url"]
+                                   if (st["broker"] or {}).get("url") else
+                                   "no broker (its nodes speak UDP only)"))
     if st.get("stopped_at"):
         print("stopped by roost emulate down at %s: none of its processes runs (roost emulate "
               "up --dir %s starts it again)"
