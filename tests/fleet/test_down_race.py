@@ -3,7 +3,10 @@ down and an up: real node processes (CPython only)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -57,84 +60,57 @@ def test_down_while_chaos_restarts_leaves_no_process_and_the_next_up_starts_whol
         assert not _our_processes(d), _our_processes(d)
 
 
-def test_chaos_verbs_that_change_nothing_say_so(tmp_path):
-    """pause twice, resume a node never paused, kill or pause a dead one: each said
-    paused=True / resumed=True (or a bare False) as if it had acted."""
-    import subprocess
-    import sys
+def _chaos(d: Path, *argv: str) -> str:
+    """`roost chaos ARGV --dir d` as a user runs it: its stdout (exit 0 asserted)."""
+    r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "chaos", *argv, "--dir",
+                        str(d)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
 
+
+@contextlib.contextmanager
+def _running(d: Path, nodes: int, replicas: int):
+    """A fleet in d for the block, then down with no process of it left."""
     _need(_brokers_available(), "no MQTT broker (mosquitto or amqtt) is installed")
-    d = tmp_path / "f"
-
-    def roost(*argv: str) -> str:
-        r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "chaos", *argv, "--dir",
-                            str(d)], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
-
     try:
-        fleet.up(d, 1, groups=1, replicas=1, timeout_s=40)
-        assert "resumed=False" in roost("resume", "n01") and "n01 was not paused" in \
-            roost("resume", "n01")
-        assert chaos.pause(d, "n01") and not chaos.pause(d, "n01")
-        assert "n01 was paused already" in roost("pause", "n01")
-        assert chaos.resume(d, "n01") and not chaos.resume(d, "n01")
-        assert "killed=True" in roost("kill", "n01")
-        out = roost("kill", "n01")
-        assert "killed=False" in out and "n01 was not running" in out
-        assert "n01 is not running: nothing to pause" in roost("pause", "n01")
+        fleet.up(d, nodes, groups=1, replicas=replicas, timeout_s=40)
+        yield d
     finally:
         fleet.down(d)
         assert not _our_processes(d), _our_processes(d)
+
+
+def test_chaos_verbs_that_change_nothing_say_so(tmp_path):
+    """pause twice, resume a node never paused, kill or pause a dead one: each said
+    paused=True / resumed=True (or a bare False) as if it had acted."""
+    with _running(tmp_path / "f", 1, 1) as d:
+        assert "resumed=False" in _chaos(d, "resume", "n01") and "n01 was not paused" in \
+            _chaos(d, "resume", "n01")
+        assert chaos.pause(d, "n01") and not chaos.pause(d, "n01")
+        assert "n01 was paused already" in _chaos(d, "pause", "n01")
+        assert chaos.resume(d, "n01") and not chaos.resume(d, "n01")
+        assert "killed=True" in _chaos(d, "kill", "n01")
+        out = _chaos(d, "kill", "n01")
+        assert "killed=False" in out and "n01 was not running" in out
+        assert "n01 is not running: nothing to pause" in _chaos(d, "pause", "n01")
 
 
 def test_a_second_partition_says_it_lifted_the_first(tmp_path):
     """`chaos partition` replaces the partition in force: it said nothing of the one it
     lifted."""
-    import subprocess
-    import sys
-
-    _need(_brokers_available(), "no MQTT broker (mosquitto or amqtt) is installed")
-    d = tmp_path / "f"
-
-    def roost(*argv: str) -> str:
-        r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "chaos", *argv, "--dir",
-                            str(d)], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
-
-    try:
-        fleet.up(d, 3, groups=1, replicas=3, timeout_s=40)
-        assert "lifted" not in roost("partition", "n01/n02,n03")
-        out = roost("partition", "n01,n02/n03")
+    with _running(tmp_path / "f", 3, 3) as d:
+        assert "lifted" not in _chaos(d, "partition", "n01/n02,n03")
+        out = _chaos(d, "partition", "n01,n02/n03")
         assert "the earlier partition (n01 | n02,n03) was lifted first" in out, out
-        assert "lifted" not in roost("heal") + roost("partition", "n03/n01,n02")
-    finally:
-        fleet.down(d)
-        assert not _our_processes(d), _our_processes(d)
+        assert "lifted" not in _chaos(d, "heal") + _chaos(d, "partition", "n03/n01,n02")
 
 
 def test_broker_verbs_say_what_they_found(tmp_path):
     """`chaos broker restart` on a running broker stopped it and started another without a
     word; `broker kill` on a dead one said only killed=False."""
-    import subprocess
-    import sys
-
-    _need(_brokers_available(), "no MQTT broker (mosquitto or amqtt) is installed")
-    d = tmp_path / "f"
-
-    def roost(*argv: str) -> str:
-        r = subprocess.run([sys.executable, "-m", "roost.gateway.cli", "chaos", *argv, "--dir",
-                            str(d)], capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
-
-    try:
-        fleet.up(d, 1, groups=1, replicas=1, timeout_s=40)
-        assert "was running: it was stopped and started again" in roost("broker", "restart")
-        assert "killed=True" in roost("broker", "kill")
-        assert "the broker was not running" in roost("broker", "kill")
-        assert "was running" not in roost("broker", "restart")
-    finally:
-        fleet.down(d)
-        assert not _our_processes(d), _our_processes(d)
+    with _running(tmp_path / "f", 1, 1) as d:
+        assert "was running: it was stopped and started again" in _chaos(d, "broker",
+                                                                          "restart")
+        assert "killed=True" in _chaos(d, "broker", "kill")
+        assert "the broker was not running" in _chaos(d, "broker", "kill")
+        assert "was running" not in _chaos(d, "broker", "restart")
