@@ -38,6 +38,7 @@ from roost.emulator.fleet import (
     node_marker,
     node_pid,
     pid_alive,
+    pid_paused,
     refuse_if_stopped,
     save_state,
     signal_pid,
@@ -206,7 +207,6 @@ def power_cut(d: str | Path, off_s: float = 1.0) -> dict[str, Any]:
     if not 0 <= off_s <= MAX_OFF_S:
         raise FleetError("--off must be between 0 and %d seconds" % MAX_OFF_S)
     d = Path(d).resolve()
-    load_state(d)  # no fleet: said before a lock file is made
     with state_lock(d):
         state = load_state(d)
         ids = [n for n in state["ids"] if state["nodes"][n].get("interp") != "board"]
@@ -228,19 +228,11 @@ def power_cut(d: str | Path, off_s: float = 1.0) -> dict[str, Any]:
             "boards": [n for n in state["ids"] if n not in ids]}
 
 
-def _is_paused(pid: int | None) -> bool:
-    """True for a process stopped by SIGSTOP (state T in /proc/PID/stat)."""
-    try:
-        return open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "T"
-    except (OSError, IndexError, TypeError):
-        return False
-
-
 def _wait_paused(pid: int, paused: bool) -> None:
     """A signal takes a moment to stop or wake a process: wait (at most 1 s) until /proc
     says so, so that the verb that follows sees the state this one made."""
     deadline = time.monotonic() + 1.0
-    while _is_paused(pid) != paused and time.monotonic() < deadline:
+    while pid_paused(pid) != paused and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
@@ -250,7 +242,7 @@ def pause(d: str | Path, node: str) -> bool:
     state = load_state(d)
     _node(state, node)
     pid = state["nodes"][node].get("pid")
-    if _is_paused(pid):
+    if pid_paused(pid):
         return False
     if not signal_pid(pid, signal.SIGSTOP, node_marker(state, node)):
         return False
@@ -264,7 +256,7 @@ def resume(d: str | Path, node: str) -> bool:
     state = load_state(d)
     _node(state, node)
     pid = state["nodes"][node].get("pid")
-    if not _is_paused(pid):
+    if not pid_paused(pid):
         return False
     if not signal_pid(pid, signal.SIGCONT, node_marker(state, node)):
         return False

@@ -92,12 +92,14 @@ LOCK_WAIT_S = 120.0  # how long a command waits for another one changing the sam
 
 
 @contextlib.contextmanager
-def state_lock(d: str | Path) -> Any:
+def state_lock(d: str | Path, new: bool = False) -> Any:
     """Hold the fleet's lock (``fleet.lock``, flock) while reading, changing and writing its
     state and starting or stopping its processes: a ``chaos restart`` racing ``emulate
     down`` started a node after down had read the pids, and left it running with nothing to
     stop it. Re-entrant within one thread (``restart`` calls ``start_node``); two threads
-    exclude each other as two processes do (each opens the file: flock is per open file)."""
+    exclude each other as two processes do (each opens the file: flock is per open file).
+    A directory that holds no fleet is said so (FleetError) before a lock file is made,
+    unless ``new`` (``up``, whose fleet.json comes once the lock is held)."""
     path = str(Path(d).resolve())
     key = (path, threading.get_ident())
     held = _LOCKS.get(key)
@@ -108,6 +110,8 @@ def state_lock(d: str | Path) -> Any:
         finally:
             held[1] -= 1
         return
+    if not new and not (Path(path) / STATE).is_file():
+        load_state(path)  # its one sentence: no fleet there, or a file given as the dir
     f = open(Path(path) / "fleet.lock", "a")
     try:
         deadline = time.monotonic() + LOCK_WAIT_S
@@ -179,6 +183,14 @@ def signal_pid(pid: int | None, sig: int, marker: str | None) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def pid_paused(pid: int | None) -> bool:
+    """True for a process stopped by SIGSTOP (state T in /proc/PID/stat)."""
+    try:
+        return Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except (OSError, IndexError, TypeError):
+        return False
 
 
 def stop_pid(pid: int | None, marker: str | None, timeout_s: float = 3.0) -> bool:
@@ -319,7 +331,6 @@ def add_board(d: str | Path, node_id: str, udp_port: int, pid: int | None, marke
     ``board`` is its kind (esp32-wrover, ...): what ``roost ota publish`` builds for it."""
     check_id(node_id)
     d = Path(d).resolve()
-    load_state(d)  # no fleet: said before a lock file is made
     with state_lock(d):
         state = load_state(d)
         info = state["nodes"].get(node_id)
@@ -521,11 +532,7 @@ def snapshot(state: dict[str, Any], fresh_s: float = 4.0) -> dict[str, Any]:
         # has not written its own yet): it says nothing about the node now
         stale = (st is None or now - st.get("wall", 0) > fresh_s
                  or st.get("wall", 0) < info.get("started", 0))
-        try:
-            paused = alive and Path("/proc/%d/stat" % info["pid"]).read_text().rsplit(
-                ")", 1)[1].split()[0] == "T"
-        except (OSError, IndexError):
-            paused = False
+        paused = alive and pid_paused(info["pid"])
         nodes[n] = {"process": "paused" if paused else ("running" if alive else "down"),
                     "pid": info.get("pid") if alive else None, "interp": info["interp"],
                     "port": info["port"], "status": st, "stale": stale}
@@ -680,7 +687,7 @@ def up(d: str | Path, nodes: int, micropython: int = 0, groups: int = 1, replica
                              "port": free_udp_port(), "dir": str(d / "nodes" / n), "pid": None}
     # under the fleet's lock until every process is started: a chaos verb in between would
     # have its pid written over by this state (its process then left running, unrecorded)
-    with state_lock(d):
+    with state_lock(d, new=True):
         if netns:
             _build_fabric(d, state, say)
             save_state(d, state)  # from here `down` finds the fabric, whatever fails next
@@ -760,7 +767,6 @@ def any_running(state: dict[str, Any]) -> bool:
 def down(d: str | Path) -> dict[str, Any]:
     """Stop every node (SIGTERM, then SIGKILL) and the broker this fleet started."""
     d = Path(d).resolve()
-    load_state(d)  # no fleet: said before a lock file is made
     with state_lock(d):
         return _down(d)
 
@@ -852,7 +858,6 @@ def netns_wrap(d: str | Path, argv: list[str], host: str = "gw") -> list[str]:
 
 def broker_kill(d: str | Path) -> bool:
     d = Path(d).resolve()
-    load_state(d)
     with state_lock(d):
         return _broker_kill(d)
 
@@ -871,7 +876,6 @@ def _broker_kill(d: Path) -> bool:
 
 def broker_restart(d: str | Path) -> int:
     d = Path(d).resolve()
-    load_state(d)
     with state_lock(d):
         return _broker_restart(d)
 
