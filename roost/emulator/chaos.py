@@ -172,7 +172,6 @@ def restart(d: str | Path, node: str) -> int:
     _node(load_state(d), node)
     with state_lock(d):
         state = load_state(d)
-        refuse_if_stopped(d, state)
         info = state["nodes"][node]
         if pid_alive(info.get("pid"), node_marker(state, node)):
             kill_pid(info["pid"], node_marker(state, node))
@@ -221,8 +220,7 @@ def power_cut(d: str | Path, off_s: float = 1.0) -> dict[str, Any]:
         save_state(d, state)
     time.sleep(off_s)
     with state_lock(d):
-        state = load_state(d)
-        refuse_if_stopped(d, state)  # stopped while the power was off: it stays off
+        state = load_state(d)  # stopped while the power was off: start_node refuses
         pids = {n: start_node(d, state, n) for n in ids}
     return {"cut": cut, "restarted": pids, "off_s": off_s,
             "boards": [n for n in state["ids"] if n not in ids]}

@@ -366,8 +366,7 @@ def _start_node(d: Path, state: dict[str, Any], node_id: str) -> int:
     if info.get("interp") == "board":
         raise FleetError("%s is a flashed board: power it up again (roost board serve), the "
                          "fleet does not start boards" % node_id)
-    if (d / STATE).exists():  # down since the caller read state?
-        refuse_if_stopped(d, load_state(d))
+    refuse_if_stopped(d, state)  # read under the lock by every caller: down cannot slip in
     env = _child_env()
     log = open(Path(info["dir"]) / "node.log", "ab")
     try:
