@@ -754,8 +754,7 @@ class PaxosCore:
         self._see_round(b[0])
         if not self._unsure:
             self._election_at = now_ms + self._election_timeout()
-            if self._heard_by is not None and self.node_id in self._heard_by:
-                self._heard_by = None  # its pre-vote: the leader is back, no election
+            self._end_pre_vote()  # the leader is back: no election
 
     def _nack(self, out, dst, body, reason):
         self._send(out, NACK, dst, [body[0], body[1], self.ballot[0], self.ballot[1], reason])
@@ -822,8 +821,7 @@ class PaxosCore:
             persists.append((PERSIST, "promised", [b[0], b[1]]))
         self.leader = None
         self._leader_at = now_ms  # an election it promised: given time before a pre-vote
-        if self._heard_by is not None and self.node_id in self._heard_by:
-            self._heard_by = None  # its own pre-vote ends: a late answer would outbid this
+        self._end_pre_vote()  # a late answer would have it outbid the candidate it promised
         self._promised_unsure = [b[0], b[1], body[3]] if unsure else None
         self._election_at = now_ms + self._election_timeout()
         sends = []
@@ -1485,6 +1483,12 @@ class PaxosCore:
         self._send_asks(out, 2)
         if _majority(self.members) <= 1:  # a group of one: no answer will come
             self._start_election(now_ms, out)
+
+    def _end_pre_vote(self):
+        """Drop this replica's pending pre-vote (its own answer is in it; an unsure
+        replica's ask and an ask to lead are not pre-votes and go on)."""
+        if self._heard_by is not None and self.node_id in self._heard_by:
+            self._heard_by = None
 
     def _send_asks(self, out, flag=1):
         """The ask: a PREPARE flagged as a question (1; 2 a pre-vote), with this ask's
