@@ -93,6 +93,21 @@ class FaultSwitch:
         cur = self.read(node)
         self.write(node, cur.get("blocked", []), rate)
 
+    def sides(self) -> list[list[str]] | None:
+        """The partition in force (each side with the nodes no one cuts), None without one."""
+        ids = self.state["ids"]
+        blocked = {n: set(self.read(n).get("blocked") or []) for n in ids}
+        out: list[list[str]] = []
+        for n in ids:
+            side = [m for m in ids if m not in blocked[n]]
+            if blocked[n] and side not in out:
+                out.append(side)
+        return out or None
+
+    def losses(self) -> dict[str, float]:
+        return {n: float(self.read(n).get("loss") or 0) for n in self.state["ids"]
+                if self.read(n).get("loss")}
+
 
 class NetnsFaults:
     """Root mode (``roost emulate up --netns``): real links and real loss on the fabric.
@@ -132,6 +147,17 @@ class NetnsFaults:
 
     def loss(self, node: str, rate: float) -> None:
         self.fab.loss(node, rate)
+
+    def sides(self) -> list[list[str]] | None:
+        """The partition in force (a node whose cable is out alone), None without one."""
+        ids = self.state["ids"]
+        groups = [[n for n in g if n in ids] for g in self.fab.groups] or [ids]
+        out = [[n for n in g if n not in self.fab.down] for g in groups]
+        out = [g for g in out if g] + [[n] for n in sorted(self.fab.down) if n in ids]
+        return out if len(out) > 1 else None
+
+    def losses(self) -> dict[str, float]:
+        return {n: r for n, r in self.fab.loss_rate.items() if n in self.state["ids"] and r}
 
 
 BACKENDS: dict[str, type] = {"switch": FaultSwitch, "netns": NetnsFaults}
@@ -293,16 +319,19 @@ def partition(d: str | Path, text: str, backend: str | None = None) -> list[list
     return sides
 
 
-def _partitioned(d: str | Path) -> str:
-    """The fault switch's cuts now in force, in words ("" for none, or in namespaces mode)."""
-    if load_state(d).get("netns"):
-        return ""
-    from roost.gateway.client import faults_text
-
-    sw = FaultSwitch(d)
-    cuts = {n: {"process": "running", "blocked": sw.read(n).get("blocked") or []}
-            for n in sw.state["ids"]}
-    return faults_text(cuts)
+def faults_now(d: str | Path, losses: bool = True, backend: str | None = None) -> str:
+    """The partition (and losses) in force, in words ("" for none): 'n01,n02 | n03,n04,n05'."""
+    b = _backend(d, backend)
+    parts = []
+    sides = b.sides()
+    if sides:
+        common = set(sides[0]).intersection(*sides[1:])
+        text = " | ".join(",".join(n for n in s if n not in common) for s in sides)
+        parts.append(text + (" (%s hear every side)" % ",".join(sorted(common)) if common else ""))
+    if losses:
+        parts += ["%s loses %d%% of its datagrams" % (n, round(r * 100))
+                  for n, r in sorted(b.losses().items())]
+    return "; ".join(parts)
 
 
 def heal(d: str | Path, backend: str | None = None) -> None:
@@ -363,7 +392,8 @@ def nemesis(d: str | Path, duration_s: float, seed: int, interval_s: float = 2.0
         log.append(ev)
         say("%7.2fs %s %s" % (ev["t"], what, " ".join("%s=%s" % kv for kv in sorted(kw.items()))))
 
-    sides: list[list[str]] | None = None  # the partition in force (None: healed)
+    # the partition in force (None: healed); one set before the run counts against the budget
+    sides: list[list[str]] | None = _backend(d, backend).sides()
     back_at: dict[str, float] = {}  # node -> when it was restarted or resumed
 
     def out_now() -> set[str]:
@@ -480,7 +510,7 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
     elif verb == "power-cut":
         out.update(power_cut(d, args.off))
     elif verb == "partition":
-        before = _partitioned(d)
+        before = faults_now(d, losses=False)
         out["sides"] = partition(d, args.sides)
         if before:  # a partition replaces the one before (losses stay): say so
             out["note"] = "the earlier partition (%s) was lifted first" % before
@@ -511,6 +541,10 @@ def _chaos_cmd(args: argparse.Namespace) -> int:
             if problem.startswith("group ") and "writes wait" in problem:
                 # the run keeps each group's majority, which it cannot when one is lost
                 say("note, before the run: " + problem)
+        before = faults_now(d)
+        if before:  # the run's heals lift them, as its end does: say so now, not after
+            say("note, before the run: %s; the run's heals lift this, and its end does"
+                % before)
         try:
             out["events"] = nemesis(d, args.duration, args.seed, args.interval, say)
         except KeyboardInterrupt:  # stopped early (its faults undone): the replay still helps
