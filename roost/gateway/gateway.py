@@ -33,6 +33,8 @@ class FleetView:
         self.stats = {"messages": 0, "readings": 0, "ignored": 0, "malformed": 0}
 
     MAX_NODES = 1024  # anyone who may publish can invent node ids: the view stays bounded
+    MAX_READING = 16384  # bytes: a node's reading is a few hundred
+    MAX_DEPTH = 8  # levels of nesting a reading may have (a node's has two)
 
     def _node(self, node_id: str) -> dict[str, Any] | None:
         n = self.nodes.get(node_id)
@@ -68,12 +70,11 @@ class FleetView:
                 n["mqtt"], n["since"] = word, now
             return
         try:
-            reading = json.loads(payload)
-        except ValueError:
-            self.stats["malformed"] += 1
-            return
-        if not isinstance(reading, dict):
-            self.stats["malformed"] += 1
+            reading = json.loads(payload) if len(payload) <= self.MAX_READING else None
+        except (ValueError, RecursionError):
+            reading = None
+        if not isinstance(reading, dict) or _deeper_than(reading, self.MAX_DEPTH):
+            self.stats["malformed"] += 1  # kept, it could not be written out (RecursionError)
             return
         n = self._node(node_id)
         if n is None:
@@ -91,6 +92,17 @@ class FleetView:
             nodes[k] = n
         return {"wall": now, "pid": os.getpid(), "broker_connected": connected,
                 "stats": dict(self.stats), "nodes": nodes}
+
+
+def _deeper_than(obj: Any, limit: int) -> bool:
+    """True when obj nests lists or objects more than limit levels deep (no recursion)."""
+    level = [obj]
+    for _ in range(limit + 1):
+        level = [c for o in level if isinstance(o, (dict, list))
+                 for c in (o.values() if isinstance(o, dict) else o)]
+        if not level:
+            return False
+    return True
 
 
 def read_view(d: str | Path, fresh_s: float = 5.0) -> dict[str, Any] | None:

@@ -38,3 +38,19 @@ def test_invented_node_ids_are_refused_and_the_view_stays_bounded():
     assert len(v.nodes) == FleetView.MAX_NODES and v.stats["ignored"] == 50
     v.on_message(3.0, "roost/lab/node/n1/status", b"offline")  # a known node still counts
     assert v.nodes["n1"]["mqtt"] == "offline"
+
+
+def test_a_reading_nested_too_deep_or_too_large_is_malformed_and_the_view_still_writes():
+    """A reading nested ~990 levels deep loaded, then killed the gateway writing its view
+    (RecursionError in json.dumps); deeper ones raised inside on_message."""
+    import json
+
+    v = FleetView("lab")
+    for depth in (9, 990, 5000):
+        v.on_message(1.0, "roost/lab/node/n01/data", b'{"a":' * depth + b"1" + b"}" * depth)
+    v.on_message(1.0, "roost/lab/node/n01/data", b'{"pad": "%s"}' % (b"x" * 20000))
+    v.on_message(2.0, "roost/lab/node/n01/data", b'{"a": {"b": {"c": [1, [2]]}}}')
+    doc = v.to_json(3.0, True)
+    assert doc["stats"]["malformed"] == 4 and doc["stats"]["readings"] == 1
+    assert doc["nodes"]["n01"]["last_reading"] == {"a": {"b": {"c": [1, [2]]}}}
+    json.dumps(doc)
