@@ -810,6 +810,9 @@ def fleet_status(d: str | Path) -> dict[str, Any]:
             stats = _dict(st.get("stats"))
             rej = {k[len("rx_rejected_"):]: v for k, v in sorted(stats.items())
                    if k.startswith("rx_rejected_") and isinstance(v, int) and v}
+            for k, v in _dict(st.get("mqtt")).items():  # dropped by the MQTT client itself
+                if k in ("rx_malformed", "rx_oversize") and isinstance(v, int) and v:
+                    rej["mqtt_" + k[3:]] = v
             entry.update({
                 "age_s": round(age, 1), "incarnation": st.get("incarnation"),
                 "uptime_s": round(st.get("uptime_ms", 0) / 1000, 1),

@@ -488,6 +488,9 @@ class Node:
                           "inflight": len(self.mqtt.inflight),
                           "outbox_dropped": ms["outbox_dropped"], "tx_publish": ms["tx_publish"],
                           "connects": ms["connects"]}
+            for name in ("rx_malformed", "rx_oversize", "handler_errors"):
+                if ms[name]:  # what the broker delivered that was dropped, when any
+                    st["mqtt"][name] = ms[name]
             if self.mqtt.refused:  # subscriptions the broker's ACL refused
                 st["mqtt"]["refused"] = sorted(self.mqtt.refused)
         if self.hooks is not None and hasattr(self.hooks, "status"):

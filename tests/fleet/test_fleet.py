@@ -361,6 +361,24 @@ def test_forged_replayed_oversized_malformed_traffic_is_rejected_and_survived(em
         blast(mal.seal(KV_REQUEST, leader, "not a list"), [leader])
         blast(mal.seal(KV_REQUEST, leader, [1, 99, "sec", None, None]), [leader])
         blast(mal.seal(33, leader, {"ballot": "huge"}), [leader])
+        # through the broker: an oversized message in every inbox, a reading nested too
+        # deep for the gateway (one killed it writing its view)
+        import paho.mqtt.client as mqtt
+
+        host, port = state["broker"]["url"].split("://")[1].rsplit(":", 1)
+        pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-junk")
+        pub.connect(host, int(port))
+        pub.loop_start()
+        try:
+            infos = [pub.publish("roost/%s/node/%s/inbox" % (state["fleet"], n),
+                                 os.urandom(20000), 1) for n in sorted(ports)]
+            infos.append(pub.publish("roost/%s/node/n01/data" % state["fleet"],
+                                     b'{"a":' * 980 + b"1" + b"}" * 980, 1))
+            for info in infos:
+                info.wait_for_publish(10)
+        finally:
+            pub.loop_stop()
+            pub.disconnect()
     finally:
         s.close()
     time.sleep(2.5)  # status files are rewritten every second
@@ -379,6 +397,8 @@ def test_forged_replayed_oversized_malformed_traffic_is_rejected_and_survived(em
         c_a = after["nodes"][n]["counters"]
         assert c_a["udp_rx_oversize"] >= c_b["udp_rx_oversize"] + 2, (n, c_a)
         assert after["nodes"][n]["counters"]["host_errors"] == 0
+        assert rej_a.get("mqtt_oversize", 0) > rej_b.get("mqtt_oversize", 0), (n, rej_a)
+    assert fleet.gateway_running(state), "the gateway died of a reading"
     rl = after["nodes"][leader]["rejected"]
     assert rl.get("replay", 0) >= before["nodes"][leader]["rejected"].get("replay", 0) + 3, rl
     assert _healthy(d)
