@@ -81,11 +81,16 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout_s: float, log: Pa
 
 def acl_rules(fleet: str, node_ids: list[str]) -> dict[str, dict[str, list[str]]]:
     """{user: {"publish": [filters], "subscribe": [filters]}} for the fleet's users."""
+    from roost.node.nodemain import ha_node
+
     base = "roost/%s" % fleet
-    rules = {ADMIN_USER: {"publish": ["roost/#"], "subscribe": ["roost/#"]}}
+    # admin: the gateway, roost kv, and Home Assistant, which reads the discovery configs
+    rules = {ADMIN_USER: {"publish": ["roost/#", "homeassistant/#"],
+                          "subscribe": ["roost/#", "homeassistant/#"]}}
     for n in sorted(node_ids):
         rules[n] = {
-            "publish": [base + "/node/%s/#" % n, base + "/node/+/inbox"],
+            "publish": [base + "/node/%s/#" % n, base + "/node/+/inbox",
+                        "homeassistant/sensor/%s/#" % ha_node(fleet, n)],
             "subscribe": [base + "/#"],
         }
     return rules

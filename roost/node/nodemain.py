@@ -606,8 +606,14 @@ def _reading_json(r):
     return json.dumps(out)
 
 
+def ha_node(fleet, node_id):
+    """The node's level in its discovery topics, which its broker ACL grants it
+    (Home Assistant's node_id: letters, digits, '_' and '-', so a '.' becomes '_')."""
+    return ("roost_%s_%s" % (fleet, node_id)).replace(".", "_")
+
+
 def ha_topic(fleet, node_id, sensor, quantity):
-    return "homeassistant/sensor/roost_%s_%s_%s_%s/config" % (fleet, node_id, sensor, quantity)
+    return "homeassistant/sensor/%s/%s_%s/config" % (ha_node(fleet, node_id), sensor, quantity)
 
 
 _HA_CLASS = {"temperature": "temperature", "humidity": "humidity", "pressure": "pressure",

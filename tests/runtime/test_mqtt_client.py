@@ -15,6 +15,7 @@ import pytest
 
 from roost.gateway.broker import free_port
 from roost.node.mqtt import MQTTClient, MQTTConfig
+from roost.node.nodemain import ha_topic
 from tests.runtime.brokers import KINDS, broker, micropython, until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -254,6 +255,7 @@ def test_acl_node_publishes_only_under_its_own_topics(kind, tmp_path):
         got: list = []
         admin = _client("admin", [h.url_for("admin", h.admin_password)], got)
         admin.subscribe("roost/#", 1)
+        admin.subscribe("homeassistant/#", 1)  # Home Assistant logs in as admin
         n1 = _client("n1", [h.url_for("n1", "pw1")])
         bad = _client("n2", [h.url_for("n2", "wrong")])
         for c in (admin, n1, bad):
@@ -261,12 +263,16 @@ def test_acl_node_publishes_only_under_its_own_topics(kind, tmp_path):
         await until(lambda: admin.connected and n1.connected and not admin._sub_pending, 10,
                     "admin and n1")
         for t in ("roost/f/node/n1/data", "roost/f/node/n2/data", "roost/f/node/n2/inbox",
-                  "roost/f/gateway/x", "other/x"):
+                  "roost/f/gateway/x", "other/x", ha_topic("f", "n1", "t", "temperature"),
+                  ha_topic("f", "n2", "t", "temperature")):
             n1.publish(t, t.encode(), 0)
         n1.publish("roost/f/node/n1/done", b"end", 1)
         await until(lambda: any(t == "roost/f/node/n1/done" for t, _, _ in got), 10, "end")
         topics = sorted(t for t, _, _ in got)
-        assert topics == ["roost/f/node/n1/data", "roost/f/node/n1/done",
+        # its sensors' discovery configs too (they were refused, so no sensor ever
+        # appeared in Home Assistant on a fleet with credentials)
+        assert topics == ["homeassistant/sensor/roost_f_n1/t_temperature/config",
+                          "roost/f/node/n1/data", "roost/f/node/n1/done",
                           "roost/f/node/n2/inbox"], topics
         assert not bad.connected and bad.stats["connect_failures"] >= 1
         for c in (admin, n1, bad):
