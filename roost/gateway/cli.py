@@ -7,6 +7,7 @@ tree and turns a user's mistake into one sentence (exit code 2) instead of a tra
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 
@@ -123,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         # overflow what they feed: a port of 99999, a timeout of 1e308)
         print("roost: %s" % e, file=sys.stderr)
         return 2
-    except OSError as e:
+    except BrokenPipeError:  # `roost status | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
+    except OSError as e:  # after BrokenPipeError, which is one
         if e.filename is None:
             raise
         # a path given on the command line (or in a config) that cannot be used: a file
@@ -133,8 +137,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("roost: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
 
 
 if __name__ == "__main__":

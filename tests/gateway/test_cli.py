@@ -129,3 +129,17 @@ def test_client_ids_do_not_repeat():
     ids = [_client_id("k") for _ in range(100000)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) <= 32 for i in ids)  # a node id's limit (roost.common.ids)
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`roost status | head -8` printed a BrokenPipeError traceback (the handler for it
+    came after the one for OSError, which it is)."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-m", "roost.gateway.cli", "sim", "gossip",
+                          "--nodes", "9", "--seed", "1"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before the first line
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err
