@@ -50,7 +50,7 @@ ST_RETRY = const(2)
 ST_ERROR = const(3)
 STATUS_NAMES = ("ok", "not_leader", "retry", "error")
 
-_SNAP_VERSION = const(1)
+_SNAP_VERSION = const(2)  # 2: the floor of forgotten sessions after the sessions
 _MAX_SEQ = const(1 << 62)  # sequence numbers are non-negative ints below this
 
 
@@ -61,8 +61,8 @@ class KvConfig:
     max_value_len = 256  # characters per value (an append past it fails): a reply must fit
     # one 1,400-byte datagram and the store must fit an ESP32's heap
     max_keys = 128  # distinct keys; a put of a new key beyond it fails ("full")
-    max_sessions = 128  # client sessions kept; beyond it the least recently used is evicted
-    # (a client silent for that many other clients' commands may see a retry applied twice)
+    max_sessions = 128  # client sessions kept; beyond it the least recently used is evicted,
+    # and its seq raises the floor below which a client without a session is refused
     max_pending = 64  # client requests a leader waits on at once; more get "retry"
     pending_timeout_ms = 2000  # a pending request not applied within this is forgotten
     # (the client has retried by then); keeps the table bounded under partitions
@@ -137,7 +137,12 @@ class KvStore:
         self.config = config or KvConfig()
         self.data = {}
         self.sessions = {}  # client -> [seq, result, last_index]
-        self.stats = {"applied": 0, "duplicates": 0, "stale": 0, "errors": 0, "evicted": 0}
+        # the highest seq of an evicted session: a command at or below it from a client
+        # without a session is refused ("expired"), as the store can no longer tell a new
+        # one from a replay (a captured request sent again) or from a retry it applied
+        self.floor = 0
+        self.stats = {"applied": 0, "duplicates": 0, "stale": 0, "errors": 0, "evicted": 0,
+                      "expired": 0}
         self.last_index = 0
 
     # ---- reads a host may do locally (not linearizable on their own) -----------------
@@ -171,6 +176,9 @@ class KvStore:
             if seq < s[0]:
                 self.stats["stale"] += 1
                 return [ST_ERROR, "stale"]
+        elif seq <= self.floor:
+            self.stats["expired"] += 1
+            return [ST_ERROR, "expired"]
         result = self._execute(op, key, a, b)
         if result[0] != ST_OK:
             self.stats["errors"] += 1
@@ -221,27 +229,32 @@ class KvStore:
             if victim is None or t < vt:
                 victim, vt = client, t
         if victim is not None:
+            if self.sessions[victim][0] > self.floor:
+                self.floor = self.sessions[victim][0]
             del self.sessions[victim]
             self.stats["evicted"] += 1
 
     # ---- snapshots ------------------------------------------------------------------
 
     def snapshot(self):
-        """[version, last_index, [[key, value]...], [[client, seq, result, last]...]],
+        """[version, last_index, [[key, value]...], [[client, seq, result, last]...], floor],
         lists sorted by key and client: the same state gives the same JSON everywhere."""
         items = [[k, self.data[k]] for k in sorted(self.data)]
         sess = []
         for c in sorted(self.sessions):
             s = self.sessions[c]
             sess.append([c, s[0], list(s[1]), s[2]])
-        return [_SNAP_VERSION, self.last_index, items, sess]
+        return [_SNAP_VERSION, self.last_index, items, sess, self.floor]
 
     def restore(self, snap):
         """Replace the state with a snapshot; ValueError (state untouched) if it is not one."""
-        if not isinstance(snap, list) or len(snap) != 4 or snap[0] != _SNAP_VERSION:
-            raise ValueError("not a kv snapshot")
-        _v, last, items, sess = snap
+        if not isinstance(snap, list) or (snap[:1], len(snap)) not in (([1], 4), ([2], 5)):
+            raise ValueError("not a kv snapshot")  # version 1 (before the floor) still reads
+        last, items, sess = snap[1], snap[2], snap[3]
+        floor = snap[4] if len(snap) == 5 else 0
         if not isinstance(last, int) or not isinstance(items, list) or not isinstance(sess, list):
+            raise ValueError("not a kv snapshot")
+        if not _is_uint(floor):
             raise ValueError("not a kv snapshot")
         data = {}
         for it in items:
@@ -263,6 +276,7 @@ class KvStore:
         self.data = data
         self.sessions = sessions
         self.last_index = last
+        self.floor = floor
 
 
 class KvReplica:
@@ -385,6 +399,9 @@ class KvReplica:
                 return [self._reply_result(client, seq, s[1])]
             self.stats["replied_error"] += 1
             return [self._reply(client, seq, ST_ERROR, "stale")]
+        if s is None and seq <= self.store.floor:  # forgotten: as apply() would refuse it
+            self.stats["replied_error"] += 1
+            return [self._reply(client, seq, ST_ERROR, "expired", self.store.floor)]
         if not self.paxos.is_leader():
             self.stats["not_leader"] += 1
             return [self._reply(client, seq, ST_NOT_LEADER, None, self._hint())]
@@ -424,7 +441,9 @@ class KvReplica:
             self.stats["replied_ok"] += 1
             return self._reply(client, seq, ST_OK, result[1])
         self.stats["replied_error"] += 1
-        return self._reply(client, seq, ST_ERROR, result[1])
+        # "expired" carries the floor: a client whose request was never applied goes on above it
+        floor = self.store.floor if result[1] == "expired" else None
+        return self._reply(client, seq, ST_ERROR, result[1], floor)
 
     def _on_apply(self, index, command, result):
         """Paxos applied a command on this replica: answer the client if it waits here."""

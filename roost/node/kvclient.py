@@ -98,6 +98,7 @@ class KvClient:
         self._rr = rng.randbelow(len(self.members))
         self._failures = 0
         self._redirects = 0
+        self._maybe = False  # an attempt of this seq went unanswered: it may have applied
         self._deadline = None  # reply wait or backoff end
         self._give_up_at = None
         self.stats = {
@@ -110,6 +111,7 @@ class KvClient:
             "redirects": 0,
             "history_dropped": 0,
             "rx_ignored": 0,
+            "rebased": 0,
         }
 
     # ---- local commands -------------------------------------------------------------
@@ -145,6 +147,7 @@ class KvClient:
         self._rec = rec
         self._failures = 0
         self._redirects = 0
+        self._maybe = False
         self._give_up_at = now_ms + self.config.op_timeout_ms
         self.stats["ops"] += 1
         self._target = self._leader if self._leader is not None else self._next_member()
@@ -170,6 +173,7 @@ class KvClient:
             self.channel.reject("malformed")
             return []
         seq, status, output, hint = body
+        floor = hint  # with "expired": the store's floor of forgotten sessions
         if not isinstance(seq, int) or isinstance(seq, bool):
             self.channel.reject("malformed")
             return []
@@ -198,6 +202,8 @@ class KvClient:
                 self.channel.reject("malformed")
                 return []
             self._leader = env.sender
+            if output == "expired":
+                return self._expired(now_ms, floor)
             return self._finish(now_ms, False, output)
         if status == ST_NOT_LEADER:
             if env.sender == self._leader:
@@ -211,6 +217,7 @@ class KvClient:
                 return self._send(now_ms)
             return self._retry_later(now_ms, hint)
         # ST_RETRY: the command may still commit; re-send the same seq after a pause
+        self._maybe = True
         return self._retry_later(now_ms, hint)
 
     def tick(self, now_ms):
@@ -222,6 +229,7 @@ class KvClient:
             return []
         if self._state == _WAIT_REPLY:
             # No answer: this replica may be down or cut off; forget it as leader.
+            self._maybe = True
             if self._target == self._leader:
                 self._leader = None
             return self._retry_later(now_ms, None)
@@ -248,6 +256,21 @@ class KvClient:
         self.stats["sent"] += 1
         dst = self._target
         return [(SEND, dst, self.channel.seal(KV_REQUEST, dst, self._body))]
+
+    def _expired(self, now_ms, floor):
+        """The store forgot this client (it held too many others since) and refused the
+        request. If every attempt of it was answered, none applied: it goes again with a seq
+        above the floor. After one that went unanswered it may have applied: unknown."""
+        if self._maybe:
+            return self._finish(now_ms, None, None)
+        if not isinstance(floor, int) or isinstance(floor, bool) or floor < 0:
+            return self._finish(now_ms, False, "expired")
+        n = (floor if floor > self._seq else self._seq) + 1
+        self._seq_base += n - self._seq
+        self._seq = n
+        self._body[0] = n
+        self.stats["rebased"] += 1
+        return self._send(now_ms)
 
     def _retry_later(self, now_ms, hint):
         """Back off (exponential, equal jitter), then re-send the same seq elsewhere."""

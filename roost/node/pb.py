@@ -389,7 +389,8 @@ class PbServer:
 
     def _reply_result(self, client, seq, result):
         st = ST_OK if result[0] == ST_OK else ST_ERROR
-        return self._reply(client, seq, st, result[1])
+        floor = self.store.floor if result[1] == "expired" else None  # as KvReplica's
+        return self._reply(client, seq, st, result[1], floor)
 
     def _on_request(self, now_ms, client, body):
         if not isinstance(body, list) or len(body) != 5 or not _is_uint(body[0]):
@@ -407,6 +408,8 @@ class PbServer:
             if seq == sess[0]:
                 return [self._reply_result(client, seq, sess[1])]
             return [self._reply(client, seq, ST_ERROR, "stale")]
+        if sess is None and seq <= self.store.floor:
+            return [self._reply(client, seq, ST_ERROR, "expired", self.store.floor)]
         if self.config.unsafe_local_reads and op == OP_GET:
             self.stats["local_reads"] += 1
             return [self._reply(client, seq, ST_OK, self.store.get(key))]

@@ -404,6 +404,37 @@ def test_forged_replayed_oversized_malformed_traffic_is_rejected_and_survived(em
     assert _healthy(d)
 
 
+def test_a_request_replayed_after_the_store_forgot_its_client_is_refused(emu):
+    """A captured put sent again, unchanged, once 300 clients had come since (the store
+    keeps 128 sessions, a replay window 256 senders), was applied again and rolled the
+    value back. (A restart, which empties the replay windows, did it with fewer.)"""
+    d = emu
+    state = fleet.load_state(d)
+    key = (d / "fleet.key").read_text().strip()
+    leader = _leader(d)
+    assert leader is not None
+    cli = Channel("capture", key, incarnation=int(time.time()))
+    genuine = cli.seal(KV_REQUEST, leader, [cli.incarnation * 10**9 + 1, OP_PUT, "rp", "old",
+                                            None])
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    try:
+        s.sendto(genuine, ("127.0.0.1", state["nodes"][leader]["port"]))
+        time.sleep(0.5)
+        assert client.kv_once(d, "get", "rp")["output"] == "old"
+        assert client.kv_once(d, "put", "rp", "new")["ok"] is True
+        # 300 clients: past the 128 sessions and the replay windows' 256 senders
+        load = client.run_load(d, clients=300, duration_s=3, keys=4, mix="get:1")
+        assert load["ok"] >= 300, load
+        assert _leader(d) == leader, "the leader changed: the replay would be misdirected"
+        s.sendto(genuine, ("127.0.0.1", state["nodes"][leader]["port"]))
+        time.sleep(1)
+    finally:
+        s.close()
+    assert client.kv_once(d, "get", "rp")["output"] == "new"
+    assert _healthy(d)
+
+
 # ---------------------------------------------------------------- shutdown
 
 

@@ -82,3 +82,25 @@ def test_error_is_definite_failure_and_retry_resends():
     w.reply(d + 1, dst2, [body[0], ST_ERROR, "too_large", None])
     rec = w.client.history[-1]
     assert rec["ok"] is False and rec["return"] is not None
+
+
+def test_expired_goes_again_above_the_floor_unless_an_attempt_went_unanswered():
+    """The store forgot c1 (too many clients since) and refused its request with the floor
+    of forgotten seqs: a request answered at every attempt never applied, so it goes again
+    with a seq above the floor; one that timed out once may have applied: unknown."""
+    w = World()
+    (dst, body), = w.sent(w.client.submit(0, "put", "k", value="v"))
+    floor = body[0] + 500
+    (dst2, body2), = w.sent(w.reply(1, dst, [body[0], ST_ERROR, "expired", floor]))
+    assert dst2 == dst and body2 == [floor + 1] + body[1:]
+    w.reply(2, dst, [floor + 1, ST_OK, None, None])
+    assert w.client.history[-1]["ok"] is True and w.client.stats["rebased"] == 1
+    (dst, body), = w.sent(w.client.submit(3, "get", "k"))
+    assert body[0] == floor + 2  # the next operation goes on from there
+    w.reply(4, dst, [body[0], ST_OK, "v", None])
+    # unanswered once: it may have applied before the store forgot the client
+    (dst, body), = w.sent(w.client.submit(10, "put", "k", value="w"))
+    w.sent(w.client.tick(w.client.next_deadline_ms()))  # the reply wait ends
+    (dst, _), = w.sent(w.client.tick(w.client.next_deadline_ms()))  # the retry goes out
+    assert w.sent(w.reply(500, dst, [body[0], ST_ERROR, "expired", body[0] + 9])) == []
+    assert w.client.history[-1]["ok"] is None and w.client.stats["rebased"] == 1

@@ -103,9 +103,26 @@ def test_session_table_is_bounded_lru():
     s.apply(5, _cmd("d", 1, OP_PUT, "k", "4"))  # evicts b, the least recently used
     assert sorted(s.sessions) == ["a", "c", "d"]
     assert s.stats["evicted"] == 1
-    # the documented price: an evicted client's retry applies again
-    s.apply(6, _cmd("b", 1, OP_APPEND, "k", "!"))
-    assert len(s.sessions) == 3
+    # b is forgotten: its request again (a retry, or a replay of a captured datagram) is
+    # refused, not applied a second time; so is anything at or below the floor it left
+    assert s.floor == 1
+    assert s.apply(6, _cmd("b", 1, OP_APPEND, "k", "!")) == [ST_ERROR, "expired"]
+    assert s.apply(7, _cmd("e", 1, OP_APPEND, "k", "!")) == [ST_ERROR, "expired"]
+    assert s.get("k") == "4" and s.stats["expired"] == 2 and len(s.sessions) == 3
+    assert s.apply(8, _cmd("e", 2, OP_APPEND, "k", "!")) == [ST_OK, None]  # above it
+
+
+def test_the_floor_of_forgotten_sessions_travels_in_the_snapshot():
+    s = KvStore(KvConfig(max_sessions=1))
+    s.apply(1, _cmd("a", 5, OP_PUT, "k", "1"))
+    s.apply(2, _cmd("b", 3, OP_PUT, "k", "2"))  # evicts a, seq 5
+    t = KvStore(KvConfig(max_sessions=1))
+    t.restore(json.loads(json.dumps(s.snapshot())))
+    assert t.floor == 5 and t.apply(3, _cmd("a", 5, OP_PUT, "k", "1")) == [ST_ERROR, "expired"]
+    old = s.snapshot()[:4]  # a snapshot written before the floor (version 1) still reads
+    old[0] = 1
+    t.restore(old)
+    assert t.floor == 0 and t.get("k") == "2"
 
 
 def test_snapshot_restore_roundtrip_and_order():
@@ -133,7 +150,8 @@ def test_snapshot_restore_roundtrip_and_order():
 def test_restore_rejects_garbage_and_keeps_state():
     s = KvStore()
     s.apply(1, _cmd("c", 1, OP_PUT, "k", "v"))
-    for bad in (None, [], [1, 0, [], []][:3], [2, 0, [], []], [1, 0, [["k", 5]], []],
+    for bad in (None, [], [1, 0, [], []][:3], [2, 0, [], []], [2, 0, [], [], -1],
+                [1, 0, [], [], 0], [1, 0, [["k", 5]], []],
                 [1, 0, [], [["c", 1, [0], 1]]], [1, 0, [], [["c", 1, [0, None], "x"]]],
                 [1, "x", [], []]):
         try:
