@@ -112,16 +112,19 @@ class UdpKvClient:
     """One client (one operation at a time) against every group of a fleet, over UDP."""
 
     def __init__(self, fleet: Fleet, client_id: str, clock: _Clock,
-                 config: KvClientConfig | None = None, seed: int | None = None) -> None:
+                 config: KvClientConfig | None = None, seed: int | None = None,
+                 incarnation: int | None = None, counter: list[int] | None = None) -> None:
         self.fleet = fleet
         self.id = client_id
         self.clock = clock
         # a new incarnation per run (seconds): the replicas' replay windows and sessions
         # see a fresh, higher sequence space even if a client id is reused
-        self.channel = Channel(client_id, fleet.key, incarnation=int(time.time()))
+        # (a load's clients share one, and one counter of operations: see KvClient)
+        inc = int(time.time()) if incarnation is None else incarnation
+        self.channel = Channel(client_id, fleet.key, incarnation=inc)
         rng = Prng(seed if seed is not None else int.from_bytes(os.urandom(4), "big"))
         self.cores = [KvClient(client_id, self.channel, members, config=config,
-                               rng=rng.fork(name), now_ms=clock.ms())
+                               rng=rng.fork(name), now_ms=clock.ms(), counter=counter)
                       for name, members in fleet.groups]
         self.owner = {}
         self._addr_stamps: dict[str, tuple[int, int]] = {}  # node -> newest announcement taken
@@ -533,7 +536,8 @@ def run_load(d: str | Path, clients: int, duration_s: float, history: str | None
 
     async def go() -> list[UdpKvClient]:
         loop = asyncio.get_running_loop()
-        cs = [UdpKvClient(fleet, _client_id("L", i), clock, cfg, rng.next32())
+        inc, count = int(time.time()), [0]
+        cs = [UdpKvClient(fleet, _client_id("L", i), clock, cfg, rng.next32(), inc, count)
               for i in range(clients)]
         made.extend(cs)
         all_done = loop.create_future()
@@ -657,6 +661,11 @@ def _load_cmd(args: argparse.Namespace) -> int:
                       "is checked from empty keys: pass a new --key-prefix (say --key-prefix "
                       "run2-)" % key, file=sys.stderr)
                 return 2
+    sessions = KvConfig().max_sessions
+    if args.clients > sessions:  # said before the load: its unknowns are what this costs
+        print("roost load: note: %d clients, and the store keeps %d client sessions: they "
+              "evict each other, and an operation retried after its session was evicted "
+              "ends unknown (docs/kv.md)" % (args.clients, sessions), file=sys.stderr)
     s = run_load(args.dir, args.clients, args.duration, args.history, args.keys, args.mix,
                  args.seed, args.value_size, key_prefix=args.key_prefix, rate=args.rate)
     if not args.history:

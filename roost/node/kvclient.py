@@ -75,7 +75,8 @@ class KvClientConfig:
 
 
 class KvClient:
-    def __init__(self, node_id, channel, members, config=None, rng=None, storage=None, now_ms=0):
+    def __init__(self, node_id, channel, members, config=None, rng=None, storage=None, now_ms=0,
+                 counter=None):
         if not members:
             raise ValueError("a kv client needs at least one replica")
         if rng is None:
@@ -86,7 +87,9 @@ class KvClient:
         self.config = config or KvClientConfig()
         self.rng = rng
         self._seq_base = channel.incarnation * _SEQ_PER_BOOT
-        self._n = 0
+        # [n]: operations started, shared by the clients of one load (so their seqs grow
+        # together and one whose session was evicted is not left below the store's floor)
+        self._count = counter if counter is not None else [0]
         self.history = []
         self.on_done = None  # callback(record) when an operation finishes or is abandoned
         self._state = _IDLE
@@ -141,8 +144,8 @@ class KvClient:
                 raise ValueError("%s takes a string value" % op)
             a = value
             rec["value"] = value
-        self._n += 1
-        self._seq = self._seq_base + self._n
+        self._count[0] += 1
+        self._seq = self._seq_base + self._count[0]
         self._body = [self._seq, code, key, a, b]
         self._rec = rec
         self._failures = 0
