@@ -199,6 +199,9 @@ def restart(d: str | Path, node: str) -> int:
     with state_lock(d):
         state = load_state(d)
         info = state["nodes"][node]
+        if info.get("interp") == "board":  # before the kill: it was pulled, then refused
+            raise FleetError("%s is a flashed board: power it up again (roost board serve), "
+                             "the fleet does not start boards" % node)
         if pid_alive(info.get("pid"), node_marker(state, node)):
             kill_pid(info["pid"], node_marker(state, node))
         return start_node(d, state, node)

@@ -937,7 +937,7 @@ def _check_up_args(args: argparse.Namespace) -> None:
     if args.replicas % 2 == 0:
         raise ValueError("--replicas must be odd (3 or 5): a group needs a majority")
     if not 0 < args.timeout <= 3600:
-        raise ValueError("--timeout must be 0 to 3600 seconds")
+        raise ValueError("--timeout must be more than 0 and at most 3600 seconds")
     if args.sample_ms < 100:
         raise ValueError("--sample-ms must be at least 100")
 

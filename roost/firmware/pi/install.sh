@@ -11,8 +11,10 @@ set -eu
 NODE_ID="" PLAN="" SRC="$(cd "$(dirname "$0")/../../.." && pwd)"
 while [ $# -gt 0 ]; do
     case "$1" in
-        --node-id) NODE_ID="${2:-}"; shift 2 ;;
-        --plan) PLAN="${2:-}"; shift 2 ;;
+        --node-id|--plan)
+            [ $# -ge 2 ] || { echo "install.sh: $1 needs a value" >&2; exit 2; }
+            if [ "$1" = --node-id ]; then NODE_ID="$2"; else PLAN="$2"; fi
+            shift 2 ;;
         *) echo "install.sh: unknown option $1 (see the comment at the top)" >&2; exit 2 ;;
     esac
 done
