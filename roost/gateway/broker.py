@@ -491,8 +491,13 @@ def _broker_cmd(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # stopped while starting: the broker, tied to us, stops too
         return 0
     pid = h.pid
+    adverts: list[Any] = []
     try:  # from here a SIGTERM (as Ctrl-C) at any line stops the broker and exits 0
         info = h.describe()
+        if args.host not in ("127.0.0.1", "localhost"):  # on the LAN: say so by zeroconf
+            adverts = _advertise(h, args)
+            if adverts:
+                info["advertised"] = "roost-%s-broker" % args.fleet
         if creds is not None:  # the gateway, roost kv and ota publish log in as admin
             pw_file = d.resolve() / "admin.password"
             pw_file.write_text((h.admin_password or "") + "\n")
@@ -516,17 +521,39 @@ def _broker_cmd(args: argparse.Namespace) -> int:
                       "against the fleet key, but readings and statuses are not (--plan DIR, or "
                       "--credentials FILE, gives each node its own password and topics)",
                       flush=True)
+            if adverts:
+                print("advertised on the LAN by zeroconf as roost-%s-broker: nodes whose "
+                      "config says \"discovery\": true find it" % args.fleet, flush=True)
         while h.running():
             time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
     finally:
+        for a in adverts:  # goodbye records: browsers forget this broker at once
+            a.close()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not
             signal.signal(sig, signal.SIG_IGN)  # cut the broker's stop short
         h.stop()  # the broker goes with this command, however it was stopped
     print("roost broker: the %s broker (pid %s) stopped by itself%s; its log is %s"
           % (h.kind, pid, _last_words(h.log), h.log), file=sys.stderr, flush=True)
     return 1
+
+
+def _advertise(h: BrokerHandle, args: argparse.Namespace) -> list[Any]:
+    """The broker's zeroconf records (_mqtt._tcp, with its fleet), or [] without zeroconf."""
+    from roost.gateway import discovery
+
+    where = None if args.host == "0.0.0.0" else [args.host]
+    out: list[Any] = []
+    try:
+        out.append(discovery.advertise_broker(h.port, fleet=args.fleet, interfaces=where))
+        if h.tls_port:
+            out.append(discovery.advertise_broker(
+                h.tls_port, fleet=args.fleet, tls=True, interfaces=where,
+                instance="roost-%s-broker-tls" % args.fleet))
+    except (ImportError, OSError, ValueError) as e:  # no zeroconf, no multicast interface
+        print("roost broker: not advertised by zeroconf (%s)" % e, file=sys.stderr)
+    return out
 
 
 def _last_words(log: Any) -> str:

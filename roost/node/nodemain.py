@@ -50,7 +50,7 @@ from roost.node.udp import UdpTransport
 _KNOWN = ("node_id", "fleet", "key_file", "key", "udp", "peers", "members", "seeds", "brokers",
           "mqtt_password", "groups", "board", "sensors", "sensor_seed", "storage", "control",
           "status_file", "preset", "gossip", "paxos", "kv", "host", "runtime", "mqtt",
-          "boot_floor", "mqtt_password_file")
+          "boot_floor", "mqtt_password_file", "discovery")
 _EAGAIN = (11, 35, 119)  # EAGAIN/EWOULDBLOCK on Linux, BSD and lwIP
 _LEARN_MAX = 64  # client routes remembered (clients reach replicas from unknown addresses)
 
