@@ -949,6 +949,9 @@ def _up_cmd(args: argparse.Namespace) -> int:
     if 0 < args.nodes < min(args.replicas, 3):
         say("note: %d node(s) make one replica group of %d, which survives no failure "
             "(3 replicas survive one)" % (args.nodes, args.nodes))
+    elif 0 < args.nodes < args.replicas:  # it took what there was, without a word
+        say("note: %d nodes make one replica group of %d, not %d"
+            % (args.nodes, args.nodes, args.replicas))
     t0 = time.time()
     old_term = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)  # a step's timeout
     try:
