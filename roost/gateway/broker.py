@@ -477,6 +477,11 @@ def _broker_cmd(args: argparse.Namespace) -> int:
             raise ValueError("credentials file %s must hold one JSON object of node id -> "
                              "password, like {\"n01\": \"...\"}" % args.credentials)
 
+    other = _running_from(d)
+    if other:  # it would rewrite that broker's config and pid file, then fail to listen
+        print("roost broker: a broker already runs from %s (pid %d): stop it first, or give "
+              "another --dir" % (d, other), file=sys.stderr)
+        return 1
     # kill PID or a closed terminal: as Ctrl-C; set before the broker starts, which must
     # never outlive this command
     signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
@@ -537,6 +542,17 @@ def _broker_cmd(args: argparse.Namespace) -> int:
     print("roost broker: the %s broker (pid %s) stopped by itself%s; its log is %s"
           % (h.kind, pid, _last_words(h.log), h.log), file=sys.stderr, flush=True)
     return 1
+
+
+def _running_from(d: Path) -> int | None:
+    """The pid of a broker started from directory d that still runs, or None."""
+    from roost.emulator.fleet import pid_alive
+
+    try:
+        pid = int((d / "broker.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid, "mosquitto") or pid_alive(pid, "--serve-embedded") else None
 
 
 def _advertise(h: BrokerHandle, args: argparse.Namespace) -> list[Any]:

@@ -77,6 +77,11 @@ def test_stopping_the_command_stops_its_broker(kind, tmp_path):
         line = p.stdout.readline() if ready else ""
         assert "(pid " in line, line
         broker_pid = int(line.split("(pid ", 1)[1].split(",", 1)[0])
+        # a second one from the same directory is refused, before it rewrote the running
+        # broker's config and pid file and then failed to listen
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "already runs from" in second.stderr, second
+        assert (tmp_path / "b" / "broker.pid").read_text() == str(broker_pid)
         os.kill(p.pid, signal.SIGTERM)
         assert p.wait(timeout=20) == 0
         deadline = time.monotonic() + 10
