@@ -100,7 +100,8 @@ class UdpTransport:
             if e.args and e.args[0] in _EADDRINUSE:
                 raise ValueError("UDP port %d on %s is taken (another node, or another "
                                  "program): give this node a port of its own (its config's "
-                                 "udp)" % (self.bind_port, self.bind_host)) from None
+                                 "udp; roost flash --udp-port for a board)"
+                                 % (self.bind_port, self.bind_host)) from None
             raise
         s.setblocking(False)
         self.sock = s
