@@ -200,9 +200,12 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, sort_keys=True))
     else:
+        who = (("each %s board reports on roost/%s/node/<its id>/ota" % (args.target, fleet))
+               if args.target in PROFILE_NAMES else
+               "the board reports on roost/%s/node/%s/ota" % (fleet, args.target))
         print("roost ota: update %s (serial %d, %d files, %d bytes) published on %s in %d "
-              "message(s); the board reports on roost/%s/node/<id>/ota"
-              % (version, args.serial, out["files"], out["bytes"], t, out["messages"], fleet))
+              "message(s); %s" % (version, args.serial, out["files"], out["bytes"], t,
+                                  out["messages"], who))
     return 0
 
 
@@ -211,7 +214,7 @@ def add_ota_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     osub = p.add_subparsers(dest="ota_command", metavar="ACTION")
     osub.required = True
     s = osub.add_parser("publish", help="publish a signed node-code update",
-                        description=__doc__.split("\n\n")[2])
+                        description=__doc__.split("\n\n")[2].replace("``", ""))
     s.add_argument("--target", required=True, help="a node id (n04) or a board kind (esp32)")
     s.add_argument("--serial", type=int, required=True,
                    help="update serial: must be newer than the board's (old ones are refused)")
