@@ -538,13 +538,31 @@ def snapshot(state: dict[str, Any], fresh_s: float = 4.0) -> dict[str, Any]:
     return {"nodes": nodes, "health": health(state, nodes)}
 
 
+def _why_down(state: dict[str, Any], n: str, v: dict[str, Any]) -> str:
+    """For a node process that ended by itself (roost chaos clears the pid of what it
+    stops): where its log is and its last line, the cause a user otherwise hunts for."""
+    info = state["nodes"][n]
+    if v["process"] != "down" or not info.get("pid") or info.get("interp") == "board":
+        return ""
+    log = Path(info["dir"]) / "node.log"
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, log.stat().st_size - 2048))
+            lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines()]
+    except OSError:
+        return ""
+    last = [ln for ln in lines if ln]
+    return " (its process ended, not by roost chaos; %s ends: %s)" % (
+        log, last[-1][:200] if last else "(empty)")
+
+
 def health(state: dict[str, Any], nodes: dict[str, Any]) -> dict[str, Any]:
     ids = state["ids"]
     problems = []
     for n in ids:
         v = nodes[n]
         if v["process"] != "running":
-            problems.append("%s is %s" % (n, v["process"]))
+            problems.append("%s is %s%s" % (n, v["process"], _why_down(state, n, v)))
             continue
         if v["stale"]:
             problems.append("%s has not reported for a while" % n)

@@ -86,6 +86,10 @@ def test_install_script_takes_the_node_from_a_plan(tmp_path: Path):
          [("n01", "pi-zero-2w"), ("n02", "pi-zero-2w"), ("n03", "esp32-wrover")], key="k" * 32)
     out = run("--plan", str(tmp_path / "class"))
     assert out.returncode == 2 and "give --node-id" in out.stderr
+    out = run("--plan", str(tmp_path / "class"), "--node-id")
+    assert out.returncode == 2 and "--node-id needs a value" in out.stderr, out.stderr
+    out = run("--plan", str(tmp_path / "class"), "--node-id", "n09")  # before apt and pip
+    assert out.returncode == 2 and "has no node n09" in out.stderr, out.stderr
     # what it installs as /etc/roost/node.json is what this command prints
     text = (PI / "install.sh").read_text()
     assert 'roost plan --dir "$PLAN" --node-config "$NODE_ID"' in text

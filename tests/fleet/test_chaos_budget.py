@@ -57,3 +57,18 @@ def test_a_partition_set_before_a_chaos_run_is_read_back_for_its_budget(tmp_path
     assert chaos.faults_now(tmp_path, losses=False) == "n01 | n02 (n03,n04,n05 hear every side)"
     sw.heal()
     assert sw.sides() is None and chaos.faults_now(tmp_path) == ""
+
+
+def test_a_node_that_ended_by_itself_is_reported_with_its_logs_last_line(tmp_path):
+    """`emulate up --heap 1 --micropython 1` said only 'n03 is down'; the MemoryError was
+    in its log, which nothing named. A node roost chaos stopped (pid cleared) says no more."""
+    from roost.emulator.fleet import _why_down
+
+    log = "roost: n03 boot 1\nMemoryError: allocating 143696 bytes\n\n"
+    (tmp_path / "node.log").write_text(log)
+    state = {"nodes": {"n03": {"dir": str(tmp_path), "pid": 4242, "interp": "micropython"},
+                       "n04": {"dir": str(tmp_path), "pid": None, "interp": "cpython"}}}
+    why = _why_down(state, "n03", {"process": "down"})
+    assert why.endswith("node.log ends: MemoryError: allocating 143696 bytes)"), why
+    assert _why_down(state, "n04", {"process": "down"}) == ""
+    assert _why_down(state, "n03", {"process": "paused"}) == ""

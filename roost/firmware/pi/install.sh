@@ -21,10 +21,16 @@ done
 [ -n "$PLAN" ] || { echo "install.sh: give --plan DIR, the fleet's plan from 'roost plan'" >&2; exit 2; }
 [ -f "$PLAN/fleet.json" ] && [ -f "$PLAN/fleet.key" ] || { echo "install.sh: $PLAN holds no plan (fleet.json and fleet.key from 'roost plan')" >&2; exit 2; }
 [ -n "$NODE_ID" ] || { echo "install.sh: give --node-id, e.g. --node-id n01" >&2; exit 2; }
+# before apt and pip, which take minutes on a Pi Zero
+python3 -c 'import json, sys; sys.exit(sys.argv[2] not in json.load(open(sys.argv[1]))["nodes"])' \
+    "$PLAN/fleet.json" "$NODE_ID" \
+    || { echo "install.sh: the plan in $PLAN has no node $NODE_ID" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "install.sh: run it as root (sudo)" >&2; exit 2; }
 
 # 1. system packages: Python, venv, I2C tools; enable I2C for the BME280
-apt-get install -y python3-venv python3-dev i2c-tools libgpiod2 >/dev/null
+apt-get install -y python3-venv python3-dev i2c-tools >/dev/null
+# the GPIO library: libgpiod2 on Bookworm, libgpiod3 on the releases after it
+apt-get install -y libgpiod2 >/dev/null 2>&1 || apt-get install -y libgpiod3 >/dev/null
 command -v raspi-config >/dev/null && raspi-config nonint do_i2c 0 || true
 
 # 2. a dedicated user with access to the buses
