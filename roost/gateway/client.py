@@ -774,7 +774,10 @@ REJECTED_WHY = {
     "misdirected": "addressed to another node",
     "unknown_kind": "of a kind nothing on the node takes",
     "unknown_sender": "from a node outside the fleet",
-    "addr": "address announcements that failed their check",
+    "addr": "address announcements not taken: older than one already taken (usual after "
+            "a board is replaced or restarted) or not signed with this fleet's key",
+    "mqtt_malformed": "MQTT packets through the broker that were not MQTT",
+    "mqtt_oversize": "MQTT messages larger than the node takes, skipped unread",
     "old_ballot": "Paxos messages of a leader or candidate that a later election passed "
                   "(usual after a leader change or a partition)",
     "full": "accepts a board's Paxos log had no room for until its next snapshot (the "
