@@ -25,7 +25,9 @@ Outcome semantics:
   dropped. Once every operation with a finite return is linearized the search stops,
   so optional operations are never forced in at the end.
 * Intervals are closed: A precedes B in real time only if ``A.return < B.call``;
-  operations whose intervals touch count as concurrent.
+  operations whose intervals touch count as concurrent, except one client's own: a
+  client issues one operation at a time, so its operation that called at the time its
+  last one returned comes after it (a stale read of its own write slipped through).
 
 A time bound makes the verdict ``None`` ("unknown"), never ``True``.
 """
@@ -392,6 +394,7 @@ def _search(kops: list[Op], deadline: float):
     e_inf = [False] * (m + 1)        # return at +infinity: every required op placed
     match = [0] * (m + 1)
     ret_node = [0] * n
+    call_node = [0] * n
     for k, (t, is_ret, i) in enumerate(events, 1):
         e_op[k] = i
         if is_ret:
@@ -399,6 +402,12 @@ def _search(kops: list[Op], deadline: float):
             e_inf[k] = t == _INF
         else:
             e_call[k] = True
+            call_node[i] = k
+    # a client's operation that called when its previous one returned waits for it
+    # (other clients' touching operations stay concurrent: their clocks are coarse)
+    # (not for operations of no length: two of one client at one instant have no order)
+    returned_at = {(o.client, o.ret): i for i, o in enumerate(kops) if o.ok and o.call < o.ret}
+    before = [returned_at.get((o.client, o.call), -1) for o in kops]
     for k in range(1, m + 1):
         if e_call[k]:
             match[k] = ret_node[e_op[k]]
@@ -429,6 +438,10 @@ def _search(kops: list[Op], deadline: float):
         if e_call[node]:
             i = e_op[node]
             k = kind[i]
+            b = before[i]
+            if b >= 0 and kops[b].call < kops[i].call and nxt[prv[call_node[b]]] == call_node[b]:
+                node = nxt[node]  # its client's previous operation is not placed yet
+                continue
             if reads_pass:
                 if k == _GET:
                     if value != arg_a[i]:

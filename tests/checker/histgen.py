@@ -55,6 +55,11 @@ def _real_time_ok(perm):
             ret = later.ret if later.ok else INF
             if ret < perm[i].call:  # perm[j] finished before perm[i] began
                 return False
+            # one client's operation that called when its previous one returned (one at a
+            # time: it came after it)
+            if (later.client == perm[i].client and ret == perm[i].call
+                    and later.call < ret and later.call < perm[i].call):
+                return False
     return True
 
 
