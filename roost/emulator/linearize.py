@@ -154,6 +154,12 @@ def _q(v) -> str:
     return json.dumps(v)
 
 
+def _name(s: str) -> str:
+    """A key or client id as is, or quoted with escapes when it would not print on one
+    line (a newline, or a lone surrogate that stdout cannot encode)."""
+    return s if s.isprintable() else json.dumps(s)
+
+
 def _num(x) -> bool:
     """A finite number of seconds (an integer too large for a float is not)."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
@@ -231,7 +237,7 @@ def load_history(path_or_lines, where: str | None = None) -> list[Op]:
     """
     if isinstance(path_or_lines, (str, os.PathLike)):
         name = where or os.fspath(path_or_lines)
-        with open(path_or_lines, encoding="utf-8") as f:
+        with open(path_or_lines, "rb") as f:  # decoded line by line: errors name the line
             return _load_lines(f, name)
     return _load_lines(path_or_lines, where or "history")
 
@@ -279,18 +285,19 @@ def _t(x: float | None) -> str:
 
 def format_op(o: Op) -> str:
     """One readable line, e.g. ``c1 get t/room1 -> "21.5"  [12.040, 12.052]``."""
+    key = _name(o.key)
     if o.op == "get":
-        body = "get %s -> %s" % (o.key, _q(o.output) if o.ok else "?")
+        body = "get %s -> %s" % (key, _q(o.output) if o.ok else "?")
     elif o.op in ("put", "append"):
-        body = "%s %s %s" % (o.op, o.key, _q(o.value))
+        body = "%s %s %s" % (o.op, key, _q(o.value))
     else:
         res = ("swapped" if o.output else "not swapped") if o.ok else "?"
-        body = "cas %s %s -> %s : %s" % (o.key, _q(o.old), _q(o.new), res)
+        body = "cas %s %s -> %s : %s" % (key, _q(o.old), _q(o.new), res)
     if o.ok is None:
         body += " (outcome unknown)"
     elif o.ok is False:
         body += " (failed)"
-    return "%s %s  [%s, %s]" % (o.client, body, _t(o.call), _t(o.ret))
+    return "%s %s  [%s, %s]" % (_name(o.client), body, _t(o.call), _t(o.ret))
 
 
 # ---------------------------------------------------------------------------
@@ -653,7 +660,8 @@ def add_check_parser(subparsers) -> None:
 def run_check(args) -> int:
     try:
         if args.file == "-":
-            ops = load_history(sys.stdin, where="stdin")
+            # bytes, as from a file (the text stream let non-UTF-8 through as surrogates)
+            ops = load_history(sys.stdin.buffer, where="stdin")
         else:
             ops = load_history(args.file)
     except HistoryError as e:

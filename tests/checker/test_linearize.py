@@ -467,3 +467,24 @@ def test_hot_single_key_and_deep_sequential_history():
     # 20,000 strictly sequential ops: the search is iterative, no recursion limit
     seq = simulate(random.Random(6), clients=1, n_ops=20000, keys=1, unknown=0, failed=0)
     assert check(seq, timeout_s=60).verdict is True
+
+
+def test_odd_bytes_and_odd_keys_get_a_line_number_or_a_verdict(tmp_path):
+    """Non-UTF-8 through stdin was checked (as surrogates) while the same file was refused
+    with a byte offset; a key with a lone surrogate (valid JSON) lost its verdict to an
+    encoding error when the counterexample was printed."""
+    import subprocess
+    import sys
+
+    bad = b'{"client":"c1","op":"put","key":"k\xff","value":"a","call":0,"return":1,"ok":true}\n'
+    cmd = [sys.executable, "-m", "roost.gateway.cli", "check"]
+    (tmp_path / "bad.jsonl").write_bytes(b"\n" + bad)
+    r = subprocess.run(cmd + ["-"], input=bad, capture_output=True, timeout=60)
+    assert r.returncode == 2 and b"stdin line 1 is not valid UTF-8" in r.stderr, r.stderr
+    r = subprocess.run(cmd + [str(tmp_path / "bad.jsonl")], capture_output=True, timeout=60)
+    assert r.returncode == 2 and b"line 2 is not valid UTF-8" in r.stderr, r.stderr
+    odd = ('{"client":"c1","op":"put","key":"k\\ud800\\n","value":"a","call":0,"return":1,'
+           '"ok":true}\n{"client":"c2","op":"get","key":"k\\ud800\\n","call":2,"return":3,'
+           '"ok":true,"output":"b"}\n')
+    r = subprocess.run(cmd + ["-"], input=odd.encode(), capture_output=True, timeout=60)
+    assert r.returncode == 1 and b'c2 get "k\\ud800\\n" -> "b"' in r.stdout, (r.stdout, r.stderr)
