@@ -449,9 +449,12 @@ def add_kv_parser(subparsers) -> argparse.ArgumentParser:
         description="Run the key-value store (Paxos or primary/backup) with clients and a "
         "seeded nemesis in the deterministic simulator, then check the history.",
     )
-    p.add_argument("--replicas", type=int, default=3, help="replicas (3 or 5)")
+    p.add_argument("--replicas", type=int, default=3,
+                   help="replicas (default 3; 3 survive one failure, 5 two)")
     p.add_argument("--clients", type=int, default=4, help="concurrent clients")
-    p.add_argument("--ops", type=int, default=200, help="operations in total")
+    p.add_argument("--ops", type=int, default=200,
+                   help="operations in total (one per client kept for after the heal; a "
+                   "client still without one then gets it beyond the total)")
     p.add_argument("--seed", type=int, default=None, help="seed of the whole run (default 1)")
     p.add_argument(
         "--seeds",
