@@ -282,7 +282,8 @@ def measure_heap(path: Path, heap: int, mods: tuple[str, ...] = BOOT_SET) -> dic
             return {"heap": heap, "free_before": int(base), "free_after": int(free),
                     "used": int(base) - int(free), "out_of_memory_at": "" if err == "-" else err,
                     "modules": ok.split(",") if ok.strip() else []}
-    if "MemoryError" in out.stderr:
+    if "MemoryError" in out.stderr or "MemoryError" in out.stdout:  # the unix port prints
+        # an uncaught exception's traceback on stdout
         # every module imported, then the report's own line did not fit: at the very edge
         # of the heap, so this heap is too small all the same (it failed `roost build`'s
         # search now and then, one allocation short)

@@ -50,8 +50,9 @@ def image_files(image: Path) -> dict[str, bytes]:
 def make_bundle(files: dict[str, bytes], key: str, serial: int, version: str,
                 board: str = "esp32") -> tuple[bytes, bytes]:
     """(manifest, tag)."""
-    if serial < 1:
-        raise ValueError("--serial must be at least 1 (a board starts at 0)")
+    if not 1 <= serial < 1 << 32:  # the frames carry it in 4 bytes: a board ignored the
+        # rest of a date-like 202612061530 without a word
+        raise ValueError("--serial must be 1 to 4294967295 (a board starts at 0)")
     manifest = ota.make_manifest(files, serial, version, board)
     return manifest, ota.sign(key, manifest)
 

@@ -105,8 +105,10 @@ class OtaMqtt:
     def _count(self, name):
         self.stats[name] = self.stats.get(name, 0) + 1
 
-    def _report(self, result, reason=""):
-        body = {"serial": self.serial, "version": self.version, "result": result,
+    def _report(self, result, reason="", m=None):
+        """On roost/<fleet>/node/<id>/ota; m: another update's manifest than this one's."""
+        body = {"serial": m["serial"] if m else self.serial,
+                "version": m["version"] if m else self.version, "result": result,
                 "reason": reason}
         try:
             self.client.publish("roost/" + self.fleet + "/node/" + self.node_id + "/ota",
@@ -138,8 +140,16 @@ class OtaMqtt:
         """One frame. Returns None, "switched" or the refusal reason. Never raises on bad
         bytes (a malformed frame is counted)."""
         self._count("ota_frames")
-        if self.reset_pending:
-            return None  # switched already: the board resets before anything else
+        if self.reset_pending:  # switched already: the board resets before anything else
+            if len(b) > 8 and b[:5] == MAGIC and b[5:6] in (b"M", b"B"):
+                # another update's start: said, not dropped without a word (its frames
+                # were taken from the broker, so it will not come again by itself)
+                m, _ = ota.parse_manifest(b[8:8 + _u(b, 6, 2)])
+                if m:
+                    self.log("roost: update %s refused (switching to %s: publish it again "
+                             "once that one is confirmed)" % (m["version"], self.version))
+                    self._report("refused", "switching", m)
+            return None
         if len(b) < 7 or b[:5] != MAGIC:
             self._count("rx_rejected_malformed")
             return self._refused("malformed")

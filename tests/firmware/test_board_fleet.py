@@ -330,6 +330,17 @@ def test_ota_frames_switch_and_garbage_is_counted_never_raised(tmp_path):
         c.on_message("roost/lab/ota/esp32", f, False)
     assert o.reset_pending and bootsel.read_state(root)[:4] == ["b", "a", 2, 1]
     assert (tmp_path / "slots" / "b" / "roost" / "a.py").read_bytes() == files["roost/a.py"]
+    # a second update published at once arrives while the board switches: refused, said
+    # on its result topic (its frames were dropped without a word, the broker's copy gone)
+    m3, tag3 = ota_publish.make_bundle(files, "k" * 16, 3, "v3")
+    for f in ota_publish.frames(m3, tag3, files, chunk=1000):
+        c.on_message("roost/lab/ota/n04", f, False)
+    said = [json.loads(p) for t, p in c.published if t == "roost/lab/node/n04/ota"]
+    assert said[-1] == {"serial": 3, "version": "v3", "result": "refused",
+                        "reason": "switching"}, said
+    assert bootsel.read_state(root)[:4] == ["b", "a", 2, 1]
+    with pytest.raises(ValueError, match="serial must be 1 to 4294967295"):
+        ota_publish.make_bundle(files, "k" * 16, 1 << 32, "v9")
     o2 = OtaMqtt(_FakeClient(), "lab", "n04", "esp32", "k" * 16, root, lines.append)
     assert o2.handle(ota_publish.frames(m, tag, files, single=True)[0], retained=True) == "stale"
     assert not any("v2 refused" in ln for ln in lines)
