@@ -175,6 +175,13 @@ def boot(slot, root="", machine=None, network=None):
         enter_safe_mode("pin %d was held at reset, main.py skipped" % pin)
         return STATE
     if why:
+        note = bootsel.give_up(root)  # an update on trial that refuses this config
+        if note:
+            log("%s (%s)" % (note, why))
+            if machine is None:
+                import machine
+            machine.reset()
+            return STATE  # (a fake machine in tests returns)
         enter_safe_mode(why)
         return STATE
     STATE["cfg"] = cfg

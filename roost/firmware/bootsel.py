@@ -107,6 +107,20 @@ def select(root=""):
         st[4] or "?", previous)
 
 
+def give_up(root=""):
+    """The running slot is an update on trial that cannot start: its code does not load,
+    or it refuses the board's config.json (an option it does not know). Roll back now, as
+    select() does once its trial boots are spent: in safe mode the board never reached the
+    join deadline, and sat on trial until two power cycles. -> the console line, or ""
+    when the slot is confirmed or has nothing to go back to. The caller resets."""
+    st = read_state(root)
+    if st[2] == CONFIRMED or not st[1]:
+        return ""
+    write_state(root, [st[1], st[0], CONFIRMED, st[3], "rollback"])
+    return "roost: update %s cannot start in slot %s; rolled back to slot %s" % (
+        st[4] or "?", st[0], st[1])
+
+
 def rom_slot(root, slot):
     """Where slot's code runs from on a board flashed with --romfs (``slots/rom.json``
     names the slot whose code its ROMFS partition holds): "rom" when the partition holds

@@ -983,8 +983,13 @@ def _status_cmd(args: argparse.Namespace) -> int:
         if b:
             ota = {k[len("rx_rejected_"):] if k.startswith("rx_rejected_") else k: v
                    for k, v in sorted(_dict(b.get("ota")).items()) if v}
-            print("board %s: slot %s, version %s (serial %s)%s%s" % (
-                n, b.get("slot"), b.get("version") or "as flashed", b.get("serial"),
+            # after a rollback the state keeps the refused update's serial (so it is not
+            # taken again) and "rollback" in place of a version it no longer knows
+            back = b.get("version") == "rollback"
+            print("board %s: slot %s, version %s (%s %s)%s%s" % (
+                n, b.get("slot"), "before the update it rolled back" if back
+                else b.get("version") or "as flashed",
+                "that update's serial" if back else "serial", b.get("serial"),
                 ", on trial until it joins" if b.get("trial", -1) >= 0 else "",
                 "; updates: " + ", ".join("%s %s" % kv for kv in ota.items()) if ota else ""))
     for g in st["groups"]:

@@ -80,3 +80,26 @@ def test_a_config_the_node_refuses_is_safe_mode_and_idles_not_a_reset_loop():
                     "of esp32, pi-4; fix it and reset the board.") in lines
     finally:
         _restore()
+
+
+def test_an_update_on_trial_that_refuses_the_config_rolls_back_at_once():
+    """Code on trial that rejects config.json (an option an older release lacks) went to
+    safe mode, where no join deadline runs: the board stayed on trial until two power
+    cycles. It rolls back and resets at once; a confirmed slot still gets safe mode."""
+    lines = _capture()
+    try:
+        with TmpDir() as d:
+            _board(d, dict(CFG, udp_port=0))
+            write(d + "/slots/a/x.py", "")
+            m = ota.make_manifest({"x.py": b"1"}, 4, "v4")
+            assert ota.apply(d, "k", m, ota.sign("k", m), {"x.py": b"1"}) is None
+            before = FakeMachine.resets
+            boardlib.boot(bootsel.select(d)[0], d, FakeMachine, FakeNetwork)
+            assert FakeMachine.resets == before + 1 and boardlib.STATE["safe"] is None
+            assert bootsel.read_state(d)[:3] == ["a", "b", bootsel.CONFIRMED]
+            assert any(ln.startswith("roost: update v4 cannot start in slot b; rolled back "
+                                     "to slot a (") for ln in lines), lines
+            boardlib.boot(bootsel.select(d)[0], d, FakeMachine, FakeNetwork)  # the old code
+            assert boardlib.STATE["safe"] and FakeMachine.resets == before + 1
+    finally:
+        _restore()
