@@ -338,10 +338,13 @@ class Node:
         # flashed before it under this id; a Pi's floor is its clock at each start
         flashed = "boot_floor" in cfg or "boot_floor" in rcfg  # (config.json's runtime)
         rcfg.setdefault("fleet", self.fleet)
-        # The lowest boot number (roost flash writes one: a board's clock may not be set),
-        # so that a node whose flash was wiped is heard again. A wiped Paxos replica boots
-        # unsure and rebuilds before it votes (roost/node/paxos.py)
-        rcfg.setdefault("boot_floor", max(cfg.get("boot_floor", 0), wall_floor()))
+        # The lowest boot number, so that a node whose flash was wiped is heard again (a
+        # wiped Paxos replica boots unsure and rebuilds before it votes: paxos.py). A board
+        # takes only the floor its flashing wrote: with its clock too (NTP, or a virtual
+        # board's), an old board switched on after its --replace spare booted later than
+        # it, and the spare stood down for it
+        floor = cfg.get("boot_floor", 0)
+        rcfg.setdefault("boot_floor", floor if flashed else max(floor, wall_floor()))
         self.runtime = NodeRuntime(
             make_host_factory(gcfg, group, kcfg, pcfg, _sensors_fn(cfg), hcfg,
                               on_host=self._wire),
@@ -349,10 +352,11 @@ class Node:
             RuntimeConfig(**rcfg), observers=[self._observe], mqtt=self.mqtt, log=self._quiet)
         self.runtime.status_doc = self.status  # retained on MQTT: what roost status shows
         self.addrs = None
-        if self.mqtt is not None and by_mqtt:
+        if self.mqtt is not None and (by_mqtt or flashed):
             # members without a UDP address (a plan's): announce ours and learn theirs
             # through the broker. A fleet whose book holds every member (an emulated one)
-            # skips it: N retained announcements to each of N nodes would only cost.
+            # skips it: N retained announcements to each of N nodes would only cost; a
+            # flashed board announces all the same, so that a twin under its id is found.
             from roost.node.addr_mqtt import AddrBook
 
             self.addrs = AddrBook(self.mqtt, self.fleet, self.id, self.udp, set(peers),

@@ -384,3 +384,31 @@ def test_status_says_which_faults_are_in_force():
     assert faults_text({"n01": {"process": run, "blocked": ["n03"]},
                         "n03": {"process": run}}) == "n01 cut from n03"
     assert faults_text({"n01": {"process": "down", "blocked": ["n03"]}}) == ""
+
+
+def test_a_boards_boot_follows_its_flash_not_its_clock(tmp_path, monkeypatch):
+    """An old board switched on after its --replace spare booted later than the spare
+    whenever its clock was set (NTP, a virtual board): the spare stood down for it. A
+    flashed board's lowest boot is the floor its flashing wrote, and it announces its
+    address (to find a twin) even where every member's address is known."""
+    from roost.node.nodemain import Node, wall_floor
+
+    monkeypatch.delenv("ROOST_FLEET_KEY", raising=False)
+    monkeypatch.setenv("ROOST_WIFI_PASSWORD", "password1")
+    plan = tmp_path / "p"
+    st = make(plan, "class", "mqtt://127.0.0.1:1883", KIT, key="k" * 32)
+    fcfg, _sec = make_config(_flash_args(plan, "n03"))
+    floor = wall_floor() - 3600  # flashed an hour ago
+    board = board_config(argparse.Namespace(runtime=dict(fcfg["runtime"], boot_floor=floor), **{
+        k: fcfg[k] for k in ("node_id", "fleet", "board", "broker", "udp_port")}))
+    cfg = dict(board, storage=str(tmp_path / "b"), udp=["127.0.0.1", 0], sensors="none",
+               peers={m: ["127.0.0.1", 9] for m in st["ids"] if m != "n03"})
+    node = Node(cfg, key="k" * 32, log=lambda m: None)
+    node.runtime.boot()
+    assert node.runtime.incarnation == floor and node.addrs is not None
+    pi = dict(node_config(st, "n01", str(plan / "fleet.key")), storage=str(tmp_path / "pi"),
+              udp=["127.0.0.1", 0], sensors="none")
+    pi.pop("mqtt_password_file", None)
+    node = Node(pi, key="k" * 32, log=lambda m: None)
+    node.runtime.boot()
+    assert node.runtime.incarnation >= wall_floor() - 5  # a Pi: its clock
