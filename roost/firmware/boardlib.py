@@ -197,12 +197,15 @@ def boot(slot, root="", machine=None, network=None):
 
 
 def joined(fleet, node_id, root=""):
-    """The runtime calls this once the node is a member: print it and keep an update."""
+    """The runtime calls this once the node is a member: print it and keep an update.
+    -> True when it confirmed an update."""
     from roost.firmware import ota
 
-    if ota.confirm(root):
+    done = ota.confirm(root)
+    if done:
         log("roost: update confirmed in slot %s" % STATE["slot"])
     log("roost: joined fleet %s as %s" % (fleet, node_id))
+    return done
 
 
 def main(root="", machine=None, network=None, runtime=None, idle_rounds=-1):
@@ -300,7 +303,8 @@ class BoardHooks:
 
     def joined(self, now_ms=0):
         self.watch.joined_at(now_ms)
-        joined(self.cfg.fleet, self.cfg.node_id, self.root)
+        if joined(self.cfg.fleet, self.cfg.node_id, self.root) and self.ota is not None:
+            self.ota.report_state("confirmed")  # on the result topic, beside the console
 
     def check(self):
         """Call about once a second: rolls back and resets when an update missed its join,
@@ -320,6 +324,8 @@ class BoardHooks:
 
         self.ota = OtaMqtt(node.mqtt, self.cfg.fleet, self.cfg.node_id, self.cfg.board,
                            self.key, self.root, log)
+        if bootsel.read_state(self.root)[4] == "rollback":  # the last update's end, said
+            self.ota.report_state("rolled_back")  # where its switch was
 
     def status(self):
         st = bootsel.read_state(self.root)

@@ -116,6 +116,14 @@ class OtaMqtt:
         except (ValueError, OSError):
             pass
 
+    def report_state(self, result):
+        """"confirmed" or "rolled_back": the end of the update the slot state names, on
+        the result topic (only the switch and refusals went there; the rest to the
+        console). Queued by the MQTT client until it connects."""
+        st = ota.bootsel.read_state(self.stager.root)
+        self._report(result, "", {"serial": st[3],
+                                  "version": "" if st[4] == "rollback" else st[4]})
+
     def _refused(self, why, quiet=False):
         if not quiet:
             self.log("roost: update %s refused (%s); still running the current code"

@@ -339,6 +339,15 @@ def test_ota_frames_switch_and_garbage_is_counted_never_raised(tmp_path):
     assert said[-1] == {"serial": 3, "version": "v3", "result": "refused",
                         "reason": "switching"}, said
     assert bootsel.read_state(root)[:4] == ["b", "a", 2, 1]
+    # the switched update's end goes to the result topic too: confirmed when it joined,
+    # rolled back when the board came back on the slot before it
+    o.report_state("confirmed")
+    said = [json.loads(p) for t, p in c.published if t == "roost/lab/node/n04/ota"]
+    assert said[-1] == {"serial": 1, "version": "v2", "result": "confirmed", "reason": ""}
+    bootsel.write_state(root, ["a", "b", -1, 1, "rollback"])
+    o.report_state("rolled_back")
+    said = [json.loads(p) for t, p in c.published if t == "roost/lab/node/n04/ota"]
+    assert said[-1] == {"serial": 1, "version": "", "result": "rolled_back", "reason": ""}
     with pytest.raises(ValueError, match="serial must be 1 to 4294967295"):
         ota_publish.make_bundle(files, "k" * 16, 1 << 32, "v9")
     o2 = OtaMqtt(_FakeClient(), "lab", "n04", "esp32", "k" * 16, root, lines.append)
