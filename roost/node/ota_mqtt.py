@@ -97,6 +97,7 @@ class OtaMqtt:
         self.serial = None  # the serial of the stream being received
         self.version = ""
         self.reset_pending = False
+        self._lost = 0  # a stream whose start this boot missed (said once)
         self._prev = client.on_message
         client.on_message = self._on_message
         for t in self.topics:
@@ -183,6 +184,14 @@ class OtaMqtt:
             return self._whole(m, b, 8 + n + _TAG)
         if self.serial is None or len(b) < 10 or _u(b, 6, 4) != self.serial:
             self._count("ota_ignored")  # a piece of a stream we are not receiving
+            lost = _u(b, 6, 4) if len(b) >= 10 else 0
+            if not self._lost and lost > ota.bootsel.read_state(self.stager.root)[3]:
+                # its start went by (the board reset mid-stream): say so, once a boot (the
+                # frames carry no tag), not a board left "arriving" with its pieces ignored
+                self._lost = lost
+                self.log("roost: update serial %d came in part only (the board reset while "
+                         "it arrived): publish it again" % lost)
+                self._report("refused", "interrupted", {"serial": lost, "version": ""})
             return None
         if kind == b"F":
             if len(b) < 16:

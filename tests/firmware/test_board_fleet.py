@@ -323,6 +323,11 @@ def test_ota_frames_switch_and_garbage_is_counted_never_raised(tmp_path):
                  b"ROTA1F\x00\x00\x00\x01\x00\x00", frame_end(7)):
         c.on_message("roost/lab/ota/n04", junk, False)  # never raises
     assert not o.reset_pending and o.stats["rx_rejected_malformed"] >= 3
+    # pieces of a stream whose start it missed (it reset meanwhile): said once, not left
+    # "arriving" with every piece ignored
+    said = [json.loads(p) for t, p in c.published if t == "roost/lab/node/n04/ota"]
+    lost = [x for x in said if x["reason"] == "interrupted"]
+    assert lost == [{"serial": 1, "version": "", "result": "refused", "reason": "interrupted"}]
     files = {"roost/a.py": b"print(1)\n" * 600, "roost/b.py": b""}
     m, tag = ota_publish.make_bundle(files, "k" * 16, 1, "v2")
     # a stale retained bundle after its own update is not news; a fresh one switches
