@@ -121,6 +121,20 @@ def give_up(root=""):
         st[4] or "?", st[0], st[1])
 
 
+def cannot_load(slot, e, root=""):
+    """boot.py's last word when the slot's code does not load: roll back and reset an
+    update on trial (give_up), else safe mode, said in one sentence."""
+    why = "%s: %s" % (type(e).__name__, e)
+    note = give_up(root)
+    if note:
+        print("%s (%s)" % (note, why))
+        import machine
+
+        machine.reset()
+    print("roost: safe mode: the node image in slot %s does not load (%s); flash it again "
+          "and reset the board." % (slot, why))
+
+
 def rom_slot(root, slot):
     """Where slot's code runs from on a board flashed with --romfs (``slots/rom.json``
     names the slot whose code its ROMFS partition holds): "rom" when the partition holds

@@ -543,6 +543,11 @@ class Board:
                 if found is not None and not rebuilding:
                     return found
                 started = started or line.startswith("roost: started")
+                if line.startswith("roost: safe mode:") and "(MemoryError" in line:
+                    raise ValueError("the board ran out of memory loading its code (it says: "
+                                     "%s): the node does not fit in it; use a board with "
+                                     "PSRAM, or keep the code in flash (a ROMFS firmware and "
+                                     "roost flash --romfs)" % line[7:].strip())
                 if line.startswith("roost: safe mode:"):
                     raise ValueError("the board is in safe mode: " + line[17:].strip())
                 if "does not fit in this board's memory" in line:  # it idles from now on

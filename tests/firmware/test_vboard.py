@@ -615,8 +615,9 @@ def test_flash_says_at_once_when_the_node_does_not_fit_the_board(tmp_path: Path,
         out = _flash(b.url, image)
         text = out.stdout + out.stderr
         assert out.returncode == 2, text
-        assert "roost: the board ran out of memory (it says: node stopped by MemoryError" \
-            in text and "the node does not fit in it; use a board with PSRAM" in text
+        # (where it runs out depends on how much the code takes: loading it, or the node)
+        assert "roost: the board ran out of memory" in text and "MemoryError" in text \
+            and "the node does not fit in it; use a board with PSRAM" in text, text
         assert "start the Pis first" not in text and time.monotonic() - t0 < 60
     finally:
         b.stop()

@@ -20,18 +20,7 @@ if __name__ == "__main__":
         from roost.firmware import boardlib
 
         boardlib.boot(_slot)
-    except Exception as e:
-        _note = ""
-        try:  # an update on trial whose code does not load: back to the slot before it
-            import bootsel
+    except Exception as e:  # (bootsel says it and rolls back an update on trial: the
+        import bootsel  # code here is compiled at every boot, in the node's heap)
 
-            _note = bootsel.give_up("")
-        except Exception:
-            pass
-        if _note:
-            print("%s (%s: %s)" % (_note, type(e).__name__, e))
-            import machine
-
-            machine.reset()
-        print("roost: safe mode: the node image in slot %s does not load (%s: %s); "
-              "flash it again and reset the board." % (_slot, type(e).__name__, e))
+        bootsel.cannot_load(_slot, e)
