@@ -27,7 +27,9 @@ Outcome semantics:
 * Intervals are closed: A precedes B in real time only if ``A.return < B.call``;
   operations whose intervals touch count as concurrent, except one client's own: a
   client issues one operation at a time, so its operation that called at the time its
-  last one returned comes after it (a stale read of its own write slipped through).
+  last one returned comes after it (a stale read of its own write slipped through). That
+  order is kept within each key, which is checked on its own: a cycle that only closes
+  across keys (c1 put x then get y, c2 put y then get x, each pair touching) passes.
 
 A time bound makes the verdict ``None`` ("unknown"), never ``True``.
 """

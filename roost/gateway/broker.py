@@ -499,7 +499,7 @@ def _broker_cmd(args: argparse.Namespace) -> int:
     adverts: list[Any] = []
     try:  # from here a SIGTERM (as Ctrl-C) at any line stops the broker and exits 0
         info = h.describe()
-        if args.host not in ("127.0.0.1", "localhost"):  # on the LAN: say so by zeroconf
+        if args.host not in ("127.0.0.1", "localhost", "::1"):  # on the LAN: zeroconf
             adverts = _advertise(h, args)
             if adverts:
                 info["advertised"] = "roost-%s-broker" % args.fleet

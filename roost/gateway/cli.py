@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("roost: unknown option %s: the command comes first, like 'roost "
                              "demo' (see 'roost --help')" % first[0])
         args = parser.parse_args(argv)
-        return int(_handler(args)(args) or 0)
+        code = int(_handler(args)(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the exit
+        return code
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return 2

@@ -49,6 +49,7 @@ ST_NOT_LEADER = const(1)
 ST_RETRY = const(2)
 ST_ERROR = const(3)
 STATUS_NAMES = ("ok", "not_leader", "retry", "error")
+BUSY = "busy"  # a retry's output when the request was not proposed (full queue or table)
 
 _SNAP_VERSION = const(2)  # 2: the floor of forgotten sessions after the sessions
 _MAX_SEQ = const(1 << 62)  # sequence numbers are non-negative ints below this
@@ -142,7 +143,7 @@ class KvStore:
         # one from a replay (a captured request sent again) or from a retry it applied
         self.floor = 0
         self.stats = {"applied": 0, "duplicates": 0, "stale": 0, "errors": 0, "evicted": 0,
-                      "expired": 0}
+                      "below_floor": 0}
         self.last_index = 0
 
     # ---- reads a host may do locally (not linearizable on their own) -----------------
@@ -177,7 +178,7 @@ class KvStore:
                 self.stats["stale"] += 1
                 return [ST_ERROR, "stale"]
         elif seq <= self.floor:
-            self.stats["expired"] += 1
+            self.stats["below_floor"] += 1
             return [ST_ERROR, "expired"]
         result = self._execute(op, key, a, b)
         if result[0] != ST_OK:
@@ -244,6 +245,8 @@ class KvStore:
         for c in sorted(self.sessions):
             s = self.sessions[c]
             sess.append([c, s[0], list(s[1]), s[2]])
+        if not self.floor:  # as before the floor: a replica on older code can install it
+            return [1, self.last_index, items, sess]
         return [_SNAP_VERSION, self.last_index, items, sess, self.floor]
 
     def restore(self, snap):
@@ -410,7 +413,7 @@ class KvReplica:
             return []  # already proposed; the answer comes when it applies
         if p is None and len(self.pending) >= self.config.max_pending:
             self.stats["retry"] += 1
-            return [self._reply(client, seq, ST_RETRY, None, None)]
+            return [self._reply(client, seq, ST_RETRY, BUSY, None)]
         # Registered before proposing: a one-member group may apply inside propose().
         self.pending[client] = [seq, now_ms + self.config.pending_timeout_ms]
         try:
@@ -424,7 +427,7 @@ class KvReplica:
             self.pending.pop(client, None)
             if self.paxos.is_leader():  # the leader's queue is full: come back later
                 self.stats["retry"] += 1
-                effects.append(self._reply(client, seq, ST_RETRY, None, None))
+                effects.append(self._reply(client, seq, ST_RETRY, BUSY, None))
             else:
                 self.stats["not_leader"] += 1
                 effects.append(self._reply(client, seq, ST_NOT_LEADER, None, self._hint()))

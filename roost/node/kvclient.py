@@ -22,6 +22,7 @@ except ImportError:  # CPython
 from roost.common.config import apply_overrides
 from roost.node.effects import EVENT, SEND
 from roost.node.kv import (
+    BUSY,
     KV_REPLY,
     KV_REQUEST,
     OP_CAS,
@@ -219,8 +220,10 @@ class KvClient:
                 self._target = hint
                 return self._send(now_ms)
             return self._retry_later(now_ms, hint)
-        # ST_RETRY: the command may still commit; re-send the same seq after a pause
-        self._maybe = True
+        # ST_RETRY: the command may still commit (unless the replica was too busy to propose
+        # it); re-send the same seq after a pause
+        if output != BUSY:
+            self._maybe = True
         return self._retry_later(now_ms, hint)
 
     def tick(self, now_ms):

@@ -98,6 +98,7 @@ class OtaMqtt:
         self.version = ""
         self.reset_pending = False
         self._lost = 0  # a stream whose start this boot missed (said once)
+        self._started = []  # serials whose start frame this boot saw (the last few)
         self._prev = client.on_message
         client.on_message = self._on_message
         for t in self.topics:
@@ -154,7 +155,7 @@ class OtaMqtt:
                 # another update's start: said, not dropped without a word (its frames
                 # were taken from the broker, so it will not come again by itself)
                 m, _ = ota.parse_manifest(b[8:8 + _u(b, 6, 2)])
-                if m:
+                if m and m["serial"] != self.serial:  # (not its own start delivered again)
                     self.log("roost: update %s refused (switching to %s: publish it again "
                              "once that one is confirmed)" % (m["version"], self.version))
                     self._report("refused", "switching", m)
@@ -172,6 +173,8 @@ class OtaMqtt:
             tag = b[8 + n:8 + n + _TAG]
             m, _ = ota.parse_manifest(manifest)
             self.serial = m["serial"] if m else None
+            if m:  # its start came, taken or refused: its pieces are not "interrupted"
+                self._started = self._started[-3:] + [m["serial"]]
             self.version = m["version"] if m else ""
             why = self.stager.begin(manifest, tag)
             if why:
@@ -185,7 +188,8 @@ class OtaMqtt:
         if self.serial is None or len(b) < 10 or _u(b, 6, 4) != self.serial:
             self._count("ota_ignored")  # a piece of a stream we are not receiving
             lost = _u(b, 6, 4) if len(b) >= 10 else 0
-            if not self._lost and lost > ota.bootsel.read_state(self.stager.root)[3]:
+            if (not self._lost and lost not in self._started
+                    and lost > ota.bootsel.read_state(self.stager.root)[3]):
                 # its start went by (the board reset mid-stream): say so, once a boot (the
                 # frames carry no tag), not a board left "arriving" with its pieces ignored
                 self._lost = lost

@@ -41,6 +41,7 @@ from roost.common.config import apply_overrides
 from roost.common.ids import is_valid_id
 from roost.node.effects import EVENT, PERSIST, SEND
 from roost.node.kv import (
+    BUSY,
     KV_REPLY,
     KV_REQUEST,
     OP_GET,
@@ -421,7 +422,7 @@ class PbServer:
                 q[1] = body
                 return []
         if len(self.queue) >= self.config.max_queue:
-            return [self._reply(client, seq, ST_RETRY)]
+            return [self._reply(client, seq, ST_RETRY, BUSY)]
         self.queue.append([client, body])
         return self._pump(now_ms)
 

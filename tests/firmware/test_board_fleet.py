@@ -353,6 +353,13 @@ def test_ota_frames_switch_and_garbage_is_counted_never_raised(tmp_path):
     o.report_state("rolled_back")
     said = [json.loads(p) for t, p in c.published if t == "roost/lab/node/n04/ota"]
     assert said[-1] == {"serial": 1, "version": "", "result": "rolled_back", "reason": ""}
+    # a refused stream's pieces are not "interrupted" (that overwrote the real reason)
+    c4 = _FakeClient()
+    OtaMqtt(c4, "lab", "n04", "esp32", "k" * 16, str(tmp_path / "fresh"), lines.append)
+    for f in ota_publish.frames(m3, ota_publish.ota.sign("x" * 16, m3), files, chunk=1000):
+        c4.on_message("roost/lab/ota/n04", f, False)
+    said = [json.loads(p)["reason"] for t, p in c4.published if t == "roost/lab/node/n04/ota"]
+    assert said == ["bad_signature"], said
     with pytest.raises(ValueError, match="serial must be 1 to 4294967295"):
         ota_publish.make_bundle(files, "k" * 16, 1 << 32, "v9")
     o2 = OtaMqtt(_FakeClient(), "lab", "n04", "esp32", "k" * 16, root, lines.append)

@@ -104,3 +104,14 @@ def test_expired_goes_again_above_the_floor_unless_an_attempt_went_unanswered():
     (dst, _), = w.sent(w.client.tick(w.client.next_deadline_ms()))  # the retry goes out
     assert w.sent(w.reply(500, dst, [body[0], ST_ERROR, "expired", body[0] + 9])) == []
     assert w.client.history[-1]["ok"] is None and w.client.stats["rebased"] == 1
+
+
+def test_a_busy_retry_leaves_expired_a_rebase_not_an_unknown():
+    """'busy': the replica did not propose the request (its queue was full), so a later
+    'expired' still means it never applied: the client goes again above the floor."""
+    w = World(backoff_base_ms=10)
+    (dst, body), = w.sent(w.client.submit(0, "put", "k", value="v"))
+    assert w.sent(w.reply(1, dst, [body[0], ST_RETRY, "busy", None])) == []
+    (dst, _), = w.sent(w.client.tick(w.client.next_deadline_ms()))
+    (_, again), = w.sent(w.reply(30, dst, [body[0], ST_ERROR, "expired", body[0] + 9]))
+    assert again[0] == body[0] + 10 and w.client.stats["rebased"] == 1

@@ -115,7 +115,8 @@ def test_replica_pending_is_bounded_and_expires():
     r.receive(0, "c1", _req("c1", [1, OP_PUT, "k", "v", None]))
     r.receive(0, "c2", _req("c2", [1, OP_PUT, "k", "v", None]))
     effs = r.receive(0, "c3", _req("c3", [1, OP_PUT, "k", "v", None]))
-    assert _replies(effs, "c3") == [[1, ST_RETRY, None, None]]
+    # "busy": never proposed, so the client knows a later "expired" is no lost answer
+    assert _replies(effs, "c3") == [[1, ST_RETRY, "busy", None]]
     assert r.next_deadline_ms() == 100
     r.tick(100)
     assert r.pending == {} and r.stats["expired"] == 2

@@ -21,6 +21,10 @@ if __name__ == "__main__":
 
         boardlib.boot(_slot)
     except Exception as e:  # (bootsel says it and rolls back an update on trial: the
-        import bootsel  # code here is compiled at every boot, in the node's heap)
+        try:  # code here is compiled at every boot, in the node's heap)
+            import bootsel
 
-        bootsel.cannot_load(_slot, e)
+            bootsel.cannot_load(_slot, e)
+        except Exception:  # (bootsel itself could not be loaded: out of memory, say)
+            print("roost: safe mode: slot %s does not load (%s: %s)"
+                  % (_slot, type(e).__name__, e))
