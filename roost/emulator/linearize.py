@@ -448,7 +448,7 @@ def _search(kops: list[Op], deadline: float):
             i = e_op[node]
             k = kind[i]
             b = before[i]
-            if b >= 0 and kops[b].call < kops[i].call and nxt[prv[call_node[b]]] == call_node[b]:
+            if b >= 0 and nxt[prv[call_node[b]]] == call_node[b]:
                 node = nxt[node]  # its client's previous operation is not placed yet
                 continue
             if reads_pass:
