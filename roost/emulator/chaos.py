@@ -105,8 +105,8 @@ class FaultSwitch:
         return out or None
 
     def losses(self) -> dict[str, float]:
-        return {n: float(self.read(n).get("loss") or 0) for n in self.state["ids"]
-                if self.read(n).get("loss")}
+        rates = {n: float(self.read(n).get("loss") or 0) for n in self.state["ids"]}
+        return {n: r for n, r in rates.items() if r}
 
 
 class NetnsFaults:
