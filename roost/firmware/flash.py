@@ -543,23 +543,20 @@ class Board:
                 if found is not None and not rebuilding:
                     return found
                 started = started or line.startswith("roost: started")
-                if line.startswith("roost: safe mode:") and "(MemoryError" in line:
-                    raise ValueError("the board ran out of memory loading its code (it says: "
-                                     "%s): the node does not fit in it; use a board with "
-                                     "PSRAM, or keep the code in flash (a ROMFS firmware and "
-                                     "roost flash --romfs)" % line[7:].strip())
-                if line.startswith("roost: safe mode:"):
-                    raise ValueError("the board is in safe mode: " + line[17:].strip())
-                if "does not fit in this board's memory" in line:  # it idles from now on
-                    raise ValueError("the board says " + line.split("roost: ", 1)[-1].strip())
-                if "node stopped by" in line and "MemoryError" not in line:  # it resets
-                    raise ValueError("the node stopped right after it started (the board says "
-                                     "%s)" % line.split("roost: ", 1)[-1].strip())
-                if "node stopped by MemoryError" in line:  # it resets, and will again
+                if "node stopped by MemoryError" in line or (  # it resets, and will again;
+                        line.startswith("roost: safe mode:") and "(MemoryError" in line):
+                    # or it could not even load its code
                     raise ValueError("the board ran out of memory (it says: %s): the node does "
                                      "not fit in it; use a board with PSRAM, or keep the code "
                                      "in flash (a ROMFS firmware and roost flash --romfs)"
                                      % line.split("roost: ", 1)[-1].strip())
+                if line.startswith("roost: safe mode:"):
+                    raise ValueError("the board is in safe mode: " + line[17:].strip())
+                if "does not fit in this board's memory" in line:  # it idles from now on
+                    raise ValueError("the board says " + line.split("roost: ", 1)[-1].strip())
+                if "node stopped by" in line:  # it resets
+                    raise ValueError("the node stopped right after it started (the board says "
+                                     "%s)" % line.split("roost: ", 1)[-1].strip())
         if found is not None:
             say("it is still rebuilding after %d s: it does not count towards its group's "
                 "majority until it has rebuilt (roost status then shows it as a replica or "
