@@ -169,17 +169,14 @@ class KvStore:
         if not is_valid_id(client) or not _is_uint(seq):
             return None
         s = self.sessions.get(client)
-        if s is not None:
-            if seq == s[0]:
+        known = self.known(client, seq)
+        if known is not None:
+            if s is not None and seq == s[0]:
                 s[2] = self.last_index
                 self.stats["duplicates"] += 1
-                return s[1]
-            if seq < s[0]:
-                self.stats["stale"] += 1
-                return [ST_ERROR, "stale"]
-        elif seq <= self.floor:
-            self.stats["below_floor"] += 1
-            return [ST_ERROR, "expired"]
+            else:
+                self.stats["stale" if s is not None else "below_floor"] += 1
+            return known
         result = self._execute(op, key, a, b)
         if result[0] != ST_OK:
             self.stats["errors"] += 1
@@ -193,6 +190,17 @@ class KvStore:
             s[1] = result
             s[2] = self.last_index
         return result
+
+    def known(self, client, seq):
+        """What the store already says of (client, seq), changing nothing: the result of
+        the session's last command (a retry), [ST_ERROR, "stale"] (older than it),
+        [ST_ERROR, "expired"] (no session and at or below the floor), or None (new)."""
+        s = self.sessions.get(client)
+        if s is not None:
+            if seq == s[0]:
+                return s[1]
+            return [ST_ERROR, "stale"] if seq < s[0] else None
+        return [ST_ERROR, "expired"] if seq <= self.floor else None
 
     def _execute(self, op, key, a, b):
         cfg = self.config
@@ -394,17 +402,12 @@ class KvReplica:
         if reason is not None:
             self.stats["replied_error"] += 1
             return [self._reply(client, seq, ST_ERROR, reason)]
-        s = self.store.sessions.get(client)
-        if s is not None and seq <= s[0]:
-            # Already applied (a re-sent request whose reply was lost): answer from the
-            # session. Safe on any replica: sessions only hold committed results.
-            if seq == s[0]:
-                return [self._reply_result(client, seq, s[1])]
-            self.stats["replied_error"] += 1
-            return [self._reply(client, seq, ST_ERROR, "stale")]
-        if s is None and seq <= self.store.floor:  # forgotten: as apply() would refuse it
-            self.stats["replied_error"] += 1
-            return [self._reply(client, seq, ST_ERROR, "expired", self.store.floor)]
+        known = self.store.known(client, seq)
+        if known is not None:
+            # Already applied (a re-sent request whose reply was lost: answered from the
+            # session), stale, or forgotten: as apply() would answer it. Safe on any
+            # replica: sessions and the floor only hold committed state.
+            return [self._reply_result(client, seq, known)]
         if not self.paxos.is_leader():
             self.stats["not_leader"] += 1
             return [self._reply(client, seq, ST_NOT_LEADER, None, self._hint())]

@@ -404,13 +404,9 @@ class PbServer:
         if not self.is_primary():
             hint = self.view[1] if self.view[1] != self.node_id else None
             return [self._reply(client, seq, ST_NOT_LEADER, None, hint)]
-        sess = self.store.sessions.get(client)
-        if sess is not None and seq <= sess[0]:
-            if seq == sess[0]:
-                return [self._reply_result(client, seq, sess[1])]
-            return [self._reply(client, seq, ST_ERROR, "stale")]
-        if sess is None and seq <= self.store.floor:
-            return [self._reply(client, seq, ST_ERROR, "expired", self.store.floor)]
+        known = self.store.known(client, seq)
+        if known is not None:  # a retry, stale, or forgotten: as apply() would answer
+            return [self._reply_result(client, seq, known)]
         if self.config.unsafe_local_reads and op == OP_GET:
             self.stats["local_reads"] += 1
             return [self._reply(client, seq, ST_OK, self.store.get(key))]
