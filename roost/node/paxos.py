@@ -99,7 +99,9 @@ Wire kinds 32-40 (bodies are JSON lists):
             [r, n, from_slot, nonce, 1] asks (an unsure replica before its election);
             [r, n, from_slot, nonce, 2] a voter's pre-vote (does anyone hear a leader?)
   PROMISE   [r, n, from_slot, lo, hi, last, [[slot, ar, an, value, chosen], ...]]
-            the acceptor's values in slots lo..hi-1; ``last`` marks the final part
+            the acceptor's values in slots lo..hi-1; ``last`` is 1 on the final part,
+            2 on the last of the ``catchup_datagrams`` parts one PREPARE gets: the
+            candidate asks again from hi (a PREPARE of the same ballot from that slot)
   ACCEPT    [r, n, slot, value, leader_commit]
   ACCEPTED  [r, n, slot, acceptor_commit]
   NACK      [r, n, promised_r, promised_n, reason]   reason 0 stale ballot, 1 behind
@@ -182,7 +184,9 @@ class PaxosConfig:
     snapshot_every = 1000  # applied slots between snapshots: the log window kept in memory
     snapshot_log_bytes = 1048576  # ... or sooner, once the log holds this many bytes (big
     # values in full batches: a board's log must stay a small part of its heap)
-    catchup_datagrams = 8  # chosen-value or snapshot datagrams sent to a lagging peer per ACK
+    catchup_datagrams = 8  # datagrams sent per request: chosen values or snapshot pieces to a
+    # lagging peer per ACK, promise parts to a candidate per PREPARE (it asks for the rest:
+    # a whole long tail at once overflowed receive buffers, and no candidate ever won)
     catchup_slots = 64  # applied slots a leader's snapshot leaves in its log for followers a
     # little behind (at most half of snapshot_log_bytes): they catch up from the log, not
     # with a whole snapshot (a board leader snapshotting every ~60 ms sent one per hiccup)
@@ -830,6 +834,8 @@ class PaxosCore:
         self._persist_then_send(out, persists, sends)
 
     def _promise_parts(self, b, frm):
+        """The promise's values from frm in datagram-sized parts, at most catchup_datagrams
+        of them: the last then says 2, and the candidate asks again from its end."""
         slots = self.log.slots(frm)
         head = _size([b[0], b[1], frm, frm, frm, 1, []]) + 40
         parts = []
@@ -842,6 +848,9 @@ class PaxosCore:
             # its JSON, and a comma: [s,r,"n",value,c] (ids need no escapes)
             sz = 10 + len(str(s)) + len(str(e[0])) + len(e[1]) + e[4]
             if cur and size + sz > self._budget:
+                if len(parts) + 1 >= self.config.catchup_datagrams:
+                    parts.append([b[0], b[1], frm, lo, s, 2, cur])
+                    return parts
                 parts.append([b[0], b[1], frm, lo, s, 0, cur])
                 lo = s
                 cur = []
@@ -1222,8 +1231,11 @@ class PaxosCore:
     def _send_prepares(self, out, frm):
         for m in self._peers(frm):
             st = self._p1.get(m)
-            if st is None or not st[2]:
+            if st is None:
                 self._send(out, PREPARE, m, self._prepare_body(frm))
+            elif not st[2]:  # a part lost: asked again from where its parts reach
+                self._send(out, PREPARE, m, self._prepare_body(st[1] if st[0] <= frm <= st[1]
+                                                             else frm))
 
     def _prepare_body(self, frm):
         b = self.ballot
@@ -1251,7 +1263,7 @@ class PaxosCore:
             return self._reject("malformed")
         r, n, frm, lo, hi, last, entries = body
         if not (_uint(r) and is_valid_id(n) and _uint(frm) and _uint(lo) and _uint(hi)
-                and last in (0, 1) and isinstance(entries, list) and lo <= hi):
+                and last in (0, 1, 2) and isinstance(entries, list) and frm <= lo <= hi):
             return self._reject("malformed")
         if self.role == FOLLOWER or (r, n) != self.ballot:
             return self._reject("old_ballot")
@@ -1263,11 +1275,19 @@ class PaxosCore:
                 return self._reject("malformed")
         self._touch(src, now_ms)
         st = self._p1.get(src)
-        if st is None or st[0] != frm:
+        if st is None or frm < st[0]:
+            # (an answer from a later slot, of this ballot, continues the one it asked for)
             st = self._p1[src] = [frm, frm, False, None]
         for it in entries:
             self._merge(it[0], it[1], it[2], it[3], it[4])
-        self._p1_cover(st, lo, hi, last)
+        had = st[1]
+        if self._p1_cover(st, lo, hi, last):
+            # the acceptor's parts for one PREPARE all came: ask for the next ones
+            self._send(out, PREPARE, src, self._prepare_body(st[1]))
+        if st[1] > had and self.role == CANDIDATE:
+            # a long promise still coming: this election is not stuck (a new one would
+            # start it over)
+            self._election_at = now_ms + self._election_timeout()
         self._advance(out)
         if self.role == CANDIDATE:
             if self._election_won():
@@ -1276,21 +1296,26 @@ class PaxosCore:
             self._pump(now_ms, out)
 
     def _p1_cover(self, st, lo, hi, last):
-        """An acceptor's promise came in parts [lo, hi) (the last one flagged): its promise
-        is whole once the parts cover from_slot up to the last one's end. Parts that arrive
-        ahead of a gap wait in st[3] (a network may reorder them; before, a candidate whose
-        promises came reordered never finished phase 1, whatever it retried)."""
+        """An acceptor's promise came in parts [lo, hi) (the last one flagged 1): its
+        promise is whole once the parts cover from_slot up to the last one's end. Parts that
+        arrive ahead of a gap wait in st[3] (a network may reorder them; before, a candidate
+        whose promises came reordered never finished phase 1, whatever it retried). True
+        when the parts now reach the end of one PREPARE's answer (flagged 2): there is more."""
+        if st[2]:
+            return False
         if lo > st[1]:
             ahead = st[3]
             if ahead is None:
                 ahead = st[3] = {}
             if len(ahead) < _P1_AHEAD_MAX:
                 ahead[lo] = (hi, last)
-            return
+            return False
+        more = False
         while True:
             if hi > st[1]:
                 st[1] = hi
-            if last:
+                more = last == 2
+            if last == 1:
                 st[2] = True
             ahead = st[3]
             if not ahead or st[1] not in ahead:
@@ -1298,6 +1323,8 @@ class PaxosCore:
             hi, last = ahead.pop(st[1])
         if st[2]:
             st[3] = None
+            return False
+        return more
 
     def _p1_ok(self, slot):
         cfg = self.config_of(slot)
@@ -1561,7 +1588,11 @@ class PaxosCore:
         self._p1_more_at = now_ms + self.config.retry_ms
         for m in self.config_of(slot):
             st = self._p1.get(m)
-            if m != self.node_id and (st is None or not st[2] or st[0] > slot):
+            if m == self.node_id or (st is not None and st[2] and st[0] <= slot):
+                continue
+            if st is not None and st[0] <= slot <= st[1]:
+                self._send(out, PREPARE, m, self._prepare_body(st[1]))  # the rest of it
+            else:
                 self._p1[m] = [slot, slot, False, None]
                 self._send(out, PREPARE, m, self._prepare_body(slot))
 

@@ -2,7 +2,7 @@
 
 from roost.common.channel import Channel
 from roost.node.effects import SEND
-from roost.node.paxos import ACCEPT, HEARTBEAT, PROMISE, PaxosConfig, PaxosCore
+from roost.node.paxos import ACCEPT, HEARTBEAT, PREPARE, PROMISE, PaxosConfig, PaxosCore
 
 KEY = "k" * 32
 IDS = ["n1", "n2", "n3"]
@@ -50,3 +50,69 @@ def test_a_promise_in_reordered_parts_still_completes_phase_one():
     assert n1.is_leader()
     # the slots n2 reported are proposed again under n1's ballot
     assert sorted(again) == [1, 2, 3] and again[2] == "v2x"
+
+
+def small(node_id):
+    """A channel of small datagrams (one 250-character value a promise part): the heap of
+    a MicroPython run holds two replicas and their copies in flight."""
+    return Channel(node_id, KEY, max_bytes=600)
+
+
+def test_a_long_promise_comes_a_few_parts_per_prepare_and_the_candidate_asks_for_the_rest():
+    # n2 holds 7 accepted slots, a (small) datagram each; one PREPARE gets at most 3 parts
+    # (catchup_datagrams), the third flagged 2. n1 asks again from where they end until
+    # the final part (flagged 1) comes, and then leads. Before, n2 sent all 7 at once: a
+    # tail of hundreds overflowed a receive buffer on every retry, and no one ever led.
+    cfg = PaxosConfig(pre_vote=False, catchup_datagrams=3)
+    n2 = PaxosCore("n2", small("n2"), IDS, NullSM(), cfg, storage=dict(NEW))
+    n3 = small("n3")
+    for s in range(1, 8):
+        n2.receive(s, "n3", n3.seal(ACCEPT, "n2", [1, "n3", s, ["b", ["v%d" % s + "x" * 250]],
+                                                   0]))
+    n1 = PaxosCore("n1", small("n1"), IDS, NullSM(), cfg, storage=dict(NEW), now_ms=1000)
+    n1.receive(1000, "n3", n3.seal(HEARTBEAT, "n1", [1, "n3", 0]))
+    eff = n1.tick(2000)
+    at_n2 = small("n2")
+    asked = []
+    flags = []
+    again = {}
+    now = 2001
+    while not n1.is_leader() and len(asked) < 10:
+        prepares = [e[2] for e in eff if e[0] == SEND and e[1] == "n2"
+                    and small("n2").open(e[2]).kind == PREPARE]
+        assert len(prepares) == 1, "n1 asks n2 once for each answer"
+        asked.append(small("n2").open(prepares[0]).body[2])
+        parts = [e[2] for e in n2.receive(now, "n1", prepares[0]) if e[0] == SEND]
+        assert 1 <= len(parts) <= 3
+        flags.append([small("n1").open(p).body[5] for p in parts])
+        eff = []
+        for p in parts:
+            for e in n1.receive(now + 1, "n2", p):
+                eff.append(e)
+                if e[0] == SEND and e[1] == "n2":
+                    env = at_n2.open(e[2])
+                    if env.kind == ACCEPT:
+                        again[env.body[2]] = env.body[3][1][0][:3]
+        now += 2
+    assert n1.is_leader()
+    assert asked == [1, 4, 7] and flags == [[0, 0, 2], [0, 0, 2], [1]]
+    assert sorted(again) == [1, 2, 3, 4, 5, 6, 7] and again[7] == "v7x"
+
+
+def test_a_retried_prepare_asks_from_where_the_parts_that_came_reach():
+    # the part that ends n2's first answer is lost: n1's retry asks from the end of the
+    # parts it has, not from the start again
+    cfg = PaxosConfig(pre_vote=False, catchup_datagrams=3)
+    n2 = PaxosCore("n2", small("n2"), IDS, NullSM(), cfg, storage=dict(NEW))
+    n3 = small("n3")
+    for s in range(1, 8):
+        n2.receive(s, "n3", n3.seal(ACCEPT, "n2", [1, "n3", s, ["b", ["v" + "x" * 250]], 0]))
+    n1 = PaxosCore("n1", small("n1"), IDS, NullSM(), cfg, storage=dict(NEW), now_ms=1000)
+    n1.receive(1000, "n3", n3.seal(HEARTBEAT, "n1", [1, "n3", 0]))
+    at_n2 = small("n2")
+    prep = [e[2] for e in n1.tick(2000) if e[0] == SEND and e[1] == "n2"][0]
+    parts = [e[2] for e in n2.receive(2001, "n1", prep) if e[0] == SEND]
+    for p in parts[:2]:
+        assert not [e for e in n1.receive(2002, "n2", p) if e[0] == SEND and e[1] == "n2"]
+    retry = [e[2] for e in n1.tick(2000 + cfg.retry_ms) if e[0] == SEND and e[1] == "n2"]
+    assert [at_n2.open(p).body[2] for p in retry] == [3]
