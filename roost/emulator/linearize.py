@@ -235,7 +235,9 @@ def load_history(path_or_lines, where: str | None = None) -> list[Op]:
     """Read a history: a file path (str or PathLike) or an iterable of lines.
 
     Blank lines are skipped. Raises HistoryError (a ValueError) whose message is one
-    sentence naming the line number; OSError if the file cannot be read.
+    sentence naming the line number (or the two lines of one client's operations that
+    overlap: the format has a client issue one at a time); OSError if the file cannot be
+    read.
     """
     if isinstance(path_or_lines, (str, os.PathLike)):
         name = where or os.fspath(path_or_lines)
@@ -267,7 +269,27 @@ def _load_lines(lines, where: str) -> list[Op]:
                 "%s line %d is not valid JSON (%s)." % (where, lineno, reason), lineno
             ) from None
         ops.append(parse_op(obj, lineno, where))
+    _one_at_a_time(ops, where)
     return ops
+
+
+def _one_at_a_time(ops: list[Op], where: str) -> None:
+    """A client issues one operation at a time (shared/spec/history.md), and the checker
+    orders a client's operations by it: two that overlap are a recording error, which
+    would otherwise pass as a verdict on the store. One whose answer never came (return
+    null) lets its client go on; touching intervals are one after the other."""
+    busy: dict[str, Op] = {}  # each client's answered operation that returned last
+    for o in sorted(ops, key=lambda o: (o.call, o.line)):
+        prev = busy.get(o.client)
+        if prev is not None and prev.ret > o.call:
+            first, second = sorted((prev, o), key=lambda x: x.line)
+            raise HistoryError(
+                "%s lines %d and %d are two operations of client %s at once (%s called at "
+                "%s, before %s returned at %s): a client issues one at a time."
+                % (where, first.line, second.line, _name(o.client), o.op, _t(o.call),
+                   prev.op, _t(prev.ret)), second.line)
+        if o.ret is not None:
+            busy[o.client] = o
 
 
 def _reject_constant(name):

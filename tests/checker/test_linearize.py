@@ -339,6 +339,20 @@ def test_load_history_rejects_wrong_op_and_types():
     assert "output" in _error([rec("c1", "cas", "x", 0, 1, old="a", new="b", output="yes")])
 
 
+def test_load_history_rejects_two_operations_of_one_client_at_once():
+    # the checker orders a client's operations one after the other: an overlap in the
+    # input is a recording error, and used to pass as a verdict on the store (here a read
+    # of its own write, NOT linearizable, from a history no store produced)
+    lines = [put("c1", "x", "a", 0, 2), get("c2", "x", None, 0.1, 0.2),
+             get("c1", "x", None, 1, 3)]
+    msg = _error(lines)
+    assert "lines 1 and 3" in msg and "client c1 at once" in msg, msg
+    # one whose answer never came lets its client go on; touching ones are sequential
+    ok = [put("c1", "x", "a", 0, None, ok=None), put("c1", "x", "b", 1, 2),
+          get("c1", "x", "b", 2, 3), put("c2", "x", "c", 2.5, 2.6)]
+    assert len(load_history(ok)) == 4
+
+
 def test_load_history_reads_files_and_skips_blank_lines(tmp_path):
     path = tmp_path / "h.jsonl"
     path.write_text(GOOD + "\n\n" + get("c2", "x", "a", 2, 3) + "\n")
