@@ -528,7 +528,10 @@ def _broker_cmd(args: argparse.Namespace) -> int:
                       flush=True)
             if adverts:
                 print("advertised on the LAN by zeroconf as roost-%s-broker: nodes whose "
-                      "config says \"discovery\": true find it" % args.fleet, flush=True)
+                      "config says \"discovery\": true find it%s" % (args.fleet, (
+                          " (the record signed with the fleet key)" if _advert_key(args) else
+                          " (unsigned: no fleet key in --plan or ROOST_FLEET_KEY, so nodes "
+                          "with an MQTT password do not take it)")), flush=True)
         while h.running():
             time.sleep(0.5)
     except KeyboardInterrupt:
@@ -555,18 +558,34 @@ def _running_from(d: Path) -> int | None:
     return pid if pid_alive(pid, "mosquitto") or pid_alive(pid, "--serve-embedded") else None
 
 
+def _advert_key(args: argparse.Namespace) -> str | None:
+    """The fleet key that signs the broker's zeroconf records: the plan's, or
+    ROOST_FLEET_KEY's (a node that logs in with a password takes no unsigned record)."""
+    if args.plan:
+        from roost.gateway.plan import KEY
+
+        try:
+            return (Path(args.plan) / KEY).read_text().strip() or None
+        except OSError:
+            return None
+    return os.environ.get("ROOST_FLEET_KEY") or None
+
+
 def _advertise(h: BrokerHandle, args: argparse.Namespace) -> list[Any]:
-    """The broker's zeroconf records (_mqtt._tcp, with its fleet), or [] without zeroconf."""
+    """The broker's zeroconf records (_mqtt._tcp, with its fleet, signed when the fleet key
+    is here), or [] without zeroconf."""
     from roost.gateway import discovery
 
     where = None if args.host == "0.0.0.0" else [args.host]
+    key = _advert_key(args)
     out: list[Any] = []
     try:
-        out.append(discovery.advertise_broker(h.port, fleet=args.fleet, interfaces=where))
+        out.append(discovery.advertise_broker(h.port, fleet=args.fleet, interfaces=where,
+                                              key=key))
         if h.tls_port:
             out.append(discovery.advertise_broker(
                 h.tls_port, fleet=args.fleet, tls=True, interfaces=where,
-                instance="roost-%s-broker-tls" % args.fleet))
+                instance="roost-%s-broker-tls" % args.fleet, key=key))
     except (ImportError, OSError, ValueError) as e:  # no zeroconf, no multicast interface
         print("roost broker: not advertised by zeroconf (%s)" % e, file=sys.stderr)
     return out

@@ -6,9 +6,12 @@ config (see docs/discovery.md); a Pi node, the gateway and the tools use this mo
 - ``advertise(node_id, fleet, port, role, props)`` registers ``<fleet>-<id>._roost._udp.local.``
   with TXT ``v=1 fleet=… id=… role=… port=… board=…`` (plus ``props``); ``handle.close()``
   withdraws it (a goodbye packet, so browsers forget it at once).
-- ``advertise_broker(port, fleet=…)`` registers the broker under the standard MQTT type
-  ``_mqtt._tcp.local.``; ``find_broker(timeout_s)`` returns ``mqtt://host:port`` URLs
-  (``mqtts://`` when its TXT says ``tls=1``), brokers of this fleet first.
+- ``advertise_broker(port, fleet=…, key=…)`` registers the broker under the standard MQTT
+  type ``_mqtt._tcp.local.``; ``find_broker(timeout_s)`` returns ``mqtt://host:port`` URLs
+  (``mqtts://`` when its TXT says ``tls=1``), brokers of this fleet first. With the fleet
+  key, the record carries its addresses and their HMAC (``addr=… sig=…``): a node that
+  logs in with a password takes only such a record (``find_broker(key=…, signed_only=True)``),
+  so an mDNS answer forged by a neighbour cannot collect the password.
 - ``browse(fleet, timeout_s, seeds=…)`` returns the fleet's peers as ``Peer(id, address,
   port, props, source)``; when nothing answers within ``timeout_s`` it returns the configured
   seeds instead (``source == "seed"``). ``find_broker`` falls back the same way.
@@ -24,6 +27,8 @@ line over the same functions (used by the namespace tests; ``--json`` for machin
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import ipaddress
 import json
 import signal
@@ -40,6 +45,7 @@ MQTT_TYPE = "_mqtt._tcp.local."
 TXT_VERSION = "1"
 ROLES = ("node", "gateway", "broker", "client")
 _TXT_ITEM_MAX = 255  # DNS-SD: one key=value string is at most 255 bytes
+_SIG_HEX = 32  # a broker record's HMAC-SHA256, truncated to 128 bits (hex)
 
 
 class Peer(NamedTuple):
@@ -188,29 +194,47 @@ def advertise(node_id: str, fleet: str, port: int, role: str = "node",
     return _register(ROOST_TYPE, name, server, port, _txt(txt), interfaces, addresses)
 
 
+def broker_sig(key: str, fleet: str, port: int, tls: str, addrs: str) -> str:
+    """The HMAC a broker record carries: over its fleet, port, TLS flag and addresses."""
+    msg = "roost-broker|%s|%d|%s|%s" % (fleet, port, tls, addrs)
+    return hmac.new(key.encode(), msg.encode(), hashlib.sha256).hexdigest()[:_SIG_HEX]
+
+
 def advertise_broker(port: int = 1883, fleet: str | None = None, tls: bool = False,
                      interfaces: Sequence[str] | None = None,
                      addresses: Sequence[str] | None = None,
-                     instance: str | None = None) -> Advertisement:
-    """Register an MQTT broker under the standard ``_mqtt._tcp.local.`` type."""
+                     instance: str | None = None, key: str | None = None) -> Advertisement:
+    """Register an MQTT broker under the standard ``_mqtt._tcp.local.`` type; with the fleet
+    key (and a fleet), its addresses go in the TXT record, signed."""
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError("port must be 1..65535")
     if fleet is not None and not is_valid_id(fleet):
         raise ValueError("fleet %r is not a valid id" % (fleet,))
+    if key and fleet is None:
+        raise ValueError("a signed broker record needs its fleet")
     txt: dict[str, object] = {"tls": "1" if tls else "0"}
+    addrs = _addresses(interfaces, addresses)
     if fleet is not None:
         txt["fleet"] = fleet
+    if key and fleet is not None:
+        txt["addr"] = ",".join(addrs)
+        txt["sig"] = broker_sig(key, fleet, port, txt["tls"], txt["addr"])
     base = _label(instance or ("roost-%s-broker" % (fleet or "any")))
     name = "%s.%s" % (base, MQTT_TYPE)
-    return _register(MQTT_TYPE, name, base + ".local.", port, _txt(txt), interfaces, addresses)
+    return _register(MQTT_TYPE, name, base + ".local.", port, _txt(txt), interfaces, addrs)
+
+
+def _addresses(interfaces: Sequence[str] | None, addresses: Sequence[str] | None) -> list[str]:
+    addrs = list(addresses) if addresses else interface_addresses(interfaces)
+    for a in addrs:
+        ipaddress.IPv4Address(a)  # ValueError for a bad address
+    return addrs
 
 
 def _register(type_, name, server, port, txt, interfaces, addresses) -> Advertisement:
     from zeroconf import ServiceInfo
 
-    addrs = list(addresses) if addresses else interface_addresses(interfaces)
-    for a in addrs:
-        ipaddress.IPv4Address(a)  # ValueError for a bad address
+    addrs = _addresses(interfaces, addresses)
     info = ServiceInfo(type_, name, port=port, properties=txt, server=server,
                        parsed_addresses=addrs)
     zc = _zeroconf(interfaces)
@@ -392,9 +416,13 @@ def browse(fleet: str, timeout_s: float = 3.0, interfaces: Sequence[str] | None 
     return sorted(out, key=lambda p: p.id)
 
 
-def _broker_urls(infos, fleet: str | None, stats: dict | None) -> list[str]:
-    """mqtt[s]://addr:port of each broker record: this fleet's first, then fleetless ones."""
-    mine, anyone = [], []
+def _broker_urls(infos, fleet: str | None, stats: dict | None, key: str | None = None,
+                 signed_only: bool = False) -> list[str]:
+    """mqtt[s]://addr:port of each broker record: this fleet's first, then fleetless ones.
+    With the fleet key, records signed with it come first, at the addresses they sign; a
+    record whose signature does not hold is skipped, and so is an unsigned one when
+    signed_only (a node that would give it a password)."""
+    signed, mine, anyone = [], [], []
     for info in infos:
         props = _decode_props(info.properties)
         if props is None:
@@ -404,16 +432,36 @@ def _broker_urls(infos, fleet: str | None, stats: dict | None) -> list[str]:
         if fleet is not None and theirs not in (None, "", fleet):
             _count(stats, "other_fleet")
             continue
-        addr = _pick_address(info.parsed_addresses(_v4()))
-        if addr is None or not isinstance(info.port, int) or not 0 < info.port < 65536:
+        port = info.port
+        if not isinstance(port, int) or not 0 < port < 65536:
             _count(stats, "no_address")
             continue
-        scheme = "mqtts" if props.get("tls") == "1" else "mqtt"
-        url = "%s://%s:%d" % (scheme, addr, info.port)
-        (mine if fleet is not None and theirs == fleet else anyone).append(url)
+        tls = props.get("tls", "")
+        sig = props.get("sig")
+        if key and sig is not None:
+            if not theirs or not hmac.compare_digest(
+                    sig, broker_sig(key, theirs, port, tls, props.get("addr", ""))):
+                _count(stats, "bad_signature")
+                continue
+            addrs = props.get("addr", "").split(",")
+        elif key and signed_only:
+            _count(stats, "unsigned")
+            continue
+        else:
+            addrs = info.parsed_addresses(_v4())
+        addr = _pick_address(addrs)
+        if addr is None:
+            _count(stats, "no_address")
+            continue
+        url = "%s://%s:%d" % ("mqtts" if tls == "1" else "mqtt", addr, port)
+        if key and sig is not None:
+            signed.append(url)
+        else:
+            (mine if fleet is not None and theirs == fleet else anyone).append(url)
     out: list[str] = []
-    mine.sort(key=lambda u: not u.startswith("mqtts://"))  # never TLS after a plain one
-    for u in mine + anyone:
+    for group in (signed, mine):
+        group.sort(key=lambda u: not u.startswith("mqtts://"))  # never TLS after a plain one
+    for u in signed + mine + anyone:
         if u not in out:
             out.append(u)
     return out
@@ -421,9 +469,11 @@ def _broker_urls(infos, fleet: str | None, stats: dict | None) -> list[str]:
 
 def find_broker(timeout_s: float = 3.0, fleet: str | None = None,
                 interfaces: Sequence[str] | None = None, seeds: Sequence[str] = (),
-                stats: dict | None = None, expect: int | None = None) -> list[str]:
-    """MQTT broker URLs seen on the LAN: this fleet's brokers first, then brokers that name
-    no fleet; brokers of another fleet are skipped. Falls back to ``seeds`` (URLs)."""
+                stats: dict | None = None, expect: int | None = None,
+                key: str | None = None, signed_only: bool = False) -> list[str]:
+    """MQTT broker URLs seen on the LAN: this fleet's brokers first (with ``key``, those
+    signed with it before all), then brokers that name no fleet; brokers of another fleet
+    are skipped. Falls back to ``seeds`` (URLs)."""
     if fleet is not None and not is_valid_id(fleet):
         raise ValueError("fleet %r is not a valid id" % (fleet,))
     if isinstance(seeds, str):
@@ -433,9 +483,11 @@ def find_broker(timeout_s: float = 3.0, fleet: str | None = None,
             raise ValueError("broker seed %r must be a URL like mqtt://host:1883" % (s,))
 
     def enough(infos) -> bool:
-        return expect is not None and len(_broker_urls(infos, fleet, None)) >= expect
+        return expect is not None and len(_broker_urls(infos, fleet, None, key,
+                                                       signed_only)) >= expect
 
-    found = _broker_urls(_browse_type(MQTT_TYPE, timeout_s, interfaces, enough), fleet, stats)
+    found = _broker_urls(_browse_type(MQTT_TYPE, timeout_s, interfaces, enough), fleet, stats,
+                         key, signed_only)
     return found or list(seeds)
 
 

@@ -26,16 +26,23 @@ def discover(cfg: dict[str, Any], log: Callable[[str], None],
         from roost.gateway import discovery
     except ImportError:  # pragma: no cover - zeroconf is a dependency
         return []
+    from roost.node import nodemain
+
     me, fleet = cfg["node_id"], cfg.get("fleet", "default")
     port = int((cfg.get("udp") or ["0.0.0.0", 4210])[1])
     members = cfg.get("members")
+    # a broker record must be signed with the fleet key before this node gives it a
+    # password: mDNS has no authentication, and anyone on the LAN can answer
+    password = bool(nodemain.mqtt_password(cfg))
+    seen: dict[str, int] = {}
     adverts = []
     try:
         if port:  # an ephemeral port is not known before the node binds it
             adverts.append(discovery.advertise(me, fleet, port, board=cfg.get("board", "pi")))
         with ThreadPoolExecutor(2) as pool:  # both at once: one wait, not two
             brokers = None if cfg.get("brokers") else pool.submit(
-                discovery.find_broker, timeout_s, fleet, expect=1)
+                discovery.find_broker, timeout_s, fleet, expect=1, stats=seen,
+                key=nodemain.fleet_key(cfg), signed_only=password)
             want = len(members) - 1 if members else None
             peers = pool.submit(discovery.browse, fleet, timeout_s, expect=want or None,
                                 role="node", exclude=[me])
@@ -49,6 +56,13 @@ def discover(cfg: dict[str, Any], log: Callable[[str], None],
     if urls:
         cfg["brokers"] = urls
         log("roost: found the broker at %s (zeroconf)" % ", ".join(urls))
+    skipped = [(seen.get("rx_rejected_" + k, 0), why) for k, why in (
+        ("unsigned", "unsigned (this node logs in with a password: start the broker with "
+                     "--plan DIR or ROOST_FLEET_KEY set)"),
+        ("bad_signature", "not signed with this fleet's key"))]
+    for n, why in skipped:
+        if n:
+            log("roost: ignored %d broker record%s %s" % (n, "" if n == 1 else "s", why))
     book = cfg.setdefault("peers", {})
     new = [p for p in found if p.id not in book and (not members or p.id in members)]
     for p in new:

@@ -33,7 +33,8 @@ def test_nodes_find_the_broker_and_each_other_by_zeroconf(tmp_path):
                                 env=env, cwd=str(ROOT), stdout=-1, stderr=-1, text=True)
             procs.append(broker)
             lines = [broker.stdout.readline() for _ in range(3)]
-            assert any("advertised on the LAN" in ln for ln in lines), lines
+            assert any("advertised on the LAN" in ln and "signed with the fleet key" in ln
+                       for ln in lines), lines
             for n in ("n01", "n02"):
                 d = tmp_path / n
                 d.mkdir()

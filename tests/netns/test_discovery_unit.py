@@ -171,3 +171,54 @@ def test_broker_urls_put_our_fleet_first_and_skip_other_fleets(monkeypatch):
     # without a fleet every broker with an address counts, in the order seen
     assert discovery._broker_urls(infos[:3], None, None) == [
         "mqtt://10.213.0.5:1883", "mqtt://10.213.0.6:1883", "mqtts://10.213.0.7:8883"]
+
+
+def _signed(fleet, port, tls, addrs, key="k" * 32, a_records=None):
+    props = {b"fleet": fleet.encode(), b"tls": tls.encode(), b"addr": ",".join(addrs).encode(),
+             b"sig": discovery.broker_sig(key, fleet, port, tls, ",".join(addrs)).encode()}
+    return FakeInfo(props, port=port, addrs=a_records or addrs)
+
+
+def test_a_node_with_a_password_takes_only_a_broker_record_signed_with_its_key(monkeypatch):
+    # anyone on the LAN can answer mDNS: a forged broker record would collect the password
+    # of every node that logs in to it. Records signed with the fleet key come first, at
+    # the addresses they sign (an A record someone else added for the name is not taken)
+    monkeypatch.setattr(discovery, "_adapters", lambda: [("eth0", "10.213.0.2", 24)])
+    key = "k" * 32
+    good = _signed("attic", 1883, "0", ["10.213.0.5"], a_records=["10.213.0.66", "10.213.0.5"])
+    forged = _signed("attic", 1883, "0", ["10.213.0.66"], key="someone-else's-key!")
+    moved = _signed("attic", 1883, "0", ["10.213.0.5"])
+    moved.properties[b"addr"] = b"10.213.0.66"  # the addresses changed, the signature not
+    unsigned = FakeInfo({b"fleet": b"attic", b"tls": b"0"}, port=1884, addrs=["10.213.0.7"])
+    stats = {}
+    assert discovery._broker_urls([unsigned, forged, moved, good], "attic", stats, key,
+                                  signed_only=True) == ["mqtt://10.213.0.5:1883"]
+    assert stats == {"rx_rejected_unsigned": 1, "rx_rejected_bad_signature": 2}
+    # without a password an unsigned record is taken, after the signed ones
+    assert discovery._broker_urls([unsigned, good], "attic", None, key) == [
+        "mqtt://10.213.0.5:1883", "mqtt://10.213.0.7:1884"]
+    # and a node without the key (the command line's find-broker) reads records as before
+    assert discovery._broker_urls([good], "attic", None) == ["mqtt://10.213.0.5:1883"]
+
+
+def test_roost_node_gives_its_password_to_no_unsigned_broker_and_says_so(monkeypatch):
+    from roost.gateway import node_cmd
+
+    monkeypatch.setattr(discovery, "_adapters", lambda: [("eth0", "10.213.0.2", 24)])
+    monkeypatch.setattr(discovery, "advertise", lambda *a, **k: None)
+    key = "k" * 32
+    unsigned = FakeInfo({b"fleet": b"attic", b"tls": b"0"}, port=1883, addrs=["10.213.0.66"])
+    records = {discovery.MQTT_TYPE: [unsigned], discovery.ROOST_TYPE: []}
+    monkeypatch.setattr(discovery, "_browse_type", lambda t, *a: records[t])
+    cfg = {"node_id": "n01", "fleet": "attic", "key": key, "mqtt_password": "pw",
+           "udp": ["0.0.0.0", 0]}
+    said = []
+    node_cmd.discover(cfg, said.append, 0.1)
+    assert "brokers" not in cfg
+    assert said == ["roost: ignored 1 broker record unsigned (this node logs in with a "
+                    "password: start the broker with --plan DIR or ROOST_FLEET_KEY set)"]
+    records[discovery.MQTT_TYPE] = [unsigned, _signed("attic", 1883, "0", ["10.213.0.5"])]
+    said.clear()
+    node_cmd.discover(cfg, said.append, 0.1)
+    assert cfg["brokers"] == ["mqtt://10.213.0.5:1883"]
+    assert said[0] == "roost: found the broker at mqtt://10.213.0.5:1883 (zeroconf)"
