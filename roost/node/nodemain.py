@@ -610,14 +610,21 @@ def _reading_json(r):
     return json.dumps(out)
 
 
+def _ha_id(name):
+    """An id in Home Assistant's alphabet (letters, digits, '_' and '-'), one to one: '_'
+    is written '__' and '.' '_d', so that "a.b", "a_b" and fleet "x_y" with node "z"
+    against fleet "x" with node "y_z" stay apart (each node's ACL grants its level only)."""
+    return name.replace("_", "__").replace(".", "_d")
+
+
 def ha_node(fleet, node_id):
-    """The node's level in its discovery topics, which its broker ACL grants it
-    (Home Assistant's node_id: letters, digits, '_' and '-', so a '.' becomes '_')."""
-    return ("roost_%s_%s" % (fleet, node_id)).replace(".", "_")
+    """The node's level in its discovery topics, which its broker ACL grants it."""
+    return "roost_%s_%s" % (_ha_id(fleet), _ha_id(node_id))
 
 
 def ha_topic(fleet, node_id, sensor, quantity):
-    return "homeassistant/sensor/%s/%s_%s/config" % (ha_node(fleet, node_id), sensor, quantity)
+    return "homeassistant/sensor/%s/%s_%s/config" % (ha_node(fleet, node_id), _ha_id(sensor),
+                                                      _ha_id(quantity))
 
 
 _HA_CLASS = {"temperature": "temperature", "humidity": "humidity", "pressure": "pressure",
@@ -626,7 +633,7 @@ _HA_CLASS = {"temperature": "temperature", "humidity": "humidity", "pressure": "
 
 def ha_config(fleet, node_id, sensor, quantity, unit):
     """A Home Assistant MQTT discovery config for one quantity of one sensor."""
-    uid = "roost_%s_%s_%s_%s" % (fleet, node_id, sensor, quantity)
+    uid = "%s_%s_%s" % (ha_node(fleet, node_id), _ha_id(sensor), _ha_id(quantity))
     cfg = {
         "name": "%s %s" % (sensor, quantity),
         "unique_id": uid,
@@ -637,7 +644,7 @@ def ha_config(fleet, node_id, sensor, quantity, unit):
         "availability_topic": topic(fleet, node_id, "status"),
         "payload_available": "online",
         "payload_not_available": "offline",
-        "device": {"identifiers": ["roost_%s_%s" % (fleet, node_id)],
+        "device": {"identifiers": [ha_node(fleet, node_id)],
                    "name": "roost %s" % node_id, "manufacturer": "roost"},
     }
     if unit and unit != "bool":

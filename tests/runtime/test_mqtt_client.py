@@ -15,7 +15,7 @@ import pytest
 
 from roost.gateway.broker import free_port
 from roost.node.mqtt import MQTTClient, MQTTConfig
-from roost.node.nodemain import ha_topic
+from roost.node.nodemain import ha_config, ha_topic
 from tests.runtime.brokers import KINDS, broker, micropython, until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -282,6 +282,25 @@ def test_acl_node_publishes_only_under_its_own_topics(kind, tmp_path):
         asyncio.run(scenario())
     finally:
         h.stop()
+
+
+def test_home_assistant_names_of_two_nodes_never_meet():
+    # HA's alphabet has no '.': "a.b" was written "a_b", so nodes a.b and a_b (and fleet
+    # x_y's node z and fleet x's node y_z) shared one topic level, which each one's ACL
+    # granted: their sensors overwrote each other's configs, and either could write both
+    pairs = [(("f", "a.b"), ("f", "a_b")), (("x_y", "z"), ("x", "y_z")),
+             (("f", "a_db"), ("f", "a.b"))]
+    for one, other in pairs:
+        assert ha_topic(*one, "t", "temperature") != ha_topic(*other, "t", "temperature")
+        assert ha_topic(*one, "t", "temperature").split("/")[2] \
+            != ha_topic(*other, "t", "temperature").split("/")[2]
+    assert ha_topic("f", "n", "a_b", "c") != ha_topic("f", "n", "a", "b_c")
+    import json
+
+    cfg = json.loads(ha_config("f", "a.b", "t", "temperature", "C"))
+    assert cfg["unique_id"] != json.loads(ha_config("f", "a_b", "t", "temperature", "C"))[
+        "unique_id"]
+    assert set(cfg["unique_id"]) <= set("abcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 @pytest.mark.parametrize("kind", KINDS)
