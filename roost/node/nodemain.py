@@ -411,6 +411,9 @@ class Node:
         elif name == "paxos.hand_over":
             self.log("roost: %s hands the lead to %s (its group prefers a Pi as leader)"
                      % (self.id, e[2][1]))
+        elif name == "paxos.stood_back":
+            self.log("roost: %s stands back from its election: %s holds a long log tail, and "
+                     "leads instead" % (self.id, e[2][1]))
         elif name == "paxos.asked":
             self.log("roost: %s still %s: %d of the other replicas answer it as voters, it "
                      "needs %d" % (self.id, REBUILDING, e[2][1], e[2][2]))

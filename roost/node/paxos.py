@@ -84,7 +84,8 @@ with a fourth element, 1; the members in turn, the wait between asks doubling ac
 That member, if it holds every slot up to the leader's commit, asks who hears it (as an
 unsure replica does) and campaigns once a majority of the others answered; its ballot wins
 as any election's does. A board that won while the Pis were away, or rebuilt by winning, so
-leads only until one of them is back.
+leads only until one of them is back. A board candidate whose promise from a preferred member
+is more than one answer long stands back for it (a long tail may not fit a board's heap).
 
 Pre-vote (``pre_vote``, on by default): a voter whose election timer fires asks first
 whether the others hear no leader either (a PREPARE flagged 2, changing nothing), and
@@ -1267,6 +1268,17 @@ class PaxosCore:
             return self._reject("malformed")
         if self.role == FOLLOWER or (r, n) != self.ballot:
             return self._reject("old_ballot")
+        pref = self.config.prefer
+        if (last == 2 and self.role == CANDIDATE and not self._unsure and pref
+                and self.node_id not in pref and src in pref):
+            # a board campaigning beside a Pi that holds a long tail (more than one answer's
+            # parts: after a power cut under load, hundreds of KB): the tail may not fit the
+            # board's heap (an emulated board ran out of memory gathering one), and the Pi
+            # would be handed the lead anyway. It stands back: the Pi campaigns once no
+            # PREPARE resets its timer, and this replica answers it with its own short tail
+            self.stats["stood_back"] = self.stats.get("stood_back", 0) + 1
+            out.append((EVENT, "paxos.stood_back", [self.node_id, src]))
+            return self._become_follower(now_ms, out, 2 * self._election_timeout())
         mm = self.config.max_members
         for it in entries:
             if (not isinstance(it, list) or len(it) != 5 or not _uint(it[0])

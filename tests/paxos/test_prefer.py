@@ -78,3 +78,38 @@ def test_the_next_preferred_member_is_asked_when_the_first_cannot_take_the_lead(
     cl.advance(5000)
     assert cl.leader() == "n2" and cl.core("n1").unsure
     assert cl.violations == 0
+
+
+def test_a_board_far_behind_stands_back_for_the_pi_that_holds_the_long_tail():
+    """n3 (a board; the group prefers n1 and n2) was cut off while n1 led 150 slots of
+    600-character commands, and n2 is down. n3 campaigns: n1's promise is far more than one
+    answer's parts, a tail that may not fit a board's heap (an emulated board ran out of
+    memory gathering one). n3 stands back at the first answer, n1 leads again, and n3 is
+    caught up. Before, n3 gathered the whole tail and led."""
+    cl = Cluster(["n1", "n2", "n3"], config=PaxosConfig(prefer=["n1", "n2"], pre_vote=False))
+    cl.wait_leader()
+    cl.advance(300)
+    _lead(cl, "n1")
+    cl.isolate("n3")
+    pad = "x" * 600
+    for i in range(150):
+        assert cl.propose("n1", ["w", i, pad])
+        cl.advance(5)
+    cl.advance(200)
+    cl.crash("n2")
+    cl.heal()
+
+    def go(core, now):
+        out = []
+        core._start_election(now, out)
+        return out
+
+    cl.call("n3", go)
+    cl.advance(50)
+    assert cl.core("n3").stats.get("stood_back") == 1 and cl.leader() is None
+    assert len(cl.core("n3")._rec) < 20  # it kept no more than that first answer's values
+    assert cl.wait_leader(3000) == "n1"
+    assert cl.propose("n1", ["w", "after"])
+    cl.advance(2000)
+    assert cl.core("n3").applied_index == cl.core("n1").applied_index >= 151
+    assert cl.violations == 0
