@@ -639,7 +639,7 @@ class PaxosCore:
                 self._start_election(now_ms, out)
         elif self.role == CANDIDATE and self._retry_at is not None and now_ms >= self._retry_at:
             self._retry_at = now_ms + self.config.retry_ms
-            self._send_prepares(out, self._p1_from)
+            self._send_prepares(out, self._p1_from, now_ms)
         return out
 
     @property
@@ -730,6 +730,7 @@ class PaxosCore:
         self._rec = {}  # slot -> [round, node, value]: values found in phase 1
         self._rec_max = 0
         self._p1 = {}  # acceptor -> [from_slot, covered_to, done, parts ahead or None]
+        self._p1_at = {}  # acceptor -> when its promise parts last reached further
         self._p1_from = 0
         self._p1_more_at = 0
         self._next_slot = self.commit_index + 1
@@ -1174,6 +1175,7 @@ class PaxosCore:
         # an unsure replica's own promise does not count (its values below are chosen ones,
         # or values a leader proposed: either may be merged)
         self._p1 = {} if self._unsure else {self.node_id: [frm, _FAR, True, None]}
+        self._p1_at = {}
         self._nonce = 0
         self._heard_by = None  # an ask (as unsure, or asked to lead) ends here
         if self._unsure:
@@ -1189,7 +1191,7 @@ class PaxosCore:
             self._rec = {}
             self._rec_max = 0
             return self._become_leader(now_ms, out)
-        self._send_prepares(out, frm)
+        self._send_prepares(out, frm, now_ms)
         if self._unsure:
             self._new_group(out)  # a group of one: no answer will come
         if self._election_won():
@@ -1229,12 +1231,14 @@ class PaxosCore:
         if not self._unsure:
             self._election_at = now_ms
 
-    def _send_prepares(self, out, frm):
+    def _send_prepares(self, out, frm, now_ms):
         for m in self._peers(frm):
             st = self._p1.get(m)
             if st is None:
                 self._send(out, PREPARE, m, self._prepare_body(frm))
-            elif not st[2]:  # a part lost: asked again from where its parts reach
+            elif not st[2] and now_ms - self._p1_at.get(m, -_FAR) >= self.config.retry_ms:
+                # no part for retry_ms (one was lost): asked again from where its parts reach
+                # (while they come, the pull goes on by itself: a retry would start another)
                 self._send(out, PREPARE, m, self._prepare_body(st[1] if st[0] <= frm <= st[1]
                                                              else frm))
 
@@ -1293,13 +1297,16 @@ class PaxosCore:
         for it in entries:
             self._merge(it[0], it[1], it[2], it[3], it[4])
         had = st[1]
-        if self._p1_cover(st, lo, hi, last):
-            # the acceptor's parts for one PREPARE all came: ask for the next ones
+        if self._p1_cover(st, lo, hi, last) and self.role == CANDIDATE:
+            # the acceptor's parts for one PREPARE all came: ask for the next ones (a leader
+            # needs no more once it won; a later configuration's phase 1 is _prepare_more's)
             self._send(out, PREPARE, src, self._prepare_body(st[1]))
-        if st[1] > had and self.role == CANDIDATE:
-            # a long promise still coming: this election is not stuck (a new one would
-            # start it over)
-            self._election_at = now_ms + self._election_timeout()
+        if st[1] > had:
+            self._p1_at[src] = now_ms
+            if self.role == CANDIDATE:
+                # a long promise still coming: this election is not stuck (a new one would
+                # start it over)
+                self._election_at = now_ms + self._election_timeout()
         self._advance(out)
         if self.role == CANDIDATE:
             if self._election_won():

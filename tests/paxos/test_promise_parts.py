@@ -100,8 +100,8 @@ def test_a_long_promise_comes_a_few_parts_per_prepare_and_the_candidate_asks_for
 
 
 def test_a_retried_prepare_asks_from_where_the_parts_that_came_reach():
-    # the part that ends n2's first answer is lost: n1's retry asks from the end of the
-    # parts it has, not from the start again
+    # the part that ends n2's first answer is lost: once no part came for retry_ms, n1's
+    # retry asks from the end of the parts it has, not from the start again
     cfg = PaxosConfig(pre_vote=False, catchup_datagrams=3)
     n2 = PaxosCore("n2", small("n2"), IDS, NullSM(), cfg, storage=dict(NEW))
     n3 = small("n3")
@@ -114,5 +114,45 @@ def test_a_retried_prepare_asks_from_where_the_parts_that_came_reach():
     parts = [e[2] for e in n2.receive(2001, "n1", prep) if e[0] == SEND]
     for p in parts[:2]:
         assert not [e for e in n1.receive(2002, "n2", p) if e[0] == SEND and e[1] == "n2"]
-    retry = [e[2] for e in n1.tick(2000 + cfg.retry_ms) if e[0] == SEND and e[1] == "n2"]
+    # parts came at 2002: no retry before retry_ms has passed without one (a retry while
+    # they come would start a second pull beside the first)
+    assert not [e for e in n1.tick(2000 + cfg.retry_ms) if e[0] == SEND and e[1] == "n2"]
+    retry = [e[2] for e in n1.tick(2000 + 2 * cfg.retry_ms) if e[0] == SEND and e[1] == "n2"]
     assert [at_n2.open(p).body[2] for p in retry] == [3]
+
+
+def test_a_leader_pulls_no_more_of_a_promise_it_no_longer_needs():
+    # n1 wins with n2's whole promise; n3's first answer comes after the win, its last part
+    # flagged 2. Before, the leader went on pulling n3's log as it grew (each PREPARE also
+    # blanked n3's leader hint): 283 PREPAREs in 4 s in a review's run
+    cfg = PaxosConfig(pre_vote=False, catchup_datagrams=3)
+    n3c = small("n3")
+    acceptors = {}
+    for a, old in (("n2", "n3"), ("n3", "n2")):  # each accepted 7 slots of the other's term
+        acceptors[a] = PaxosCore(a, small(a), IDS, NullSM(), cfg, storage=dict(NEW))
+        ch = small(old)
+        for s in range(1, 8):
+            acceptors[a].receive(s, old, ch.seal(ACCEPT, a, [1, old, s, ["b", ["v" + "x" * 250]],
+                                                             0]))
+    n1 = PaxosCore("n1", small("n1"), IDS, NullSM(), cfg, storage=dict(NEW), now_ms=1000)
+    n1.receive(1000, "n3", n3c.seal(HEARTBEAT, "n1", [1, "n3", 0]))
+    eff = n1.tick(2000)
+    first = {a: [e[2] for e in eff if e[0] == SEND and e[1] == a][0] for a in acceptors}
+    n3_parts = [e[2] for e in acceptors["n3"].receive(2001, "n1", first["n3"]) if e[0] == SEND]
+    out = list(acceptors["n2"].receive(2001, "n1", first["n2"]))
+    now = 2002
+    while not n1.is_leader() and now < 2040:
+        nxt = []
+        for e in out:
+            if e[0] == SEND:
+                nxt += [x for x in n1.receive(now, "n2", e[2]) if x[0] == SEND and x[1] == "n2"]
+        out = []
+        for e in nxt:
+            out += acceptors["n2"].receive(now, "n1", e[2])
+        now += 1
+    assert n1.is_leader()
+    assert len(n3_parts) == 3 and small("n1").open(n3_parts[2]).body[5] == 2
+    to_n3 = []
+    for p in n3_parts:
+        to_n3 += [e[2] for e in n1.receive(now, "n3", p) if e[0] == SEND and e[1] == "n3"]
+    assert not [p for p in to_n3 if small("n3").open(p).kind == PREPARE]
