@@ -502,7 +502,9 @@ def _broker_cmd(args: argparse.Namespace) -> int:
         if args.host not in ("127.0.0.1", "localhost", "::1"):  # on the LAN: zeroconf
             adverts = _advertise(h, args)
             if adverts:
-                info["advertised"] = "roost-%s-broker" % args.fleet
+                from roost.gateway.discovery import broker_instance
+
+                info["advertised"] = broker_instance(args.fleet)
         if creds is not None:  # the gateway, roost kv and ota publish log in as admin
             pw_file = d.resolve() / "admin.password"
             pw_file.write_text((h.admin_password or "") + "\n")
@@ -527,8 +529,8 @@ def _broker_cmd(args: argparse.Namespace) -> int:
                       "--credentials FILE, gives each node its own password and topics)",
                       flush=True)
             if adverts:
-                print("advertised on the LAN by zeroconf as roost-%s-broker: nodes whose "
-                      "config says \"discovery\": true find it%s" % (args.fleet, (
+                print("advertised on the LAN by zeroconf as %s: nodes whose "
+                      "config says \"discovery\": true find it%s" % (info["advertised"], (
                           " (the record signed with the fleet key)" if _advert_key(args) else
                           " (unsigned: no fleet key in --plan or ROOST_FLEET_KEY, so nodes "
                           "with an MQTT password do not take it)")), flush=True)
@@ -585,7 +587,7 @@ def _advertise(h: BrokerHandle, args: argparse.Namespace) -> list[Any]:
         if h.tls_port:
             out.append(discovery.advertise_broker(
                 h.tls_port, fleet=args.fleet, tls=True, interfaces=where,
-                instance="roost-%s-broker-tls" % args.fleet, key=key))
+                instance=discovery.broker_instance(args.fleet, True), key=key))
     except (ImportError, OSError, ValueError) as e:  # no zeroconf, no multicast interface
         print("roost broker: not advertised by zeroconf (%s)" % e, file=sys.stderr)
     return out

@@ -194,6 +194,11 @@ def advertise(node_id: str, fleet: str, port: int, role: str = "node",
     return _register(ROOST_TYPE, name, server, port, _txt(txt), interfaces, addresses)
 
 
+def broker_instance(fleet: str | None, tls: bool = False) -> str:
+    """The broker's zeroconf instance name: roost-<fleet>-broker[-tls]."""
+    return "roost-%s-broker%s" % (fleet or "any", "-tls" if tls else "")
+
+
 def broker_sig(key: str, fleet: str, port: int, tls: str, addrs: str) -> str:
     """The HMAC a broker record carries: over its fleet, port, TLS flag and addresses."""
     msg = "roost-broker|%s|%d|%s|%s" % (fleet, port, tls, addrs)
@@ -219,7 +224,7 @@ def advertise_broker(port: int = 1883, fleet: str | None = None, tls: bool = Fal
     if key and fleet is not None:
         txt["addr"] = ",".join(addrs)
         txt["sig"] = broker_sig(key, fleet, port, txt["tls"], txt["addr"])
-    base = _label(instance or ("roost-%s-broker" % (fleet or "any")))
+    base = _label(instance or broker_instance(fleet))
     name = "%s.%s" % (base, MQTT_TYPE)
     return _register(MQTT_TYPE, name, base + ".local.", port, _txt(txt), interfaces, addrs)
 
