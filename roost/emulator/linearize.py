@@ -279,7 +279,9 @@ def _one_at_a_time(ops: list[Op], where: str) -> None:
     would otherwise pass as a verdict on the store. One whose answer never came (return
     null) lets its client go on; touching intervals are one after the other."""
     busy: dict[str, Op] = {}  # each client's answered operation that returned last
-    for o in sorted(ops, key=lambda o: (o.call, o.line)):
+    # (an operation of no length first among those called at one instant: the lines may
+    # come in any order)
+    for o in sorted(ops, key=lambda o: (o.call, _INF if o.ret is None else o.ret, o.line)):
         prev = busy.get(o.client)
         if prev is not None and prev.ret > o.call:
             first, second = sorted((prev, o), key=lambda x: x.line)

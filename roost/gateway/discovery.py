@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import os
 import signal
 import sys
 import threading
@@ -222,8 +223,16 @@ def advertise_broker(port: int = 1883, fleet: str | None = None, tls: bool = Fal
     if fleet is not None:
         txt["fleet"] = fleet
     if key and fleet is not None:
-        txt["addr"] = ",".join(addrs)
-        txt["sig"] = broker_sig(key, fleet, port, txt["tls"], txt["addr"])
+        joined = ",".join(addrs)
+        if len(("addr=" + joined).encode()) > _TXT_ITEM_MAX:
+            # more addresses than one TXT item holds (container bridges, VPNs): give the
+            # LAN's address (--host) to sign, or the record goes out unsigned
+            print("roost: %d addresses do not fit one signed zeroconf record: advertised "
+                  "unsigned (nodes with an MQTT password will not take it); give the LAN "
+                  "address with --host" % len(addrs), file=sys.stderr)
+        else:
+            txt["addr"] = joined
+            txt["sig"] = broker_sig(key, fleet, port, txt["tls"], joined)
     base = _label(instance or broker_instance(fleet))
     name = "%s.%s" % (base, MQTT_TYPE)
     return _register(MQTT_TYPE, name, base + ".local.", port, _txt(txt), interfaces, addrs)
@@ -444,8 +453,9 @@ def _broker_urls(infos, fleet: str | None, stats: dict | None, key: str | None =
         tls = props.get("tls", "")
         sig = props.get("sig")
         if key and sig is not None:
-            if not theirs or not hmac.compare_digest(
-                    sig, broker_sig(key, theirs, port, tls, props.get("addr", ""))):
+            if (not theirs or len(sig) != _SIG_HEX or sig.strip("0123456789abcdef")
+                    or not hmac.compare_digest(sig, broker_sig(key, theirs, port, tls,
+                                                               props.get("addr", "")))):
                 _count(stats, "bad_signature")
                 continue
             addrs = props.get("addr", "").split(",")
@@ -578,6 +588,7 @@ def _run(args: argparse.Namespace) -> int:
                 adv.name, ",".join(adv.addresses)))
         if args.cmd == "broker":
             adv = advertise_broker(args.port, fleet=args.fleet, tls=args.tls,
+                                   key=os.environ.get("ROOST_FLEET_KEY") if args.fleet else None,
                                    interfaces=args.interface)
             return _hold(adv, args.for_s, "advertising %s on %s" % (
                 adv.name, ",".join(adv.addresses)))

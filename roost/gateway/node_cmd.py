@@ -48,7 +48,7 @@ def discover(cfg: dict[str, Any], log: Callable[[str], None],
                                 role="node", exclude=[me])
             found = peers.result()
             urls = brokers.result() if brokers is not None else []
-    except (ImportError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - whatever the LAN answers, the node starts
         log("roost: discovery by zeroconf failed (%s); the config's addresses only" % e)
         for a in adverts:
             a.close()

@@ -615,8 +615,9 @@ def _reading_json(r):
 
 def _ha_id(name):
     """An id in Home Assistant's alphabet (letters, digits, '_' and '-'), one to one: '_'
-    is written '__' and '.' '_d', so that "a.b", "a_b" and fleet "x_y" with node "z"
-    against fleet "x" with node "y_z" stay apart (each node's ACL grants its level only)."""
+    is written '__' and '.' '_d', so that nodes "a.b" and "a_b" of a fleet stay apart
+    (each node's ACL grants its level only). Joined by '_', two fleets on one broker can
+    still meet ("site.dk"'s "d1" and "site"'s "ddk.1"), and so can a sensor and quantity."""
     return name.replace("_", "__").replace(".", "_d")
 
 

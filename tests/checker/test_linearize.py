@@ -351,6 +351,10 @@ def test_load_history_rejects_two_operations_of_one_client_at_once():
     ok = [put("c1", "x", "a", 0, None, ok=None), put("c1", "x", "b", 1, 2),
           get("c1", "x", "b", 2, 3), put("c2", "x", "c", 2.5, 2.6)]
     assert len(load_history(ok)) == 4
+    # an operation of no length (refused at once) and the next one, called at that instant,
+    # in either order of lines (a review found the second order refused)
+    zero = [put("c1", "x", "a", 1, 1, ok=False), get("c1", "x", None, 1, 2)]
+    assert len(load_history(zero)) == 2 and len(load_history(zero[::-1])) == 2
 
 
 def test_load_history_reads_files_and_skips_blank_lines(tmp_path):

@@ -197,6 +197,14 @@ def test_a_node_with_a_password_takes_only_a_broker_record_signed_with_its_key(m
     # without a password an unsigned record is taken, after the signed ones
     assert discovery._broker_urls([unsigned, good], "attic", None, key) == [
         "mqtt://10.213.0.5:1883", "mqtt://10.213.0.7:1884"]
+    # a signature that is no 32 hex digits is refused, not compared (a non-ASCII one made
+    # compare_digest raise, and every node with discovery failed to start)
+    stats = {}
+    for bad in ("é" * 32, "é", "AB" * 16, "0" * 31):
+        odd = _signed("attic", 1883, "0", ["10.213.0.5"])
+        odd.properties[b"sig"] = bad.encode()
+        assert discovery._broker_urls([odd], "attic", stats, key, signed_only=True) == []
+    assert stats == {"rx_rejected_bad_signature": 4}
     # and a node without the key (the command line's find-broker) reads records as before
     assert discovery._broker_urls([good], "attic", None) == ["mqtt://10.213.0.5:1883"]
 
@@ -222,3 +230,22 @@ def test_roost_node_gives_its_password_to_no_unsigned_broker_and_says_so(monkeyp
     node_cmd.discover(cfg, said.append, 0.1)
     assert cfg["brokers"] == ["mqtt://10.213.0.5:1883"]
     assert said[0] == "roost: found the broker at mqtt://10.213.0.5:1883 (zeroconf)"
+
+
+def test_a_broker_with_more_addresses_than_a_signed_record_holds_is_still_advertised(
+        monkeypatch, capsys):
+    # a host with container bridges and VPNs: ~20 addresses do not fit one 255-byte TXT
+    # item. Before, the signed record raised and the broker was not advertised at all; now
+    # it goes out unsigned, and says why
+    addrs = ["172.%d.0.1" % (16 + i) for i in range(16)] + ["192.168.%d.1" % i
+                                                           for i in range(100, 106)]
+    monkeypatch.setattr(discovery, "_adapters", lambda: [("if%d" % i, a, 16)
+                                                         for i, a in enumerate(addrs)])
+    got = {}
+    monkeypatch.setattr(discovery, "_register", lambda t, n, srv, port, txt, i, a: got.update(
+        txt=txt, addrs=a))
+    discovery.advertise_broker(1883, fleet="attic", key="k" * 32)
+    assert "sig" not in got["txt"] and len(got["addrs"]) == 22
+    assert "advertised unsigned" in capsys.readouterr().err
+    discovery.advertise_broker(1883, fleet="attic", key="k" * 32, addresses=["10.0.0.2"])
+    assert got["txt"]["addr"] == "10.0.0.2" and len(got["txt"]["sig"]) == 32
