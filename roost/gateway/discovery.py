@@ -497,9 +497,9 @@ def find_broker(timeout_s: float = 3.0, fleet: str | None = None,
         if not isinstance(s, str) or "://" not in s:
             raise ValueError("broker seed %r must be a URL like mqtt://host:1883" % (s,))
 
-    def enough(infos) -> bool:
+    def enough(infos) -> bool:  # with the key, only signed records end the wait early
         return expect is not None and len(_broker_urls(infos, fleet, None, key,
-                                                       signed_only)) >= expect
+                                                       bool(key))) >= expect
 
     found = _broker_urls(_browse_type(MQTT_TYPE, timeout_s, interfaces, enough), fleet, stats,
                          key, signed_only)
